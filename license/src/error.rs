@@ -182,3 +182,29 @@ pub enum Error {
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A stable, machine-readable name for the kind of failure, for `--output json` and APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::TooLarge { .. } => "too_large",
+            Error::Armor { .. } => "bad_armor",
+            Error::Malformed { .. } => "malformed",
+            Error::Algorithm { .. } => "wrong_algorithm",
+            Error::ForbiddenHeader { .. } => "forbidden_header",
+            Error::UnknownHeader { .. } => "unknown_header",
+            Error::WrongType { .. } => "wrong_type",
+            Error::UnknownKey { .. } => "unknown_key",
+            Error::KeyNotValid { .. } => "key_not_valid",
+            Error::BadSignature { .. } => "bad_signature",
+            Error::Invalid { .. } => "invalid_contents",
+            Error::Expired { .. } => "expired",
+            Error::NotYetValid { .. } => "not_yet_valid",
+            Error::IssuedInFuture { .. } => "issued_in_future",
+            Error::Rollback { .. } => "rollback",
+            Error::IssuerMismatch { .. } => "wrong_issuer",
+            Error::RootMismatch { .. } => "untrusted_root",
+            Error::Key(_) => "key_error",
+        }
+    }
+}

@@ -1,1 +1,28 @@
-fn main() {}
+//! `vendor-portal`: the Consign portal server and the vendor's command line.
+//!
+//! Today it holds the offline commands: `keys init|fingerprint|rotate` and `license sign`. The
+//! server (`serve`) and the commands that talk to it arrive with the portal (issue 4).
+
+mod cli;
+mod keydir;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    // Parse errors exit 2 with clap's usage message; everything else is ours.
+    let cli = cli::Cli::parse();
+    match cli.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", error_sentence(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes as one line, outermost first.
+fn error_sentence(err: &anyhow::Error) -> String {
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+}

@@ -1,0 +1,197 @@
+//! `vendor-portal keys`: create the vendor's keys, show the root fingerprint, rotate the
+//! license-signing key.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, UnixTime};
+use serde_json::json;
+
+use super::{Output, print_json};
+use crate::keydir::{KeyDir, LICENSE_KEY, RELEASE_KEY, RETIRED, ROOT_KEY};
+
+/// Default validity of license-signing and release keys: five years.
+const DEFAULT_VALIDITY_DAYS: u64 = 5 * 365;
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a root key, a license-signing key, a release key and the signed public keyset.
+    Init(InitArgs),
+    /// Print the root key's fingerprint (sha256:<hex>) for customers to pin.
+    Fingerprint(FingerprintArgs),
+    /// Add a new license-signing key and publish a new keyset; the old key stays valid until it
+    /// expires (or until --retire-after-days), so issued licenses keep working.
+    Rotate(RotateArgs),
+}
+
+/// Arguments of `keys init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory to create the keys in (must not hold keys yet).
+    #[arg(long)]
+    out: PathBuf,
+    /// The vendor's slug; licenses verified with this keyset must name it as issuer.
+    #[arg(long)]
+    issuer: Option<license::claims::Slug>,
+    /// Days the license-signing and release keys stay valid.
+    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+    validity_days: u64,
+}
+
+/// Arguments of `keys fingerprint`.
+#[derive(Debug, Args)]
+pub struct FingerprintArgs {
+    /// The key directory.
+    #[arg(long)]
+    keys: PathBuf,
+}
+
+/// Arguments of `keys rotate`.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The key directory (its root.key must be present: rotation is signed by the root).
+    #[arg(long)]
+    keys: PathBuf,
+    /// Days the new license-signing key stays valid.
+    #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
+    validity_days: u64,
+    /// Stop accepting the old key this many days from now instead of at its own expiry
+    /// (0 retires it at once: licenses it signed stop verifying).
+    #[arg(long)]
+    retire_after_days: Option<u64>,
+}
+
+impl KeysCommand {
+    /// Runs the subcommand.
+    pub fn run(self, output: Output) -> Result<()> {
+        match self {
+            KeysCommand::Init(args) => init(args, output),
+            KeysCommand::Fingerprint(args) => fingerprint(args, output),
+            KeysCommand::Rotate(args) => rotate(args, output),
+        }
+    }
+}
+
+fn new_entry(key: &SigningKey, prefix: &str, now: UnixTime, days: u64) -> KeyEntry {
+    KeyEntry {
+        kid: key.public_key().derive_kid(prefix),
+        public_key: key.public_key(),
+        not_before: now,
+        not_after: now.plus(days.saturating_mul(86_400)),
+    }
+}
+
+fn init(args: InitArgs, output: Output) -> Result<()> {
+    anyhow::ensure!(args.validity_days > 0, "--validity-days must be 1 or more");
+    let dir = KeyDir::create(&args.out)?;
+    let now = UnixTime::now();
+    let root = SigningKey::generate()?;
+    let signer = SigningKey::generate()?;
+    let release = SigningKey::generate()?;
+    let keyset = Keyset {
+        kind: KEYSET_TYPE.into(),
+        issuer: args.issuer,
+        seq: 1,
+        issued_at: now,
+        root: root.public_key(),
+        license_keys: vec![new_entry(&signer, "lic", now, args.validity_days)],
+        release_keys: vec![new_entry(&release, "rel", now, args.validity_days)],
+    };
+    let text = keyset.sign(&root)?;
+    dir.write_key(ROOT_KEY, &root)?;
+    dir.write_key(LICENSE_KEY, &signer)?;
+    dir.write_key(RELEASE_KEY, &release)?;
+    let keyset_path = dir.write_keyset(&text)?;
+    let fingerprint = root.public_key().fingerprint();
+    match output {
+        Output::Json => print_json(&json!({
+            "dir": args.out,
+            "root_fingerprint": fingerprint,
+            "keyset": keyset_path,
+            "keyset_seq": 1,
+            "license_key": keyset.license_keys[0].kid,
+            "release_key": keyset.release_keys[0].kid,
+        }))?,
+        Output::Text => {
+            println!("Created keys in {}", args.out.display());
+            println!("  {ROOT_KEY:<22} root key: signs keysets only. Move it offline now.");
+            println!("  {LICENSE_KEY:<22} license-signing key {}", keyset.license_keys[0].kid);
+            println!("  {RELEASE_KEY:<22} release key {}", keyset.release_keys[0].kid);
+            println!("  {:<22} public keyset (seq 1): give it to customers", "keyset.json");
+            println!("Root fingerprint: {fingerprint}");
+            println!("Customers pin this fingerprint; publish it where they can check it out of band.");
+        }
+    }
+    Ok(())
+}
+
+fn fingerprint(args: FingerprintArgs, output: Output) -> Result<()> {
+    let keyset = KeyDir::open(&args.keys)?.read_keyset()?;
+    let fingerprint = keyset.root_fingerprint();
+    match output {
+        Output::Json => print_json(&json!({ "root_fingerprint": fingerprint, "keyset_seq": keyset.keyset().seq }))?,
+        Output::Text => println!("{fingerprint}"),
+    }
+    Ok(())
+}
+
+fn rotate(args: RotateArgs, output: Output) -> Result<()> {
+    anyhow::ensure!(args.validity_days > 0, "--validity-days must be 1 or more");
+    let dir = KeyDir::open(&args.keys)?;
+    let root = dir
+        .read_key(ROOT_KEY)
+        .context("rotation needs the offline root key: bring root.key back into the key directory")?;
+    let current = dir.read_keyset()?;
+    let mut keyset = current.keyset().clone();
+    anyhow::ensure!(
+        root.public_key() == keyset.root,
+        "root.key is not the root of keyset.json: this key directory is inconsistent"
+    );
+    let now = UnixTime::now();
+    let old = dir.read_key(LICENSE_KEY)?;
+    let old_kid = old.public_key().derive_kid("lic");
+    if let Some(days) = args.retire_after_days {
+        let retire_at = now.plus(days.saturating_mul(86_400));
+        for entry in keyset.license_keys.iter_mut().filter(|k| k.kid == old_kid) {
+            entry.not_after = entry.not_after.min(retire_at.max(entry.not_before.plus(1)));
+        }
+    }
+    // Keys past their expiry verify nothing; drop them so the keyset does not grow forever.
+    keyset.license_keys.retain(|k| k.not_after > now);
+    let signer = SigningKey::generate()?;
+    let entry = new_entry(&signer, "lic", now, args.validity_days);
+    let new_kid = entry.kid.clone();
+    keyset.license_keys.push(entry);
+    keyset.seq += 1;
+    keyset.issued_at = now;
+    let text = keyset.sign(&root)?;
+    // Order matters for crash safety: keep the old key, stage the new one, publish the keyset
+    // that lists both, and only then make the new key current. A crash at any point leaves a
+    // current key that the published keyset lists.
+    let retired = dir.write_key(&format!("{RETIRED}/{old_kid}.key"), &old)?;
+    let staged = format!(".{LICENSE_KEY}.new");
+    dir.write_key(&staged, &signer)?;
+    dir.write_keyset(&text)?;
+    std::fs::rename(dir.path(&staged), dir.path(LICENSE_KEY)).context("cannot install the new license-signing key")?;
+    match output {
+        Output::Json => print_json(&json!({
+            "keyset_seq": keyset.seq,
+            "license_key": new_kid,
+            "retired_key": old_kid,
+            "license_keys": keyset.license_keys.iter().map(|k| json!({
+                "kid": k.kid, "not_before": k.not_before, "not_after": k.not_after,
+            })).collect::<Vec<_>>(),
+        }))?,
+        Output::Text => {
+            println!("New license-signing key {new_kid}; keyset is now seq {}.", keyset.seq);
+            for k in &keyset.license_keys {
+                println!("  {}  valid {} to {}", k.kid, k.not_before, k.not_after);
+            }
+            println!("The old key {old_kid} is kept in {}.", retired.display());
+            println!("Publish the new keyset.json to customers; licenses signed by {old_kid} verify until it expires.");
+        }
+    }
+    Ok(())
+}
