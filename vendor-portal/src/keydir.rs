@@ -39,7 +39,9 @@ pub struct KeyDir {
 impl KeyDir {
     /// Opens an existing key directory (it must hold a keyset).
     pub fn open(dir: &Path) -> Result<Self> {
-        let keys = Self { dir: dir.to_owned() };
+        let keys = Self {
+            dir: dir.to_owned(),
+        };
         if !keys.path(KEYSET).is_file() {
             bail!(
                 "{} holds no {KEYSET}: create keys with `vendor-portal keys init --out {}`",
@@ -63,7 +65,9 @@ impl KeyDir {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot restrict {} to its owner", dir.display()))?;
-        Ok(Self { dir: dir.to_owned() })
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
     }
 
     /// The path of `name` inside the directory.
@@ -75,16 +79,19 @@ impl KeyDir {
     pub fn read_key(&self, name: &str) -> Result<SigningKey> {
         let path = self.path(name);
         let pem = zeroize::Zeroizing::new(
-            fs::read_to_string(&path).with_context(|| format!("cannot read the private key {}", path.display()))?,
+            fs::read_to_string(&path)
+                .with_context(|| format!("cannot read the private key {}", path.display()))?,
         );
-        SigningKey::from_pem(&pem).with_context(|| format!("{} is not a usable key", path.display()))
+        SigningKey::from_pem(&pem)
+            .with_context(|| format!("{} is not a usable key", path.display()))
     }
 
     /// Writes a private key to a new file with mode 0600.
     pub fn write_key(&self, name: &str, key: &SigningKey) -> Result<PathBuf> {
         let path = self.path(name);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -102,7 +109,8 @@ impl KeyDir {
     pub fn read_keyset(&self) -> Result<TrustedKeyset> {
         let path = self.path(KEYSET);
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        Keyset::verify(&bytes, &TrustPin::default()).with_context(|| format!("{} is not a valid keyset", path.display()))
+        Keyset::verify(&bytes, &TrustPin::default())
+            .with_context(|| format!("{} is not a valid keyset", path.display()))
     }
 
     /// Replaces `keyset.json` atomically.

@@ -24,5 +24,8 @@ fn main() -> ExitCode {
 
 /// The error and its causes as one line, outermost first.
 fn error_sentence(err: &anyhow::Error) -> String {
-    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ")
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }

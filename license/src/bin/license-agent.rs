@@ -62,7 +62,8 @@ struct VerifyArgs {
 }
 
 fn parse_time(text: &str) -> Result<UnixTime, String> {
-    UnixTime::parse(text).ok_or_else(|| format!("{text:?} is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix seconds"))
+    UnixTime::parse(text)
+        .ok_or_else(|| format!("{text:?} is not YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix seconds"))
 }
 
 const STATE_FILE: &str = "trust-state.json";
@@ -70,7 +71,8 @@ const MAX_FILE_LEN: u64 = 1024 * 1024;
 
 fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
     use std::io::Read as _;
-    let file = std::fs::File::open(path).with_context(|| format!("cannot read the {what} {}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the {what} {}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(MAX_FILE_LEN + 1)
         .read_to_end(&mut bytes)
@@ -84,7 +86,8 @@ fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
 }
 
 fn read_text(path: &Path, what: &str) -> Result<String> {
-    String::from_utf8(read_limited(path, what)?).with_context(|| format!("the {what} {} is not text", path.display()))
+    String::from_utf8(read_limited(path, what)?)
+        .with_context(|| format!("the {what} {} is not text", path.display()))
 }
 
 fn main() -> ExitCode {
@@ -93,10 +96,17 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            let sentence = err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+            let sentence = err
+                .chain()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
             if output == Output::Json {
                 let code = err.downcast_ref::<Error>().map_or("error", Error::code);
-                println!("{}", json!({ "valid": false, "code": code, "error": sentence }));
+                println!(
+                    "{}",
+                    json!({ "valid": false, "code": code, "error": sentence })
+                );
             }
             eprintln!("error: {sentence}");
             ExitCode::FAILURE
@@ -142,7 +152,12 @@ fn verify(args: VerifyArgs, output: Output) -> Result<()> {
     let state_path = args.state_dir.as_ref().map(|dir| dir.join(STATE_FILE));
     let mut state = match &state_path {
         Some(path) if path.exists() => serde_json::from_slice(&read_limited(path, "trust state")?)
-            .with_context(|| format!("{} is not a trust state file; delete it to start over", path.display()))?,
+            .with_context(|| {
+                format!(
+                    "{} is not a trust state file; delete it to start over",
+                    path.display()
+                )
+            })?,
         _ => TrustState::default(),
     };
     if let Some(pin) = args.trust_root {
@@ -187,13 +202,24 @@ fn list<T: std::fmt::Display>(items: &[T], empty: &str) -> String {
     if items.is_empty() {
         empty.to_owned()
     } else {
-        items.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(T::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
-fn print_summary(verified: &VerifiedLicense, keyset: &license::TrustedKeyset, lifecycle: &license::Lifecycle) {
+fn print_summary(
+    verified: &VerifiedLicense,
+    keyset: &license::TrustedKeyset,
+    lifecycle: &license::Lifecycle,
+) {
     let c = verified.claims();
-    println!("VALID license {} (seq {}) for customer {}, app {}, plan {}", c.jti, c.seq, c.sub, c.aud, c.plan);
+    println!(
+        "VALID license {} (seq {}) for customer {}, app {}, plan {}",
+        c.jti, c.seq, c.sub, c.aud, c.plan
+    );
     println!(
         "  issued by {} with key {}, keyset seq {}, root {}",
         c.iss,
@@ -201,9 +227,14 @@ fn print_summary(verified: &VerifiedLicense, keyset: &license::TrustedKeyset, li
         keyset.keyset().seq,
         keyset.root_fingerprint()
     );
-    println!("  valid {} to {}; term {} to {}", c.nbf, c.exp, c.term.start, c.term.end);
+    println!(
+        "  valid {} to {}; term {} to {}",
+        c.nbf, c.exp, c.term.start, c.term.end
+    );
     match (&lifecycle.reason, lifecycle.until) {
-        (Some(reason), Some(until)) => println!("  state {} until {until}: {reason}", lifecycle.state),
+        (Some(reason), Some(until)) => {
+            println!("  state {} until {until}: {reason}", lifecycle.state)
+        }
         (Some(reason), None) => println!("  state {}: {reason}", lifecycle.state),
         _ => println!("  state {}", lifecycle.state),
     }
@@ -213,21 +244,39 @@ fn print_summary(verified: &VerifiedLicense, keyset: &license::TrustedKeyset, li
     let e = &c.entitlements;
     println!("  features: {}", list(&e.features, "none"));
     for (name, limit) in &e.limits {
-        let overage = limit.overage.map(|o| format!(" (+{o} overage)")).unwrap_or_default();
+        let overage = limit
+            .overage
+            .map(|o| format!(" (+{o} overage)"))
+            .unwrap_or_default();
         println!("  limit {name}: {}{overage}", limit.max);
     }
     for (name, quota) in &e.quotas {
-        let overage = quota.overage.map(|o| format!(" (+{o} overage)")).unwrap_or_default();
-        println!("  quota {name}: {} per {:?}{overage}", quota.amount, quota.period);
+        let overage = quota
+            .overage
+            .map(|o| format!(" (+{o} overage)"))
+            .unwrap_or_default();
+        println!(
+            "  quota {name}: {} per {:?}{overage}",
+            quota.amount, quota.period
+        );
     }
     let b = &c.bindings;
-    let installs = b.max_installations.map_or("unlimited".to_owned(), |n| n.to_string());
+    let installs = b
+        .max_installations
+        .map_or("unlimited".to_owned(), |n| n.to_string());
     println!(
         "  AWS accounts: {}; regions: {}; installations: {installs}",
         list(&b.aws_accounts, "any"),
         list(&b.regions, "any")
     );
     let d = &c.distribution;
-    let cutoff = d.published_before.map(|t| format!(", published before {t}")).unwrap_or_default();
-    println!("  releases: channels {}, versions {}{cutoff}", list(&d.channels, "none"), d.versions.as_str());
+    let cutoff = d
+        .published_before
+        .map(|t| format!(", published before {t}"))
+        .unwrap_or_default();
+    println!(
+        "  releases: channels {}, versions {}{cutoff}",
+        list(&d.channels, "none"),
+        d.versions.as_str()
+    );
 }

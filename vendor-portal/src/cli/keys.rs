@@ -117,11 +117,22 @@ fn init(args: InitArgs, output: Output) -> Result<()> {
         Output::Text => {
             println!("Created keys in {}", args.out.display());
             println!("  {ROOT_KEY:<22} root key: signs keysets only. Move it offline now.");
-            println!("  {LICENSE_KEY:<22} license-signing key {}", keyset.license_keys[0].kid);
-            println!("  {RELEASE_KEY:<22} release key {}", keyset.release_keys[0].kid);
-            println!("  {:<22} public keyset (seq 1): give it to customers", "keyset.json");
+            println!(
+                "  {LICENSE_KEY:<22} license-signing key {}",
+                keyset.license_keys[0].kid
+            );
+            println!(
+                "  {RELEASE_KEY:<22} release key {}",
+                keyset.release_keys[0].kid
+            );
+            println!(
+                "  {:<22} public keyset (seq 1): give it to customers",
+                "keyset.json"
+            );
             println!("Root fingerprint: {fingerprint}");
-            println!("Customers pin this fingerprint; publish it where they can check it out of band.");
+            println!(
+                "Customers pin this fingerprint; publish it where they can check it out of band."
+            );
         }
     }
     Ok(())
@@ -131,7 +142,9 @@ fn fingerprint(args: FingerprintArgs, output: Output) -> Result<()> {
     let keyset = KeyDir::open(&args.keys)?.read_keyset()?;
     let fingerprint = keyset.root_fingerprint();
     match output {
-        Output::Json => print_json(&json!({ "root_fingerprint": fingerprint, "keyset_seq": keyset.keyset().seq }))?,
+        Output::Json => print_json(
+            &json!({ "root_fingerprint": fingerprint, "keyset_seq": keyset.keyset().seq }),
+        )?,
         Output::Text => println!("{fingerprint}"),
     }
     Ok(())
@@ -140,9 +153,9 @@ fn fingerprint(args: FingerprintArgs, output: Output) -> Result<()> {
 fn rotate(args: RotateArgs, output: Output) -> Result<()> {
     anyhow::ensure!(args.validity_days > 0, "--validity-days must be 1 or more");
     let dir = KeyDir::open(&args.keys)?;
-    let root = dir
-        .read_key(ROOT_KEY)
-        .context("rotation needs the offline root key: bring root.key back into the key directory")?;
+    let root = dir.read_key(ROOT_KEY).context(
+        "rotation needs the offline root key: bring root.key back into the key directory",
+    )?;
     let current = dir.read_keyset()?;
     let mut keyset = current.keyset().clone();
     anyhow::ensure!(
@@ -174,7 +187,8 @@ fn rotate(args: RotateArgs, output: Output) -> Result<()> {
     let staged = format!(".{LICENSE_KEY}.new");
     dir.write_key(&staged, &signer)?;
     dir.write_keyset(&text)?;
-    std::fs::rename(dir.path(&staged), dir.path(LICENSE_KEY)).context("cannot install the new license-signing key")?;
+    std::fs::rename(dir.path(&staged), dir.path(LICENSE_KEY))
+        .context("cannot install the new license-signing key")?;
     match output {
         Output::Json => print_json(&json!({
             "keyset_seq": keyset.seq,
@@ -185,12 +199,17 @@ fn rotate(args: RotateArgs, output: Output) -> Result<()> {
             })).collect::<Vec<_>>(),
         }))?,
         Output::Text => {
-            println!("New license-signing key {new_kid}; keyset is now seq {}.", keyset.seq);
+            println!(
+                "New license-signing key {new_kid}; keyset is now seq {}.",
+                keyset.seq
+            );
             for k in &keyset.license_keys {
                 println!("  {}  valid {} to {}", k.kid, k.not_before, k.not_after);
             }
             println!("The old key {old_kid} is kept in {}.", retired.display());
-            println!("Publish the new keyset.json to customers; licenses signed by {old_kid} verify until it expires.");
+            println!(
+                "Publish the new keyset.json to customers; licenses signed by {old_kid} verify until it expires."
+            );
         }
     }
     Ok(())

@@ -50,9 +50,12 @@ fn sign(args: SignArgs, output: Output) -> Result<()> {
     let signer = dir.read_key(LICENSE_KEY)?;
     let kid = signer.public_key().derive_kid("lic");
     let Some(entry) = keyset.license_key(&kid) else {
-        bail!("{LICENSE_KEY} (key {kid}) is not in keyset.json: this key directory is inconsistent");
+        bail!(
+            "{LICENSE_KEY} (key {kid}) is not in keyset.json: this key directory is inconsistent"
+        );
     };
-    let bytes = std::fs::read(&args.claims).with_context(|| format!("cannot read {}", args.claims.display()))?;
+    let bytes = std::fs::read(&args.claims)
+        .with_context(|| format!("cannot read {}", args.claims.display()))?;
     let now = UnixTime::now();
     let claims = LicenseRequest::from_json(&bytes)
         .and_then(|request| request.into_claims(keyset.keyset().issuer.as_ref(), now))
@@ -67,8 +70,11 @@ fn sign(args: SignArgs, output: Output) -> Result<()> {
     let armored = sign_license(&claims, &kid, &signer)?;
     // Check our own output with the published keyset before anyone else relies on it.
     let options = VerifyOptions::at(claims.nbf.max(now));
-    keyset.verify_license(&armored, &options).context("the signed license does not verify against keyset.json")?;
-    std::fs::write(&args.out, &armored).with_context(|| format!("cannot write {}", args.out.display()))?;
+    keyset
+        .verify_license(&armored, &options)
+        .context("the signed license does not verify against keyset.json")?;
+    std::fs::write(&args.out, &armored)
+        .with_context(|| format!("cannot write {}", args.out.display()))?;
     match output {
         Output::Json => print_json(&json!({ "file": args.out, "kid": kid, "claims": claims }))?,
         Output::Text => {
@@ -76,7 +82,10 @@ fn sign(args: SignArgs, output: Output) -> Result<()> {
                 "Signed license {} (seq {}) for {} on app {}, plan {}",
                 claims.jti, claims.seq, claims.sub, claims.aud, claims.plan
             );
-            println!("  valid {} to {}, signed with {kid}", claims.nbf, claims.exp);
+            println!(
+                "  valid {} to {}, signed with {kid}",
+                claims.nbf, claims.exp
+            );
             println!("  written to {}", args.out.display());
         }
     }

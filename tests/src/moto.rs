@@ -1,0 +1,125 @@
+//! The moto server as the tests' AWS account: started on a free loopback port, stopped on drop.
+//!
+//! `scripts/test` installs the pinned moto into `.venv` and exports `CONSIGN_MOTO_SERVER`.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running moto server.
+pub struct Moto {
+    child: Child,
+    port: u16,
+}
+
+/// Where the moto server executable is: `CONSIGN_MOTO_SERVER`, else the workspace's `.venv`.
+pub fn moto_server_path() -> PathBuf {
+    if let Some(path) = std::env::var_os("CONSIGN_MOTO_SERVER") {
+        return PathBuf::from(path);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+}
+
+impl Moto {
+    /// Starts moto on a free port and waits until it answers.
+    pub fn start() -> Moto {
+        let path = moto_server_path();
+        assert!(
+            path.is_file(),
+            "{} is missing: run scripts/test once to install the pinned moto server",
+            path.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(&path)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while moto.get("/moto-api/").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer on port {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    /// The endpoint URL for SDK clients (`localhost`, so S3 URLs are parsed path-style).
+    pub fn endpoint(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    /// An AWS query-protocol call (`Action=...&Version=...`) to `service`. moto routes requests by
+    /// the service in the SigV4 credential scope and does not check the signature itself.
+    pub fn aws_query(&self, service: &str, body: &str) -> Option<(u16, String)> {
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, \
+             SignedHeaders=host, Signature=0"
+        );
+        self.request(
+            "POST",
+            "/",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Authorization", &auth),
+            ],
+            body,
+        )
+    }
+
+    /// A raw HTTP/1.1 request; returns the status and body, or `None` if nothing answered.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\n",
+            self.port
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        stream.write_all(head.as_bytes()).ok()?;
+        stream.write_all(body.as_bytes()).ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path, &[], "")
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
