@@ -59,6 +59,9 @@ pub mod request;
 pub mod time;
 pub mod verify;
 
+/// The semver crate, re-exported so callers build [`ReleaseRef`] versions with the same types.
+pub use semver;
+
 pub use claims::{Claims, LICENSE_TYP};
 pub use entitlements::{Denial, Lifecycle, LimitStatus, QuotaStatus, ReleaseRef, State};
 pub use error::{Error, Result};
