@@ -51,70 +51,120 @@ pub fn dearmor(text: &str) -> Result<String> {
     if !text.is_ascii() {
         return Err(armor_error("it contains non-ASCII characters"));
     }
-    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    let without_crlf = text.replace("\r\n", "");
-    if without_crlf.contains('\r') {
-        return Err(armor_error(
-            "it has a bare carriage return (or mixes CRLF and LF line endings)",
-        ));
-    }
-    if eol == "\r\n" && without_crlf.contains('\n') {
-        return Err(armor_error("it mixes CRLF and LF line endings"));
-    }
+    let eol = line_ending(text.as_bytes())?;
     let Some(rest) = text.strip_prefix(BEGIN) else {
         return Err(armor_error(format!("the first line must be {BEGIN}")));
     };
-    let Some(rest) = rest.strip_prefix(eol) else {
+    let Some(mut rest) = rest.strip_prefix(eol) else {
         return Err(armor_error(format!(
             "the {BEGIN} line must end with a line break"
         )));
     };
-    let end_at = rest.find(END).ok_or_else(|| {
-        armor_error(format!(
+    if !rest.contains(END) {
+        return Err(armor_error(format!(
             "the {END} line is missing (the file may be truncated)"
-        ))
-    })?;
-    let (body, tail) = rest.split_at(end_at);
-    let tail = &tail[END.len()..];
-    if !(tail.is_empty() || tail == eol) {
-        return Err(armor_error(format!("there is text after the {END} line")));
+        )));
     }
-    if body.is_empty() {
+    let crlf = eol == "\r\n";
+    let mut compact = String::with_capacity(rest.len());
+    let mut line_no = 1;
+    let mut previous_len = LINE_WIDTH;
+    loop {
+        line_no += 1;
+        // Splitting on a char uses memchr; a line ending is validated as a whole above.
+        let (line, next) = match rest.split_once('\n') {
+            Some((line, next)) => (
+                if crlf { &line[..line.len() - 1] } else { line },
+                Some(next),
+            ),
+            None => (rest, None),
+        };
+        if line.len() >= END.len() && line.starts_with(END) {
+            if line.len() > END.len() || next.is_some_and(|n| !n.is_empty()) {
+                return Err(armor_error(format!("there is text after the {END} line")));
+            }
+            break;
+        }
+        if line.is_empty() {
+            if line_no == 2 && next.is_some_and(|n| n.starts_with(END)) {
+                return Err(armor_error(
+                    "there is nothing between the BEGIN and END lines",
+                ));
+            }
+            return Err(armor_error(format!("body line {line_no} is blank")));
+        }
+        if previous_len != LINE_WIDTH {
+            return Err(armor_error(format!(
+                "body line {} is {previous_len} characters; lines are {LINE_WIDTH} except the last",
+                line_no - 1
+            )));
+        }
+        if let Some(bad) = line
+            .bytes()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')))
+        {
+            if line.contains(END) {
+                return Err(armor_error(format!(
+                    "the {END} line must start on a line of its own"
+                )));
+            }
+            return Err(armor_error(format!(
+                "body line {line_no} contains {:?}, which is not part of a license",
+                char::from(bad)
+            )));
+        }
+        if line.len() > LINE_WIDTH {
+            return Err(armor_error(format!(
+                "body line {line_no} is {} characters; lines are {LINE_WIDTH} except the last",
+                line.len()
+            )));
+        }
+        compact.push_str(line);
+        previous_len = line.len();
+        match next {
+            Some(next) => rest = next,
+            None => {
+                return Err(armor_error(format!(
+                    "the {END} line is missing (the file may be truncated)"
+                )));
+            }
+        }
+    }
+    if compact.is_empty() {
         return Err(armor_error(
             "there is nothing between the BEGIN and END lines",
         ));
     }
-    let Some(body) = body.strip_suffix(eol) else {
-        return Err(armor_error(format!(
-            "the {END} line must start on a line of its own"
-        )));
-    };
-    let lines: Vec<&str> = body.split(eol).collect();
-    let mut compact = String::with_capacity(body.len());
-    for (i, line) in lines.iter().enumerate() {
-        let last = i + 1 == lines.len();
-        if line.is_empty() {
-            return Err(armor_error(format!("body line {} is blank", i + 2)));
-        }
-        if line.len() > LINE_WIDTH || (!last && line.len() != LINE_WIDTH) {
-            return Err(armor_error(format!(
-                "body line {} is {} characters; lines are {LINE_WIDTH} except the last",
-                i + 2,
-                line.len()
-            )));
-        }
-        if let Some(bad) = line
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-        {
-            return Err(armor_error(format!(
-                "body line {} contains {bad:?}, which is not part of a license",
-                i + 2
-            )));
-        }
-        compact.push_str(line);
-    }
     Ok(compact)
+}
+
+/// `"\n"`, or `"\r\n"` when every line break is CRLF; anything else is refused.
+fn line_ending(bytes: &[u8]) -> Result<&'static str> {
+    if !bytes.contains(&b'\r') {
+        return Ok("\n");
+    }
+    let (mut cr, mut lf, mut crlf) = (0usize, 0usize, 0usize);
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'\r' => {
+                cr += 1;
+                if bytes.get(i + 1) == Some(&b'\n') {
+                    crlf += 1;
+                }
+            }
+            b'\n' => lf += 1,
+            _ => {}
+        }
+    }
+    if cr != crlf {
+        return Err(armor_error(
+            "it has a bare carriage return (or mixes CRLF and LF line endings)",
+        ));
+    }
+    if lf != crlf {
+        return Err(armor_error("it mixes CRLF and LF line endings"));
+    }
+    Ok("\r\n")
 }
 
 #[cfg(test)]

@@ -229,10 +229,10 @@ pub struct Entitlements {
     #[serde(default)]
     pub features: Vec<FeatureName>,
     /// Ceilings on something counted at a point in time (seats, tenants, nodes).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::unique_map")]
     pub limits: BTreeMap<FeatureName, Limit>,
     /// Allowances of something consumed over a period (API calls per month).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::json::unique_map")]
     pub quotas: BTreeMap<FeatureName, Quota>,
 }
 

@@ -2,7 +2,10 @@
 //! maps would otherwise resolve silently, last one winning), nesting deeper than a small bound,
 //! and trailing data, before any typed parsing sees the bytes.
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -80,18 +83,74 @@ impl<'de> Visitor<'de> for Strict {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.deeper()?;
-        // Objects here are small (tens of keys), so a sorted Vec beats hashing.
-        let mut seen: Vec<String> = Vec::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match seen.binary_search_by(|k| k.as_str().cmp(&key)) {
+        // Objects here are small (tens of keys), so a sorted Vec beats hashing; keys without
+        // escapes are borrowed from the input, so this allocates only the Vec.
+        let mut seen: Vec<Cow<'de, str>> = Vec::new();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match seen.binary_search(&key) {
                 Ok(_) => {
                     return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
                 }
-                Err(at) => seen.insert(at, key.into_owned()),
+                Err(at) => seen.insert(at, key),
             }
             map.next_value_seed(inner)?;
         }
         Ok(())
+    }
+}
+
+/// Deserializes a map, refusing a key that appears twice (serde's own map impls keep the last).
+/// Used on the typed hot path, where the whole-document [`check_strict`] pass is not run.
+pub(crate) fn unique_map<'de, D, K, V>(deserializer: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: Deserializer<'de>,
+    K: de::Deserialize<'de> + Ord + fmt::Display,
+    V: de::Deserialize<'de>,
+{
+    struct UniqueMap<K, V>(PhantomData<(K, V)>);
+    impl<'de, K, V> Visitor<'de> for UniqueMap<K, V>
+    where
+        K: de::Deserialize<'de> + Ord + fmt::Display,
+        V: de::Deserialize<'de>,
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<K, V>()? {
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format_args!("duplicate key \"{key}\"")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(UniqueMap(PhantomData))
+}
+
+/// An object key, borrowed from the input when it has no escapes. (serde's own `Cow` impl always
+/// copies.)
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
