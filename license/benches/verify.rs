@@ -7,6 +7,11 @@
 //! `cargo bench -p license --bench verify` prints criterion's figures, then a ratio report from
 //! interleaved rounds (bare, full, bare, full, ...) so that both sides see the same machine state.
 
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark with a broken fixture should stop loudly"
+)]
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

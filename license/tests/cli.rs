@@ -1,6 +1,12 @@
 //! `license-agent inspect` and `verify` as an administrator runs them: exit codes, one-line
 //! reasons, JSON output, and rollback protection through --state-dir.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

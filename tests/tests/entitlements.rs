@@ -1,6 +1,12 @@
 //! Entitlement evaluation on a verified license: the answers the agent, the installer and the
 //! portal all rely on.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use license::claims::Period;
 use license::entitlements::period_bounds;
 use license::{Denial, ReleaseRef, State, UnixTime, VerifiedLicense};

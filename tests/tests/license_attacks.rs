@@ -4,6 +4,12 @@
 //! Forged tokens are built byte by byte; where a signature is needed to get past the signature
 //! check, it is a genuine one from the vendor's own key, so the test proves the *parser* refuses.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use license::{Error, Keyset, TrustPin, TrustState};
 use tests::{Vendor, at_now, b64, compact, now, unb64};
 

@@ -1,6 +1,12 @@
 //! Properties of the license format that must hold for every input: what is signed verifies to
 //! the same claims, and no single-character change to a signed license survives verification.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use license::claims::{AwsAccountId, FeatureName, Limit, Period, Quota, Slug};
 use license::{Claims, VerifyOptions};
 use proptest::prelude::*;

@@ -1,5 +1,11 @@
 //! The test AWS account that scripts/test installs answers like AWS: STS says who we are.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use tests::moto::Moto;
 
 #[test]

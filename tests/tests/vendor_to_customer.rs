@@ -3,6 +3,12 @@
 //! of band) and verifies; the vendor rotates keys; the admin's verifier follows the new keyset
 //! and refuses the old one.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -2,6 +2,12 @@
 //! `license sign`, checked by what they write and by verifying their output with the license
 //! library as a customer would.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
+
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
