@@ -79,7 +79,7 @@ pub fn dearmor(text: &str) -> Result<String> {
             ),
             None => (rest, None),
         };
-        if line.len() >= END.len() && line.starts_with(END) {
+        if line.starts_with(END) {
             if line.len() > END.len() || next.is_some_and(|n| !n.is_empty()) {
                 return Err(armor_error(format!("there is text after the {END} line")));
             }

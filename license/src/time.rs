@@ -90,8 +90,11 @@ impl UnixTime {
         (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
     }
 
-    /// Midnight UTC on the given calendar date (day clamped to the month's length).
+    /// Midnight UTC on the given calendar date (month clamped to 1–12, day to the month's
+    /// length, the result to [`UnixTime::MAX`]).
     pub fn from_civil_date(year: i64, month: i64, day: i64) -> Self {
+        let year = year.clamp(1970, 9999);
+        let month = month.clamp(1, 12);
         let day = day.clamp(1, days_in_month(year, month));
         let secs = days_from_civil(year, month, day) * 86_400;
         Self(u64::try_from(secs).unwrap_or(0).min(Self::MAX.0))
@@ -220,6 +223,26 @@ mod tests {
         ] {
             assert_eq!(UnixTime::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn from_civil_date_clamps_instead_of_panicking() {
+        assert_eq!(
+            UnixTime::from_civil_date(2026, 0, 0).to_string(),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            UnixTime::from_civil_date(2026, 13, 99).to_string(),
+            "2026-12-31T00:00:00Z"
+        );
+        assert_eq!(
+            UnixTime::from_civil_date(1900, 2, 30).to_string(),
+            "1970-02-28T00:00:00Z"
+        );
+        assert_eq!(
+            UnixTime::from_civil_date(i64::MAX, 1, 1).to_string(),
+            "9999-01-01T00:00:00Z"
+        );
     }
 
     #[test]

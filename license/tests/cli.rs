@@ -154,6 +154,25 @@ fn verify_output_json_carries_claims_and_state() {
 }
 
 #[test]
+fn verify_checks_the_account_and_region_when_asked() {
+    let f = Fixture::new();
+    let lic = f.write_license("l.lic", REQUEST);
+    let here = ["--aws-account", "123456789012", "--region", "eu-west-1"];
+    assert_eq!(verify(&f, &lic, &here).status.code(), Some(0));
+    let elsewhere = ["--aws-account", "210987654321", "--region", "eu-west-1"];
+    assert_fails_with(
+        &verify(&f, &lic, &elsewhere),
+        "may not run in account 210987654321, region eu-west-1: the license is bound to AWS accounts",
+    );
+    assert_eq!(
+        verify(&f, &lic, &["--aws-account", "123456789012"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
 fn verify_refuses_a_tampered_license_in_one_line() {
     let f = Fixture::new();
     let lic = f.write_license("l.lic", REQUEST);

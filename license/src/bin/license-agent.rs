@@ -59,6 +59,12 @@ struct VerifyArgs {
     /// Verify as of this time (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or Unix seconds) instead of now.
     #[arg(long, value_parser = parse_time)]
     at: Option<UnixTime>,
+    /// Also check that the license may run in this AWS account.
+    #[arg(long, requires = "region")]
+    aws_account: Option<String>,
+    /// Also check that the license may run in this AWS region.
+    #[arg(long, requires = "aws_account")]
+    region: Option<String>,
 }
 
 fn parse_time(text: &str) -> Result<UnixTime, String> {
@@ -180,6 +186,11 @@ fn verify(args: VerifyArgs, output: Output) -> Result<()> {
             .and_then(|()| std::fs::rename(&tmp, path))
             .with_context(|| format!("cannot save {}", path.display()))?;
     }
+    if let (Some(account), Some(region)) = (&args.aws_account, &args.region) {
+        verified.check_placement(account, region).with_context(|| {
+            format!("the license may not run in account {account}, region {region}")
+        })?;
+    }
     let lifecycle = verified.lifecycle(now, None);
     match output {
         Output::Json => println!(
@@ -243,21 +254,16 @@ fn print_summary(
     }
     let e = &c.entitlements;
     println!("  features: {}", list(&e.features, "none"));
+    let overage = |o: Option<u64>| o.map(|o| format!(" (+{o} overage)")).unwrap_or_default();
     for (name, limit) in &e.limits {
-        let overage = limit
-            .overage
-            .map(|o| format!(" (+{o} overage)"))
-            .unwrap_or_default();
-        println!("  limit {name}: {}{overage}", limit.max);
+        println!("  limit {name}: {}{}", limit.max, overage(limit.overage));
     }
     for (name, quota) in &e.quotas {
-        let overage = quota
-            .overage
-            .map(|o| format!(" (+{o} overage)"))
-            .unwrap_or_default();
         println!(
-            "  quota {name}: {} per {:?}{overage}",
-            quota.amount, quota.period
+            "  quota {name}: {} per {}{}",
+            quota.amount,
+            quota.period,
+            overage(quota.overage)
         );
     }
     let b = &c.bindings;
