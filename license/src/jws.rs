@@ -20,6 +20,8 @@ use crate::keys::{SIGNATURE_LEN, SigningKey};
 
 /// The only signature algorithm accepted.
 pub const ALG: &str = "EdDSA";
+/// The largest compact token accepted, in bytes (the armoured form's limit bounds it too).
+const MAX_TOKEN_LEN: usize = crate::armor::MAX_ARMORED_LEN;
 /// The largest header accepted, in bytes after base64 decoding.
 const MAX_HEADER_LEN: usize = 1024;
 /// Header parameters that would let a token choose its own verification key or change how it is
@@ -93,6 +95,13 @@ pub(crate) fn parse_compact<'a>(
     compact: &'a str,
     expected_typ: &'static str,
 ) -> Result<UnverifiedJws<'a>> {
+    if compact.len() > MAX_TOKEN_LEN {
+        return Err(Error::TooLarge {
+            what: "license",
+            size: compact.len(),
+            limit: MAX_TOKEN_LEN,
+        });
+    }
     let mut parts = compact.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -696,6 +696,13 @@ fn oversized_license() {
     let text = vendor.sign(&vendor.claims());
     let huge = text.replace("-----END", &format!("{}\n-----END", "A".repeat(64 * 1024)));
     assert_refused(&refuse_armored(&vendor, &huge), "too_large", "over the");
+    let token = format!(
+        "{}.{}.{}",
+        vendor.header(),
+        "A".repeat(20_000),
+        "A".repeat(86)
+    );
+    assert_refused(&refuse_compact(&vendor, &token), "too_large", "over the");
     // A signed payload that is merely large but under the limit still parses and is refused on
     // content, not by exhausting anything.
     let mut payload = payload_json(&vendor);
