@@ -1,0 +1,271 @@
+//! The signed bundle manifest: what a release is (app, version, notes, functions, assets,
+//! parameters, capabilities), what it creates and may do in AWS (resources and IAM permissions,
+//! read from the template at build), and every object it carries with its plaintext and sealed
+//! digests. Signed with the vendor's release key; the signature covers the exact manifest bytes,
+//! prefixed for domain separation from every other signature Consign makes.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::ParameterSpec;
+use crate::digest::{Digest, DigestKind};
+use crate::error::{Error, Result};
+use crate::limits::{BundlePath, Limits};
+use crate::seal;
+use crate::template::{Permission, Resource};
+
+/// What the release key signs: this prefix, then the manifest bytes.
+pub const SIGNING_PREFIX: &[u8] = b"consign-bundle-manifest-v1:";
+/// The manifest format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The signed manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    /// Always [`FORMAT_VERSION`].
+    pub format: u32,
+    /// The app's slug.
+    pub app: license::claims::Slug,
+    /// The app's display name.
+    pub name: String,
+    /// The release's version.
+    pub version: semver::Version,
+    /// Release notes (Markdown).
+    pub release_notes: String,
+    /// When the bundle was built.
+    pub built_at: license::UnixTime,
+    /// The oldest installer that can deploy it.
+    pub min_installer_version: semver::Version,
+    /// CloudFormation capabilities the stack needs.
+    pub capabilities: Vec<String>,
+    /// The template's object path.
+    pub template: BundlePath,
+    /// The template parameter receiving the artifact bucket's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_bucket_parameter: Option<String>,
+    /// Parameters the admin may set.
+    pub parameters: Vec<ParameterSpec>,
+    /// The functions.
+    pub functions: Vec<FunctionEntry>,
+    /// The static asset sets.
+    pub assets: Vec<AssetEntry>,
+    /// Resources the template declares.
+    pub resources: Vec<Resource>,
+    /// IAM permissions the template grants.
+    pub permissions: Vec<Permission>,
+    /// Every object in the bundle, in container order.
+    pub objects: Vec<ObjectEntry>,
+}
+
+/// A function in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionEntry {
+    /// Its name.
+    pub name: license::claims::Slug,
+    /// Lambda runtime.
+    pub runtime: String,
+    /// Handler.
+    pub handler: String,
+    /// Memory in MB.
+    pub memory: u32,
+    /// Timeout in seconds.
+    pub timeout: u32,
+    /// The feature that gates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature: Option<license::claims::FeatureName>,
+    /// The template parameter receiving its code's S3 key.
+    pub code_parameter: String,
+    /// The object holding its zip.
+    pub object: BundlePath,
+}
+
+/// A static asset set in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetEntry {
+    /// Its name.
+    pub name: license::claims::Slug,
+    /// The stack output naming the bucket to upload into.
+    pub bucket_output: String,
+    /// Its files' objects; the key in the bucket is the path after `assets/<name>/`.
+    pub files: Vec<BundlePath>,
+}
+
+/// What an object is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The CloudFormation template.
+    Template,
+    /// A function's code zip.
+    Function,
+    /// A static asset file.
+    Asset,
+}
+
+/// One object: plaintext identity and sealed identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectEntry {
+    /// Its path (`template.json`, `functions/posts.zip`, `assets/site/index.html`).
+    pub path: BundlePath,
+    /// What it is for.
+    pub role: Role,
+    /// SHA-256 of the plaintext: the object's address.
+    pub digest: Digest,
+    /// Plaintext size.
+    pub size: u64,
+    /// SHA-256 over the sealed header and chunk tags.
+    pub sealed_digest: Digest,
+    /// Sealed size.
+    pub sealed_size: u64,
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::Malformed(format!("the manifest {}", reason.into()))
+}
+
+impl BundleManifest {
+    /// Checks everything the types cannot: sizes against limits, digest kinds, sealed sizes
+    /// that follow from plaintext sizes, unique paths, and references that resolve.
+    pub fn validate(&self, limits: &Limits) -> Result<()> {
+        if self.format != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "has format {}; this tool reads format {FORMAT_VERSION}: upgrade it",
+                self.format
+            )));
+        }
+        if self.objects.len() > limits.max_objects as usize {
+            return Err(Error::TooLarge {
+                what: "object count",
+                size: self.objects.len() as u64,
+                limit: u64::from(limits.max_objects),
+            });
+        }
+        let mut paths = BTreeSet::new();
+        for o in &self.objects {
+            if !paths.insert(&o.path) {
+                return Err(invalid(format!("lists object {} twice", o.path)));
+            }
+            if o.size > limits.max_object_size {
+                return Err(Error::TooLarge {
+                    what: "object size",
+                    size: o.size,
+                    limit: limits.max_object_size,
+                });
+            }
+            if o.digest.kind() != DigestKind::Plain || o.sealed_digest.kind() != DigestKind::Sealed
+            {
+                return Err(invalid(format!(
+                    "gives object {} digests of the wrong kind",
+                    o.path
+                )));
+            }
+            if o.sealed_size != seal::sealed_size(o.size) {
+                return Err(invalid(format!(
+                    "gives object {} a sealed size that does not match its size",
+                    o.path
+                )));
+            }
+        }
+        let role_of = |path: &BundlePath| {
+            self.objects
+                .iter()
+                .find(|o| &o.path == path)
+                .map(|o| o.role)
+        };
+        if role_of(&self.template) != Some(Role::Template) {
+            return Err(invalid("names a template that is not among its objects"));
+        }
+        for f in &self.functions {
+            if role_of(&f.object) != Some(Role::Function) {
+                return Err(invalid(format!(
+                    "names code for {} that is not among its objects",
+                    f.name
+                )));
+            }
+        }
+        for a in &self.assets {
+            for file in &a.files {
+                if role_of(file) != Some(Role::Asset) {
+                    return Err(invalid(format!(
+                        "names asset {file} that is not among its objects"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The object at `path`.
+    pub fn object(&self, path: &BundlePath) -> Option<&ObjectEntry> {
+        self.objects.iter().find(|o| &o.path == path)
+    }
+
+    /// The distinct IAM actions the release holds.
+    pub fn actions(&self) -> Vec<String> {
+        let set: BTreeSet<&str> = self.permissions.iter().map(|p| p.action.as_str()).collect();
+        set.into_iter().map(str::to_owned).collect()
+    }
+}
+
+/// The manifest's signature: the release key's id and its Ed25519 signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestSignature {
+    /// The release key's id in the vendor's keyset.
+    pub kid: String,
+    /// The signature over [`SIGNING_PREFIX`] followed by the manifest bytes.
+    pub signature: [u8; 64],
+}
+
+fn signing_input(manifest_bytes: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(SIGNING_PREFIX.len() + manifest_bytes.len());
+    input.extend_from_slice(SIGNING_PREFIX);
+    input.extend_from_slice(manifest_bytes);
+    input
+}
+
+/// Signs manifest bytes with the release key named `kid`.
+pub fn sign_manifest(
+    manifest_bytes: &[u8],
+    kid: &str,
+    release_key: &license::SigningKey,
+) -> ManifestSignature {
+    ManifestSignature {
+        kid: kid.to_owned(),
+        signature: release_key.sign(&signing_input(manifest_bytes)),
+    }
+}
+
+/// Verifies manifest bytes against the vendor's keyset: the key must be one of its *release*
+/// keys, valid at `now`, and the signature must verify. Only then are the bytes parsed.
+pub fn verify_manifest(
+    manifest_bytes: &[u8],
+    signature: &ManifestSignature,
+    keyset: &license::TrustedKeyset,
+    now: license::UnixTime,
+    limits: &Limits,
+) -> Result<BundleManifest> {
+    let key = keyset.release_key(&signature.kid).ok_or_else(|| {
+        Error::Signature(format!(
+            "is signed by key {:?}, which is not a release key in the trusted keyset (a license key cannot sign releases)",
+            signature.kid
+        ))
+    })?;
+    key.check_valid_at(now, license::verify::DEFAULT_LEEWAY)?;
+    if !key
+        .public_key
+        .verify(&signing_input(manifest_bytes), &signature.signature)
+    {
+        return Err(Error::Signature(
+            "signature does not verify: the bundle was altered or signed by another key".into(),
+        ));
+    }
+    let manifest: BundleManifest = serde_json::from_slice(manifest_bytes)
+        .map_err(|e| invalid(format!("is not valid: {e}")))?;
+    manifest.validate(limits)?;
+    Ok(manifest)
+}
