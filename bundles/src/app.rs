@@ -60,6 +60,10 @@ pub struct FunctionInput {
     pub handler: String,
     /// A folder (zipped deterministically at build) or a prebuilt `.zip`, relative to the app folder.
     pub code: String,
+    /// Extra folders (relative to the app folder) whose files are added at the zip's root: code
+    /// shared between functions. Only with a folder `code`.
+    #[serde(default)]
+    pub include: Vec<String>,
     /// Memory in MB (128–10240); 128 by default.
     #[serde(default = "default_memory")]
     pub memory: u32,

@@ -224,6 +224,31 @@ impl<R: Read> BundleReader<R> {
     ) -> Result<Self> {
         let head = read_head(&mut reader, limits)?;
         let manifest = verify_manifest(&head.manifest_bytes, &head.signature, keyset, now, limits)?;
+        Self::finish_open(reader, manifest, head)
+    }
+
+    /// Reads the head and accepts the manifest only if its SHA-256 is `manifest_digest` (as
+    /// recorded in the bundle's own keys file): how a vendor opens a bundle they built without a
+    /// keyset. The signature is carried along but not checked.
+    pub fn open_pinned(
+        mut reader: R,
+        manifest_digest: &crate::Digest,
+        limits: &Limits,
+    ) -> Result<Self> {
+        let head = read_head(&mut reader, limits)?;
+        if crate::Digest::of(&head.manifest_bytes) != *manifest_digest {
+            return Err(Error::KeysFile(format!(
+                "it belongs to another bundle (its manifest is {manifest_digest}, this bundle's is {})",
+                crate::Digest::of(&head.manifest_bytes)
+            )));
+        }
+        let manifest: BundleManifest = serde_json::from_slice(&head.manifest_bytes)
+            .map_err(|e| Error::Malformed(format!("the manifest is not valid: {e}")))?;
+        manifest.validate(limits)?;
+        Self::finish_open(reader, manifest, head)
+    }
+
+    fn finish_open(mut reader: R, manifest: BundleManifest, head: BundleHead) -> Result<Self> {
         let count = u32::from_be_bytes(read_array(&mut reader, "the object count")?);
         if count as usize != manifest.objects.len() {
             return Err(Error::Malformed(format!(

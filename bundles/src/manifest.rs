@@ -269,3 +269,89 @@ pub fn verify_manifest(
     manifest.validate(limits)?;
     Ok(manifest)
 }
+
+impl BundleManifest {
+    /// A human-readable description: what the release is, what it creates in AWS and which IAM
+    /// permissions it holds, and its objects. Used by `release inspect` and `installer verify`.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        let _ = writeln!(s, "{} ({}) version {}", self.name, self.app, self.version);
+        let _ = writeln!(
+            s,
+            "  built {}; needs installer {} or later",
+            self.built_at, self.min_installer_version
+        );
+        if !self.capabilities.is_empty() {
+            let _ = writeln!(s, "  capabilities: {}", self.capabilities.join(", "));
+        }
+        for line in self.release_notes.trim().lines() {
+            let _ = writeln!(s, "  | {line}");
+        }
+        let _ = writeln!(s, "Functions:");
+        for f in &self.functions {
+            let feature = f
+                .feature
+                .as_ref()
+                .map(|x| format!(", feature {x}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {:<16} {} {} {} MB {} s{feature}",
+                f.name, f.runtime, f.handler, f.memory, f.timeout
+            );
+        }
+        if !self.assets.is_empty() {
+            let _ = writeln!(s, "Static assets:");
+            for a in &self.assets {
+                let _ = writeln!(
+                    s,
+                    "  {:<16} {} files into the bucket output {}",
+                    a.name,
+                    a.files.len(),
+                    a.bucket_output
+                );
+            }
+        }
+        if !self.parameters.is_empty() {
+            let _ = writeln!(s, "Parameters:");
+            for p in &self.parameters {
+                let default = p
+                    .default
+                    .as_deref()
+                    .map(|d| format!(" (default {d})"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    s,
+                    "  {}{default}: {}",
+                    p.name,
+                    p.description.as_deref().unwrap_or("")
+                );
+            }
+        }
+        let _ = writeln!(s, "AWS resources ({}):", self.resources.len());
+        for r in &self.resources {
+            let _ = writeln!(s, "  {:<24} {}", r.logical_id, r.kind);
+        }
+        let _ = writeln!(s, "IAM permissions:");
+        for p in &self.permissions {
+            let _ = writeln!(
+                s,
+                "  {:<16} {:<28} on {}",
+                p.principal, p.action, p.resource
+            );
+        }
+        let _ = writeln!(s, "Objects ({}):", self.objects.len());
+        for o in &self.objects {
+            let _ = writeln!(
+                s,
+                "  {:<8} {:<40} {:>10} bytes  {}",
+                format!("{:?}", o.role).to_lowercase(),
+                o.path.as_str(),
+                o.size,
+                o.digest
+            );
+        }
+        s
+    }
+}

@@ -1,8 +1,10 @@
 //! `vendor-portal`: the Consign portal server and the vendor's command line.
 //!
-//! Today it holds the offline commands: `keys init|fingerprint|rotate` and `license sign`. The
-//! server (`serve`) and the commands that talk to it arrive with the portal (issue 4).
+//! Today it holds the offline commands: `keys init|fingerprint|rotate`, `license sign` and
+//! `release build|inspect|open`. The server (`serve`) and the commands that talk to it arrive
+//! with the portal (issue 4).
 
+mod appdir;
 mod cli;
 mod keydir;
 

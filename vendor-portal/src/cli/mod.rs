@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod license;
+pub mod release;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -36,6 +37,9 @@ pub enum Command {
     /// Sign licenses offline with the vendor's license-signing key.
     #[command(subcommand)]
     License(license::LicenseCommand),
+    /// Build, inspect and open release bundles.
+    #[command(subcommand)]
+    Release(release::ReleaseCommand),
 }
 
 impl Cli {
@@ -44,6 +48,7 @@ impl Cli {
         match self.command {
             Command::Keys(cmd) => cmd.run(self.output),
             Command::License(cmd) => cmd.run(self.output),
+            Command::Release(cmd) => cmd.run(self.output),
         }
     }
 }

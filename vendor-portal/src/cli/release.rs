@@ -1,0 +1,379 @@
+//! `vendor-portal release`: build a bundle from an app folder, inspect one, open one.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use bundles::open::{ObjectSink, check_all, open_all};
+use bundles::{BundleReader, KeysFile, Limits, ObjectEntry};
+use clap::{Args, Subcommand};
+use license::UnixTime;
+use serde_json::json;
+
+use super::{Output, print_json};
+use crate::appdir;
+use crate::keydir::{KeyDir, RELEASE_KEY};
+
+/// `release` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Build a signed, encrypted bundle from an app folder (writes FILE.bundle and the secret
+    /// FILE.bundle.keys).
+    Build(BuildArgs),
+    /// Verify a bundle's signature and structure and show what it is, what AWS resources it
+    /// creates and which IAM permissions it holds.
+    Inspect(InspectArgs),
+    /// Verify and decrypt every object of a bundle into a new folder.
+    Open(OpenArgs),
+}
+
+/// Arguments of `release build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The app folder (with consign.toml).
+    app_dir: PathBuf,
+    /// The key directory (its release.key signs the bundle).
+    #[arg(long)]
+    keys: PathBuf,
+    /// Where to write the bundle; the keys go to the same name plus `.keys`.
+    #[arg(short = 'o', long = "out")]
+    out: PathBuf,
+    /// The previous version's keys file: unchanged objects keep their key, so their ciphertext is
+    /// byte-identical and the portal stores it once.
+    #[arg(long)]
+    previous_keys: Option<PathBuf>,
+}
+
+/// Arguments of `release inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The bundle.
+    bundle: PathBuf,
+    /// The vendor's keyset.json.
+    #[arg(long)]
+    trust: PathBuf,
+    /// Pin the vendor's root key (sha256:<hex>).
+    #[arg(long)]
+    trust_root: Option<String>,
+}
+
+/// Arguments of `release open`.
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    /// The bundle.
+    bundle: PathBuf,
+    /// The bundle's keys file.
+    #[arg(long)]
+    keys: PathBuf,
+    /// The folder to create (must not exist, or be empty).
+    #[arg(short = 'o', long = "out")]
+    out: PathBuf,
+    /// Also verify the manifest's signature against this keyset (the keys file alone already
+    /// pins the exact manifest the bundle was built with).
+    #[arg(long)]
+    trust: Option<PathBuf>,
+}
+
+impl ReleaseCommand {
+    /// Runs the subcommand.
+    pub fn run(self, output: Output) -> Result<()> {
+        match self {
+            ReleaseCommand::Build(args) => build(args, output),
+            ReleaseCommand::Inspect(args) => inspect(args, output),
+            ReleaseCommand::Open(args) => open(args, output),
+        }
+    }
+}
+
+/// `FILE.bundle` → `FILE.bundle.keys`.
+pub fn keys_path(bundle: &Path) -> PathBuf {
+    let mut name = bundle.as_os_str().to_owned();
+    name.push(".keys");
+    PathBuf::from(name)
+}
+
+fn read_keys_file(path: &Path) -> Result<KeysFile> {
+    let bytes = zeroize::Zeroizing::new(
+        fs::read(path).with_context(|| format!("cannot read the keys file {}", path.display()))?,
+    );
+    KeysFile::parse(&bytes).with_context(|| format!("{} is not usable", path.display()))
+}
+
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: make sure it is the owner's alone.
+    fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn build(args: BuildArgs, output: Output) -> Result<()> {
+    let dir = KeyDir::open(&args.keys)?;
+    let keyset = dir.read_keyset()?;
+    let release = dir.read_key(RELEASE_KEY)?;
+    let kid = release.public_key().derive_kid("rel");
+    let now = UnixTime::now();
+    let entry = keyset.release_key(&kid).with_context(|| {
+        format!(
+            "{RELEASE_KEY} (key {kid}) is not in keyset.json: this key directory is inconsistent"
+        )
+    })?;
+    entry
+        .check_valid_at(now, 0)
+        .context("the release key cannot sign today")?;
+    let mut builder = appdir::load(&args.app_dir)?;
+    if let Some(previous) = &args.previous_keys {
+        builder.reuse_keys(read_keys_file(previous)?);
+    }
+    let tmp = args.out.with_extension("bundle.partial");
+    let file =
+        fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let built = match builder.build(&kid, &release, now, BufWriter::new(file)) {
+        Ok(built) => built,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e).context("the bundle was not built");
+        }
+    };
+    // Read back what was written before calling it done.
+    let check = fs::File::open(&tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|f| {
+            Ok(BundleReader::open(
+                BufReader::new(f),
+                &keyset,
+                now,
+                &Limits::default(),
+            )?)
+        })
+        .and_then(|reader| Ok(check_all(reader)?));
+    if let Err(e) = check {
+        let _ = fs::remove_file(&tmp);
+        return Err(e).context("the bundle just built does not verify");
+    }
+    let keys_file = keys_path(&args.out);
+    write_secret(&keys_file, &built.keys.to_json()?)?;
+    fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
+    let size = fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    let m = &built.manifest;
+    match output {
+        Output::Json => print_json(&json!({
+            "bundle": args.out,
+            "keys": keys_file,
+            "app": m.app,
+            "version": m.version.to_string(),
+            "signed_by": kid,
+            "bytes": size,
+            "reused_keys": built.reused,
+            "objects": m.objects.iter().map(|o| json!({
+                "role": o.role, "path": o.path, "digest": o.digest, "size": o.size,
+                "sealed_digest": o.sealed_digest, "sealed_size": o.sealed_size,
+            })).collect::<Vec<_>>(),
+        }))?,
+        Output::Text => {
+            println!(
+                "Built {} {} → {} ({size} bytes), signed with {kid}",
+                m.app,
+                m.version,
+                args.out.display()
+            );
+            for o in &m.objects {
+                println!(
+                    "  {:<8} {:<40} {:>10} bytes  {}",
+                    format!("{:?}", o.role).to_lowercase(),
+                    o.path.as_str(),
+                    o.size,
+                    o.digest
+                );
+            }
+            if built.reused > 0 {
+                println!(
+                    "  {} objects kept their key and ciphertext from the previous version",
+                    built.reused
+                );
+            }
+            println!(
+                "Data keys written to {} (secret: keep it with the release key).",
+                keys_file.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Reads keyset.json with an optional pinned root.
+pub fn read_trusted_keyset(
+    path: &Path,
+    trust_root: Option<String>,
+) -> Result<license::TrustedKeyset> {
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read the keyset {}", path.display()))?;
+    let pin = license::TrustPin {
+        root_fingerprint: trust_root,
+        min_seq: 0,
+    };
+    license::Keyset::verify(&bytes, &pin)
+        .with_context(|| format!("the keyset {} is not trusted", path.display()))
+}
+
+fn open_bundle_file(path: &Path) -> Result<BufReader<fs::File>> {
+    let file = fs::File::open(path)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    Ok(BufReader::with_capacity(256 * 1024, file))
+}
+
+fn inspect(args: InspectArgs, output: Output) -> Result<()> {
+    let keyset = read_trusted_keyset(&args.trust, args.trust_root)?;
+    let reader = BundleReader::open(
+        open_bundle_file(&args.bundle)?,
+        &keyset,
+        UnixTime::now(),
+        &Limits::default(),
+    )
+    .with_context(|| format!("{} is refused", args.bundle.display()))?;
+    let manifest = reader.manifest().clone();
+    let kid = reader.signature().kid.clone();
+    let objects =
+        check_all(reader).with_context(|| format!("{} is refused", args.bundle.display()))?;
+    match output {
+        Output::Json => print_json(&json!({
+            "verified": true,
+            "signed_by": kid,
+            "objects_checked": objects,
+            "iam_actions": manifest.actions(),
+            "manifest": manifest,
+        }))?,
+        Output::Text => {
+            println!(
+                "VERIFIED: signed by release key {kid}; {objects} objects match the signed manifest"
+            );
+            print!("{}", manifest.describe());
+        }
+    }
+    Ok(())
+}
+
+/// Writes objects into a staging folder; the caller renames it into place at the end.
+struct StagingSink {
+    root: PathBuf,
+}
+
+impl StagingSink {
+    fn target(&self, entry: &ObjectEntry) -> PathBuf {
+        // BundlePath components are validated: no '..', no absolute paths, no separators.
+        entry
+            .path
+            .components()
+            .fold(self.root.clone(), |p, c| p.join(c))
+    }
+
+    fn partial(&self, entry: &ObjectEntry) -> PathBuf {
+        let target = self.target(entry);
+        let mut name = target.file_name().unwrap_or_default().to_owned();
+        name.push(".partial");
+        target.with_file_name(name)
+    }
+}
+
+impl ObjectSink for StagingSink {
+    fn begin(&mut self, entry: &ObjectEntry) -> bundles::Result<Box<dyn std::io::Write + '_>> {
+        let target = self.target(entry);
+        let io = |e| bundles::Error::Io {
+            context: format!("writing {}", target.display()),
+            source: e,
+        };
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io)?;
+        }
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.partial(entry))
+            .map_err(io)?;
+        Ok(Box::new(BufWriter::with_capacity(256 * 1024, file)))
+    }
+
+    fn commit(&mut self, entry: &ObjectEntry) -> bundles::Result<()> {
+        fs::rename(self.partial(entry), self.target(entry)).map_err(|e| bundles::Error::Io {
+            context: format!("writing {}", entry.path),
+            source: e,
+        })
+    }
+
+    fn abort(&mut self, entry: &ObjectEntry) {
+        let _ = fs::remove_file(self.partial(entry));
+    }
+}
+
+fn open(args: OpenArgs, output: Output) -> Result<()> {
+    if args.out.exists() {
+        let empty = fs::read_dir(&args.out)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
+        if !empty {
+            bail!(
+                "{} already exists and is not empty: choose a new folder",
+                args.out.display()
+            );
+        }
+    }
+    let keys = read_keys_file(&args.keys)?;
+    let now = UnixTime::now();
+    let source = open_bundle_file(&args.bundle)?;
+    let limits = Limits::default();
+    let reader = match &args.trust {
+        Some(trust) => BundleReader::open(source, &read_trusted_keyset(trust, None)?, now, &limits),
+        None => BundleReader::open_pinned(source, &keys.manifest, &limits),
+    }
+    .with_context(|| format!("{} is refused", args.bundle.display()))?;
+    let (app, version) = (
+        reader.manifest().app.clone(),
+        reader.manifest().version.clone(),
+    );
+    let parent = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".consign-open-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a staging folder in {}", parent.display()))?;
+    let mut sink = StagingSink {
+        root: staging.path().to_owned(),
+    };
+    let opened = open_all(reader, &keys, &mut sink).with_context(|| {
+        format!(
+            "{} was not opened; nothing was written",
+            args.bundle.display()
+        )
+    })?;
+    if args.out.exists() {
+        fs::remove_dir(&args.out)
+            .with_context(|| format!("cannot replace the empty folder {}", args.out.display()))?;
+    }
+    let staged = staging.keep();
+    fs::rename(&staged, &args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    match output {
+        Output::Json => print_json(
+            &json!({ "app": app, "version": version.to_string(), "objects": opened, "dir": args.out }),
+        )?,
+        Output::Text => println!(
+            "Opened {app} {version}: {opened} objects verified and decrypted into {}",
+            args.out.display()
+        ),
+    }
+    Ok(())
+}
