@@ -147,8 +147,19 @@ fn invalid(reason: impl Into<String>) -> Error {
 impl AppManifest {
     /// Parses `consign.toml`. Errors name the field and the line.
     pub fn parse(text: &str) -> Result<Self> {
-        let manifest: AppManifest = toml::from_str(text)
-            .map_err(|e| invalid(e.to_string().trim_end().replace('\n', " ")))?;
+        let manifest: AppManifest = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: ")
+            });
+            invalid(format!(
+                "{}{}",
+                at.unwrap_or_default(),
+                e.message().trim_end()
+            ))
+        })?;
         manifest.validate_shape()?;
         Ok(manifest)
     }

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use bundles::open::{ObjectSink, check_all, open_all};
-use bundles::{AppManifest, Builder, Built, BundlePath, BundleReader, KeysFile, Limits, ObjectEntry};
+use bundles::{
+    AppManifest, Builder, Built, BundlePath, BundleReader, KeysFile, Limits, ObjectEntry,
+};
 
 use crate::{Vendor, now};
 
@@ -79,7 +81,10 @@ impl AppFixture {
             }])
             .unwrap(),
             assets: vec![
-                ("index.html".into(), b"<!doctype html><title>tiny</title>".to_vec()),
+                (
+                    "index.html".into(),
+                    b"<!doctype html><title>tiny</title>".to_vec(),
+                ),
                 ("big.bin".into(), noise(3 * 65_536 + 1_000, 7)),
             ],
         }
@@ -87,11 +92,21 @@ impl AppFixture {
 
     /// Builds the bundle with `vendor`'s release key, reusing `previous` keys when given.
     pub fn build(&self, vendor: &Vendor, previous: Option<KeysFile>) -> (Vec<u8>, Built) {
-        let mut builder = Builder::new(AppManifest::parse(&self.toml).unwrap(), self.template.clone()).unwrap();
-        builder.add_function("worker", bundles::build::in_memory(self.function.clone())).unwrap();
+        let mut builder = Builder::new(
+            AppManifest::parse(&self.toml).unwrap(),
+            self.template.clone(),
+        )
+        .unwrap();
+        builder
+            .add_function("worker", bundles::build::in_memory(self.function.clone()))
+            .unwrap();
         for (path, data) in &self.assets {
             builder
-                .add_asset_file("site", &BundlePath::new(path.clone()).unwrap(), bundles::build::in_memory(data.clone()))
+                .add_asset_file(
+                    "site",
+                    &BundlePath::new(path.clone()).unwrap(),
+                    bundles::build::in_memory(data.clone()),
+                )
                 .unwrap();
         }
         if let Some(previous) = previous {
@@ -99,7 +114,9 @@ impl AppFixture {
         }
         let mut out = Vec::new();
         let kid = vendor.release.public_key().derive_kid("rel");
-        let built = builder.build(&kid, &vendor.release, now(), &mut out).unwrap();
+        let built = builder
+            .build(&kid, &vendor.release, now(), &mut out)
+            .unwrap();
         (out, built)
     }
 
@@ -129,7 +146,8 @@ impl ObjectSink for MemorySink {
         Ok(Box::new(&mut self.pending))
     }
     fn commit(&mut self, entry: &ObjectEntry) -> bundles::Result<()> {
-        self.committed.insert(entry.path.to_string(), std::mem::take(&mut self.pending));
+        self.committed
+            .insert(entry.path.to_string(), std::mem::take(&mut self.pending));
         Ok(())
     }
     fn abort(&mut self, _entry: &ObjectEntry) {
@@ -138,7 +156,11 @@ impl ObjectSink for MemorySink {
 }
 
 /// Verifies `bundle` against `vendor`'s keyset and opens it with `keys`.
-pub fn open_bytes(vendor: &Vendor, bundle: &[u8], keys: &KeysFile) -> bundles::Result<BTreeMap<String, Vec<u8>>> {
+pub fn open_bytes(
+    vendor: &Vendor,
+    bundle: &[u8],
+    keys: &KeysFile,
+) -> bundles::Result<BTreeMap<String, Vec<u8>>> {
     let reader = BundleReader::open(bundle, &vendor.trusted(), now(), &Limits::default())?;
     let mut sink = MemorySink::default();
     open_all(reader, keys, &mut sink)?;
@@ -147,7 +169,12 @@ pub fn open_bytes(vendor: &Vendor, bundle: &[u8], keys: &KeysFile) -> bundles::R
 
 /// Verifies `bundle`'s signature and structure without keys.
 pub fn check_bytes(vendor: &Vendor, bundle: &[u8]) -> bundles::Result<usize> {
-    check_all(BundleReader::open(bundle, &vendor.trusted(), now(), &Limits::default())?)
+    check_all(BundleReader::open(
+        bundle,
+        &vendor.trusted(),
+        now(),
+        &Limits::default(),
+    )?)
 }
 
 /// Where each part of a bundle lies.

@@ -2,7 +2,11 @@
 //! refused with a clear error, that nothing of the object under attack is kept, and that nothing
 //! panics.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a broken fixture should fail the test loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
 
 use bundles::seal::{CHUNK_SIZE, HEADER_LEN, TAG_LEN};
 use bundles::{BundleReader, Error, KeysFile, Limits};
@@ -39,7 +43,13 @@ impl Case {
 
     /// The index of the multi-chunk asset among the objects.
     fn big(&self) -> usize {
-        let reader = BundleReader::open(self.bundle.as_slice(), &self.vendor.trusted(), now(), &Limits::default()).unwrap();
+        let reader = BundleReader::open(
+            self.bundle.as_slice(),
+            &self.vendor.trusted(),
+            now(),
+            &Limits::default(),
+        )
+        .unwrap();
         reader
             .manifest()
             .objects
@@ -66,7 +76,10 @@ fn assert_refused(err: &Error, code: &str, says: &str) {
 #[test]
 fn a_genuine_bundle_opens_to_exactly_its_contents() {
     let c = case();
-    assert_eq!(open_bytes(&c.vendor, &c.bundle, &c.keys).unwrap(), c.app.expected());
+    assert_eq!(
+        open_bytes(&c.vendor, &c.bundle, &c.keys).unwrap(),
+        c.app.expected()
+    );
     assert_eq!(check_bytes(&c.vendor, &c.bundle).unwrap(), 4);
 }
 
@@ -102,7 +115,11 @@ fn flipped_byte_in_the_manifest() {
     let l = layout(&c.bundle);
     let mut forged = c.bundle.clone();
     forged[l.manifest.start + 40] ^= 0x01;
-    assert_refused(&c.refuse(&forged), "bad_signature", "signature does not verify");
+    assert_refused(
+        &c.refuse(&forged),
+        "bad_signature",
+        "signature does not verify",
+    );
 }
 
 #[test]
@@ -111,7 +128,11 @@ fn flipped_byte_in_the_signature() {
     let l = layout(&c.bundle);
     let mut forged = c.bundle.clone();
     forged[l.signature.start + 10] ^= 0x80;
-    assert_refused(&c.refuse(&forged), "bad_signature", "signature does not verify");
+    assert_refused(
+        &c.refuse(&forged),
+        "bad_signature",
+        "signature does not verify",
+    );
 }
 
 #[test]
@@ -120,27 +141,54 @@ fn flipped_byte_in_a_chunk() {
     let chunk = c.chunk_range(1);
     let mut forged = c.bundle.clone();
     forged[chunk.start + 100] ^= 0x01;
-    assert_refused(&c.refuse(&forged), "decrypt_failed", "chunk 1 fails authentication");
+    assert_refused(
+        &c.refuse(&forged),
+        "decrypt_failed",
+        "chunk 1 fails authentication",
+    );
     // Without keys the body is opaque, but a flipped tag is caught by the sealed digest.
     let mut forged = c.bundle.clone();
     forged[chunk.end - 1] ^= 0x01;
-    assert_refused(&check_bytes(&c.vendor, &forged).unwrap_err(), "object_mismatch", "sealed digest");
+    assert_refused(
+        &check_bytes(&c.vendor, &forged).unwrap_err(),
+        "object_mismatch",
+        "sealed digest",
+    );
 }
 
 #[test]
 fn truncated_at_a_chunk_boundary() {
     let c = case();
     let cut = c.chunk_range(2).start;
-    assert_refused(&c.refuse(&c.bundle[..cut]), "truncated", "chunk 2 of object assets/site/big.bin");
+    assert_refused(
+        &c.refuse(&c.bundle[..cut]),
+        "truncated",
+        "chunk 2 of object assets/site/big.bin",
+    );
 }
 
 #[test]
 fn truncated_inside_a_chunk() {
     let c = case();
     let cut = c.chunk_range(1).start + 1234;
-    assert_refused(&c.refuse(&c.bundle[..cut]), "truncated", "chunk 1 of object assets/site/big.bin");
-    for cut in [0, 10, 17, 22, layout(&c.bundle).manifest.start + 5, layout(&c.bundle).count.start + 2] {
-        assert_eq!(c.refuse(&c.bundle[..cut]).code(), "truncated", "cut at {cut}");
+    assert_refused(
+        &c.refuse(&c.bundle[..cut]),
+        "truncated",
+        "chunk 1 of object assets/site/big.bin",
+    );
+    for cut in [
+        0,
+        10,
+        17,
+        22,
+        layout(&c.bundle).manifest.start + 5,
+        layout(&c.bundle).count.start + 2,
+    ] {
+        assert_eq!(
+            c.refuse(&c.bundle[..cut]).code(),
+            "truncated",
+            "cut at {cut}"
+        );
     }
 }
 
@@ -152,7 +200,11 @@ fn chunks_reordered() {
     let first = c.bundle[a.clone()].to_vec();
     forged[a.clone()].copy_from_slice(&c.bundle[b.clone()]);
     forged[b].copy_from_slice(&first);
-    assert_refused(&c.refuse(&forged), "decrypt_failed", "chunk 0 fails authentication");
+    assert_refused(
+        &c.refuse(&forged),
+        "decrypt_failed",
+        "chunk 0 fails authentication",
+    );
 }
 
 #[test]
@@ -165,7 +217,11 @@ fn chunk_dropped() {
     forged.extend_from_slice(&c.bundle[chunk.end..]);
     // As is, the object runs short and the next bytes are read as the rest of it...
     // (chunk 2 arrives where chunk 1 belongs and fails authentication)...
-    assert_refused(&c.refuse(&forged), "decrypt_failed", "chunk 1 fails authentication");
+    assert_refused(
+        &c.refuse(&forged),
+        "decrypt_failed",
+        "chunk 1 fails authentication",
+    );
     // ...and with the length prefix forged to match, the signed length still does not.
     let (prefix, body) = l.objects[big].clone();
     let new_len = (body.len() - chunk.len()) as u64;
@@ -182,7 +238,11 @@ fn chunk_duplicated() {
     let copy = c.bundle[chunk.clone()].to_vec();
     let next = c.chunk_range(2);
     forged[next.start..next.start + copy.len()].copy_from_slice(&copy);
-    assert_refused(&c.refuse(&forged), "decrypt_failed", "chunk 2 fails authentication");
+    assert_refused(
+        &c.refuse(&forged),
+        "decrypt_failed",
+        "chunk 2 fails authentication",
+    );
 }
 
 #[test]
@@ -210,7 +270,11 @@ fn data_after_the_final_chunk() {
     // And after the last object of the bundle.
     let mut forged = c.bundle.clone();
     forged.extend_from_slice(b"x");
-    assert_refused(&c.refuse(&forged), "malformed", "data after the last object");
+    assert_refused(
+        &c.refuse(&forged),
+        "malformed",
+        "data after the last object",
+    );
 }
 
 #[test]
@@ -218,12 +282,19 @@ fn object_swapped_between_two_bundles() {
     // Same app and version built twice: same plaintext, different data keys, same sizes.
     let c = case();
     let (other, _) = c.app.build(&c.vendor, None);
-    let (mine, theirs) = (layout(&c.bundle).objects[c.big()].1.clone(), layout(&other).objects[c.big()].1.clone());
+    let (mine, theirs) = (
+        layout(&c.bundle).objects[c.big()].1.clone(),
+        layout(&other).objects[c.big()].1.clone(),
+    );
     assert_eq!(mine.len(), theirs.len());
     let mut forged = c.bundle.clone();
     forged[mine].copy_from_slice(&other[theirs]);
     assert_refused(&c.refuse(&forged), "decrypt_failed", "fails authentication");
-    assert_refused(&check_bytes(&c.vendor, &forged).unwrap_err(), "object_mismatch", "sealed digest");
+    assert_refused(
+        &check_bytes(&c.vendor, &forged).unwrap_err(),
+        "object_mismatch",
+        "sealed digest",
+    );
 }
 
 #[test]
@@ -231,10 +302,15 @@ fn object_swapped_between_two_versions() {
     // Version 2 changes the big asset's contents but not its size; its object is swapped into v1.
     let c = case();
     let mut v2 = c.app.clone();
-    v2.toml = v2.toml.replace("version = \"1.0.0\"", "version = \"2.0.0\"");
+    v2.toml = v2
+        .toml
+        .replace("version = \"1.0.0\"", "version = \"2.0.0\"");
     v2.assets[1].1 = noise(3 * 65_536 + 1_000, 8);
     let (other, _) = v2.build(&c.vendor, Some(c.keys.clone()));
-    let (mine, theirs) = (layout(&c.bundle).objects[c.big()].1.clone(), layout(&other).objects[c.big()].1.clone());
+    let (mine, theirs) = (
+        layout(&c.bundle).objects[c.big()].1.clone(),
+        layout(&other).objects[c.big()].1.clone(),
+    );
     let mut forged = c.bundle.clone();
     forged[mine].copy_from_slice(&other[theirs]);
     assert_eq!(c.refuse(&forged).code(), "decrypt_failed");
@@ -264,7 +340,11 @@ fn manifest_signed_by_another_vendors_release_key() {
     let c = case();
     let other = Vendor::new();
     let (theirs, _) = c.app.build(&other, None);
-    assert_refused(&c.refuse(&theirs), "bad_signature", "not a release key in the trusted keyset");
+    assert_refused(
+        &c.refuse(&theirs),
+        "bad_signature",
+        "not a release key in the trusted keyset",
+    );
 }
 
 #[test]
@@ -287,9 +367,18 @@ fn path_traversal_in_names() {
     let c = case();
     let l = layout(&c.bundle);
     let manifest = String::from_utf8(c.bundle[l.manifest.clone()].to_vec()).unwrap();
-    for evil in ["../../etc/cron.d/x", "/etc/passwd", "assets/site/../../x", "a\\\\..\\\\b"] {
+    for evil in [
+        "../../etc/cron.d/x",
+        "/etc/passwd",
+        "assets/site/../../x",
+        "a\\\\..\\\\b",
+    ] {
         let forged_manifest = manifest.replace("assets/site/index.html", evil);
-        let sig = bundles::manifest::sign_manifest(forged_manifest.as_bytes(), &c.vendor.release.public_key().derive_kid("rel"), &c.vendor.release);
+        let sig = bundles::manifest::sign_manifest(
+            forged_manifest.as_bytes(),
+            &c.vendor.release.public_key().derive_kid("rel"),
+            &c.vendor.release,
+        );
         let mut forged = b"consign-bundle\x00\x01".to_vec();
         forged.extend_from_slice(&(forged_manifest.len() as u32).to_be_bytes());
         forged.extend_from_slice(forged_manifest.as_bytes());
@@ -320,7 +409,11 @@ fn oversized_lengths() {
     // An object count that does not match the manifest.
     let mut forged = c.bundle.clone();
     forged[l.count.clone()].copy_from_slice(&u32::MAX.to_be_bytes());
-    assert_refused(&c.refuse(&forged), "malformed", "objects but its manifest lists 4");
+    assert_refused(
+        &c.refuse(&forged),
+        "malformed",
+        "objects but its manifest lists 4",
+    );
     // An object length of 2^64-1.
     let mut forged = c.bundle.clone();
     forged[l.objects[0].0.clone()].copy_from_slice(&u64::MAX.to_be_bytes());
@@ -328,9 +421,14 @@ fn oversized_lengths() {
     // A signed manifest that claims a 1 TiB object: over the limit, refused.
     let manifest = String::from_utf8(c.bundle[l.manifest.clone()].to_vec()).unwrap();
     let size = c.app.assets[0].1.len();
-    let forged_manifest = manifest.replacen(&format!("\"size\":{size},"), "\"size\":1099511627776,", 1);
+    let forged_manifest =
+        manifest.replacen(&format!("\"size\":{size},"), "\"size\":1099511627776,", 1);
     assert_ne!(forged_manifest, manifest);
-    let sig = bundles::manifest::sign_manifest(forged_manifest.as_bytes(), &c.vendor.release.public_key().derive_kid("rel"), &c.vendor.release);
+    let sig = bundles::manifest::sign_manifest(
+        forged_manifest.as_bytes(),
+        &c.vendor.release.public_key().derive_kid("rel"),
+        &c.vendor.release,
+    );
     let mut forged = b"consign-bundle\x00\x01".to_vec();
     forged.extend_from_slice(&(forged_manifest.len() as u32).to_be_bytes());
     forged.extend_from_slice(forged_manifest.as_bytes());
@@ -348,7 +446,13 @@ fn a_failed_open_keeps_nothing_of_the_failing_object() {
     let chunk = c.chunk_range(3);
     let mut forged = c.bundle.clone();
     forged[chunk.start] ^= 1;
-    let reader = BundleReader::open(forged.as_slice(), &c.vendor.trusted(), now(), &Limits::default()).unwrap();
+    let reader = BundleReader::open(
+        forged.as_slice(),
+        &c.vendor.trusted(),
+        now(),
+        &Limits::default(),
+    )
+    .unwrap();
     let mut sink = tests::bundle::MemorySink::default();
     assert!(bundles::open::open_all(reader, &c.keys, &mut sink).is_err());
     assert!(!sink.committed.contains_key("assets/site/big.bin"));
