@@ -1,6 +1,10 @@
 //! `installer verify`: an admin checks a bundle before anything touches their account.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a broken fixture should fail the test loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a broken fixture should fail the test loudly"
+)]
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};
@@ -57,23 +61,39 @@ fn fixture() -> Fixture {
         release_keys: vec![entry(&release, "rel")],
     };
     std::fs::write(dir.path().join("keyset.json"), keyset.sign(&root).unwrap()).unwrap();
-    let mut builder = Builder::new(AppManifest::parse(TOML).unwrap(), TEMPLATE.as_bytes().to_vec()).unwrap();
+    let mut builder = Builder::new(
+        AppManifest::parse(TOML).unwrap(),
+        TEMPLATE.as_bytes().to_vec(),
+    )
+    .unwrap();
     let zip = bundles::zip::write_zip(vec![bundles::zip::ZipEntry {
         name: BundlePath::new("index.js").unwrap(),
         executable: false,
         data: b"exports.handler = async () => 'ok';\n".to_vec(),
     }])
     .unwrap();
-    builder.add_function("fn", bundles::build::in_memory(zip)).unwrap();
+    builder
+        .add_function("fn", bundles::build::in_memory(zip))
+        .unwrap();
     let mut out = Vec::new();
-    builder.build(&release.public_key().derive_kid("rel"), &release, now, &mut out).unwrap();
+    builder
+        .build(
+            &release.public_key().derive_kid("rel"),
+            &release,
+            now,
+            &mut out,
+        )
+        .unwrap();
     std::fs::write(dir.path().join("mini.bundle"), out).unwrap();
     Fixture { dir, root }
 }
 
 fn verify(f: &Fixture, bundle: &str, extra: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_installer"));
-    cmd.arg("verify").arg(f.dir.path().join(bundle)).arg("--trust").arg(f.dir.path().join("keyset.json"));
+    cmd.arg("verify")
+        .arg(f.dir.path().join(bundle))
+        .arg("--trust")
+        .arg(f.dir.path().join("keyset.json"));
     cmd.args(extra.iter().map(OsStr::new)).output().unwrap()
 }
 
@@ -82,9 +102,17 @@ fn verify_accepts_a_genuine_bundle_and_shows_what_it_would_create() {
     let f = fixture();
     let fp = f.root.public_key().fingerprint();
     let out = verify(&f, "mini.bundle", &["--trust-root", &fp]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("VERIFIED: signed by release key rel-"), "{text}");
+    assert!(
+        text.starts_with("VERIFIED: signed by release key rel-"),
+        "{text}"
+    );
     assert!(text.contains("Mini (mini) version 2.1.0"), "{text}");
     assert!(text.contains("sqs:SendMessage"), "{text}");
     let out = verify(&f, "mini.bundle", &["--output", "json"]);
@@ -108,14 +136,30 @@ fn verify_refuses_tampering_a_foreign_root_and_garbage() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["code"], "object_mismatch");
 
-    let out = verify(&f, "mini.bundle", &["--trust-root", &format!("sha256:{}", "1".repeat(64))]);
+    let out = verify(
+        &f,
+        "mini.bundle",
+        &["--trust-root", &format!("sha256:{}", "1".repeat(64))],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not the pinned"));
 
-    std::fs::write(f.dir.path().join("garbage.bundle"), b"PK\x03\x04 not a bundle").unwrap();
+    std::fs::write(
+        f.dir.path().join("garbage.bundle"),
+        b"PK\x03\x04 not a bundle",
+    )
+    .unwrap();
     let out = verify(&f, "garbage.bundle", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("this is not a .bundle file"));
     assert_eq!(verify(&f, "missing.bundle", &[]).status.code(), Some(1));
-    assert_eq!(Command::new(env!("CARGO_BIN_EXE_installer")).arg("verify").output().unwrap().status.code(), Some(2));
+    assert_eq!(
+        Command::new(env!("CARGO_BIN_EXE_installer"))
+            .arg("verify")
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(2)
+    );
 }
