@@ -22,6 +22,11 @@ pub fn moto_server_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
 }
 
+/// The Python of the virtual environment that holds moto (and boto3).
+pub fn venv_python() -> PathBuf {
+    moto_server_path().with_file_name("python")
+}
+
 impl Moto {
     /// Starts moto on a free port and waits until it answers.
     pub fn start() -> Moto {
