@@ -8,39 +8,15 @@
     reason = "a broken fixture should fail the test loudly"
 )]
 
+mod common;
+
+use common::{assert_fails_with, ok, portal};
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use license::{Keyset, TrustPin, UnixTime, VerifyOptions};
-
-fn portal<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn assert_fails_with(out: &Output, says: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-        "{err:?}"
-    );
-    assert!(err.contains(says), "{err:?} does not say {says:?}");
-}
 
 fn init(dir: &Path) -> serde_json::Value {
     let out = portal(&[

@@ -6,38 +6,13 @@
     reason = "a broken fixture should fail the test loudly"
 )]
 
+mod common;
+
+use common::{assert_fails_with, ok, portal};
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn portal<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails_with(out: &Output, says: &str) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        err.starts_with("error: ") && err.trim_end().lines().count() == 1,
-        "{err:?}"
-    );
-    assert!(err.contains(says), "{err:?} does not say {says:?}");
-    assert!(!err.contains("panicked"));
-}
+use std::process::Output;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -264,13 +239,13 @@ fn open_decrypts_into_a_new_folder_and_a_tampered_bundle_writes_nothing() {
         std::fs::read(f.p("blog/template.json")).unwrap()
     );
     // Refuses to write into a folder that already holds files.
-    fails_with(&open(&f.p("blog.bundle"), &f.p("opened")), "is not empty");
+    assert_fails_with(&open(&f.p("blog.bundle"), &f.p("opened")), "is not empty");
     // A byte flipped near the end (inside the last object): nothing at all is written.
     let mut bytes = std::fs::read(f.p("blog.bundle")).unwrap();
     let at = bytes.len() - 30;
     bytes[at] ^= 1;
     std::fs::write(f.p("tampered.bundle"), bytes).unwrap();
-    fails_with(
+    assert_fails_with(
         &open(&f.p("tampered.bundle"), &f.p("out")),
         "nothing was written",
     );
@@ -297,7 +272,7 @@ fn open_decrypts_into_a_new_folder_and_a_tampered_bundle_writes_nothing() {
         OsStr::new("-o"),
         f.p("wrong").as_os_str(),
     ]);
-    fails_with(&out, "belongs to another bundle");
+    assert_fails_with(&out, "belongs to another bundle");
 }
 
 #[test]
@@ -342,18 +317,18 @@ fn broken_app_folders_are_refused_by_field_and_file() {
     ];
     for (text, says) in cases {
         std::fs::write(&toml, text).unwrap();
-        fails_with(&f.build("blog", "x.bundle", &[]), says);
+        assert_fails_with(&f.build("blog", "x.bundle", &[]), says);
         assert!(!f.p("x.bundle").exists());
     }
     std::fs::write(&toml, &original).unwrap();
     let template = f.p("blog/template.json");
     let t = std::fs::read_to_string(&template).unwrap();
     std::fs::write(&template, t.replace("\"AWSTemplateFormatVersion\": \"2010-09-09\",", "\"Transform\": \"AWS::Serverless-2016-10-31\", \"AWSTemplateFormatVersion\": \"2010-09-09\",")).unwrap();
-    fails_with(
+    assert_fails_with(
         &f.build("blog", "x.bundle", &[]),
         "Consign deploys plain CloudFormation",
     );
     std::fs::write(&template, t).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", f.p("blog/static/passwd")).unwrap();
-    fails_with(&f.build("blog", "x.bundle", &[]), "is a symbolic link");
+    assert_fails_with(&f.build("blog", "x.bundle", &[]), "is a symbolic link");
 }
