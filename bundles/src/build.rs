@@ -34,6 +34,31 @@ struct Planned {
     open: Opener,
 }
 
+/// What the builder is doing, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// Hashing object `index` (from 1) of `total`.
+    Hashing {
+        /// The object's path.
+        path: &'a BundlePath,
+        /// Its position, from 1.
+        index: usize,
+        /// How many objects there are.
+        total: usize,
+    },
+    /// Sealing object `index` of `total` into the bundle.
+    Sealing {
+        /// The object's path.
+        path: &'a BundlePath,
+        /// Its position, from 1.
+        index: usize,
+        /// How many objects there are.
+        total: usize,
+        /// Its plaintext size.
+        size: u64,
+    },
+}
+
 /// A bundle being assembled.
 pub struct Builder {
     app: AppManifest,
@@ -44,7 +69,11 @@ pub struct Builder {
     assets: BTreeMap<String, AssetEntry>,
     previous: Option<KeysFile>,
     limits: Limits,
+    progress: Option<ProgressFn>,
 }
+
+/// A progress callback.
+type ProgressFn = Box<dyn FnMut(Progress<'_>)>;
 
 /// What [`Builder::build`] produced besides the bundle bytes.
 pub struct Built {
@@ -72,6 +101,7 @@ impl Builder {
             assets: BTreeMap::new(),
             previous: None,
             limits: Limits::default(),
+            progress: None,
         };
         builder.planned.push(Planned {
             path: template_path,
@@ -79,6 +109,11 @@ impl Builder {
             open: in_memory(template),
         });
         Ok(builder)
+    }
+
+    /// Calls `report` as each object is hashed and sealed.
+    pub fn on_progress(&mut self, report: impl FnMut(Progress<'_>) + 'static) {
+        self.progress = Some(Box::new(report));
     }
 
     /// Reuses data keys from the previous version's keys file for unchanged objects.
@@ -147,12 +182,14 @@ impl Builder {
     /// Seals every object, signs the manifest with `release_key` (named `kid` in the keyset) and
     /// writes the bundle to `writer`.
     pub fn build(
-        self,
+        mut self,
         kid: &str,
         release_key: &license::SigningKey,
         now: license::UnixTime,
         writer: impl Write,
     ) -> Result<Built> {
+        let mut report = self.progress.take();
+        let total = self.planned.len();
         if let Some(missing) = self
             .app
             .functions
@@ -167,7 +204,14 @@ impl Builder {
         let mut keys: BTreeMap<Digest, KeyText> = BTreeMap::new();
         let mut objects = Vec::with_capacity(self.planned.len());
         let mut reused = 0;
-        for p in &self.planned {
+        for (index, p) in self.planned.iter().enumerate() {
+            if let Some(report) = report.as_mut() {
+                report(Progress::Hashing {
+                    path: &p.path,
+                    index: index + 1,
+                    total,
+                });
+            }
             let context = format!("reading {}", p.path);
             let (digest, size) =
                 Digest::of_reader((p.open)().map_err(Error::io(context.clone()))?)?;
@@ -233,7 +277,15 @@ impl Builder {
             serde_json::to_vec(&manifest).map_err(|e| Error::Malformed(e.to_string()))?;
         let signature = sign_manifest(&manifest_bytes, kid, release_key);
         let mut out = BundleWriter::new(writer, &manifest_bytes, &signature, &manifest.objects)?;
-        for (p, entry) in self.planned.iter().zip(&manifest.objects) {
+        for (index, (p, entry)) in self.planned.iter().zip(&manifest.objects).enumerate() {
+            if let Some(report) = report.as_mut() {
+                report(Progress::Sealing {
+                    path: &p.path,
+                    index: index + 1,
+                    total,
+                    size: entry.size,
+                });
+            }
             let key = &keys[&entry.digest].0;
             let source = (p.open)().map_err(Error::io(format!("reading {}", p.path)))?;
             out.write_object(|w| {

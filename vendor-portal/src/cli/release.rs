@@ -132,6 +132,28 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
         .check_valid_at(now, 0)
         .context("the release key cannot sign today")?;
     let mut builder = appdir::load(&args.app_dir)?;
+    if output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        builder.on_progress(|p| {
+            let line = match p {
+                bundles::build::Progress::Hashing { path, index, total } => {
+                    format!("[{index}/{total}] hashing {path}")
+                }
+                bundles::build::Progress::Sealing {
+                    path,
+                    index,
+                    total,
+                    size,
+                } => {
+                    format!("[{index}/{total}] sealing {path} ({size} bytes)")
+                }
+            };
+            eprint!("\r\x1b[2K{line}");
+            if matches!(p, bundles::build::Progress::Sealing { index, total, .. } if index == total)
+            {
+                eprintln!();
+            }
+        });
+    }
     if let Some(previous) = &args.previous_keys {
         builder.reuse_keys(read_keys_file(previous)?);
     }
