@@ -23,6 +23,7 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["POSTS_TABLE"] = "consign-test-posts"
 os.environ["USERS_TABLE"] = "consign-test-users"
+os.environ["SITE_BUCKET"] = "consign-test-site"
 
 
 class Agent(http.server.BaseHTTPRequestHandler):
@@ -86,7 +87,11 @@ class Functions(unittest.TestCase):
         posts.put_item(Item={"user_id": "bob", "post_id": "2026-11-05", "title": "Bob's post"})
         users.put_item(Item={"user_id": "ada", "name": "Ada"})
         users.put_item(Item={"user_id": "bob", "name": "Bob"})
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=os.environ["SITE_BUCKET"])
+        cls.s3 = s3
         cls.posts = load("posts_app", os.path.join(BLOG, "posts"))
+        cls.site = load("site_app", os.path.join(BLOG, "site"))
         cls.users = load("users_app", os.path.join(BLOG, "users"))
         cls.worker = load("worker", WORKER)
 
@@ -135,6 +140,22 @@ class Functions(unittest.TestCase):
         finally:
             self.posts.check.__globals__["AGENT_URL"] = saved
         self.assertEqual(status, 503)
+
+    def test_site_says_what_to_do_before_the_page_is_uploaded(self):
+        response = self.site.handler({}, None)
+        self.assertEqual(response["statusCode"], 503)
+        self.assertIn("run the installer again", response["body"])
+
+    def test_site_serves_the_uploaded_page_from_the_private_bucket(self):
+        page = open(os.path.join(HERE, "..", "serverless-blog", "static", "index.html")).read()
+        self.s3.put_object(Bucket=os.environ["SITE_BUCKET"], Key="index.html", Body=page.encode())
+        try:
+            response = self.site.handler({}, None)
+        finally:
+            self.s3.delete_object(Bucket=os.environ["SITE_BUCKET"], Key="index.html")
+        self.assertEqual(response["statusCode"], 200)
+        self.assertTrue(response["headers"]["Content-Type"].startswith("text/html"))
+        self.assertEqual(response["body"], page)
 
     def test_worker_meters_done_jobs_and_returns_failed_ones(self):
         event = {"Records": [

@@ -94,7 +94,10 @@ fn build_reports_every_object_and_writes_keys_0600() {
         .iter()
         .map(|o| o["role"].as_str().unwrap())
         .collect();
-    assert_eq!(roles, ["template", "function", "function", "asset"]);
+    assert_eq!(
+        roles,
+        ["template", "function", "function", "function", "asset"]
+    );
     assert!(
         report["objects"][1]["digest"]
             .as_str()
@@ -160,10 +163,10 @@ fn previous_keys_make_unchanged_objects_byte_identical() {
         &["--previous-keys", previous.to_str().unwrap()],
     )))
     .unwrap();
-    assert_eq!(v2["reused_keys"], 3);
+    assert_eq!(v2["reused_keys"], 4);
     let sealed = |r: &serde_json::Value, i: usize| r["objects"][i]["sealed_digest"].clone();
     assert_eq!(sealed(&v1, 1), sealed(&v2, 1));
-    assert_ne!(sealed(&v1, 3), sealed(&v2, 3));
+    assert_ne!(sealed(&v1, 4), sealed(&v2, 4));
 }
 
 #[test]
@@ -206,6 +209,7 @@ fn inspect_shows_resources_and_iam_permissions() {
         serde_json::json!([
             "dynamodb:Query",
             "dynamodb:Scan",
+            "logs:CreateLogGroup",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
             "s3:GetObject"
