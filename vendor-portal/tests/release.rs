@@ -336,3 +336,48 @@ fn broken_app_folders_are_refused_by_field_and_file() {
     std::os::unix::fs::symlink("/etc/passwd", f.p("blog/static/passwd")).unwrap();
     assert_fails_with(&f.build("blog", "x.bundle", &[]), "is a symbolic link");
 }
+
+#[test]
+fn rotating_the_release_key_keeps_published_bundles_verifying() {
+    let f = Fixture::new();
+    ok(f.build("blog", "old.bundle", &[]));
+    let keys = f.p("keys");
+    let report: serde_json::Value = serde_json::from_str(&ok(portal(&[
+        OsStr::new("--output"),
+        OsStr::new("json"),
+        OsStr::new("keys"),
+        OsStr::new("rotate"),
+        OsStr::new("--keys"),
+        keys.as_os_str(),
+        OsStr::new("--release"),
+    ])))
+    .unwrap();
+    assert_eq!(report["role"], "release");
+    let new_kid = report["release_key"].as_str().unwrap().to_owned();
+    let inspect = |bundle: &str| {
+        portal(&[
+            OsStr::new("release"),
+            OsStr::new("inspect"),
+            f.p(bundle).as_os_str(),
+            OsStr::new("--trust"),
+            keys.join("keyset.json").as_os_str(),
+        ])
+    };
+    assert!(ok(inspect("old.bundle")).contains("VERIFIED"));
+    ok(f.build("blog", "new.bundle", &[]));
+    assert!(ok(inspect("new.bundle")).contains(&format!("signed by release key {new_kid}")));
+    // Rotating again and retiring the replaced key at once: bundles it signed stop verifying.
+    ok(portal(&[
+        OsStr::new("keys"),
+        OsStr::new("rotate"),
+        OsStr::new("--keys"),
+        keys.as_os_str(),
+        OsStr::new("--release"),
+        OsStr::new("--retire-after-days"),
+        OsStr::new("0"),
+    ]));
+    assert_fails_with(
+        &inspect("new.bundle"),
+        "not a release key in the trusted keyset",
+    );
+}

@@ -21,8 +21,9 @@ pub enum KeysCommand {
     Init(InitArgs),
     /// Print the root key's fingerprint (sha256:<hex>) for customers to pin.
     Fingerprint(FingerprintArgs),
-    /// Add a new license-signing key and publish a new keyset; the old key stays valid until it
-    /// expires (or until --retire-after-days), so issued licenses keep working.
+    /// Add a new license-signing key (or, with --release, release key) and publish a new keyset;
+    /// the old key stays valid until it expires (or until --retire-after-days), so issued
+    /// licenses and published bundles keep verifying.
     Rotate(RotateArgs),
 }
 
@@ -58,9 +59,12 @@ pub struct RotateArgs {
     #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
     validity_days: u64,
     /// Stop accepting the old key this many days from now instead of at its own expiry
-    /// (0 retires it at once: licenses it signed stop verifying).
+    /// (0 removes it from the keyset at once: licenses or bundles it signed stop verifying).
     #[arg(long)]
     retire_after_days: Option<u64>,
+    /// Rotate the release key (which signs bundles) instead of the license-signing key.
+    #[arg(long)]
+    release: bool,
 }
 
 impl KeysCommand {
@@ -163,20 +167,36 @@ fn rotate(args: RotateArgs, output: Output) -> Result<()> {
         "root.key is not the root of keyset.json: this key directory is inconsistent"
     );
     let now = UnixTime::now();
-    let old = dir.read_key(LICENSE_KEY)?;
-    let old_kid = old.public_key().derive_kid("lic");
-    if let Some(days) = args.retire_after_days {
-        let retire_at = now.plus(days.saturating_mul(86_400));
-        for entry in keyset.license_keys.iter_mut().filter(|k| k.kid == old_kid) {
-            entry.not_after = entry.not_after.min(retire_at.max(entry.not_before.plus(1)));
+    let (file, prefix, role, what) = if args.release {
+        (RELEASE_KEY, "rel", "release", "bundles")
+    } else {
+        (LICENSE_KEY, "lic", "license", "licenses")
+    };
+    let keys = if args.release {
+        &mut keyset.release_keys
+    } else {
+        &mut keyset.license_keys
+    };
+    let old = dir.read_key(file)?;
+    let old_kid = old.public_key().derive_kid(prefix);
+    match args.retire_after_days {
+        // At once means out of the keyset: no clock leeway keeps it alive for another minute.
+        Some(0) => keys.retain(|k| k.kid != old_kid),
+        Some(days) => {
+            let retire_at = now.plus(days.saturating_mul(86_400));
+            for entry in keys.iter_mut().filter(|k| k.kid == old_kid) {
+                entry.not_after = entry.not_after.min(retire_at);
+            }
         }
+        None => {}
     }
     // Keys past their expiry verify nothing; drop them so the keyset does not grow forever.
-    keyset.license_keys.retain(|k| k.not_after > now);
+    keys.retain(|k| k.not_after > now);
     let signer = SigningKey::generate()?;
-    let entry = new_entry(&signer, "lic", now, args.validity_days);
+    let entry = new_entry(&signer, prefix, now, args.validity_days);
     let new_kid = entry.kid.clone();
-    keyset.license_keys.push(entry);
+    keys.push(entry);
+    let listed: Vec<KeyEntry> = keys.clone();
     keyset.seq += 1;
     keyset.issued_at = now;
     let text = keyset.sign(&root)?;
@@ -184,31 +204,32 @@ fn rotate(args: RotateArgs, output: Output) -> Result<()> {
     // that lists both, and only then make the new key current. A crash at any point leaves a
     // current key that the published keyset lists.
     let retired = dir.write_key(&format!("{RETIRED}/{old_kid}.key"), &old)?;
-    let staged = format!(".{LICENSE_KEY}.new");
+    let staged = format!(".{file}.new");
     dir.write_key(&staged, &signer)?;
     dir.write_keyset(&text)?;
-    std::fs::rename(dir.path(&staged), dir.path(LICENSE_KEY))
-        .context("cannot install the new license-signing key")?;
+    std::fs::rename(dir.path(&staged), dir.path(file))
+        .with_context(|| format!("cannot install the new {role} key"))?;
     match output {
         Output::Json => print_json(&json!({
             "keyset_seq": keyset.seq,
-            "license_key": new_kid,
+            "role": role,
+            format!("{role}_key"): new_kid,
             "retired_key": old_kid,
-            "license_keys": keyset.license_keys.iter().map(|k| json!({
+            format!("{role}_keys"): listed.iter().map(|k| json!({
                 "kid": k.kid, "not_before": k.not_before, "not_after": k.not_after,
             })).collect::<Vec<_>>(),
         }))?,
         Output::Text => {
             println!(
-                "New license-signing key {new_kid}; keyset is now seq {}.",
+                "New {role} key {new_kid}; keyset is now seq {}.",
                 keyset.seq
             );
-            for k in &keyset.license_keys {
+            for k in &listed {
                 println!("  {}  valid {} to {}", k.kid, k.not_before, k.not_after);
             }
             println!("The old key {old_kid} is kept in {}.", retired.display());
             println!(
-                "Publish the new keyset.json to customers; licenses signed by {old_kid} verify until it expires."
+                "Publish the new keyset.json to customers; {what} signed by {old_kid} verify until it expires."
             );
         }
     }
