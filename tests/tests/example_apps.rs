@@ -14,6 +14,18 @@ use tests::bin;
 
 use tests::moto::{Moto, venv_python};
 
+/// Runs a workspace binary, asserts success and returns stdout.
+fn run(binary: &str, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(bin(binary)).args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{binary}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
@@ -22,16 +34,6 @@ fn examples() -> PathBuf {
 fn both_examples_build_and_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");
-    let run = |binary: &str, args: &[&std::ffi::OsStr]| {
-        let out = Command::new(bin(binary)).args(args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{binary}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
     run(
         "vendor-portal",
         &[
@@ -76,16 +78,6 @@ fn deploy_on_moto(app: &str) -> String {
     let keys = tmp.path().join("keys");
     let bundle = tmp.path().join("app.bundle");
     let opened = tmp.path().join("opened");
-    let run = |binary: &str, args: &[&std::ffi::OsStr]| {
-        let out = Command::new(bin(binary)).args(args).output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{binary}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
     run(
         "vendor-portal",
         &[
