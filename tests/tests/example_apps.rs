@@ -7,7 +7,7 @@
     reason = "a broken fixture should fail the test loudly"
 )]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tests::bin;
@@ -26,6 +26,36 @@ fn run(binary: &str, args: &[&std::ffi::OsStr]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Builds example `app` into `dir/APP.bundle` with the CLI, creating `dir/keys` on first use.
+fn build_example(dir: &Path, app: &str) -> PathBuf {
+    let keys = dir.join("keys");
+    if !keys.exists() {
+        run(
+            "vendor-portal",
+            &[
+                "keys".as_ref(),
+                "init".as_ref(),
+                "--out".as_ref(),
+                keys.as_os_str(),
+            ],
+        );
+    }
+    let bundle = dir.join(format!("{app}.bundle"));
+    run(
+        "vendor-portal",
+        &[
+            "release".as_ref(),
+            "build".as_ref(),
+            examples().join(app).as_os_str(),
+            "--keys".as_ref(),
+            keys.as_os_str(),
+            "-o".as_ref(),
+            bundle.as_os_str(),
+        ],
+    );
+    bundle
+}
+
 fn examples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
@@ -34,29 +64,8 @@ fn examples() -> PathBuf {
 fn both_examples_build_and_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");
-    run(
-        "vendor-portal",
-        &[
-            "keys".as_ref(),
-            "init".as_ref(),
-            "--out".as_ref(),
-            keys.as_os_str(),
-        ],
-    );
     for app in ["serverless-blog", "queue-worker"] {
-        let bundle = tmp.path().join(format!("{app}.bundle"));
-        run(
-            "vendor-portal",
-            &[
-                "release".as_ref(),
-                "build".as_ref(),
-                examples().join(app).as_os_str(),
-                "--keys".as_ref(),
-                keys.as_os_str(),
-                "-o".as_ref(),
-                bundle.as_os_str(),
-            ],
-        );
+        let bundle = build_example(tmp.path(), app);
         let text = run(
             "installer",
             &[
@@ -76,29 +85,8 @@ fn both_examples_build_and_verify() {
 fn deploy_on_moto(app: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");
-    let bundle = tmp.path().join("app.bundle");
+    let bundle = build_example(tmp.path(), app);
     let opened = tmp.path().join("opened");
-    run(
-        "vendor-portal",
-        &[
-            "keys".as_ref(),
-            "init".as_ref(),
-            "--out".as_ref(),
-            keys.as_os_str(),
-        ],
-    );
-    run(
-        "vendor-portal",
-        &[
-            "release".as_ref(),
-            "build".as_ref(),
-            examples().join(app).as_os_str(),
-            "--keys".as_ref(),
-            keys.as_os_str(),
-            "-o".as_ref(),
-            bundle.as_os_str(),
-        ],
-    );
     run(
         "vendor-portal",
         &[
@@ -106,7 +94,7 @@ fn deploy_on_moto(app: &str) -> String {
             "open".as_ref(),
             bundle.as_os_str(),
             "--keys".as_ref(),
-            tmp.path().join("app.bundle.keys").as_os_str(),
+            tmp.path().join(format!("{app}.bundle.keys")).as_os_str(),
             "-o".as_ref(),
             opened.as_os_str(),
         ],
