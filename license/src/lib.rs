@@ -56,6 +56,7 @@ pub mod jws;
 pub mod keys;
 pub mod keyset;
 pub mod request;
+pub mod status;
 pub mod time;
 pub mod verify;
 

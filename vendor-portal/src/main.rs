@@ -1,12 +1,8 @@
 //! `vendor-portal`: the Consign portal server and the vendor's command line.
 //!
-//! Today it holds the offline commands: `keys init|fingerprint|rotate`, `license sign` and
-//! `release build|inspect|open`. The server (`serve`) and the commands that talk to it arrive
-//! with the portal (issue 4).
+//! A thin shell over the library: parse the command line, run, print one error line.
 
-mod appdir;
-mod cli;
-mod keydir;
+use vendor_portal::cli;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! `vendor-portal keys`: create the vendor's keys, show the root fingerprint, rotate the
-//! license-signing key.
+//! license-signing key, and register the keyset and license-signing key with a portal.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, UnixTime};
 use serde_json::json;
 
-use super::{Output, print_json};
+use super::{Ctx, Output, print_json, print_table};
 use crate::keydir::{KeyDir, LICENSE_KEY, RELEASE_KEY, RETIRED, ROOT_KEY};
 
 /// Default validity of license-signing and release keys: five years.
@@ -24,7 +24,25 @@ pub enum KeysCommand {
     /// Add a new license-signing key (or, with --release, release key) and publish a new keyset;
     /// the old key stays valid until it expires (or until --retire-after-days), so issued
     /// licenses and published bundles keep verifying.
+    /// Without --keys: rotate the portal-held license-signing key of a vendor that has not
+    /// registered its own keys.
     Rotate(RotateArgs),
+    /// Give the portal the public keyset and the license-signing key from a key directory (the
+    /// root and release keys stay here). Run it again after `keys rotate --keys DIR`.
+    Register(RegisterArgs),
+    /// Show the keys the portal knows for the vendor.
+    Show,
+}
+
+/// Arguments of `keys register`.
+#[derive(Debug, Args)]
+pub struct RegisterArgs {
+    /// The key directory from `keys init`.
+    #[arg(long)]
+    keys: PathBuf,
+    /// Upload only the keyset (it must list a license-signing key the portal already holds).
+    #[arg(long)]
+    keyset_only: bool,
 }
 
 /// Arguments of `keys init`.
@@ -52,9 +70,10 @@ pub struct FingerprintArgs {
 /// Arguments of `keys rotate`.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
-    /// The key directory (its root.key must be present: rotation is signed by the root).
+    /// The key directory (its root.key must be present: rotation is signed by the root);
+    /// without it, the portal rotates its own held keys.
     #[arg(long)]
-    keys: PathBuf,
+    keys: Option<PathBuf>,
     /// Days the new license-signing key stays valid.
     #[arg(long, default_value_t = DEFAULT_VALIDITY_DAYS)]
     validity_days: u64,
@@ -69,11 +88,21 @@ pub struct RotateArgs {
 
 impl KeysCommand {
     /// Runs the subcommand.
-    pub fn run(self, output: Output) -> Result<()> {
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let output = ctx.output;
         match self {
             KeysCommand::Init(args) => init(args, output),
             KeysCommand::Fingerprint(args) => fingerprint(args, output),
+            KeysCommand::Rotate(args) if args.keys.is_none() => {
+                let info = ctx.portal()?.post("/api/v1/keys/rotate", &json!({}))?;
+                print_keys(output, &info, "Rotated the portal-held license-signing key")
+            }
             KeysCommand::Rotate(args) => rotate(args, output),
+            KeysCommand::Register(args) => register(args, ctx),
+            KeysCommand::Show => {
+                let info = ctx.portal()?.get("/api/v1/keys")?;
+                print_keys(output, &info, "Keys on the portal")
+            }
         }
     }
 }
@@ -154,9 +183,67 @@ fn fingerprint(args: FingerprintArgs, output: Output) -> Result<()> {
     Ok(())
 }
 
+fn register(args: RegisterArgs, ctx: &Ctx) -> Result<()> {
+    let dir = KeyDir::open(&args.keys)?;
+    dir.read_keyset()?;
+    let keyset = std::fs::read_to_string(dir.path(crate::keydir::KEYSET))
+        .with_context(|| format!("cannot read the keyset in {}", args.keys.display()))?;
+    let key = if args.keyset_only {
+        None
+    } else {
+        Some(dir.read_key(LICENSE_KEY)?.to_pem())
+    };
+    let info = ctx.portal()?.post(
+        "/api/v1/keys/register",
+        &json!({"keyset": keyset, "license_signing_key": key.as_ref().map(|k| k.as_str())}),
+    )?;
+    print_keys(
+        ctx.output,
+        &info,
+        "Registered the keyset with the portal; root and release keys stay offline",
+    )
+}
+
+fn print_keys(output: Output, info: &serde_json::Value, heading: &str) -> Result<()> {
+    match output {
+        Output::Json => print_json(info),
+        Output::Text => {
+            println!("{heading}");
+            println!("  custody:          {}", super::field(info, "custody"));
+            println!(
+                "  root fingerprint: {}",
+                super::field(info, "root_fingerprint")
+            );
+            println!("  keyset seq:       {}", super::field(info, "keyset_seq"));
+            let rows: Vec<Vec<String>> = info["keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .map(|k| {
+                            vec![
+                                super::field(k, "kid"),
+                                super::field(k, "role"),
+                                super::field(k, "held_by_portal"),
+                                super::time_field(k, "not_before"),
+                                super::time_field(k, "not_after"),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            print_table(
+                &["kid", "role", "held by portal", "not before", "not after"],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}
+
 fn rotate(args: RotateArgs, output: Output) -> Result<()> {
     anyhow::ensure!(args.validity_days > 0, "--validity-days must be 1 or more");
-    let dir = KeyDir::open(&args.keys)?;
+    let keys_dir = args.keys.clone().unwrap_or_default();
+    let dir = KeyDir::open(&keys_dir)?;
     let root = dir.read_key(ROOT_KEY).context(
         "rotation needs the offline root key: bring root.key back into the key directory",
     )?;

@@ -1,0 +1,292 @@
+//! `vendor-portal app|plan|customer`: the vendor's listings, plans and customers on the portal.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use super::{Ctx, Output, field, print_json, print_table, time_field};
+
+/// `app` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Create an app listing.
+    Create(AppCreateArgs),
+    /// List the vendor's apps.
+    List,
+    /// Show one app.
+    Show {
+        /// The app's slug.
+        slug: String,
+    },
+}
+
+/// Arguments of `app create`.
+#[derive(Debug, Args)]
+pub struct AppCreateArgs {
+    /// Unique within the vendor; licenses name it.
+    #[arg(long)]
+    slug: String,
+    /// Display name.
+    #[arg(long)]
+    name: String,
+    /// One line for listings.
+    #[arg(long, default_value = "")]
+    summary: String,
+    /// A Markdown file with the listing's description.
+    #[arg(long)]
+    description_file: Option<PathBuf>,
+    /// Marketplace categories (repeat, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    category: Vec<String>,
+}
+
+impl AppCommand {
+    /// Runs the subcommand.
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let portal = ctx.portal()?;
+        match self {
+            AppCommand::Create(args) => {
+                let description = match &args.description_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                    None => String::new(),
+                };
+                let app = portal.post(
+                    "/api/v1/apps",
+                    &json!({"slug": args.slug, "name": args.name, "summary": args.summary,
+                            "description": description, "categories": args.category}),
+                )?;
+                show(
+                    ctx.output,
+                    &app,
+                    &format!("Created app {}", field(&app, "slug")),
+                )
+            }
+            AppCommand::List => {
+                let apps = portal.get("/api/v1/apps")?;
+                list(ctx.output, &apps, &["slug", "name", "summary"], &[])
+            }
+            AppCommand::Show { slug } => {
+                let app = portal.get(&format!("/api/v1/apps/{}", path_part(&slug)))?;
+                show(ctx.output, &app, &format!("App {}", field(&app, "slug")))
+            }
+        }
+    }
+}
+
+/// `plan` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Add a plan to an app.
+    Create(PlanCreateArgs),
+    /// List an app's plans.
+    List {
+        /// The app's slug.
+        #[arg(long)]
+        app: String,
+    },
+}
+
+/// Arguments of `plan create`.
+#[derive(Debug, Args)]
+pub struct PlanCreateArgs {
+    /// The app's slug.
+    #[arg(long)]
+    app: String,
+    /// Unique within the app.
+    #[arg(long)]
+    slug: String,
+    /// Display name.
+    #[arg(long)]
+    name: String,
+    /// How long licenses on it last.
+    #[arg(long, default_value_t = 365)]
+    duration_days: u32,
+    /// Licenses on it are trials.
+    #[arg(long)]
+    trial: bool,
+    /// Features that are on (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    features: Vec<String>,
+    /// A JSON file with further entitlements and policies in license-request fields (limits,
+    /// quotas, max_installations, channels, versions, checkin_interval, offline_grace, ...).
+    #[arg(long)]
+    entitlements: Option<PathBuf>,
+}
+
+impl PlanCommand {
+    /// Runs the subcommand.
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let portal = ctx.portal()?;
+        match self {
+            PlanCommand::Create(args) => {
+                let mut entitlements = match &args.entitlements {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(path)
+                            .with_context(|| format!("cannot read {}", path.display()))?;
+                        serde_json::from_str::<serde_json::Map<String, Value>>(&text)
+                            .with_context(|| format!("{} is not a JSON object", path.display()))?
+                    }
+                    None => serde_json::Map::new(),
+                };
+                if !args.features.is_empty() {
+                    entitlements.insert("features".into(), json!(args.features));
+                }
+                let plan = portal.post(
+                    &format!("/api/v1/apps/{}/plans", path_part(&args.app)),
+                    &json!({"slug": args.slug, "name": args.name, "trial": args.trial,
+                            "duration_days": args.duration_days, "entitlements": entitlements}),
+                )?;
+                show(
+                    ctx.output,
+                    &plan,
+                    &format!(
+                        "Created plan {} of {}",
+                        field(&plan, "slug"),
+                        field(&plan, "app")
+                    ),
+                )
+            }
+            PlanCommand::List { app } => {
+                let plans = portal.get(&format!("/api/v1/apps/{}/plans", path_part(&app)))?;
+                list(
+                    ctx.output,
+                    &plans,
+                    &["slug", "name", "trial", "duration_days"],
+                    &[],
+                )
+            }
+        }
+    }
+}
+
+/// `customer` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CustomerCommand {
+    /// Create a customer.
+    Create(CustomerCreateArgs),
+    /// List customers.
+    List,
+    /// Show one customer.
+    Show {
+        /// The customer's slug.
+        slug: String,
+    },
+}
+
+/// Arguments of `customer create`.
+#[derive(Debug, Args)]
+pub struct CustomerCreateArgs {
+    /// Unique within the vendor; licenses name it.
+    #[arg(long)]
+    slug: String,
+    /// Display name.
+    #[arg(long)]
+    name: String,
+    /// Contact email.
+    #[arg(long)]
+    email: Option<String>,
+    /// The customer's AWS account id (repeat for several); licenses are bound to them.
+    #[arg(long = "aws-account")]
+    aws_accounts: Vec<String>,
+}
+
+impl CustomerCommand {
+    /// Runs the subcommand.
+    pub fn run(self, ctx: &Ctx) -> Result<()> {
+        let portal = ctx.portal()?;
+        match self {
+            CustomerCommand::Create(args) => {
+                let customer = portal.post(
+                    "/api/v1/customers",
+                    &json!({"slug": args.slug, "name": args.name, "email": args.email, "aws_accounts": args.aws_accounts}),
+                )?;
+                show(
+                    ctx.output,
+                    &customer,
+                    &format!("Created customer {}", field(&customer, "slug")),
+                )
+            }
+            CustomerCommand::List => {
+                let customers = portal.get("/api/v1/customers")?;
+                list(
+                    ctx.output,
+                    &customers,
+                    &["slug", "name", "email", "aws_accounts"],
+                    &["created_at"],
+                )
+            }
+            CustomerCommand::Show { slug } => {
+                let customer = portal.get(&format!("/api/v1/customers/{}", path_part(&slug)))?;
+                show(
+                    ctx.output,
+                    &customer,
+                    &format!("Customer {}", field(&customer, "slug")),
+                )
+            }
+        }
+    }
+}
+
+/// Percent-encodes a path segment (slugs and ids need none, but input is the user's).
+pub fn path_part(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Prints one object: JSON, or a heading and its fields.
+pub fn show(output: Output, value: &Value, heading: &str) -> Result<()> {
+    match output {
+        Output::Json => print_json(value),
+        Output::Text => {
+            println!("{heading}");
+            if let Some(map) = value.as_object() {
+                for (name, _) in map.iter().filter(|(n, _)| n.as_str() != "license") {
+                    let text = if name.ends_with("_at") {
+                        time_field(value, name)
+                    } else {
+                        field(value, name)
+                    };
+                    println!("  {name:<14} {text}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Prints an array: JSON, or a table of `columns` and `time_columns`.
+pub fn list(output: Output, value: &Value, columns: &[&str], time_columns: &[&str]) -> Result<()> {
+    match output {
+        Output::Json => print_json(value),
+        Output::Text => {
+            let rows: Vec<Vec<String>> = value
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|item| {
+                            columns
+                                .iter()
+                                .map(|c| field(item, c))
+                                .chain(time_columns.iter().map(|c| time_field(item, c)))
+                                .collect()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let headers: Vec<&str> = columns.iter().chain(time_columns).copied().collect();
+            print_table(&headers, &rows);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Who is calling: a vendor API token (`Authorization: Bearer cns_...`) or a browser session
+//! cookie, resolved to a vendor, a member and a role. Failed attempts are counted per source
+//! address and answered with 429 once there are too many.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ApiResult};
+use super::extract::RequestMeta;
+use super::secrets::{SESSION_PREFIX, TOKEN_PREFIX, secret_hash};
+use super::state::AppState;
+use super::{now, ratelimit};
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "consign_session";
+
+/// A member's role, ordered by what it may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything, changes nothing.
+    Support,
+    /// Also manages apps, plans, customers, licenses and releases.
+    Publisher,
+    /// Also manages members, tokens of others, and keys.
+    Owner,
+}
+
+impl Role {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Support => "support",
+            Role::Publisher => "publisher",
+            Role::Owner => "owner",
+        }
+    }
+
+    /// Parses the lowercase name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "support" => Some(Role::Support),
+            "publisher" => Some(Role::Publisher),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The vendor's id.
+    pub vendor_id: String,
+    /// The vendor's slug.
+    pub vendor_slug: String,
+    /// The member acting.
+    pub member_id: String,
+    /// The member's email.
+    pub email: String,
+    /// The member's role.
+    pub role: Role,
+    /// The token used, if not a session.
+    pub token_id: Option<String>,
+    /// Request id and source address.
+    pub meta: RequestMeta,
+}
+
+impl Caller {
+    /// Refuses callers below `role`.
+    pub fn require(&self, role: Role) -> ApiResult<()> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role; {} is {}: ask an owner of {}",
+                role.as_str(),
+                self.email,
+                self.role.as_str(),
+                self.vendor_slug
+            )))
+        }
+    }
+
+    /// How the audit log names the caller.
+    pub fn actor(&self) -> serde_json::Value {
+        serde_json::json!({
+            "member": self.member_id,
+            "email": self.email,
+            "role": self.role.as_str(),
+            "token": self.token_id,
+        })
+    }
+}
+
+/// The bearer token or session id a request carries, if any.
+pub fn credential(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().ok()?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))?;
+        return Some(token.trim().to_owned());
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let meta = RequestMeta::from_parts(parts);
+        let Some(secret) = credential(parts) else {
+            return Err(ApiError::unauthorized(
+                "this needs a vendor API token: pass --token or set PORTAL_TOKEN (Authorization: Bearer cns_...)",
+            ));
+        };
+        match resolve(state, &secret, meta.clone()).await? {
+            Some(caller) => Ok(caller),
+            None => {
+                ratelimit::hit(
+                    &state.db.pool,
+                    &format!("auth-fail:{}", meta.ip),
+                    60,
+                    state.limits.auth_failures_per_minute,
+                    "failed authentications from this address",
+                )
+                .await?;
+                Err(ApiError::unauthorized(
+                    "the token or session is not valid (unknown, revoked or expired): create a new token with `vendor-portal token create`",
+                ))
+            }
+        }
+    }
+}
+
+async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult<Option<Caller>> {
+    let now = now();
+    let hash = secret_hash(secret);
+    if secret.starts_with(TOKEN_PREFIX) {
+        let row = sqlx::query(
+            "SELECT t.id, t.vendor_id, t.member_id, t.expires_at, t.last_used_at, t.revoked_at, \
+                    m.email, m.role, v.slug \
+             FROM api_tokens t JOIN members m ON m.id = t.member_id JOIN vendors v ON v.id = t.vendor_id \
+             WHERE t.token_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&state.db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let revoked: Option<i64> = row.try_get("revoked_at")?;
+        let expires: Option<i64> = row.try_get("expires_at")?;
+        if revoked.is_some() || expires.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        let token_id: String = row.try_get("id")?;
+        // Recording use costs a write; once a minute per token is enough to show it is in use
+        // and keeps authentication read-only on the hot path.
+        let last_used: Option<i64> = row.try_get("last_used_at")?;
+        if last_used.is_none_or(|t| t < now - 60) {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
+                .bind(&token_id)
+                .bind(now)
+                .execute(&state.db.pool)
+                .await?;
+        }
+        return Ok(Some(caller_from(&row, Some(token_id), meta)?));
+    }
+    if secret.starts_with(SESSION_PREFIX) {
+        let row = sqlx::query(
+            "SELECT s.vendor_id, s.member_id, s.expires_at, m.email, m.role, v.slug \
+             FROM sessions s JOIN members m ON m.id = s.member_id JOIN vendors v ON v.id = s.vendor_id \
+             WHERE s.id_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(&state.db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires: i64 = row.try_get("expires_at")?;
+        if expires <= now {
+            return Ok(None);
+        }
+        return Ok(Some(caller_from(&row, None, meta)?));
+    }
+    Ok(None)
+}
+
+fn caller_from(
+    row: &sqlx::any::AnyRow,
+    token_id: Option<String>,
+    meta: RequestMeta,
+) -> ApiResult<Caller> {
+    let role: String = row.try_get("role")?;
+    Ok(Caller {
+        vendor_id: row.try_get("vendor_id")?,
+        vendor_slug: row.try_get("slug")?,
+        member_id: row.try_get("member_id")?,
+        email: row.try_get("email")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| ApiError::internal(format!("member has unknown role {role:?}")))?,
+        token_id,
+        meta,
+    })
+}

@@ -1,0 +1,311 @@
+//! The portal server: configuration, the middleware stack around the routes, start-up (database,
+//! blob store, master key) and graceful shutdown. Handlers live in [`routes`], by domain.
+
+pub mod auth;
+pub mod blobs;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod metrics;
+pub mod ratelimit;
+pub mod routes;
+pub mod secrets;
+pub mod state;
+pub mod tx;
+pub mod vendor_keys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use self::db::{Backend, Database};
+use self::error::ApiError;
+use self::secrets::{MASTER_KEY_ENV, MasterKey};
+use self::state::{AppState, Limits};
+
+/// Now, in Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Where the embedded defaults keep everything.
+pub const DEFAULT_DATA_DIR: &str = "consign-data";
+
+/// How to run the portal.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The folder for the embedded defaults (SQLite file, blobs, master key file).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; SQLite in `data_dir` by default.
+    pub database_url: Option<String>,
+    /// A directory or `s3://bucket[/prefix]`; `data_dir/blobs` by default.
+    pub blob_store: Option<String>,
+    /// A file holding the master key; else `CONSIGN_MASTER_KEY`, else (SQLite only)
+    /// `data_dir/master.key`, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// Rate limits.
+    pub limits: Limits,
+    /// Database connections per process.
+    pub max_connections: u32,
+}
+
+impl Config {
+    /// The embedded defaults under `data_dir`.
+    pub fn embedded(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            database_url: None,
+            blob_store: None,
+            master_key_file: None,
+            limits: Limits::default(),
+            max_connections: 16,
+        }
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("portal.db").display()))
+    }
+}
+
+/// Opens the database and blob store and checks the master key: everything a portal process or
+/// an admin command needs.
+pub async fn open(config: &Config) -> Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data folder {}",
+            config.data_dir.display()
+        )
+    })?;
+    let db = Database::connect(&config.database_url(), config.max_connections).await?;
+    let master = master_key(config, &db).await?;
+    let blob_url = config
+        .blob_store
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("blobs").display().to_string());
+    let blobs = blobs::Blobs::open(&blob_url)?;
+    blobs
+        .mark_ready()
+        .await
+        .with_context(|| format!("the blob store {blob_url} is not writable"))?;
+    Ok(AppState::new(db, blobs, master, config.limits))
+}
+
+async fn master_key(config: &Config, db: &Database) -> Result<MasterKey> {
+    let key = if let Some(path) = &config.master_key_file {
+        MasterKey::from_file(path, false)?
+    } else if let Ok(text) = std::env::var(MASTER_KEY_ENV) {
+        MasterKey::from_text(&text)
+            .with_context(|| format!("{MASTER_KEY_ENV} holds no usable master key"))?
+    } else if db.backend == Backend::Sqlite {
+        MasterKey::from_file(&config.data_dir.join("master.key"), true)?
+    } else {
+        bail!(
+            "a portal on PostgreSQL needs the master key that seals vendors' signing keys, the same in every process: set {MASTER_KEY_ENV} (32 random bytes, base64url; e.g. `head -c32 /dev/urandom | basenc --base64url`) or pass --master-key-file"
+        );
+    };
+    let check = key.check_value()?;
+    let stored = db.setting_init("master_key_check", &check).await?;
+    if !key.matches_check_value(&stored) {
+        bail!(
+            "the master key is not the one this database was created with: vendors' signing keys could not be opened; start with the original key ({MASTER_KEY_ENV} or --master-key-file)"
+        );
+    }
+    Ok(key)
+}
+
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        let id = secrets::new_id("req").ok()?;
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The application: routes and middleware.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    routes::router()
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; the API is described at /api/v1/openapi.json")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/v1/openapi.json")
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
+        .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))
+        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                })
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes in-flight requests.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("the server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// A vendor created by the admin command.
+#[derive(Debug, serde::Serialize)]
+pub struct NewVendor {
+    /// Id.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// The first owner's email.
+    pub owner_email: String,
+    /// The owner's password, shown once.
+    pub owner_password: String,
+    /// The owner's first API token, shown once.
+    pub token: String,
+    /// The root fingerprint of the portal-held keyset.
+    pub root_fingerprint: String,
+}
+
+/// Creates a vendor with portal-held keys, an owner and a first API token.
+pub async fn create_vendor(
+    state: &AppState,
+    slug: &str,
+    name: &str,
+    owner_email: &str,
+) -> Result<NewVendor, ApiError> {
+    routes::catalog::check_slug("vendor", slug)?;
+    if name.trim().is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::invalid(
+            "the vendor name must be 1 to 100 characters",
+        ));
+    }
+    let vendor_id = secrets::new_id("ven")?;
+    let member_id = secrets::new_id("mem")?;
+    let password = secrets::new_password()?;
+    let hash = routes::vendor::hash_in_background(password.to_string()).await?;
+    let mut tx = state.db.pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO vendors (id, slug, name, key_custody, audit_seq, audit_hash, created_at) VALUES ($1, $2, $3, $4, 0, $5, $6)",
+    )
+    .bind(&vendor_id)
+    .bind(slug)
+    .bind(name)
+    .bind(vendor_keys::CUSTODY_PORTAL)
+    .bind(crate::audit_chain::GENESIS)
+    .bind(now())
+    .execute(&mut *tx)
+    .await;
+    match inserted {
+        Err(e) if db::is_unique_violation(&e) => {
+            return Err(ApiError::conflict(format!(
+                "a vendor {slug:?} exists already"
+            )));
+        }
+        other => other?,
+    };
+    let mut vtx = tx::VendorTx::lock(tx, &vendor_id).await?;
+    sqlx::query("INSERT INTO members (id, vendor_id, email, role, password_hash, created_at) VALUES ($1, $2, $3, 'owner', $4, $5)")
+        .bind(&member_id)
+        .bind(&vendor_id)
+        .bind(owner_email)
+        .bind(&hash)
+        .bind(now())
+        .execute(vtx.conn())
+        .await?;
+    let keyset =
+        vendor_keys::create_portal_keys(vtx.conn(), &state.master, &vendor_id, slug).await?;
+    let token =
+        routes::vendor::insert_token(vtx.conn(), &vendor_id, &member_id, "first token", None)
+            .await?;
+    let actor = serde_json::json!({"admin": whoami()});
+    vtx.audit_as(
+        actor.clone(),
+        "localhost",
+        "-",
+        "vendor.create",
+        &vendor_id,
+        serde_json::json!({"slug": slug, "name": name, "owner": owner_email}),
+    )
+    .await?;
+    vtx.audit_as(
+        actor,
+        "localhost",
+        "-",
+        "token.create",
+        &token.info.id,
+        serde_json::json!({"name": "first token"}),
+    )
+    .await?;
+    vtx.commit(None, StatusCode::CREATED, &serde_json::json!({}))
+        .await?;
+    Ok(NewVendor {
+        id: vendor_id,
+        slug: slug.to_owned(),
+        owner_email: owner_email.to_owned(),
+        owner_password: password.to_string(),
+        token: token.token,
+        root_fingerprint: keyset.root.fingerprint(),
+    })
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "admin".to_owned())
+}

@@ -1,0 +1,59 @@
+//! Fixed-window rate limits kept in the database, so that every portal process behind a load
+//! balancer counts against the same budget.
+
+use sqlx::{Any, Executor, Row as _};
+
+use super::error::{ApiError, ApiResult};
+
+/// Counts one hit on `bucket` in the current `window`-second window and refuses it with 429 when
+/// the window already had `limit` hits. A limit of 0 means unlimited.
+pub async fn hit<'e, E>(exec: E, bucket: &str, window: i64, limit: u64, what: &str) -> ApiResult<()>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if limit == 0 {
+        return Ok(());
+    }
+    let now = super::now();
+    let start = now - now.rem_euclid(window);
+    let row = sqlx::query(
+        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
+         RETURNING hits",
+    )
+    .bind(bucket)
+    .bind(start)
+    .fetch_one(exec)
+    .await?;
+    let hits: i64 = row.try_get("hits")?;
+    if u64::try_from(hits).unwrap_or(u64::MAX) > limit {
+        let retry = u64::try_from(start + window - now).unwrap_or(1);
+        return Err(ApiError::rate_limited(
+            format!("too many {what}: at most {limit} per {window} s; retry in {retry} s"),
+            retry,
+        ));
+    }
+    Ok(())
+}
+
+/// The hits on `bucket` in the current window, without counting one.
+pub async fn current<'e, E>(exec: E, bucket: &str, window: i64) -> ApiResult<(u64, u64)>
+where
+    E: Executor<'e, Database = Any>,
+{
+    let now = super::now();
+    let start = now - now.rem_euclid(window);
+    let row = sqlx::query("SELECT hits FROM rate_limits WHERE bucket = $1 AND window_start = $2")
+        .bind(bucket)
+        .bind(start)
+        .fetch_optional(exec)
+        .await?;
+    let hits = match row {
+        Some(row) => row.try_get::<i64, _>("hits")?,
+        None => 0,
+    };
+    Ok((
+        u64::try_from(hits).unwrap_or(0),
+        u64::try_from(start + window - now).unwrap_or(1),
+    ))
+}

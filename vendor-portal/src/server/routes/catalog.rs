@@ -1,0 +1,551 @@
+//! Apps (the listing data the marketplace will show), their plans, and customers.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row as _};
+use utoipa::ToSchema;
+
+use crate::server::auth::{Caller, Role};
+use crate::server::db::is_unique_violation;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::idempotency::IdempotencyContext;
+use crate::server::now;
+use crate::server::secrets::new_id;
+use crate::server::state::AppState;
+use crate::server::tx::{VendorTx, json_response};
+
+/// Checks a slug: 1 to 63 of `a-z 0-9 -`, starting with a letter or digit (what licenses accept).
+pub fn check_slug(what: &str, slug: &str) -> ApiResult<()> {
+    license::claims::Slug::new(slug)
+        .map(|_| ())
+        .map_err(|reason| {
+            ApiError::invalid(format!("the {what} slug {slug:?} is not valid: {reason}"))
+        })
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> ApiResult<()> {
+    if text.chars().count() > max || text.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::invalid(format!(
+            "the {what} must be at most {max} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A new app listing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppCreate {
+    /// Unique within the vendor; licenses name it as `aud`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// One line for listings.
+    #[serde(default)]
+    pub summary: String,
+    /// Markdown for the listing page.
+    #[serde(default)]
+    pub description: String,
+    /// Marketplace categories.
+    #[serde(default)]
+    pub categories: Vec<String>,
+}
+
+/// An app.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct App {
+    /// Id.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Summary.
+    pub summary: String,
+    /// Description.
+    pub description: String,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+fn app_from(row: &sqlx::any::AnyRow) -> ApiResult<App> {
+    let categories: String = row.try_get("categories")?;
+    Ok(App {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        summary: row.try_get("summary")?,
+        description: row.try_get("description")?,
+        categories: serde_json::from_str(&categories).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const APP_COLUMNS: &str = "id, slug, name, summary, description, categories, created_at";
+
+/// Finds an app of the vendor by slug (404 otherwise, whoever owns it).
+pub async fn find_app(conn: &mut AnyConnection, vendor_id: &str, slug: &str) -> ApiResult<App> {
+    let row = sqlx::query(&format!(
+        "SELECT {APP_COLUMNS} FROM apps WHERE vendor_id = $1 AND slug = $2"
+    ))
+    .bind(vendor_id)
+    .bind(slug)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("app", slug))?;
+    app_from(&row)
+}
+
+/// Creates an app.
+#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", security(("token" = [])), request_body = AppCreate, responses(
+    (status = 201, body = App), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+pub async fn create_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiJson(body): ApiJson<AppCreate>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    check_slug("app", &body.slug)?;
+    check_text("name", &body.name, 100)?;
+    check_text("summary", &body.summary, 300)?;
+    check_text("description", &body.description, 20_000)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::invalid("the app needs a name"));
+    }
+    if body.categories.len() > 10 || body.categories.iter().any(|c| c.is_empty() || c.len() > 40) {
+        return Err(ApiError::invalid(
+            "at most 10 categories of 1 to 40 characters",
+        ));
+    }
+    let app = App {
+        id: new_id("app")?,
+        slug: body.slug,
+        name: body.name,
+        summary: body.summary,
+        description: body.description,
+        categories: body.categories,
+        created_at: now(),
+    };
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO apps (id, vendor_id, slug, name, summary, description, categories, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&app.id)
+    .bind(&caller.vendor_id)
+    .bind(&app.slug)
+    .bind(&app.name)
+    .bind(&app.summary)
+    .bind(&app.description)
+    .bind(serde_json::to_string(&app.categories).map_err(ApiError::internal)?)
+    .bind(app.created_at)
+    .execute(tx.conn())
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(format!(
+                "an app {:?} exists already",
+                app.slug
+            )));
+        }
+        other => other?,
+    };
+    tx.audit(
+        &caller,
+        "app.create",
+        &app.id,
+        serde_json::json!({"slug": app.slug, "name": app.name}),
+    )
+    .await?;
+    tx.commit(idem.as_deref(), StatusCode::CREATED, &app).await
+}
+
+/// Lists the vendor's apps.
+#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", security(("token" = [])), responses((status = 200, body = Vec<App>)))]
+pub async fn list_apps(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let rows = sqlx::query(&format!(
+        "SELECT {APP_COLUMNS} FROM apps WHERE vendor_id = $1 ORDER BY slug"
+    ))
+    .bind(&caller.vendor_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let apps = rows.iter().map(app_from).collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(StatusCode::OK, apps))
+}
+
+/// Shows an app.
+#[utoipa::path(get, path = "/api/v1/apps/{app}", tag = "apps", security(("token" = [])),
+    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = App), (status = 404, body = crate::server::error::Problem)))]
+pub async fn show_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(slug): ApiPath<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app = find_app(&mut conn, &caller.vendor_id, &slug).await?;
+    Ok(json_response(StatusCode::OK, app))
+}
+
+/// A new plan: what a license on it gets.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanCreate {
+    /// Unique within the app; licenses name it as `plan`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// For the listing.
+    #[serde(default)]
+    pub description: String,
+    /// Whether licenses on it are trials.
+    #[serde(default)]
+    pub trial: bool,
+    /// How long licenses on it last unless the issuer says otherwise.
+    pub duration_days: u32,
+    /// Entitlements and policies, in the fields of a license request (`features`, `limits`,
+    /// `quotas`, `max_installations`, `channels`, `versions`, `checkin_interval`,
+    /// `offline_grace`, `regions`, ...).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub entitlements: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A plan.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Plan {
+    /// Id.
+    pub id: String,
+    /// The app's slug.
+    pub app: String,
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Whether it is a trial.
+    pub trial: bool,
+    /// Default license length.
+    pub duration_days: u32,
+    /// Entitlements and policies.
+    #[schema(value_type = Object)]
+    pub entitlements: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Fields a plan may set: those of a license request that are not per-license.
+const PLAN_FIELDS: &[&str] = &[
+    "features",
+    "limits",
+    "quotas",
+    "aws_accounts",
+    "regions",
+    "max_installations",
+    "channels",
+    "versions",
+    "published_before",
+    "checkin_interval",
+    "checkin_required",
+    "offline_grace",
+    "expiry_warning",
+];
+
+fn check_entitlements(map: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
+    if let Some(bad) = map.keys().find(|k| !PLAN_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!(
+            "a plan cannot set {bad:?}; it may set {}",
+            PLAN_FIELDS.join(", ")
+        )));
+    }
+    // Let the license format judge the values: a plan that could not make a license is refused now.
+    let mut probe = map.clone();
+    probe.insert("sub".into(), "probe".into());
+    probe.insert("aud".into(), "probe".into());
+    probe.insert("exp".into(), serde_json::Value::from(4_000_000_000u64));
+    let bytes = serde_json::to_vec(&probe).map_err(ApiError::internal)?;
+    license::LicenseRequest::from_json(&bytes)
+        .map_err(|e| ApiError::invalid(format!("the plan's entitlements are not valid: {e}")))?;
+    Ok(())
+}
+
+fn plan_from(row: &sqlx::any::AnyRow, app: &str) -> ApiResult<Plan> {
+    let entitlements: String = row.try_get("entitlements")?;
+    let trial: i64 = row.try_get("trial")?;
+    let days: i64 = row.try_get("duration_days")?;
+    Ok(Plan {
+        id: row.try_get("id")?,
+        app: app.to_owned(),
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        trial: trial != 0,
+        duration_days: u32::try_from(days).unwrap_or(0),
+        entitlements: serde_json::from_str(&entitlements).unwrap_or_default(),
+    })
+}
+
+/// Finds a plan of an app.
+pub async fn find_plan(conn: &mut AnyConnection, app: &App, slug: &str) -> ApiResult<Plan> {
+    let row = sqlx::query(
+        "SELECT id, slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 AND slug = $2",
+    )
+    .bind(&app.id)
+    .bind(slug)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("plan", slug))?;
+    plan_from(&row, &app.slug)
+}
+
+/// Adds a plan to an app.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/plans", tag = "apps", security(("token" = [])), request_body = PlanCreate,
+    params(("app" = String, Path, description = "App slug")), responses((status = 201, body = Plan), (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+pub async fn create_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiPath(app_slug): ApiPath<String>,
+    ApiJson(body): ApiJson<PlanCreate>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    check_slug("plan", &body.slug)?;
+    check_text("name", &body.name, 100)?;
+    check_text("description", &body.description, 5_000)?;
+    if body.duration_days == 0 || body.duration_days > 3650 {
+        return Err(ApiError::invalid("duration_days must be 1 to 3650"));
+    }
+    check_entitlements(&body.entitlements)?;
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    let app = find_app(tx.conn(), &caller.vendor_id, &app_slug).await?;
+    let plan = Plan {
+        id: new_id("pln")?,
+        app: app.slug.clone(),
+        slug: body.slug,
+        name: body.name,
+        description: body.description,
+        trial: body.trial,
+        duration_days: body.duration_days,
+        entitlements: body.entitlements,
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO plans (id, vendor_id, app_id, slug, name, description, trial, duration_days, entitlements, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&plan.id)
+    .bind(&caller.vendor_id)
+    .bind(&app.id)
+    .bind(&plan.slug)
+    .bind(&plan.name)
+    .bind(&plan.description)
+    .bind(i64::from(plan.trial))
+    .bind(i64::from(plan.duration_days))
+    .bind(serde_json::to_string(&plan.entitlements).map_err(ApiError::internal)?)
+    .bind(now())
+    .execute(tx.conn())
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(format!(
+                "app {} has a plan {:?} already",
+                app.slug, plan.slug
+            )));
+        }
+        other => other?,
+    };
+    tx.audit(
+        &caller,
+        "plan.create",
+        &plan.id,
+        serde_json::json!({"app": app.slug, "slug": plan.slug}),
+    )
+    .await?;
+    tx.commit(idem.as_deref(), StatusCode::CREATED, &plan).await
+}
+
+/// Lists an app's plans.
+#[utoipa::path(get, path = "/api/v1/apps/{app}/plans", tag = "apps", security(("token" = [])),
+    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = Vec<Plan>), (status = 404, body = crate::server::error::Problem)))]
+pub async fn list_plans(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(app_slug): ApiPath<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app = find_app(&mut conn, &caller.vendor_id, &app_slug).await?;
+    let rows = sqlx::query(
+        "SELECT id, slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 ORDER BY slug",
+    )
+    .bind(&app.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let plans = rows
+        .iter()
+        .map(|r| plan_from(r, &app.slug))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(StatusCode::OK, plans))
+}
+
+/// A new customer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerCreate {
+    /// Unique within the vendor; licenses name it as `sub`.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Contact email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The customer's AWS account ids (12 digits); licenses are bound to them by default.
+    #[serde(default)]
+    pub aws_accounts: Vec<String>,
+}
+
+/// A customer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Customer {
+    /// Id.
+    pub id: String,
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Contact email.
+    pub email: Option<String>,
+    /// AWS account ids.
+    pub aws_accounts: Vec<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
+fn customer_from(row: &sqlx::any::AnyRow) -> ApiResult<Customer> {
+    let accounts: String = row.try_get("aws_accounts")?;
+    Ok(Customer {
+        id: row.try_get("id")?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        email: row.try_get("email")?,
+        aws_accounts: serde_json::from_str(&accounts).unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const CUSTOMER_COLUMNS: &str = "id, slug, name, email, aws_accounts, created_at";
+
+/// Finds a customer of the vendor by slug.
+pub async fn find_customer(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    slug: &str,
+) -> ApiResult<Customer> {
+    let row = sqlx::query(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE vendor_id = $1 AND slug = $2"
+    ))
+    .bind(vendor_id)
+    .bind(slug)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("customer", slug))?;
+    customer_from(&row)
+}
+
+/// Creates a customer.
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers", security(("token" = [])), request_body = CustomerCreate, responses(
+    (status = 201, body = Customer), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+pub async fn create_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiJson(body): ApiJson<CustomerCreate>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    check_slug("customer", &body.slug)?;
+    check_text("name", &body.name, 200)?;
+    if body.name.trim().is_empty() {
+        return Err(ApiError::invalid("the customer needs a name"));
+    }
+    if let Some(email) = &body.email {
+        check_text("email", email, 254)?;
+    }
+    if body.aws_accounts.len() > 100 {
+        return Err(ApiError::invalid("at most 100 AWS accounts per customer"));
+    }
+    for account in &body.aws_accounts {
+        license::claims::AwsAccountId::new(account.clone())
+            .map_err(|reason| ApiError::invalid(format!("AWS account {account:?}: {reason}")))?;
+    }
+    let customer = Customer {
+        id: new_id("cus")?,
+        slug: body.slug,
+        name: body.name,
+        email: body.email,
+        aws_accounts: body.aws_accounts,
+        created_at: now(),
+    };
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    let inserted = sqlx::query(
+        "INSERT INTO customers (id, vendor_id, slug, name, email, aws_accounts, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&customer.id)
+    .bind(&caller.vendor_id)
+    .bind(&customer.slug)
+    .bind(&customer.name)
+    .bind(&customer.email)
+    .bind(serde_json::to_string(&customer.aws_accounts).map_err(ApiError::internal)?)
+    .bind(customer.created_at)
+    .execute(tx.conn())
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict(format!(
+                "a customer {:?} exists already",
+                customer.slug
+            )));
+        }
+        other => other?,
+    };
+    tx.audit(
+        &caller,
+        "customer.create",
+        &customer.id,
+        serde_json::json!({"slug": customer.slug, "aws_accounts": customer.aws_accounts}),
+    )
+    .await?;
+    tx.commit(idem.as_deref(), StatusCode::CREATED, &customer)
+        .await
+}
+
+/// Lists the vendor's customers.
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", security(("token" = [])), responses((status = 200, body = Vec<Customer>)))]
+pub async fn list_customers(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let rows = sqlx::query(&format!(
+        "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE vendor_id = $1 ORDER BY slug"
+    ))
+    .bind(&caller.vendor_id)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let customers = rows
+        .iter()
+        .map(customer_from)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(StatusCode::OK, customers))
+}
+
+/// Shows a customer.
+#[utoipa::path(get, path = "/api/v1/customers/{customer}", tag = "customers", security(("token" = [])),
+    params(("customer" = String, Path, description = "Customer slug")), responses((status = 200, body = Customer), (status = 404, body = crate::server::error::Problem)))]
+pub async fn show_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(slug): ApiPath<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let customer = find_customer(&mut conn, &caller.vendor_id, &slug).await?;
+    Ok(json_response(StatusCode::OK, customer))
+}

@@ -1,0 +1,636 @@
+//! Licenses: issued from a plan with overrides, signed with the vendor's license-signing key,
+//! and changed only by renew, suspend, reinstate and revoke, each of which raises `seq` and
+//! re-signs the file. The signed status endpoint tells running installs about the changes.
+
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use license::status::{LicenseState, StatusClaims, sign_status, valid_nonce};
+use license::{Claims, LicenseRequest, UnixTime, sign_license};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+
+use super::catalog::{find_app, find_customer, find_plan};
+use crate::server::auth::{Caller, Role};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::server::idempotency::IdempotencyContext;
+use crate::server::state::AppState;
+use crate::server::tx::{VendorTx, json_response};
+use crate::server::{now, ratelimit, vendor_keys};
+
+/// Licenses last a year unless the plan or the request says otherwise.
+const DEFAULT_DAYS: u32 = 365;
+
+/// A request to issue a license.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseIssue {
+    /// The customer's slug.
+    pub customer: String,
+    /// The app's slug.
+    pub app: String,
+    /// The plan's slug; without one the license carries only what the request gives.
+    #[serde(default)]
+    pub plan: Option<String>,
+    /// Features, replacing the plan's.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Limits, merged over the plan's.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub limits: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Expiry, Unix seconds; else the plan's duration from now.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// AWS accounts it is bound to; the customer's accounts by default.
+    #[serde(default)]
+    pub aws_accounts: Option<Vec<String>>,
+    /// AWS regions it is bound to; the plan's (or any) by default.
+    #[serde(default)]
+    pub regions: Option<Vec<String>>,
+    /// Maximum simultaneous installations; the plan's by default.
+    #[serde(default)]
+    pub max_installations: Option<u32>,
+}
+
+/// A license.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct License {
+    /// The license id (`jti`).
+    pub id: String,
+    /// The customer's slug.
+    pub customer: String,
+    /// The app's slug.
+    pub app: String,
+    /// The plan's slug, if issued from one.
+    pub plan: Option<String>,
+    /// `active`, `suspended` or `revoked`.
+    pub state: String,
+    /// The current revision.
+    pub seq: i64,
+    /// The key that signed the current file.
+    pub kid: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The signed claims.
+    #[schema(value_type = Object)]
+    pub claims: serde_json::Value,
+    /// The armoured license file.
+    pub license: String,
+}
+
+const LICENSE_SELECT: &str = "SELECT l.id, c.slug AS customer, a.slug AS app, p.slug AS plan, l.state, l.seq, l.kid, \
+    l.issued_at, l.expires_at, l.claims, l.armored FROM licenses l \
+    JOIN customers c ON c.id = l.customer_id JOIN apps a ON a.id = l.app_id LEFT JOIN plans p ON p.id = l.plan_id";
+
+fn license_from(row: &sqlx::any::AnyRow) -> ApiResult<License> {
+    let claims: String = row.try_get("claims")?;
+    Ok(License {
+        id: row.try_get("id")?,
+        customer: row.try_get("customer")?,
+        app: row.try_get("app")?,
+        plan: row.try_get("plan")?,
+        state: row.try_get("state")?,
+        seq: row.try_get("seq")?,
+        kid: row.try_get("kid")?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+        claims: serde_json::from_str(&claims).map_err(ApiError::internal)?,
+        license: row.try_get("armored")?,
+    })
+}
+
+async fn find_license(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<License> {
+    let row = sqlx::query(&format!(
+        "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND l.id = $2"
+    ))
+    .bind(vendor_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("license", id))?;
+    license_from(&row)
+}
+
+fn secs(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Issues a license.
+#[utoipa::path(post, path = "/api/v1/licenses", tag = "licenses", security(("token" = [])), request_body = LicenseIssue, responses(
+    (status = 201, body = License), (status = 404, body = crate::server::error::Problem),
+    (status = 422, body = crate::server::error::Problem), (status = 429, body = crate::server::error::Problem)))]
+pub async fn issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiJson(body): ApiJson<LicenseIssue>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let now_t = UnixTime::now();
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    license_rate_limit(&state, &mut tx, &caller).await?;
+    let customer = find_customer(tx.conn(), &caller.vendor_id, &body.customer).await?;
+    let app = find_app(tx.conn(), &caller.vendor_id, &body.app).await?;
+    let plan = match &body.plan {
+        Some(slug) => Some(find_plan(tx.conn(), &app, slug).await?),
+        None => None,
+    };
+    let mut request = plan
+        .as_ref()
+        .map(|p| p.entitlements.clone())
+        .unwrap_or_default();
+    let days = plan.as_ref().map_or(DEFAULT_DAYS, |p| p.duration_days);
+    let exp = body
+        .expires_at
+        .unwrap_or(now_t.as_secs() + u64::from(days) * 86_400);
+    request.insert("sub".into(), customer.slug.clone().into());
+    request.insert("aud".into(), app.slug.clone().into());
+    request.insert("exp".into(), exp.into());
+    if let Some(plan) = &plan {
+        request.insert("plan".into(), plan.slug.clone().into());
+        request.insert("trial".into(), plan.trial.into());
+    }
+    if let Some(features) = body.features {
+        request.insert("features".into(), features.into());
+    }
+    if let Some(limits) = body.limits {
+        let merged = request
+            .entry("limits")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(map) = merged.as_object_mut() {
+            map.extend(limits);
+        }
+    }
+    let accounts = body
+        .aws_accounts
+        .unwrap_or_else(|| customer.aws_accounts.clone());
+    if !accounts.is_empty() {
+        request.insert("aws_accounts".into(), accounts.into());
+    }
+    if let Some(regions) = body.regions {
+        request.insert("regions".into(), regions.into());
+    }
+    if let Some(max) = body.max_installations {
+        request.insert("max_installations".into(), max.into());
+    }
+    let bytes = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    let issuer =
+        license::claims::Slug::new(caller.vendor_slug.clone()).map_err(ApiError::internal)?;
+    let claims = LicenseRequest::from_json(&bytes)
+        .and_then(|r| r.into_claims(Some(&issuer), now_t))
+        .map_err(|e| ApiError::invalid(format!("this license cannot be issued: {e}")))?;
+    let (kid, key) = vendor_keys::private_key(
+        tx.conn(),
+        &state.master,
+        &caller.vendor_id,
+        "license",
+        Some(secs(claims.exp)),
+    )
+    .await?;
+    let armored = sign_license(&claims, &kid, &key)
+        .map_err(|e| ApiError::invalid(format!("this license cannot be signed: {e}")))?;
+    let claims_json = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+    sqlx::query(
+        "INSERT INTO licenses (id, vendor_id, app_id, customer_id, plan_id, state, seq, kid, claims, armored, issued_at, expires_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $10)",
+    )
+    .bind(claims.jti.as_str())
+    .bind(&caller.vendor_id)
+    .bind(&app.id)
+    .bind(&customer.id)
+    .bind(plan.as_ref().map(|p| p.id.clone()))
+    .bind(i64::try_from(claims.seq).unwrap_or(1))
+    .bind(&kid)
+    .bind(claims_json.to_string())
+    .bind(&armored)
+    .bind(secs(claims.iat))
+    .bind(secs(claims.exp))
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        &caller,
+        "license.issue",
+        claims.jti.as_str(),
+        serde_json::json!({"customer": customer.slug, "app": app.slug, "plan": claims.plan, "seq": claims.seq, "exp": claims.exp, "kid": kid}),
+    )
+    .await?;
+    let out = License {
+        id: claims.jti.to_string(),
+        customer: customer.slug,
+        app: app.slug,
+        plan: plan.map(|p| p.slug),
+        state: "active".into(),
+        seq: i64::try_from(claims.seq).unwrap_or(1),
+        kid,
+        issued_at: secs(claims.iat),
+        expires_at: secs(claims.exp),
+        claims: claims_json,
+        license: armored,
+    };
+    tx.commit(idem.as_deref(), StatusCode::CREATED, &out).await
+}
+
+async fn license_rate_limit(state: &AppState, tx: &mut VendorTx, caller: &Caller) -> ApiResult<()> {
+    ratelimit::hit(
+        tx.conn(),
+        &format!("license-write:{}", caller.vendor_id),
+        60,
+        state.limits.license_writes_per_minute,
+        "license changes for this vendor",
+    )
+    .await
+}
+
+/// Filters for listing licenses.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseFilter {
+    /// Only this customer's.
+    pub customer: Option<String>,
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only in this state.
+    pub state: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Skip this many.
+    pub offset: Option<u32>,
+}
+
+/// Lists licenses, newest first.
+#[utoipa::path(get, path = "/api/v1/licenses", tag = "licenses", security(("token" = [])), params(LicenseFilter),
+    responses((status = 200, body = Vec<License>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<LicenseFilter>,
+) -> ApiResult<Response> {
+    let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
+    let offset = i64::from(filter.offset.unwrap_or(0));
+    let rows = sqlx::query(&format!(
+        "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND ($2 = '' OR c.slug = $2) AND ($3 = '' OR a.slug = $3) \
+         AND ($4 = '' OR l.state = $4) ORDER BY l.issued_at DESC, l.id LIMIT $5 OFFSET $6"
+    ))
+    .bind(&caller.vendor_id)
+    .bind(filter.customer.unwrap_or_default())
+    .bind(filter.app.unwrap_or_default())
+    .bind(filter.state.unwrap_or_default())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let licenses = rows
+        .iter()
+        .map(license_from)
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(json_response(StatusCode::OK, licenses))
+}
+
+/// Shows a license.
+#[utoipa::path(get, path = "/api/v1/licenses/{id}", tag = "licenses", security(("token" = [])),
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem)))]
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let license = find_license(&mut conn, &caller.vendor_id, &id).await?;
+    Ok(json_response(StatusCode::OK, license))
+}
+
+/// Downloads the current license file.
+#[utoipa::path(get, path = "/api/v1/licenses/{id}/file", tag = "licenses", security(("token" = [])),
+    params(("id" = String, Path, description = "License id")), responses((status = 200, description = "The armoured license", body = String, content_type = "application/vnd.consign.license"), (status = 404, body = crate::server::error::Problem)))]
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let license = find_license(&mut conn, &caller.vendor_id, &id).await?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.consign.license".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.lic\"", license.id),
+            ),
+        ],
+        license.license,
+    )
+        .into_response())
+}
+
+/// A renewal.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseRenew {
+    /// The new expiry, Unix seconds; else the plan's duration (or a year) from the later of now
+    /// and the current expiry.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+/// Why a license is suspended or revoked.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseReason {
+    /// Recorded in the audit log.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+enum Change {
+    Renew(Option<u64>),
+    State(LicenseState, Option<String>),
+}
+
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    idem: Option<&IdempotencyContext>,
+    id: &str,
+    change: Change,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    license_rate_limit(state, &mut tx, caller).await?;
+    let current = find_license(tx.conn(), &caller.vendor_id, id).await?;
+    let current_state = LicenseState::parse(&current.state)
+        .ok_or_else(|| ApiError::internal("unknown license state"))?;
+    let mut claims =
+        Claims::from_json(current.claims.to_string().as_bytes()).map_err(ApiError::internal)?;
+    let now_t = UnixTime::now();
+    let (new_state, action, reason) = match change {
+        Change::Renew(expires_at) => {
+            if current_state == LicenseState::Revoked {
+                return Err(ApiError::conflict(format!(
+                    "license {id} is revoked; issue a new one"
+                )));
+            }
+            let days = match &current.plan {
+                Some(plan) => {
+                    let app = find_app(tx.conn(), &caller.vendor_id, &current.app).await?;
+                    find_plan(tx.conn(), &app, plan).await?.duration_days
+                }
+                None => DEFAULT_DAYS,
+            };
+            let base = claims.exp.max(now_t);
+            let exp = match expires_at {
+                Some(t) => UnixTime::from_secs(t)
+                    .ok_or_else(|| ApiError::invalid("expires_at is after the year 9999"))?,
+                None => base.plus(u64::from(days) * 86_400),
+            };
+            if exp <= now_t {
+                return Err(ApiError::invalid("expires_at must be in the future"));
+            }
+            // Keep the grace period between the end of the term and the hard expiry.
+            let grace = claims
+                .exp
+                .as_secs()
+                .saturating_sub(claims.term.end.as_secs());
+            claims.exp = exp;
+            claims.term.end = exp.minus(grace).max(claims.term.start);
+            (current_state, "license.renew", None)
+        }
+        Change::State(target, reason) => {
+            let allowed = match (current_state, target) {
+                (LicenseState::Active, LicenseState::Suspended) => true,
+                (LicenseState::Suspended, LicenseState::Active) => true,
+                (LicenseState::Active | LicenseState::Suspended, LicenseState::Revoked) => true,
+                _ => false,
+            };
+            if !allowed {
+                return Err(ApiError::conflict(format!(
+                    "license {id} is {}; it cannot become {}",
+                    current_state.as_str(),
+                    target.as_str()
+                )));
+            }
+            let action = match target {
+                LicenseState::Suspended => "license.suspend",
+                LicenseState::Revoked => "license.revoke",
+                _ => "license.reinstate",
+            };
+            (target, action, reason)
+        }
+    };
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(ApiError::invalid("a reason is at most 500 characters"));
+    }
+    claims.seq += 1;
+    claims.iat = now_t;
+    let (kid, key) = vendor_keys::private_key(
+        tx.conn(),
+        &state.master,
+        &caller.vendor_id,
+        "license",
+        Some(secs(claims.exp)),
+    )
+    .await?;
+    let armored = sign_license(&claims, &kid, &key)
+        .map_err(|e| ApiError::invalid(format!("cannot re-sign the license: {e}")))?;
+    let claims_json = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+    let seq = i64::try_from(claims.seq).unwrap_or(i64::MAX);
+    sqlx::query(
+        "UPDATE licenses SET state = $3, seq = $4, kid = $5, claims = $6, armored = $7, expires_at = $8, updated_at = $9 \
+         WHERE vendor_id = $1 AND id = $2",
+    )
+    .bind(&caller.vendor_id)
+    .bind(id)
+    .bind(new_state.as_str())
+    .bind(seq)
+    .bind(&kid)
+    .bind(claims_json.to_string())
+    .bind(&armored)
+    .bind(secs(claims.exp))
+    .bind(now())
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        caller,
+        action,
+        id,
+        serde_json::json!({"seq": seq, "state": new_state.as_str(), "exp": claims.exp, "reason": reason}),
+    )
+    .await?;
+    let out = License {
+        state: new_state.as_str().into(),
+        seq,
+        kid,
+        expires_at: secs(claims.exp),
+        claims: claims_json,
+        license: armored,
+        ..current
+    };
+    tx.commit(idem, StatusCode::OK, &out).await
+}
+
+/// Extends a license; the new file has a higher `seq`.
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/renew", tag = "licenses", security(("token" = [])), request_body = LicenseRenew,
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+pub async fn renew(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<LicenseRenew>,
+) -> ApiResult<Response> {
+    change(
+        &state,
+        &caller,
+        idem.as_deref(),
+        &id,
+        Change::Renew(body.expires_at),
+    )
+    .await
+}
+
+/// Suspends a license: the status endpoint reports it, installs restrict until reinstated.
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/suspend", tag = "licenses", security(("token" = [])), request_body = LicenseReason,
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<LicenseReason>,
+) -> ApiResult<Response> {
+    change(
+        &state,
+        &caller,
+        idem.as_deref(),
+        &id,
+        Change::State(LicenseState::Suspended, body.reason),
+    )
+    .await
+}
+
+/// Reinstates a suspended license.
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/reinstate", tag = "licenses", security(("token" = [])), request_body = LicenseReason,
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+pub async fn reinstate(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<LicenseReason>,
+) -> ApiResult<Response> {
+    change(
+        &state,
+        &caller,
+        idem.as_deref(),
+        &id,
+        Change::State(LicenseState::Active, body.reason),
+    )
+    .await
+}
+
+/// Revokes a license for good.
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/revoke", tag = "licenses", security(("token" = [])), request_body = LicenseReason,
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    idem: Option<Extension<IdempotencyContext>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<LicenseReason>,
+) -> ApiResult<Response> {
+    change(
+        &state,
+        &caller,
+        idem.as_deref(),
+        &id,
+        Change::State(LicenseState::Revoked, body.reason),
+    )
+    .await
+}
+
+/// The nonce a status request carries.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StatusQuery {
+    /// 16 to 128 characters of `[A-Za-z0-9_-]`, fresh for each request.
+    pub nonce: String,
+}
+
+/// A signed status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StatusResponse {
+    /// The license id.
+    pub license: String,
+    /// `active`, `suspended` or `revoked`.
+    pub state: String,
+    /// The current revision.
+    pub seq: i64,
+    /// The portal's clock, Unix seconds.
+    pub time: i64,
+    /// The nonce, echoed.
+    pub nonce: String,
+    /// The same, as a compact JWS (`typ` `consign-status+jwt`) signed by a license-signing key
+    /// of the vendor's keyset: verify this, not the fields beside it.
+    pub signed: String,
+}
+
+/// The signed status of a license, for agents and installers (no credentials: license ids are
+/// unguessable and the answer reveals only the state).
+#[utoipa::path(get, path = "/api/v1/vendors/{vendor}/licenses/{id}/status", tag = "public", params(
+    ("vendor" = String, Path, description = "Vendor slug"), ("id" = String, Path, description = "License id"), StatusQuery),
+    responses((status = 200, body = StatusResponse), (status = 400, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem)))]
+pub async fn status(
+    State(state): State<AppState>,
+    ApiPath((vendor, id)): ApiPath<(String, String)>,
+    ApiQuery(query): ApiQuery<StatusQuery>,
+) -> ApiResult<Response> {
+    if !valid_nonce(&query.nonce) {
+        return Err(ApiError::bad_request(
+            "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
+        ));
+    }
+    let mut conn = state.db.pool.acquire().await?;
+    let row = sqlx::query(
+        "SELECT l.state, l.seq, v.id AS vendor_id FROM licenses l JOIN vendors v ON v.id = l.vendor_id WHERE v.slug = $1 AND l.id = $2",
+    )
+    .bind(&vendor)
+    .bind(&id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("license", &id))?;
+    let vendor_id: String = row.try_get("vendor_id")?;
+    let state_text: String = row.try_get("state")?;
+    let seq: i64 = row.try_get("seq")?;
+    let (kid, key) =
+        vendor_keys::private_key(&mut conn, &state.master, &vendor_id, "license", None).await?;
+    let now_t = UnixTime::now();
+    let claims = StatusClaims {
+        iss: license::claims::Slug::new(vendor.clone()).map_err(ApiError::internal)?,
+        jti: license::claims::LicenseId::new(id.clone()).map_err(ApiError::internal)?,
+        state: LicenseState::parse(&state_text)
+            .ok_or_else(|| ApiError::internal("unknown license state"))?,
+        seq: u64::try_from(seq).unwrap_or(0),
+        time: now_t,
+        nonce: query.nonce.clone(),
+    };
+    let signed = sign_status(&claims, &kid, &key).map_err(ApiError::internal)?;
+    Ok(json_response(
+        StatusCode::OK,
+        StatusResponse {
+            license: id,
+            state: state_text,
+            seq,
+            time: secs(now_t),
+            nonce: query.nonce,
+            signed,
+        },
+    ))
+}

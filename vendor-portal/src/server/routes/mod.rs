@@ -1,0 +1,138 @@
+//! Routing in one place, and the OpenAPI document generated from the handlers' annotations.
+
+// utoipa's generated code names types by their full paths.
+#![allow(unused_qualifications)]
+
+pub mod audit;
+pub mod catalog;
+pub mod health;
+pub mod keys;
+pub mod licenses;
+pub mod vendor;
+
+use axum::Router;
+use axum::routing::{get, post};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::state::AppState;
+
+/// The API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Consign vendor portal",
+        description = "Apps, customers, licenses and keys of vendors selling customer-hosted serverless applications. \
+                       Errors are application/problem+json; every POST honours Idempotency-Key.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        health::healthz, health::readyz, health::metrics,
+        vendor::show, vendor::add_member, vendor::list_members,
+        vendor::create_token, vendor::list_tokens, vendor::revoke_token,
+        vendor::login, vendor::logout,
+        catalog::create_app, catalog::list_apps, catalog::show_app,
+        catalog::create_plan, catalog::list_plans,
+        catalog::create_customer, catalog::list_customers, catalog::show_customer,
+        licenses::issue, licenses::list, licenses::show, licenses::download,
+        licenses::renew, licenses::suspend, licenses::reinstate, licenses::revoke,
+        licenses::status,
+        keys::show, keys::register, keys::rotate, keys::public_keyset,
+        audit::list,
+    ),
+    components(schemas(crate::server::error::Problem)),
+    modifiers(&BearerToken),
+    tags(
+        (name = "vendor", description = "The calling vendor, its members, tokens, sessions and audit log"),
+        (name = "apps", description = "App listings and their plans"),
+        (name = "customers", description = "The vendor's customers"),
+        (name = "licenses", description = "Issuing and changing licenses"),
+        (name = "keys", description = "The vendor's signing keys"),
+        (name = "public", description = "What verifiers fetch without credentials"),
+        (name = "operations", description = "Health, readiness and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "token",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+    }
+}
+
+/// The OpenAPI document as pretty JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}
+
+async fn openapi() -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi_json(),
+    )
+        .into_response()
+}
+
+/// Every route.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/vendor", get(vendor::show))
+        .route(
+            "/api/v1/members",
+            get(vendor::list_members).post(vendor::add_member),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(vendor::list_tokens).post(vendor::create_token),
+        )
+        .route("/api/v1/tokens/{id}/revoke", post(vendor::revoke_token))
+        .route(
+            "/api/v1/session",
+            post(vendor::login).delete(vendor::logout),
+        )
+        .route(
+            "/api/v1/apps",
+            get(catalog::list_apps).post(catalog::create_app),
+        )
+        .route("/api/v1/apps/{app}", get(catalog::show_app))
+        .route(
+            "/api/v1/apps/{app}/plans",
+            get(catalog::list_plans).post(catalog::create_plan),
+        )
+        .route(
+            "/api/v1/customers",
+            get(catalog::list_customers).post(catalog::create_customer),
+        )
+        .route("/api/v1/customers/{customer}", get(catalog::show_customer))
+        .route(
+            "/api/v1/licenses",
+            get(licenses::list).post(licenses::issue),
+        )
+        .route("/api/v1/licenses/{id}", get(licenses::show))
+        .route("/api/v1/licenses/{id}/file", get(licenses::download))
+        .route("/api/v1/licenses/{id}/renew", post(licenses::renew))
+        .route("/api/v1/licenses/{id}/suspend", post(licenses::suspend))
+        .route("/api/v1/licenses/{id}/reinstate", post(licenses::reinstate))
+        .route("/api/v1/licenses/{id}/revoke", post(licenses::revoke))
+        .route("/api/v1/keys", get(keys::show))
+        .route("/api/v1/keys/register", post(keys::register))
+        .route("/api/v1/keys/rotate", post(keys::rotate))
+        .route("/api/v1/vendors/{vendor}/keyset", get(keys::public_keyset))
+        .route(
+            "/api/v1/vendors/{vendor}/licenses/{id}/status",
+            get(licenses::status),
+        )
+        .route("/api/v1/audit", get(audit::list))
+}

@@ -1,0 +1,361 @@
+//! A vendor's keys on the portal. The portal always holds the license-signing key(s), sealed
+//! under the master key, and the current public keyset. With portal custody (a vendor created
+//! without registering keys, for trying Consign in one command) it also holds the root and
+//! release keys; once the vendor registers its own keyset (`keys register`), the root and
+//! release keys live only on the vendor's machine and a compromised portal can no longer sign a
+//! keyset or a release.
+
+use anyhow::Context as _;
+use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, TrustPin, UnixTime};
+use sqlx::{AnyConnection, Row as _};
+
+use super::error::{ApiError, ApiResult};
+use super::now;
+use super::secrets::MasterKey;
+
+/// Validity of keys the portal makes: five years.
+const VALIDITY: u64 = 5 * 365 * 86_400;
+
+/// Key custody values.
+pub const CUSTODY_PORTAL: &str = "portal";
+/// The vendor registered its own keys.
+pub const CUSTODY_VENDOR: &str = "vendor";
+
+fn seal_context(vendor_id: &str, kid: &str) -> String {
+    format!("vendor-key/{vendor_id}/{kid}")
+}
+
+fn unix(t: i64) -> UnixTime {
+    UnixTime::from_secs(u64::try_from(t).unwrap_or(0)).unwrap_or(UnixTime::MAX)
+}
+
+fn secs(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn entry(key: &SigningKey, prefix: &str, now: UnixTime) -> KeyEntry {
+    KeyEntry {
+        kid: key.public_key().derive_kid(prefix),
+        public_key: key.public_key(),
+        not_before: now,
+        not_after: now.plus(VALIDITY),
+    }
+}
+
+async fn store_key(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    vendor_id: &str,
+    role: &str,
+    entry: &KeyEntry,
+    private: Option<&SigningKey>,
+) -> ApiResult<()> {
+    let sealed = match private {
+        Some(key) => Some(master.seal(
+            &seal_context(vendor_id, &entry.kid),
+            key.to_pem().as_bytes(),
+        )?),
+        None => None,
+    };
+    sqlx::query(
+        "INSERT INTO vendor_keys (vendor_id, kid, role, public_key, sealed_private, not_before, not_after, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (vendor_id, kid) DO UPDATE SET sealed_private = COALESCE(excluded.sealed_private, vendor_keys.sealed_private), \
+         not_before = excluded.not_before, not_after = excluded.not_after",
+    )
+    .bind(vendor_id)
+    .bind(&entry.kid)
+    .bind(role)
+    .bind(entry.public_key.fingerprint())
+    .bind(sealed)
+    .bind(secs(entry.not_before))
+    .bind(secs(entry.not_after))
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn store_keyset(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    keyset: &Keyset,
+    text: &str,
+) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO keysets (vendor_id, seq, root_fingerprint, document, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(vendor_id)
+    .bind(i64::try_from(keyset.seq).unwrap_or(i64::MAX))
+    .bind(keyset.root.fingerprint())
+    .bind(text)
+    .bind(now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Creates portal-held root, license and release keys and keyset 1 for a new vendor.
+pub async fn create_portal_keys(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    vendor_id: &str,
+    slug: &str,
+) -> ApiResult<Keyset> {
+    let now = UnixTime::now();
+    let root = SigningKey::generate().map_err(ApiError::internal)?;
+    let signer = SigningKey::generate().map_err(ApiError::internal)?;
+    let release = SigningKey::generate().map_err(ApiError::internal)?;
+    let issuer = license::claims::Slug::new(slug).map_err(ApiError::invalid)?;
+    let keyset = Keyset {
+        kind: KEYSET_TYPE.into(),
+        issuer: Some(issuer),
+        seq: 1,
+        issued_at: now,
+        root: root.public_key(),
+        license_keys: vec![entry(&signer, "lic", now)],
+        release_keys: vec![entry(&release, "rel", now)],
+    };
+    let text = keyset.sign(&root).map_err(ApiError::internal)?;
+    let root_entry = entry(&root, "root", now);
+    store_key(conn, master, vendor_id, "root", &root_entry, Some(&root)).await?;
+    store_key(
+        conn,
+        master,
+        vendor_id,
+        "license",
+        &keyset.license_keys[0],
+        Some(&signer),
+    )
+    .await?;
+    store_key(
+        conn,
+        master,
+        vendor_id,
+        "release",
+        &keyset.release_keys[0],
+        Some(&release),
+    )
+    .await?;
+    store_keyset(conn, vendor_id, &keyset, &text).await?;
+    Ok(keyset)
+}
+
+/// The current keyset of a vendor: its parsed contents and its exact signed text.
+pub async fn current_keyset(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+) -> ApiResult<(Keyset, String)> {
+    let row =
+        sqlx::query("SELECT document FROM keysets WHERE vendor_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(vendor_id)
+            .fetch_optional(conn)
+            .await?
+            .ok_or_else(|| {
+                ApiError::conflict(
+                    "this vendor has no keyset yet: run `vendor-portal keys register --keys DIR`",
+                )
+            })?;
+    let text: String = row.try_get("document")?;
+    let trusted = Keyset::verify(text.as_bytes(), &TrustPin::default())
+        .context("a stored keyset no longer verifies")?;
+    Ok((trusted.keyset().clone(), text))
+}
+
+/// Rotates the license-signing key of a portal-custody vendor: a new key, and keyset `seq + 1`
+/// signed by the portal-held root that lists it beside the old ones (which stay valid until they
+/// expire, so issued licenses keep verifying).
+pub async fn rotate(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    vendor_id: &str,
+    custody: &str,
+) -> ApiResult<Keyset> {
+    if custody != CUSTODY_PORTAL {
+        return Err(ApiError::conflict(
+            "this vendor's root key is offline, so the portal cannot sign a keyset: run `vendor-portal keys rotate --keys DIR` on the vendor's machine, then `vendor-portal keys register --keys DIR`",
+        ));
+    }
+    let (mut keyset, _) = current_keyset(&mut *conn, vendor_id).await?;
+    let root = private_key(&mut *conn, master, vendor_id, "root", None)
+        .await?
+        .1;
+    let now = UnixTime::now();
+    let signer = SigningKey::generate().map_err(ApiError::internal)?;
+    let new = entry(&signer, "lic", now);
+    keyset.license_keys.retain(|k| k.not_after > now);
+    keyset.license_keys.push(new.clone());
+    keyset.seq += 1;
+    keyset.issued_at = now;
+    let text = keyset.sign(&root).map_err(ApiError::internal)?;
+    store_key(
+        &mut *conn,
+        master,
+        vendor_id,
+        "license",
+        &new,
+        Some(&signer),
+    )
+    .await?;
+    store_keyset(&mut *conn, vendor_id, &keyset, &text).await?;
+    Ok(keyset)
+}
+
+/// What `keys register` sent.
+pub struct Registration<'a> {
+    /// The signed keyset text.
+    pub keyset: &'a str,
+    /// The license-signing key (PKCS#8 PEM), when the portal should get a new one.
+    pub license_signing_key: Option<&'a str>,
+}
+
+/// Registers a vendor-signed keyset (and optionally the license-signing key). The keyset must
+/// verify under its own root, name this vendor as issuer if it names one, and have a higher
+/// `seq` than the current one; once registered, a keyset from another root is refused.
+pub async fn register(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    vendor_id: &str,
+    slug: &str,
+    custody: &str,
+    registration: Registration<'_>,
+) -> ApiResult<Keyset> {
+    let trusted = Keyset::verify(registration.keyset.as_bytes(), &TrustPin::default())
+        .map_err(|e| ApiError::invalid(format!("the keyset does not verify: {e}")))?;
+    let keyset = trusted.keyset().clone();
+    if let Some(issuer) = &keyset.issuer
+        && issuer.as_str() != slug
+    {
+        return Err(ApiError::invalid(format!(
+            "the keyset is for issuer {issuer}, not this vendor ({slug}): create it with `keys init --issuer {slug}`"
+        )));
+    }
+    let current = current_keyset(&mut *conn, vendor_id).await.ok();
+    if let Some((current, _)) = &current {
+        if custody == CUSTODY_VENDOR && current.root != keyset.root {
+            return Err(ApiError::conflict(format!(
+                "the keyset is signed by root {}, but this vendor's root is {}: customers pin the root, so it cannot change",
+                keyset.root.fingerprint(),
+                current.root.fingerprint()
+            )));
+        }
+        if custody == CUSTODY_VENDOR && keyset.seq <= current.seq {
+            return Err(ApiError::conflict(format!(
+                "the keyset has seq {} but the portal already has seq {}: rotate (`keys rotate --keys DIR`) to make a newer one",
+                keyset.seq, current.seq
+            )));
+        }
+    }
+    let now = UnixTime::now();
+    if let Some(pem) = registration.license_signing_key {
+        let key = SigningKey::from_pem(pem).map_err(|e| {
+            ApiError::invalid(format!("the license-signing key is not usable: {e}"))
+        })?;
+        let kid = key.public_key().derive_kid("lic");
+        let entry = trusted.license_key(&kid).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "the license-signing key {kid} is not in the keyset: send the keyset that lists it"
+            ))
+        })?;
+        store_key(&mut *conn, master, vendor_id, "license", entry, Some(&key)).await?;
+    }
+    // Forget private keys the new keyset no longer lists (retired), and the portal-held root and
+    // release keys: from now on they live only with the vendor.
+    let listed: Vec<&str> = keyset.license_keys.iter().map(|k| k.kid.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT kid, role FROM vendor_keys WHERE vendor_id = $1 AND sealed_private IS NOT NULL",
+    )
+    .bind(vendor_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let kid: String = row.try_get("kid")?;
+        let role: String = row.try_get("role")?;
+        if role != "license" || !listed.contains(&kid.as_str()) {
+            sqlx::query(
+                "UPDATE vendor_keys SET sealed_private = NULL WHERE vendor_id = $1 AND kid = $2",
+            )
+            .bind(vendor_id)
+            .bind(&kid)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    for k in &keyset.license_keys {
+        store_key(&mut *conn, master, vendor_id, "license", k, None).await?;
+    }
+    for k in &keyset.release_keys {
+        store_key(&mut *conn, master, vendor_id, "release", k, None).await?;
+    }
+    if !keyset
+        .license_keys
+        .iter()
+        .any(|k| k.not_after > now && listed.contains(&k.kid.as_str()))
+    {
+        return Err(ApiError::invalid(
+            "the keyset lists no license-signing key valid now",
+        ));
+    }
+    if custody == CUSTODY_PORTAL {
+        // Moving from portal-held keys to the vendor's own: the portal's keysets were for a
+        // root that is now retired, and the vendor's keyset starts its own sequence.
+        sqlx::query("DELETE FROM keysets WHERE vendor_id = $1")
+            .bind(vendor_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    store_keyset(&mut *conn, vendor_id, &keyset, registration.keyset).await?;
+    sqlx::query("UPDATE vendors SET key_custody = $2 WHERE id = $1")
+        .bind(vendor_id)
+        .bind(CUSTODY_VENDOR)
+        .execute(&mut *conn)
+        .await?;
+    if private_key(&mut *conn, master, vendor_id, "license", None)
+        .await
+        .is_err()
+    {
+        return Err(ApiError::invalid(
+            "the portal holds no license-signing key listed in this keyset: send it with the keyset (`keys register --keys DIR` does)",
+        ));
+    }
+    Ok(keyset)
+}
+
+/// The private key of `role` to sign with now: for licenses, the newest key valid now (and, when
+/// `until` is given, still valid then) that the portal holds.
+pub async fn private_key(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    vendor_id: &str,
+    role: &str,
+    until: Option<i64>,
+) -> ApiResult<(String, SigningKey)> {
+    let now = now();
+    let row = sqlx::query(
+        "SELECT kid, sealed_private, not_after FROM vendor_keys \
+         WHERE vendor_id = $1 AND role = $2 AND sealed_private IS NOT NULL AND not_before <= $3 AND not_after > $3 \
+         ORDER BY not_before DESC, kid LIMIT 1",
+    )
+    .bind(vendor_id)
+    .bind(role)
+    .bind(now + license::verify::DEFAULT_LEEWAY as i64)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::conflict(format!("the portal holds no {role} key valid now: rotate or register keys")))?;
+    let kid: String = row.try_get("kid")?;
+    let not_after: i64 = row.try_get("not_after")?;
+    if let Some(until) = until
+        && until > not_after
+    {
+        return Err(ApiError::invalid(format!(
+            "the license would expire at {} but signing key {kid} expires at {}: rotate keys (`vendor-portal keys rotate`) or choose an earlier expiry",
+            unix(until),
+            unix(not_after)
+        )));
+    }
+    let sealed: String = row.try_get("sealed_private")?;
+    let pem = master.open(&seal_context(vendor_id, &kid), &sealed)?;
+    let text = std::str::from_utf8(&pem).map_err(ApiError::internal)?;
+    let key = SigningKey::from_pem(text).map_err(ApiError::internal)?;
+    Ok((kid, key))
+}
