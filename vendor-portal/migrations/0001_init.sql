@@ -62,6 +62,8 @@ CREATE TABLE vendor_keys (
     sealed_private TEXT,
     not_before BIGINT NOT NULL,
     not_after BIGINT NOT NULL,
+    -- The keyset seq that introduced the key: the newest generation signs.
+    generation BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     PRIMARY KEY (vendor_id, kid)
 );

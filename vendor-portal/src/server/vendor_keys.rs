@@ -49,6 +49,7 @@ async fn store_key(
     role: &str,
     entry: &KeyEntry,
     private: Option<&SigningKey>,
+    generation: u64,
 ) -> ApiResult<()> {
     let sealed = match private {
         Some(key) => Some(master.seal(
@@ -58,9 +59,10 @@ async fn store_key(
         None => None,
     };
     sqlx::query(
-        "INSERT INTO vendor_keys (vendor_id, kid, role, public_key, sealed_private, not_before, not_after, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        "INSERT INTO vendor_keys (vendor_id, kid, role, public_key, sealed_private, not_before, not_after, generation, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8) \
          ON CONFLICT (vendor_id, kid) DO UPDATE SET sealed_private = COALESCE(excluded.sealed_private, vendor_keys.sealed_private), \
+         generation = CASE WHEN excluded.sealed_private IS NULL THEN vendor_keys.generation ELSE excluded.generation END, \
          not_before = excluded.not_before, not_after = excluded.not_after",
     )
     .bind(vendor_id)
@@ -71,6 +73,7 @@ async fn store_key(
     .bind(secs(entry.not_before))
     .bind(secs(entry.not_after))
     .bind(now())
+    .bind(i64::try_from(generation).unwrap_or(i64::MAX))
     .execute(conn)
     .await?;
     Ok(())
@@ -118,7 +121,7 @@ pub async fn create_portal_keys(
     };
     let text = keyset.sign(&root).map_err(ApiError::internal)?;
     let root_entry = entry(&root, "root", now);
-    store_key(conn, master, vendor_id, "root", &root_entry, Some(&root)).await?;
+    store_key(conn, master, vendor_id, "root", &root_entry, Some(&root), 1).await?;
     store_key(
         conn,
         master,
@@ -126,6 +129,7 @@ pub async fn create_portal_keys(
         "license",
         &keyset.license_keys[0],
         Some(&signer),
+        1,
     )
     .await?;
     store_key(
@@ -135,6 +139,7 @@ pub async fn create_portal_keys(
         "release",
         &keyset.release_keys[0],
         Some(&release),
+        1,
     )
     .await?;
     store_keyset(conn, vendor_id, &keyset, &text).await?;
@@ -195,6 +200,7 @@ pub async fn rotate(
         "license",
         &new,
         Some(&signer),
+        keyset.seq,
     )
     .await?;
     store_keyset(&mut *conn, vendor_id, &keyset, &text).await?;
@@ -257,7 +263,16 @@ pub async fn register(
                 "the license-signing key {kid} is not in the keyset: send the keyset that lists it"
             ))
         })?;
-        store_key(&mut *conn, master, vendor_id, "license", entry, Some(&key)).await?;
+        store_key(
+            &mut *conn,
+            master,
+            vendor_id,
+            "license",
+            entry,
+            Some(&key),
+            keyset.seq,
+        )
+        .await?;
     }
     // Forget private keys the new keyset no longer lists (retired), and the portal-held root and
     // release keys: from now on they live only with the vendor.
@@ -282,10 +297,16 @@ pub async fn register(
         }
     }
     for k in &keyset.license_keys {
-        store_key(&mut *conn, master, vendor_id, "license", k, None).await?;
+        store_key(
+            &mut *conn, master, vendor_id, "license", k, None, keyset.seq,
+        )
+        .await?;
     }
     for k in &keyset.release_keys {
-        store_key(&mut *conn, master, vendor_id, "release", k, None).await?;
+        store_key(
+            &mut *conn, master, vendor_id, "release", k, None, keyset.seq,
+        )
+        .await?;
     }
     if !keyset
         .license_keys
@@ -334,7 +355,7 @@ pub async fn private_key(
     let row = sqlx::query(
         "SELECT kid, sealed_private, not_after FROM vendor_keys \
          WHERE vendor_id = $1 AND role = $2 AND sealed_private IS NOT NULL AND not_before <= $3 AND not_after > $3 \
-         ORDER BY not_before DESC, kid LIMIT 1",
+         ORDER BY generation DESC, not_before DESC, kid LIMIT 1",
     )
     .bind(vendor_id)
     .bind(role)

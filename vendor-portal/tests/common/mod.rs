@@ -2,6 +2,8 @@
 
 #![allow(dead_code, reason = "each test file uses its own subset")]
 
+pub mod server;
+
 use std::ffi::OsStr;
 use std::process::{Command, Output};
 
