@@ -109,7 +109,9 @@ impl Portal {
                         last_error = Some(anyhow!("the portal at {} did not answer in time", self.base));
                         continue;
                     }
-                    Err(e) => return Err(anyhow!("cannot talk to the portal at {}: {e}", self.base)),
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context(format!("cannot talk to the portal at {}", self.base)));
+                    }
                 };
                 let status = response.status();
                 let retry_after = response

@@ -25,16 +25,45 @@ async fn malformed_requests_get_problems(db: Db) {
     };
     let cases = [
         ("{\"slug\": \"x\", ", "application/json", 400, "bad JSON"),
-        ("{\"slug\": \"x\", \"name\": \"X\", \"colour\": \"red\"}", "application/json", 422, "unknown field"),
-        ("{\"slug\": 7, \"name\": \"X\"}", "application/json", 422, "wrong type"),
-        ("{\"name\": \"X\"}", "application/json", 422, "missing field"),
-        ("slug=x", "application/x-www-form-urlencoded", 415, "wrong media type"),
-        ("{\"slug\": \"Not A Slug\", \"name\": \"X\"}", "application/json", 422, "invalid slug"),
+        (
+            "{\"slug\": \"x\", \"name\": \"X\", \"colour\": \"red\"}",
+            "application/json",
+            422,
+            "unknown field",
+        ),
+        (
+            "{\"slug\": 7, \"name\": \"X\"}",
+            "application/json",
+            422,
+            "wrong type",
+        ),
+        (
+            "{\"name\": \"X\"}",
+            "application/json",
+            422,
+            "missing field",
+        ),
+        (
+            "slug=x",
+            "application/x-www-form-urlencoded",
+            415,
+            "wrong media type",
+        ),
+        (
+            "{\"slug\": \"Not A Slug\", \"name\": \"X\"}",
+            "application/json",
+            422,
+            "invalid slug",
+        ),
     ];
     for (body, content_type, status, what) in cases {
         let r = send(body, content_type).await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{what}");
-        assert_eq!(r.headers()["content-type"], "application/problem+json", "{what}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{what}"
+        );
         let problem: serde_json::Value = r.json().await.unwrap();
         assert!(!problem["detail"].as_str().unwrap().is_empty(), "{what}");
     }
@@ -49,22 +78,47 @@ async fn malformed_requests_get_problems(db: Db) {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    let r = portal.call(Method::GET, "/api/v1/nothing-here", Some(&portal.token), None).await;
+    let r = portal
+        .call(
+            Method::GET,
+            "/api/v1/nothing-here",
+            Some(&portal.token),
+            None,
+        )
+        .await;
     r.problem(404);
-    let r = portal.call(Method::PUT, "/api/v1/apps", Some(&portal.token), Some(json!({}))).await;
+    let r = portal
+        .call(
+            Method::PUT,
+            "/api/v1/apps",
+            Some(&portal.token),
+            Some(json!({})),
+        )
+        .await;
     r.problem(405);
     let r = portal.get("/api/v1/licenses?limit=lots").await;
     r.problem(400);
     // A license that cannot be made (expiry in the past) is refused with the reason.
     portal.seed_catalog(&portal.token).await;
     let r = portal
-        .post("/api/v1/licenses", json!({"customer": "globex", "app": "blog", "expires_at": 1000}))
+        .post(
+            "/api/v1/licenses",
+            json!({"customer": "globex", "app": "blog", "expires_at": 1000}),
+        )
         .await;
     assert!(r.problem(422).contains("cannot be issued"));
-    let r = portal.post("/api/v1/licenses", json!({"customer": "nobody", "app": "blog"})).await;
+    let r = portal
+        .post(
+            "/api/v1/licenses",
+            json!({"customer": "nobody", "app": "blog"}),
+        )
+        .await;
     assert!(r.problem(404).contains("customer"));
     let r = portal
-        .post("/api/v1/apps/blog/plans", json!({"slug": "p", "name": "P", "duration_days": 1, "entitlements": {"exp": 5}}))
+        .post(
+            "/api/v1/apps/blog/plans",
+            json!({"slug": "p", "name": "P", "duration_days": 1, "entitlements": {"exp": 5}}),
+        )
         .await;
     assert!(r.problem(422).contains("exp"));
 }
@@ -132,7 +186,12 @@ async fn rate_limits_answer_429(db: Db) {
     portal.seed_catalog(&portal.token).await;
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let r = portal.post("/api/v1/licenses", json!({"customer": "globex", "app": "blog"})).await;
+        let r = portal
+            .post(
+                "/api/v1/licenses",
+                json!({"customer": "globex", "app": "blog"}),
+            )
+            .await;
         if r.status == 429 {
             let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
             assert!((1..=60).contains(&retry));
@@ -141,12 +200,22 @@ async fn rate_limits_answer_429(db: Db) {
         statuses.push(r.status.as_u16());
     }
     // Limits count per minute window; a window edge may fall inside the loop.
-    assert!(statuses.iter().filter(|s| **s == 201).count() <= 6, "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 201).count() <= 6,
+        "{statuses:?}"
+    );
     assert!(statuses.contains(&429), "{statuses:?}");
     // Guessing tokens.
     let mut statuses = Vec::new();
     for i in 0..5 {
-        let r = portal.call(Method::GET, "/api/v1/apps", Some(&format!("cns_guess{i}")), None).await;
+        let r = portal
+            .call(
+                Method::GET,
+                "/api/v1/apps",
+                Some(&format!("cns_guess{i}")),
+                None,
+            )
+            .await;
         statuses.push(r.status.as_u16());
     }
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -170,7 +239,10 @@ async fn roles_tokens_and_sessions(db: Db) {
         .post("/api/v1/members", json!({"email": "help@acme.example", "role": "support", "password": "a long support password"}))
         .await
         .expect(201);
-    assert!(member["password"].is_null(), "a given password is not echoed");
+    assert!(
+        member["password"].is_null(),
+        "a given password is not echoed"
+    );
     let login = portal
         .http
         .post(format!("{}/api/v1/session", portal.url))
@@ -183,49 +255,115 @@ async fn roles_tokens_and_sessions(db: Db) {
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let session = cookie.split(';').next().unwrap().to_owned();
     let as_support = |method: Method, path: &str, body: Option<serde_json::Value>| {
-        let mut r = portal.http.request(method, format!("{}{path}", portal.url)).header("cookie", session.clone());
+        let mut r = portal
+            .http
+            .request(method, format!("{}{path}", portal.url))
+            .header("cookie", session.clone());
         if let Some(body) = body {
             r = r.json(&body);
         }
         r.send()
     };
-    let me: serde_json::Value = as_support(Method::GET, "/api/v1/vendor", None).await.unwrap().json().await.unwrap();
+    let me: serde_json::Value = as_support(Method::GET, "/api/v1/vendor", None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["member"]["role"], "support");
-    assert_eq!(as_support(Method::GET, "/api/v1/licenses", None).await.unwrap().status(), 200);
-    let denied = as_support(Method::POST, "/api/v1/licenses", Some(json!({"customer": "globex", "app": "blog"}))).await.unwrap();
+    assert_eq!(
+        as_support(Method::GET, "/api/v1/licenses", None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let denied = as_support(
+        Method::POST,
+        "/api/v1/licenses",
+        Some(json!({"customer": "globex", "app": "blog"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(denied.status(), 403);
-    let denied = as_support(Method::POST, "/api/v1/keys/rotate", Some(json!({}))).await.unwrap();
+    let denied = as_support(Method::POST, "/api/v1/keys/rotate", Some(json!({})))
+        .await
+        .unwrap();
     assert_eq!(denied.status(), 403);
     // Wrong passwords and unknown members get the same answer.
-    for (email, password) in [("help@acme.example", "wrong password!!"), ("nobody@acme.example", "a long support password")] {
+    for (email, password) in [
+        ("help@acme.example", "wrong password!!"),
+        ("nobody@acme.example", "a long support password"),
+    ] {
         let r = portal
-            .call(Method::POST, "/api/v1/session", None, Some(json!({"vendor": "acme", "email": email, "password": password})))
+            .call(
+                Method::POST,
+                "/api/v1/session",
+                None,
+                Some(json!({"vendor": "acme", "email": email, "password": password})),
+            )
             .await;
         assert_eq!(r.problem(401), "the vendor, email or password is wrong");
     }
     // Logging out ends the session.
-    let out = as_support(Method::DELETE, "/api/v1/session", None).await.unwrap();
+    let out = as_support(Method::DELETE, "/api/v1/session", None)
+        .await
+        .unwrap();
     assert_eq!(out.status(), 204);
-    assert_eq!(as_support(Method::GET, "/api/v1/vendor", None).await.unwrap().status(), 401);
+    assert_eq!(
+        as_support(Method::GET, "/api/v1/vendor", None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 
     // Tokens: shown once, listed by hint, revoked at once.
-    let created = portal.post("/api/v1/tokens", json!({"name": "ci"})).await.expect(201);
+    let created = portal
+        .post("/api/v1/tokens", json!({"name": "ci"}))
+        .await
+        .expect(201);
     let secret = created["token"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("cns_"));
     let listed = portal.get("/api/v1/tokens").await.expect(200);
     let text = listed.to_string();
     assert!(!text.contains(&secret), "a listing never shows a secret");
     assert!(text.contains(created["hint"].as_str().unwrap()));
-    assert_eq!(portal.call(Method::GET, "/api/v1/apps", Some(&secret), None).await.status, 200);
+    assert_eq!(
+        portal
+            .call(Method::GET, "/api/v1/apps", Some(&secret), None)
+            .await
+            .status,
+        200
+    );
     let id = created["id"].as_str().unwrap();
-    portal.post(&format!("/api/v1/tokens/{id}/revoke"), json!({})).await.expect(200);
-    let r = portal.call(Method::GET, "/api/v1/apps", Some(&secret), None).await;
+    portal
+        .post(&format!("/api/v1/tokens/{id}/revoke"), json!({}))
+        .await
+        .expect(200);
+    let r = portal
+        .call(Method::GET, "/api/v1/apps", Some(&secret), None)
+        .await;
     r.problem(401);
     // Nothing stores the secret itself.
-    let stored: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM api_tokens").fetch_all(&portal.state.db.pool).await.unwrap();
-    assert!(stored.iter().all(|(h,)| h.len() == 64 && !h.contains("cns_")));
-    let hashes: Vec<(Option<String>,)> = sqlx::query_as("SELECT password_hash FROM members").fetch_all(&portal.state.db.pool).await.unwrap();
-    assert!(hashes.iter().all(|(h,)| h.as_deref().is_some_and(|h| h.starts_with("$argon2id$"))));
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM api_tokens")
+        .fetch_all(&portal.state.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|(h,)| h.len() == 64 && !h.contains("cns_"))
+    );
+    let hashes: Vec<(Option<String>,)> = sqlx::query_as("SELECT password_hash FROM members")
+        .fetch_all(&portal.state.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        hashes
+            .iter()
+            .all(|(h,)| h.as_deref().is_some_and(|h| h.starts_with("$argon2id$")))
+    );
 }
 on_both_databases!(roles_tokens_and_sessions);
 
@@ -235,13 +373,28 @@ async fn registered_keys_take_over(db: Db) {
     portal.seed_catalog(&portal.token).await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    common::ok(common::portal(&["keys", "init", "--out", keys.to_str().unwrap(), "--issuer", "acme"]));
+    common::ok(common::portal(&[
+        "keys",
+        "init",
+        "--out",
+        keys.to_str().unwrap(),
+        "--issuer",
+        "acme",
+    ]));
     let keyset = std::fs::read_to_string(keys.join("keyset.json")).unwrap();
     let pem = std::fs::read_to_string(keys.join("license-signing.key")).unwrap();
     // Without the signing key the portal could not issue: refused.
-    let r = portal.post("/api/v1/keys/register", json!({"keyset": keyset})).await;
+    let r = portal
+        .post("/api/v1/keys/register", json!({"keyset": keyset}))
+        .await;
     r.problem(422);
-    let info = portal.post("/api/v1/keys/register", json!({"keyset": keyset, "license_signing_key": pem})).await.expect(200);
+    let info = portal
+        .post(
+            "/api/v1/keys/register",
+            json!({"keyset": keyset, "license_signing_key": pem}),
+        )
+        .await
+        .expect(200);
     assert_eq!(info["custody"], "vendor");
     let held: Vec<&str> = info["keys"]
         .as_array()
@@ -250,33 +403,93 @@ async fn registered_keys_take_over(db: Db) {
         .filter(|k| k["held_by_portal"] == true)
         .map(|k| k["role"].as_str().unwrap())
         .collect();
-    assert_eq!(held, vec!["license"], "root and release keys left the portal: {info}");
+    assert_eq!(
+        held,
+        vec!["license"],
+        "root and release keys left the portal: {info}"
+    );
     // Licenses now verify against the vendor's own keyset file.
     let local = Keyset::verify(keyset.as_bytes(), &TrustPin::default()).unwrap();
     let issued = portal.issue(&portal.token).await;
-    local.verify_license(issued["license"].as_str().unwrap(), &VerifyOptions::at(UnixTime::now())).unwrap();
-    let served = portal.call(Method::GET, "/api/v1/vendors/acme/keyset", None, None).await;
-    assert_eq!(served.text, keyset, "the portal serves the vendor's keyset byte for byte");
+    local
+        .verify_license(
+            issued["license"].as_str().unwrap(),
+            &VerifyOptions::at(UnixTime::now()),
+        )
+        .unwrap();
+    let served = portal
+        .call(Method::GET, "/api/v1/vendors/acme/keyset", None, None)
+        .await;
+    assert_eq!(
+        served.text, keyset,
+        "the portal serves the vendor's keyset byte for byte"
+    );
     // The portal cannot rotate an offline root; a replayed or foreign keyset is refused.
-    portal.post("/api/v1/keys/rotate", json!({})).await.problem(409);
-    portal.post("/api/v1/keys/register", json!({"keyset": keyset})).await.problem(409);
+    portal
+        .post("/api/v1/keys/rotate", json!({}))
+        .await
+        .problem(409);
+    portal
+        .post("/api/v1/keys/register", json!({"keyset": keyset}))
+        .await
+        .problem(409);
     let other = dir.path().join("other");
-    common::ok(common::portal(&["keys", "init", "--out", other.to_str().unwrap(), "--issuer", "acme"]));
+    common::ok(common::portal(&[
+        "keys",
+        "init",
+        "--out",
+        other.to_str().unwrap(),
+        "--issuer",
+        "acme",
+    ]));
     let foreign = std::fs::read_to_string(other.join("keyset.json")).unwrap();
-    assert!(portal.post("/api/v1/keys/register", json!({"keyset": foreign})).await.problem(409).contains("root"));
+    assert!(
+        portal
+            .post("/api/v1/keys/register", json!({"keyset": foreign}))
+            .await
+            .problem(409)
+            .contains("root")
+    );
     let wrong_issuer = dir.path().join("wrong");
-    common::ok(common::portal(&["keys", "init", "--out", wrong_issuer.to_str().unwrap(), "--issuer", "globex"]));
+    common::ok(common::portal(&[
+        "keys",
+        "init",
+        "--out",
+        wrong_issuer.to_str().unwrap(),
+        "--issuer",
+        "globex",
+    ]));
     let text = std::fs::read_to_string(wrong_issuer.join("keyset.json")).unwrap();
-    assert!(portal.post("/api/v1/keys/register", json!({"keyset": text})).await.problem(422).contains("issuer"));
+    assert!(
+        portal
+            .post("/api/v1/keys/register", json!({"keyset": text}))
+            .await
+            .problem(422)
+            .contains("issuer")
+    );
     let mut doc: serde_json::Value = serde_json::from_str(&keyset).unwrap();
     doc["signed"]["seq"] = json!(9);
     let tampered = serde_json::to_string_pretty(&doc).unwrap();
-    portal.post("/api/v1/keys/register", json!({"keyset": tampered})).await.problem(422);
+    portal
+        .post("/api/v1/keys/register", json!({"keyset": tampered}))
+        .await
+        .problem(422);
     // Rotating locally and registering again moves the portal to the new key.
-    common::ok(common::portal(&["keys", "rotate", "--keys", keys.to_str().unwrap()]));
+    common::ok(common::portal(&[
+        "keys",
+        "rotate",
+        "--keys",
+        keys.to_str().unwrap(),
+    ]));
     let rotated = std::fs::read_to_string(keys.join("keyset.json")).unwrap();
     let pem = std::fs::read_to_string(keys.join("license-signing.key")).unwrap();
-    let info = portal.post("/api/v1/keys/register", json!({"keyset": rotated, "license_signing_key": pem})).await.expect(200);
+    let info = portal
+        .post(
+            "/api/v1/keys/register",
+            json!({"keyset": rotated, "license_signing_key": pem}),
+        )
+        .await
+        .expect(200);
     assert_eq!(info["keyset_seq"], 2);
     let after = portal.issue(&portal.token).await;
     assert_ne!(after["kid"], issued["kid"]);
@@ -295,10 +508,18 @@ async fn master_key_guards_signing_keys() {
         ..Config::embedded(dir.path().join("data"))
     };
     let state = server::open(&config).await.unwrap();
-    server::create_vendor(&state, "acme", "Acme", "o@acme.example").await.unwrap();
-    let sealed: Vec<(Option<String>,)> = sqlx::query_as("SELECT sealed_private FROM vendor_keys").fetch_all(&state.db.pool).await.unwrap();
+    server::create_vendor(&state, "acme", "Acme", "o@acme.example")
+        .await
+        .unwrap();
+    let sealed: Vec<(Option<String>,)> = sqlx::query_as("SELECT sealed_private FROM vendor_keys")
+        .fetch_all(&state.db.pool)
+        .await
+        .unwrap();
     assert_eq!(sealed.len(), 3);
-    assert!(sealed.iter().all(|(s,)| s.as_deref().is_some_and(|s| s.starts_with("v1.") && !s.contains("PRIVATE"))));
+    assert!(sealed.iter().all(|(s,)| {
+        s.as_deref()
+            .is_some_and(|s| s.starts_with("v1.") && !s.contains("PRIVATE"))
+    }));
     state.db.pool.close().await;
     let other_dir = tempfile::tempdir().unwrap();
     let wrong = Config {
@@ -306,5 +527,8 @@ async fn master_key_guards_signing_keys() {
         ..config
     };
     let err = server::open(&wrong).await.unwrap_err();
-    assert!(format!("{err:#}").contains("not the one this database was created with"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("not the one this database was created with"),
+        "{err:#}"
+    );
 }

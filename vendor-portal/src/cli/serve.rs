@@ -1,5 +1,6 @@
 //! `vendor-portal serve`: run the portal.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
@@ -76,6 +77,12 @@ pub struct ServeArgs {
     max_connections: u32,
 }
 
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        let _ = writeln!($out, $($arg)*);
+    };
+}
+
 /// Runs `serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
     init_logging(args.log_format);
@@ -99,28 +106,30 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}: is another portal running there? choose another --bind", args.bind))?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
-        println!("Consign portal listening on {url}");
-        println!("  database: {}", server::db::redact(&config.database_url()));
-        println!("  blobs:    {}", state.blobs.url);
-        println!("  API:      {url}/api/v1/openapi.json");
+        // Startup lines go to stdout for people and scripts; a closed stdout must not stop the
+        // server, so write errors are ignored.
+        let mut out = std::io::stdout();
+        say!(out, "Consign portal listening on {url}");
+        say!(out, "  database: {}", server::db::redact(&config.database_url()));
+        say!(out, "  blobs:    {}", state.blobs.url);
+        say!(out, "  API:      {url}/api/v1/openapi.json");
         if args.demo {
             let demo = demo::seed(&state).await?;
-            println!();
-            println!("Demo vendor {} ({}):", demo::VENDOR, demo::OWNER);
+            say!(out, "");
+            say!(out, "Demo vendor {} ({}):", demo::VENDOR, demo::OWNER);
             if let Some(password) = &demo.password {
-                println!("  owner password (shown once): {password}");
+                say!(out, "  owner password (shown once): {password}");
             }
-            println!("  export PORTAL_URL={url}");
-            println!("  export PORTAL_TOKEN={}", demo.token);
-            println!("  then try:  vendor-portal license list");
-            println!("             vendor-portal license issue --customer globex --app serverless-blog --plan trial -o trial.lic");
-            println!("  public keyset: {url}/api/v1/vendors/{}/keyset", demo::VENDOR);
+            say!(out, "  export PORTAL_URL={url}");
+            say!(out, "  export PORTAL_TOKEN={}", demo.token);
+            say!(out, "  then try:  vendor-portal license list");
+            say!(out, "             vendor-portal license issue --customer globex --app serverless-blog --plan trial -o trial.lic");
+            say!(out, "  public keyset: {url}/api/v1/vendors/{}/keyset", demo::VENDOR);
             if let Some(id) = &demo.license_id {
-                println!("  license status: {url}/api/v1/vendors/{}/licenses/{id}/status?nonce=0123456789abcdef", demo::VENDOR);
+                say!(out, "  license status: {url}/api/v1/vendors/{}/licenses/{id}/status?nonce=0123456789abcdef", demo::VENDOR);
             }
         }
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
+        let _ = out.flush();
         server::serve(listener, state).await
     })
 }

@@ -1,0 +1,220 @@
+//! Tenant isolation, walked over every endpoint of the OpenAPI document, on SQLite and
+//! PostgreSQL: with vendor B's token nothing of vendor A's is read or changed, and a foreign id
+//! gets the same 404 as an id that does not exist; with no token every protected endpoint is
+//! 401. A new endpoint is walked as soon as it is in the document; one without a request body
+//! here fails the test until it gets one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use common::server::{Db, start};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// A request body for each POST: creations under B's own names (so that A's names in paths stay
+/// foreign to B), everything else naming A's things.
+fn body_for(path: &str) -> Value {
+    match path {
+        "/api/v1/apps" => json!({"slug": "b-blog", "name": "B's blog"}),
+        "/api/v1/apps/{app}/plans" => json!({"slug": "standard", "name": "S", "duration_days": 5}),
+        "/api/v1/customers" => json!({"slug": "b-globex", "name": "B's globex"}),
+        "/api/v1/licenses" => json!({"customer": "globex", "app": "blog", "plan": "standard"}),
+        "/api/v1/licenses/{id}/renew" => json!({}),
+        "/api/v1/licenses/{id}/suspend"
+        | "/api/v1/licenses/{id}/reinstate"
+        | "/api/v1/licenses/{id}/revoke" => {
+            json!({"reason": "attack"})
+        }
+        "/api/v1/members" => json!({"email": "new@initech.example", "role": "owner"}),
+        "/api/v1/tokens" => json!({"name": "stolen"}),
+        "/api/v1/tokens/{id}/revoke" => json!({}),
+        "/api/v1/keys/register" => json!({"keyset": "{}"}),
+        "/api/v1/keys/rotate" => json!({}),
+        "/api/v1/session" => {
+            json!({"vendor": "acme", "email": "owner@acme.example", "password": "guess-guess-guess"})
+        }
+        other => panic!("tenant_isolation.rs has no request body for POST {other}: add one"),
+    }
+}
+
+async fn every_endpoint_isolates_vendors(db: Db) {
+    let portal = start(db).await;
+    let a = portal.token.clone();
+    portal.seed_catalog(&a).await;
+    let license = portal.issue(&a).await;
+    let license_id = license["id"].as_str().unwrap().to_owned();
+    let a_token = portal
+        .post("/api/v1/tokens", json!({"name": "a's"}))
+        .await
+        .expect(201);
+    let a_token_id = a_token["id"].as_str().unwrap().to_owned();
+    let a_app_id = portal.get("/api/v1/apps/blog").await.expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_customer_id = portal.get("/api/v1/customers/globex").await.expect(200)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_keyset = portal
+        .call(Method::GET, "/api/v1/vendors/acme/keyset", None, None)
+        .await
+        .text;
+    let a_audit_head = portal.get("/api/v1/audit").await.expect(200)["head_seq"].clone();
+    let a_secrets = [
+        license_id.as_str(),
+        a_token_id.as_str(),
+        a_app_id.as_str(),
+        a_customer_id.as_str(),
+        "owner@acme.example",
+        "Globex",
+    ];
+
+    let b = portal.other_vendor("initech").await;
+    let doc = portal
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .expect(200);
+    let mut walked = 0;
+    for (template, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let secured = op.get("security").is_some();
+            let public_vendor_path = template.starts_with("/api/v1/vendors/{vendor}");
+            let fill = |id: &str| {
+                template
+                    .replace("{app}", "blog")
+                    .replace("{customer}", "globex")
+                    .replace("{vendor}", "acme")
+                    .replace("{id}", id)
+            };
+            let a_id = if template.starts_with("/api/v1/tokens") {
+                &a_token_id
+            } else {
+                &license_id
+            };
+            let path = fill(a_id);
+            let path = if template.ends_with("/status") {
+                format!("{path}?nonce=isolation-walk-nonce")
+            } else {
+                path
+            };
+            let body = (method == Method::POST).then(|| body_for(template));
+            walked += 1;
+
+            // No credentials: every protected endpoint refuses.
+            if secured {
+                let r = portal.call(method.clone(), &path, None, body.clone()).await;
+                assert_eq!(
+                    r.status, 401,
+                    "{method} {template} without a token: {}",
+                    r.text
+                );
+                let r = portal
+                    .call(
+                        method.clone(),
+                        &path,
+                        Some("cns_not-a-real-token"),
+                        body.clone(),
+                    )
+                    .await;
+                assert_eq!(
+                    r.status, 401,
+                    "{method} {template} with a bad token: {}",
+                    r.text
+                );
+            }
+            if public_vendor_path || !secured {
+                continue;
+            }
+            // Vendor B: nothing of A's comes back, whatever the status.
+            let r = portal
+                .call(method.clone(), &path, Some(&b), body.clone())
+                .await;
+            assert!(r.status.as_u16() < 500, "{method} {template}: {}", r.text);
+            // The caller's own input echoed in an error is not a leak.
+            let answer = if template.contains("{id}") {
+                r.text.replace(a_id.as_str(), "ID")
+            } else {
+                r.text.clone()
+            };
+            for secret in a_secrets {
+                assert!(
+                    !answer.contains(secret),
+                    "{method} {template} as B leaked {secret}: {}",
+                    r.text
+                );
+            }
+            // A's ids in the path: the same 404 as an id that does not exist.
+            if template.contains('{') {
+                assert_eq!(r.status, 404, "{method} {template} as B: {}", r.text);
+                let missing = portal
+                    .call(
+                        method.clone(),
+                        &fill("lic_ffffffffffffffffffffffff"),
+                        Some(&b),
+                        body.clone(),
+                    )
+                    .await;
+                let (got, expected) = (r.json(), missing.json());
+                assert_eq!(got["code"], expected["code"], "{template}");
+                let normalise = |v: &Value| {
+                    v["detail"]
+                        .as_str()
+                        .unwrap()
+                        .replace(a_id.as_str(), "ID")
+                        .replace("lic_ffffffffffffffffffffffff", "ID")
+                };
+                assert_eq!(normalise(&got), normalise(&expected), "{template}");
+            }
+        }
+    }
+    assert!(walked >= 30, "walked only {walked} operations");
+
+    // A's things are as they were.
+    let still = portal
+        .get(&format!("/api/v1/licenses/{license_id}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        (still["state"].as_str(), still["seq"].as_i64()),
+        (Some("active"), Some(1))
+    );
+    assert_eq!(
+        portal
+            .call(
+                Method::GET,
+                "/api/v1/apps",
+                Some(a_token["token"].as_str().unwrap()),
+                None
+            )
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        portal
+            .call(Method::GET, "/api/v1/vendors/acme/keyset", None, None)
+            .await
+            .text,
+        a_keyset
+    );
+    assert_eq!(
+        portal.get("/api/v1/audit").await.expect(200)["head_seq"],
+        a_audit_head
+    );
+    assert_eq!(
+        portal.get("/api/v1/apps/blog").await.expect(200)["name"],
+        "Blog"
+    );
+    // B's own namespace got B's things.
+    assert_eq!(
+        portal
+            .call(Method::GET, "/api/v1/apps/b-blog", Some(&b), None)
+            .await
+            .expect(200)["name"],
+        "B's blog"
+    );
+}
+on_both_databases!(every_endpoint_isolates_vendors);
