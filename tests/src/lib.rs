@@ -8,6 +8,7 @@
 
 pub mod bundle;
 pub mod moto;
+pub mod portal;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,168 @@
+//! Running `vendor-portal serve` processes for end-to-end tests: on SQLite in a temporary folder
+//! or on a fresh PostgreSQL database, started on free loopback ports, killed with SIGKILL when a
+//! test says so (or dropped).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::bin;
+
+/// Where a portal keeps its data.
+pub enum Storage {
+    /// SQLite in this folder.
+    Sqlite(PathBuf),
+    /// This PostgreSQL database.
+    Postgres(String),
+}
+
+/// The PostgreSQL server tests use: `DATABASE_URL`, else the machine's default.
+pub fn postgres_admin_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Creates a database of its own on the test PostgreSQL and returns its URL.
+pub fn create_postgres_database() -> String {
+    let admin = postgres_admin_url();
+    let mut raw = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).unwrap();
+    let name = format!("consign_e2e_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one"));
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    });
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    format!("{base}/{name}")
+}
+
+/// A fresh master key in base64url, for `CONSIGN_MASTER_KEY`.
+pub fn master_key() -> String {
+    let mut raw = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// How to start portals that share one database.
+pub struct PortalSetup {
+    /// The data folder (SQLite, blobs).
+    pub data: PathBuf,
+    /// The database URL, for PostgreSQL.
+    pub database_url: Option<String>,
+    /// The master key every process uses.
+    pub master_key: String,
+    /// Extra `serve` arguments.
+    pub extra: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl PortalSetup {
+    /// A setup on SQLite in `dir` or on a new PostgreSQL database.
+    pub fn new(dir: &Path, postgres: bool) -> Self {
+        Self {
+            data: dir.join("data"),
+            database_url: postgres.then(create_postgres_database),
+            master_key: master_key(),
+            extra: vec![],
+            env: vec![],
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("vendor-portal"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("CONSIGN_MASTER_KEY", &self.master_key)
+            .env_remove("PORTAL_URL")
+            .env_remove("PORTAL_TOKEN");
+        match &self.database_url {
+            Some(url) => cmd.env("CONSIGN_DATABASE_URL", url),
+            None => cmd.env_remove("CONSIGN_DATABASE_URL"),
+        };
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Creates a vendor with `admin create-vendor` and returns its token.
+    pub fn create_vendor(&self, slug: &str) -> String {
+        let out = self
+            .command(&["admin", "create-vendor", "--slug", slug, "--name", slug, "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+        created["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts a portal process on a free port.
+    pub fn start(&self) -> PortalProcess {
+        let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend(self.extra.iter().map(String::as_str));
+        let mut child = self
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        assert!(url.starts_with("http://"), "the portal did not start: {line:?}");
+        PortalProcess { child, url }
+    }
+
+    /// Runs a `vendor-portal` client command against `url` with `token`.
+    pub fn client(&self, url: &str, token: &str, args: &[&str]) -> std::process::Output {
+        Command::new(bin("vendor-portal"))
+            .args(args)
+            .env("PORTAL_URL", url)
+            .env("PORTAL_TOKEN", token)
+            .output()
+            .unwrap()
+    }
+}
+
+/// A running portal process.
+pub struct PortalProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl PortalProcess {
+    /// SIGKILL, no chance to finish anything.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PortalProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Creates the app `blog` with plan `standard` and customer `globex` through the API.
+pub async fn seed_catalog(http: &reqwest::Client, url: &str, token: &str) {
+    for (path, body) in [
+        ("/api/v1/apps", json!({"slug": "blog", "name": "Blog"})),
+        ("/api/v1/apps/blog/plans", json!({"slug": "standard", "name": "Standard", "duration_days": 30, "entitlements": {"features": ["posts"]}})),
+        ("/api/v1/customers", json!({"slug": "globex", "name": "Globex"})),
+    ] {
+        let r = http.post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 201, "{path}: {}", r.text().await.unwrap_or_default());
+    }
+}
