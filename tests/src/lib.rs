@@ -151,7 +151,9 @@ pub fn compact(armored: &str) -> String {
 /// alongside its tests, so they sit next to this test's own executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    // Test executables live in target/<profile>/deps, binaries of this crate in target/<profile>.
+    let parent = exe.parent().unwrap();
+    let dir = if parent.ends_with("deps") { parent.parent().unwrap() } else { parent };
     let path = dir.join(name);
     assert!(
         path.is_file(),

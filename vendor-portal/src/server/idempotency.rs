@@ -35,26 +35,27 @@ pub struct IdempotencyContext {
 }
 
 impl IdempotencyContext {
-    /// Stores the response in the caller's transaction.
-    pub async fn record(
-        &self,
-        conn: &mut AnyConnection,
-        status: StatusCode,
-        body: &str,
-    ) -> ApiResult<()> {
-        let result = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&self.scope)
-        .bind(&self.key)
-        .bind(&self.request_hash)
-        .bind(i64::from(status.as_u16()))
-        .bind(body)
-        .bind(now())
-        .execute(conn)
-        .await;
-        match result {
+    /// Stores responses in the caller's transaction, with one statement.
+    pub async fn record_many(conn: &mut AnyConnection, records: &[(&IdempotencyContext, StatusCode, &str)]) -> ApiResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, body, created_at) VALUES {}",
+            super::tx::values_clause(records.len(), 6)
+        );
+        let created = now();
+        let mut query = sqlx::query(&sql);
+        for (ctx, status, body) in records {
+            query = query
+                .bind(&ctx.scope)
+                .bind(&ctx.key)
+                .bind(&ctx.request_hash)
+                .bind(i64::from(status.as_u16()))
+                .bind(*body)
+                .bind(created);
+        }
+        match query.execute(conn).await {
             Ok(_) => Ok(()),
             Err(e) if is_unique_violation(&e) => Err(Self::race()),
             Err(e) => Err(e.into()),

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod issuer;
 pub mod metrics;
 pub mod ratelimit;
 pub mod routes;
@@ -241,6 +242,7 @@ pub async fn create_vendor(
     let member_id = secrets::new_id("mem")?;
     let password = secrets::new_password()?;
     let hash = routes::vendor::hash_in_background(password.to_string()).await?;
+    let turn = state.write_turn().await;
     let mut tx = state.db.pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO vendors (id, slug, name, key_custody, audit_seq, audit_hash, created_at) VALUES ($1, $2, $3, $4, 0, $5, $6)",
@@ -261,7 +263,7 @@ pub async fn create_vendor(
         }
         other => other?,
     };
-    let mut vtx = tx::VendorTx::lock(tx, &vendor_id).await?;
+    let mut vtx = tx::VendorTx::lock(tx, &vendor_id, turn).await?;
     sqlx::query("INSERT INTO members (id, vendor_id, email, role, password_hash, created_at) VALUES ($1, $2, $3, 'owner', $4, $5)")
         .bind(&member_id)
         .bind(&vendor_id)

@@ -57,3 +57,40 @@ where
         u64::try_from(start + window - now).unwrap_or(1),
     ))
 }
+
+/// Counts `n` hits on `bucket` at once and returns how many of them the limit allows (the
+/// first ones in order); 0 means unlimited.
+pub async fn hit_many<'e, E>(exec: E, bucket: &str, window: i64, limit: u64, n: usize) -> ApiResult<usize>
+where
+    E: Executor<'e, Database = Any>,
+{
+    if limit == 0 {
+        return Ok(n);
+    }
+    let now = super::now();
+    let start = now - now.rem_euclid(window);
+    let added = i64::try_from(n).unwrap_or(i64::MAX);
+    let row = sqlx::query(
+        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, $3) \
+         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + $3 \
+         RETURNING hits",
+    )
+    .bind(bucket)
+    .bind(start)
+    .bind(added)
+    .fetch_one(exec)
+    .await?;
+    let hits: i64 = row.try_get("hits")?;
+    let before = u64::try_from(hits - added).unwrap_or(0);
+    Ok(usize::try_from(limit.saturating_sub(before)).unwrap_or(usize::MAX).min(n))
+}
+
+/// The 429 for a refused license change.
+pub fn license_writes_refused(limit: u64) -> ApiError {
+    let now = super::now();
+    let retry = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(1);
+    ApiError::rate_limited(
+        format!("too many license changes for this vendor: at most {limit} per 60 s; retry in {retry} s"),
+        retry,
+    )
+}

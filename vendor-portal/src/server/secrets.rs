@@ -27,7 +27,14 @@ const CHECK_AAD: &str = "consign-master-key-check";
 /// The key that seals vendors' private keys in the database. It never enters the database.
 pub struct MasterKey {
     key: LessSafeKey,
+    /// Signing keys already opened, by their sealed text: opening and parsing a key costs more
+    /// than the signature it makes. The cache is derived from the database (a sealed value never
+    /// changes), so another process missing it only pays the opening again.
+    opened: std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<license::SigningKey>>>,
 }
+
+/// Opened signing keys kept at most; the cache starts over beyond this.
+const OPENED_KEYS_MAX: usize = 10_000;
 
 impl std::fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +67,7 @@ impl MasterKey {
             .map_err(|_| anyhow::anyhow!("cannot use the sealing key"))?;
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            opened: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -140,6 +148,24 @@ impl MasterKey {
             .open_in_place(nonce, Aad::from(context.as_bytes()), &mut buf)
             .map_err(|_| failed())?;
         Ok(Zeroizing::new(plain.to_vec()))
+    }
+
+    /// Opens a sealed PKCS#8 PEM signing key, from the cache when it was opened before.
+    pub fn open_signing_key(&self, context: &str, sealed: &str) -> Result<std::sync::Arc<license::SigningKey>> {
+        let id = (context.to_owned(), sealed.to_owned());
+        if let Some(key) = self.opened.lock().ok().and_then(|cache| cache.get(&id).cloned()) {
+            return Ok(key);
+        }
+        let pem = self.open(context, sealed)?;
+        let text = std::str::from_utf8(&pem).context("a sealed signing key is not PEM")?;
+        let key = std::sync::Arc::new(license::SigningKey::from_pem(text).context("a sealed signing key does not parse")?);
+        if let Ok(mut cache) = self.opened.lock() {
+            if cache.len() >= OPENED_KEYS_MAX {
+                cache.clear();
+            }
+            cache.insert(id, key.clone());
+        }
+        Ok(key)
     }
 
     /// A value stored once per database so that starting with the wrong master key fails at

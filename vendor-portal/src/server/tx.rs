@@ -25,17 +25,24 @@ pub struct VendorTx {
     audit_seq: i64,
     audit_hash: String,
     changed: bool,
+    // Held until the transaction ends (SQLite only).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl VendorTx {
     /// Begins a transaction and locks `vendor_id`'s row.
     pub async fn begin(state: &AppState, vendor_id: &str) -> ApiResult<Self> {
+        let turn = state.write_turn().await;
         let tx = state.db.pool.begin().await?;
-        Self::lock(tx, vendor_id).await
+        Self::lock(tx, vendor_id, turn).await
     }
 
-    /// Locks `vendor_id`'s row in an open transaction.
-    pub async fn lock(mut tx: Transaction<'static, Any>, vendor_id: &str) -> ApiResult<Self> {
+    /// Locks `vendor_id`'s row in an open transaction begun after taking `turn`.
+    pub async fn lock(
+        mut tx: Transaction<'static, Any>,
+        vendor_id: &str,
+        turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> ApiResult<Self> {
         // A no-op update: it takes the row lock on PostgreSQL and the write lock on SQLite at
         // once, so the transaction never has to upgrade a read lock (which deadlocks in WAL).
         let row = sqlx::query(
@@ -51,6 +58,7 @@ impl VendorTx {
             audit_seq: row.try_get("audit_seq")?,
             audit_hash: row.try_get("audit_hash")?,
             changed: false,
+            _turn: turn,
         })
     }
 
@@ -89,49 +97,66 @@ impl VendorTx {
         target: &str,
         detail: serde_json::Value,
     ) -> ApiResult<()> {
-        let seq = self.audit_seq + 1;
+        self.audit_many(&[AuditRecord {
+            actor,
+            source: source.to_owned(),
+            request_id: request_id.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+        }])
+        .await
+    }
+
+    /// Appends entries in order with one statement.
+    pub async fn audit_many(&mut self, records: &[AuditRecord]) -> ApiResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let at = now();
-        let entry = serde_json::json!({
-            "seq": seq,
-            "at": at,
-            "vendor": self.vendor_id,
-            "actor": actor,
-            "action": action,
-            "target": target,
-            "detail": detail,
-            "source": source,
-            "request_id": request_id,
-        })
-        .to_string();
-        let hash = chain_hash(&self.audit_hash, &entry);
-        sqlx::query(
-            "INSERT INTO audit_log (vendor_id, seq, at, action, entry, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&self.vendor_id)
-        .bind(seq)
-        .bind(at)
-        .bind(action)
-        .bind(&entry)
-        .bind(&self.audit_hash)
-        .bind(&hash)
-        .execute(&mut *self.tx)
-        .await?;
+        let (mut seq, mut prev) = (self.audit_seq, self.audit_hash.clone());
+        let mut rows = Vec::with_capacity(records.len());
+        for r in records {
+            seq += 1;
+            let entry = serde_json::json!({
+                "seq": seq,
+                "at": at,
+                "vendor": self.vendor_id,
+                "actor": r.actor,
+                "action": r.action,
+                "target": r.target,
+                "detail": r.detail,
+                "source": r.source,
+                "request_id": r.request_id,
+            })
+            .to_string();
+            let hash = chain_hash(&prev, &entry);
+            rows.push((seq, r.action.as_str(), entry, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        let sql = format!(
+            "INSERT INTO audit_log (vendor_id, seq, at, action, entry, prev_hash, hash) VALUES {}",
+            values_clause(rows.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for (seq, action, entry, prev_hash, hash) in &rows {
+            query = query
+                .bind(&self.vendor_id)
+                .bind(*seq)
+                .bind(at)
+                .bind(*action)
+                .bind(entry)
+                .bind(prev_hash)
+                .bind(hash);
+        }
+        query.execute(&mut *self.tx).await?;
         self.audit_seq = seq;
-        self.audit_hash = hash;
+        self.audit_hash = prev;
         self.changed = true;
         Ok(())
     }
 
-    /// Commits, recording `body` as the response to the request's idempotency key, and returns
-    /// the response.
-    pub async fn commit<T: Serialize>(
-        mut self,
-        idempotency: Option<&IdempotencyContext>,
-        status: StatusCode,
-        body: &T,
-    ) -> ApiResult<Response> {
-        let json = serde_json::to_string(body).map_err(ApiError::internal)?;
+    /// Commits, recording each response under its request's idempotency key.
+    pub async fn commit_all(mut self, responses: &[(&IdempotencyContext, StatusCode, &str)]) -> ApiResult<()> {
         if self.changed {
             sqlx::query("UPDATE vendors SET audit_seq = $2, audit_hash = $3 WHERE id = $1")
                 .bind(&self.vendor_id)
@@ -140,16 +165,27 @@ impl VendorTx {
                 .execute(&mut *self.tx)
                 .await?;
         }
-        if let Some(ctx) = idempotency {
-            ctx.record(&mut self.tx, status, &json).await?;
-        }
+        IdempotencyContext::record_many(&mut self.tx, responses).await?;
         self.tx.commit().await.map_err(|e| {
             if is_unique_violation(&e) {
                 IdempotencyContext::race()
             } else {
                 ApiError::from(e)
             }
-        })?;
+        })
+    }
+
+    /// Commits, recording `body` as the response to the request's idempotency key, and returns
+    /// the response.
+    pub async fn commit<T: Serialize>(
+        self,
+        idempotency: Option<&IdempotencyContext>,
+        status: StatusCode,
+        body: &T,
+    ) -> ApiResult<Response> {
+        let json = serde_json::to_string(body).map_err(ApiError::internal)?;
+        let record: Vec<_> = idempotency.map(|ctx| (ctx, status, json.as_str())).into_iter().collect();
+        self.commit_all(&record).await?;
         Ok((
             status,
             [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -157,6 +193,48 @@ impl VendorTx {
         )
             .into_response())
     }
+}
+
+/// One audit entry to append.
+#[derive(Clone, Debug)]
+pub struct AuditRecord {
+    /// Who.
+    pub actor: serde_json::Value,
+    /// From where (IP address).
+    pub source: String,
+    /// The request id.
+    pub request_id: String,
+    /// What (`license.issue`, ...).
+    pub action: String,
+    /// To what (an id).
+    pub target: String,
+    /// Particulars.
+    pub detail: serde_json::Value,
+}
+
+impl AuditRecord {
+    /// `caller` did `action` to `target`.
+    pub fn by(caller: &Caller, action: &str, target: &str, detail: serde_json::Value) -> Self {
+        Self {
+            actor: caller.actor(),
+            source: caller.meta.ip.clone(),
+            request_id: caller.meta.request_id.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// `($1, ..., $cols), ($cols+1, ...)` for a multi-row INSERT of `rows` rows.
+pub fn values_clause(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A JSON response with a status, for handlers that change nothing.

@@ -21,7 +21,8 @@ pub const CUSTODY_PORTAL: &str = "portal";
 /// The vendor registered its own keys.
 pub const CUSTODY_VENDOR: &str = "vendor";
 
-fn seal_context(vendor_id: &str, kid: &str) -> String {
+/// The context a vendor's key is sealed under (binds it to its row).
+pub fn seal_context(vendor_id: &str, kid: &str) -> String {
     format!("vendor-key/{vendor_id}/{kid}")
 }
 
@@ -342,6 +343,15 @@ pub async fn register(
     Ok(keyset)
 }
 
+/// The error for a license that would outlive its signing key.
+pub fn key_expires_first(kid: &str, until: i64, not_after: i64) -> ApiError {
+    ApiError::invalid(format!(
+        "the license would expire at {} but signing key {kid} expires at {}: rotate keys (`vendor-portal keys rotate`) or choose an earlier expiry",
+        unix(until),
+        unix(not_after)
+    ))
+}
+
 /// The private key of `role` to sign with now: for licenses, the newest key valid now (and, when
 /// `until` is given, still valid then) that the portal holds.
 pub async fn private_key(
@@ -350,7 +360,7 @@ pub async fn private_key(
     vendor_id: &str,
     role: &str,
     until: Option<i64>,
-) -> ApiResult<(String, SigningKey)> {
+) -> ApiResult<(String, std::sync::Arc<SigningKey>)> {
     let now = now();
     let row = sqlx::query(
         "SELECT kid, sealed_private, not_after FROM vendor_keys \
@@ -368,15 +378,9 @@ pub async fn private_key(
     if let Some(until) = until
         && until > not_after
     {
-        return Err(ApiError::invalid(format!(
-            "the license would expire at {} but signing key {kid} expires at {}: rotate keys (`vendor-portal keys rotate`) or choose an earlier expiry",
-            unix(until),
-            unix(not_after)
-        )));
+        return Err(key_expires_first(&kid, until, not_after));
     }
     let sealed: String = row.try_get("sealed_private")?;
-    let pem = master.open(&seal_context(vendor_id, &kid), &sealed)?;
-    let text = std::str::from_utf8(&pem).map_err(ApiError::internal)?;
-    let key = SigningKey::from_pem(text).map_err(ApiError::internal)?;
+    let key = master.open_signing_key(&seal_context(vendor_id, &kid), &sealed)?;
     Ok((kid, key))
 }

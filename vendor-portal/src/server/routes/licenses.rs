@@ -12,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 
-use super::catalog::{find_app, find_customer, find_plan};
+use super::catalog::{find_app, find_for_license, find_plan};
 use crate::server::auth::{Caller, Role};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::idempotency::IdempotencyContext;
 use crate::server::state::AppState;
-use crate::server::tx::{VendorTx, json_response};
+use crate::server::issuer::NewLicense;
+use crate::server::tx::{AuditRecord, VendorTx, json_response};
 use crate::server::{now, ratelimit, vendor_keys};
 
 /// Licenses last a year unless the plan or the request says otherwise.
@@ -133,14 +134,17 @@ pub async fn issue(
 ) -> ApiResult<Response> {
     caller.require(Role::Publisher)?;
     let now_t = UnixTime::now();
-    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
-    license_rate_limit(&state, &mut tx, &caller).await?;
-    let customer = find_customer(tx.conn(), &caller.vendor_id, &body.customer).await?;
-    let app = find_app(tx.conn(), &caller.vendor_id, &body.app).await?;
-    let plan = match &body.plan {
-        Some(slug) => Some(find_plan(tx.conn(), &app, slug).await?),
-        None => None,
-    };
+    // Everything that only reads, and the signature, happens before the vendor's write lock is
+    // taken, so the locked part is a few inserts.
+    let mut conn = state.db.pool.acquire().await?;
+    let (customer, app, plan, stored_key) = find_for_license(
+        &mut conn,
+        &caller.vendor_id,
+        &body.customer,
+        &body.app,
+        body.plan.as_deref(),
+    )
+    .await?;
     let mut request = plan
         .as_ref()
         .map(|p| p.entitlements.clone())
@@ -185,55 +189,59 @@ pub async fn issue(
     let claims = LicenseRequest::from_json(&bytes)
         .and_then(|r| r.into_claims(Some(&issuer), now_t))
         .map_err(|e| ApiError::invalid(format!("this license cannot be issued: {e}")))?;
-    let (kid, key) = vendor_keys::private_key(
-        tx.conn(),
-        &state.master,
-        &caller.vendor_id,
-        "license",
-        Some(secs(claims.exp)),
-    )
-    .await?;
+    let Some((kid, sealed, key_expiry)) = stored_key else {
+        return Err(ApiError::conflict("the portal holds no license-signing key valid now: rotate or register keys"));
+    };
+    if secs(claims.exp) > key_expiry {
+        return Err(vendor_keys::key_expires_first(&kid, secs(claims.exp), key_expiry));
+    }
+    let key = state
+        .master
+        .open_signing_key(&vendor_keys::seal_context(&caller.vendor_id, &kid), &sealed)?;
     let armored = sign_license(&claims, &kid, &key)
         .map_err(|e| ApiError::invalid(format!("this license cannot be signed: {e}")))?;
     let claims_json = serde_json::to_value(&claims).map_err(ApiError::internal)?;
-    sqlx::query(
-        "INSERT INTO licenses (id, vendor_id, app_id, customer_id, plan_id, state, seq, kid, claims, armored, issued_at, expires_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $8, $9, $10, $11, $10)",
-    )
-    .bind(claims.jti.as_str())
-    .bind(&caller.vendor_id)
-    .bind(&app.id)
-    .bind(&customer.id)
-    .bind(plan.as_ref().map(|p| p.id.clone()))
-    .bind(i64::try_from(claims.seq).unwrap_or(1))
-    .bind(&kid)
-    .bind(claims_json.to_string())
-    .bind(&armored)
-    .bind(secs(claims.iat))
-    .bind(secs(claims.exp))
-    .execute(tx.conn())
-    .await?;
-    tx.audit(
+    drop(conn);
+    let audit = AuditRecord::by(
         &caller,
         "license.issue",
         claims.jti.as_str(),
         serde_json::json!({"customer": customer.slug, "app": app.slug, "plan": claims.plan, "seq": claims.seq, "exp": claims.exp, "kid": kid}),
-    )
-    .await?;
+    );
     let out = License {
         id: claims.jti.to_string(),
         customer: customer.slug,
         app: app.slug,
-        plan: plan.map(|p| p.slug),
+        plan: plan.as_ref().map(|p| p.slug.clone()),
         state: "active".into(),
         seq: i64::try_from(claims.seq).unwrap_or(1),
-        kid,
+        kid: kid.clone(),
         issued_at: secs(claims.iat),
         expires_at: secs(claims.exp),
         claims: claims_json,
         license: armored,
     };
-    tx.commit(idem.as_deref(), StatusCode::CREATED, &out).await
+    let response = serde_json::to_string(&out).map_err(ApiError::internal)?;
+    state
+        .issuer
+        .submit(NewLicense {
+            vendor_id: caller.vendor_id.clone(),
+            id: out.id.clone(),
+            app_id: app.id,
+            customer_id: customer.id,
+            plan_id: plan.map(|p| p.id),
+            seq: out.seq,
+            kid,
+            claims: out.claims.to_string(),
+            armored: out.license.clone(),
+            issued_at: out.issued_at,
+            expires_at: out.expires_at,
+            audit,
+            idempotency: idem.map(|Extension(ctx)| ctx),
+            response: response.clone(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], response).into_response())
 }
 
 async fn license_rate_limit(state: &AppState, tx: &mut VendorTx, caller: &Caller) -> ApiResult<()> {
@@ -473,7 +481,9 @@ async fn change(
         license: armored,
         ..current
     };
-    tx.commit(idem, StatusCode::OK, &out).await
+    let response = tx.commit(idem, StatusCode::OK, &out).await?;
+    state.statuses.forget(&caller.vendor_slug, id);
+    Ok(response)
 }
 
 /// Extends a license; the new file has a higher `seq`.
@@ -597,21 +607,48 @@ pub async fn status(
             "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
         ));
     }
-    let mut conn = state.db.pool.acquire().await?;
-    let row = sqlx::query(
-        "SELECT l.state, l.seq, v.id AS vendor_id FROM licenses l JOIN vendors v ON v.id = l.vendor_id WHERE v.slug = $1 AND l.id = $2",
-    )
-    .bind(&vendor)
-    .bind(&id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| ApiError::not_found("license", &id))?;
-    let vendor_id: String = row.try_get("vendor_id")?;
-    let state_text: String = row.try_get("state")?;
-    let seq: i64 = row.try_get("seq")?;
-    let (kid, key) =
-        vendor_keys::private_key(&mut conn, &state.master, &vendor_id, "license", None).await?;
-    let now_t = UnixTime::now();
+    let cached = match state.statuses.get(&vendor, &id) {
+        Some(hit) => hit,
+        None => {
+            // One query: the license's state and the key to sign with.
+            let read_at = now();
+            let row = sqlx::query(
+                "SELECT l.state, l.seq, v.id AS vendor_id, k.kid, k.sealed_private \
+                 FROM licenses l JOIN vendors v ON v.id = l.vendor_id \
+                 LEFT JOIN vendor_keys k ON k.vendor_id = v.id AND k.role = 'license' \
+                      AND k.sealed_private IS NOT NULL AND k.not_before <= $3 AND k.not_after > $3 \
+                 WHERE v.slug = $1 AND l.id = $2 \
+                 ORDER BY k.generation DESC, k.not_before DESC, k.kid LIMIT 1",
+            )
+            .bind(&vendor)
+            .bind(&id)
+            .bind(read_at + license::verify::DEFAULT_LEEWAY as i64)
+            .fetch_optional(&state.db.pool)
+            .await?
+            .ok_or_else(|| ApiError::not_found("license", &id))?;
+            let kid = match (
+                row.try_get::<Option<String>, _>("kid")?,
+                row.try_get::<Option<String>, _>("sealed_private")?,
+            ) {
+                (Some(kid), Some(sealed)) => Some((kid, sealed)),
+                _ => None,
+            };
+            state.statuses.put(&vendor, &id, row.try_get("vendor_id")?, row.try_get("state")?, row.try_get("seq")?, kid, read_at);
+            state.statuses.get(&vendor, &id).ok_or_else(|| ApiError::internal("status cache lost an entry"))?
+        }
+    };
+    let Some((kid, sealed)) = &cached.kid else {
+        return Err(ApiError::unavailable(
+            "the vendor has no license-signing key valid now; the vendor must rotate keys",
+        ));
+    };
+    let key = state
+        .master
+        .open_signing_key(&vendor_keys::seal_context(&cached.vendor_id, kid), sealed)?;
+    let (state_text, seq) = (cached.state.clone(), cached.seq);
+    let kid = kid.clone();
+    // The signed time is when the state was read, so the statement is exact.
+    let now_t = UnixTime::from_secs(u64::try_from(cached.read_at).unwrap_or(0)).unwrap_or_else(UnixTime::now);
     let claims = StatusClaims {
         iss: license::claims::Slug::new(vendor.clone()).map_err(ApiError::internal)?,
         jti: license::claims::LicenseId::new(id.clone()).map_err(ApiError::internal)?,

@@ -1,0 +1,158 @@
+//! `portal-bench`: the portal's loopback benchmark. It starts release `vendor-portal serve`
+//! processes and measures, in one run:
+//!
+//! - the signed status endpoint beside the trivial `/healthz` route of the same server
+//!   (throughput and p99; the goal is at least half of the trivial route's throughput), and
+//! - license issuance per second on SQLite and on PostgreSQL (goal: 2,000/s on 2 cores).
+//!
+//! The load generator shares the machine with the portal, as on any 2-core box; figures are
+//! reported as measured, and the status route as a ratio to the trivial route.
+//!
+//! ```text
+//! cargo build --release --workspace && target/release/portal-bench [--seconds 5] [--concurrency 16]
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark binary")]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tests::portal::{PortalSetup, seed_catalog};
+
+struct Run {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        let mut l = self.latencies.clone();
+        l.sort_unstable();
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Load {
+    Get,
+    Issue,
+}
+
+async fn drive(url: Arc<String>, token: Arc<String>, load: Load, concurrency: usize, seconds: u64) -> Run {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (http, url, token) = (http.clone(), url.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0usize;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let t = Instant::now();
+                let request = match load {
+                    Load::Get => http.get(url.replace("NONCE", &format!("bench-nonce-{worker:04}-{n:012}"))),
+                    Load::Issue => http
+                        .post(url.as_str())
+                        .bearer_auth(token.as_str())
+                        .json(&json!({"customer": "globex", "app": "blog", "plan": "standard"})),
+                };
+                match request.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        latencies.push(t.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut run = Run { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    for task in tasks {
+        let (latencies, errors) = task.await.unwrap();
+        run.requests += latencies.len();
+        run.errors += errors;
+        run.latencies.extend(latencies);
+    }
+    run.elapsed = started.elapsed();
+    run
+}
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map_or(default, |v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = arg(&args, "--seconds", 5);
+    let concurrency = arg(&args, "--concurrency", 16) as usize;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    println!("portal-bench: {seconds} s per measurement, {concurrency} concurrent keep-alive clients on loopback");
+    println!();
+    println!("| measurement | database | requests/s | p50 | p99 | errors |");
+    println!("|---|---|---:|---:|---:|---:|");
+    let mut results = Vec::new();
+    for postgres in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut setup = PortalSetup::new(dir.path(), postgres);
+        setup.extra = vec!["--license-writes-per-minute".into(), "0".into(), "--log-format".into(), "json".into()];
+        setup.env = vec![("CONSIGN_LOG".into(), "warn".into())];
+        let token = setup.create_vendor("acme");
+        let portal = setup.start();
+        let db = if postgres { "PostgreSQL" } else { "SQLite" };
+        let http = reqwest::Client::new();
+        let license = rt.block_on(async {
+            seed_catalog(&http, &portal.url, &token).await;
+            let r = http
+                .post(format!("{}/api/v1/licenses", portal.url))
+                .bearer_auth(&token)
+                .json(&json!({"customer": "globex", "app": "blog", "plan": "standard"}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        });
+        let token = Arc::new(token);
+        let row = |name: &str, url: String, load: Load| {
+            // A short warm-up, then the measurement.
+            rt.block_on(drive(Arc::new(url.clone()), token.clone(), load, concurrency, 1));
+            let run = rt.block_on(drive(Arc::new(url), token.clone(), load, concurrency, seconds));
+            println!(
+                "| {name} | {db} | {:.0} | {:.2} ms | {:.2} ms | {} |",
+                run.per_second(),
+                run.percentile(0.50).as_secs_f64() * 1e3,
+                run.percentile(0.99).as_secs_f64() * 1e3,
+                run.errors
+            );
+            run.per_second()
+        };
+        let trivial = row("GET /healthz (trivial route)", format!("{}/healthz", portal.url), Load::Get);
+        let status = row(
+            "GET signed license status",
+            format!("{}/api/v1/vendors/acme/licenses/{license}/status?nonce=NONCE", portal.url),
+            Load::Get,
+        );
+        let issue = row("POST /api/v1/licenses (issue)", format!("{}/api/v1/licenses", portal.url), Load::Issue);
+        results.push((db, status / trivial, issue));
+    }
+    println!();
+    for (db, ratio, issue) in results {
+        println!(
+            "{db}: status endpoint at {:.2}x the trivial route's throughput (goal >= 0.5); issuance {issue:.0}/s (goal >= 2000/s)",
+            ratio
+        );
+    }
+}
