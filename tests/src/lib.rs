@@ -153,7 +153,11 @@ pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // Test executables live in target/<profile>/deps, binaries of this crate in target/<profile>.
     let parent = exe.parent().unwrap();
-    let dir = if parent.ends_with("deps") { parent.parent().unwrap() } else { parent };
+    let dir = if parent.ends_with("deps") {
+        parent.parent().unwrap()
+    } else {
+        parent
+    };
     let path = dir.join(name);
     assert!(
         path.is_file(),

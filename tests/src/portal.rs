@@ -21,7 +21,8 @@ pub enum Storage {
 
 /// The PostgreSQL server tests use: `DATABASE_URL`, else the machine's default.
 pub fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
 /// Creates a database of its own on the test PostgreSQL and returns its URL.
@@ -29,16 +30,29 @@ pub fn create_postgres_database() -> String {
     let admin = postgres_admin_url();
     let mut raw = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut raw).unwrap();
-    let name = format!("consign_e2e_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let name = format!(
+        "consign_e2e_{}",
+        raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         use sqlx::Connection as _;
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one"));
-        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one")
+            });
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
     });
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(b, _)| b)
+        .to_owned();
     format!("{base}/{name}")
 }
 
@@ -96,10 +110,23 @@ impl PortalSetup {
     /// Creates a vendor with `admin create-vendor` and returns its token.
     pub fn create_vendor(&self, slug: &str) -> String {
         let out = self
-            .command(&["admin", "create-vendor", "--slug", slug, "--name", slug, "--output", "json"])
+            .command(&[
+                "admin",
+                "create-vendor",
+                "--slug",
+                slug,
+                "--name",
+                slug,
+                "--output",
+                "json",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let created: Value = serde_json::from_slice(&out.stdout).unwrap();
         created["token"].as_str().unwrap().to_owned()
     }
@@ -118,8 +145,16 @@ impl PortalSetup {
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-        assert!(url.starts_with("http://"), "the portal did not start: {line:?}");
+        let url = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            url.starts_with("http://"),
+            "the portal did not start: {line:?}"
+        );
         PortalProcess { child, url }
     }
 
@@ -159,10 +194,27 @@ impl Drop for PortalProcess {
 pub async fn seed_catalog(http: &reqwest::Client, url: &str, token: &str) {
     for (path, body) in [
         ("/api/v1/apps", json!({"slug": "blog", "name": "Blog"})),
-        ("/api/v1/apps/blog/plans", json!({"slug": "standard", "name": "Standard", "duration_days": 30, "entitlements": {"features": ["posts"]}})),
-        ("/api/v1/customers", json!({"slug": "globex", "name": "Globex"})),
+        (
+            "/api/v1/apps/blog/plans",
+            json!({"slug": "standard", "name": "Standard", "duration_days": 30, "entitlements": {"features": ["posts"]}}),
+        ),
+        (
+            "/api/v1/customers",
+            json!({"slug": "globex", "name": "Globex"}),
+        ),
     ] {
-        let r = http.post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), 201, "{path}: {}", r.text().await.unwrap_or_default());
+        let r = http
+            .post(format!("{url}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            201,
+            "{path}: {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 }

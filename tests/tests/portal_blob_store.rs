@@ -30,13 +30,28 @@ fn portal_keeps_blobs_in_s3() {
     setup.env = s3_env(&moto);
     setup.extra = vec!["--blob-store".into(), "s3://consign-blobs/portal".into()];
     let portal = setup.start();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ready = rt.block_on(async { reqwest::get(format!("{}/readyz", portal.url)).await.unwrap().text().await.unwrap() });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ready = rt.block_on(async {
+        reqwest::get(format!("{}/readyz", portal.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
     assert!(ready.contains("\"blobs\":\"ok\""), "{ready}");
-    let (status, listing) = moto.request("GET", "/consign-blobs?list-type=2", &[], "").unwrap();
+    let (status, listing) = moto
+        .request("GET", "/consign-blobs?list-type=2", &[], "")
+        .unwrap();
     assert_eq!(status, 200);
     assert!(listing.contains("portal/consign/ready"), "{listing}");
-    assert!(!dir.path().join("data/blobs").exists(), "nothing went to local disk");
+    assert!(
+        !dir.path().join("data/blobs").exists(),
+        "nothing went to local disk"
+    );
 }
 
 #[test]
@@ -44,7 +59,14 @@ fn missing_bucket_stops_the_portal_at_start() {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(bin("vendor-portal"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--blob-store", "s3://no-such-bucket", "--data-dir"])
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--blob-store",
+            "s3://no-such-bucket",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .envs(s3_env(&moto))
         .env_remove("CONSIGN_DATABASE_URL")
@@ -52,6 +74,9 @@ fn missing_bucket_stops_the_portal_at_start() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("s3://no-such-bucket") && err.contains("not writable"), "{err}");
+    assert!(
+        err.contains("s3://no-such-bucket") && err.contains("not writable"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }

@@ -19,12 +19,27 @@ struct Acked {
     renew_seqs: Vec<i64>,
 }
 
-async fn hammer(urls: Vec<String>, token: String, renew_id: String, acked: Arc<Mutex<Acked>>, stop: Arc<std::sync::atomic::AtomicBool>) {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+async fn hammer(
+    urls: Vec<String>,
+    token: String,
+    renew_id: String,
+    acked: Arc<Mutex<Acked>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut tasks = Vec::new();
     for worker in 0..8usize {
-        let (http, token, urls, acked, stop, renew_id) =
-            (http.clone(), token.clone(), urls.clone(), acked.clone(), stop.clone(), renew_id.clone());
+        let (http, token, urls, acked, stop, renew_id) = (
+            http.clone(),
+            token.clone(),
+            urls.clone(),
+            acked.clone(),
+            stop.clone(),
+            renew_id.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut n = 0usize;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -32,20 +47,32 @@ async fn hammer(urls: Vec<String>, token: String, renew_id: String, acked: Arc<M
                 let url = &urls[(worker + n) % urls.len()];
                 let renew = worker % 4 == 3;
                 let request = if renew {
-                    http.post(format!("{url}/api/v1/licenses/{renew_id}/renew")).json(&json!({}))
+                    http.post(format!("{url}/api/v1/licenses/{renew_id}/renew"))
+                        .json(&json!({}))
                 } else {
-                    http.post(format!("{url}/api/v1/licenses")).json(&json!({"customer": "globex", "app": "blog", "plan": "standard"}))
+                    http.post(format!("{url}/api/v1/licenses"))
+                        .json(&json!({"customer": "globex", "app": "blog", "plan": "standard"}))
                 };
                 let Ok(response) = request.bearer_auth(&token).send().await else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
                 let status = response.status().as_u16();
-                let Ok(body) = response.json::<Value>().await else { continue };
+                let Ok(body) = response.json::<Value>().await else {
+                    continue;
+                };
                 if renew && status == 200 {
-                    acked.lock().unwrap().renew_seqs.push(body["seq"].as_i64().unwrap());
+                    acked
+                        .lock()
+                        .unwrap()
+                        .renew_seqs
+                        .push(body["seq"].as_i64().unwrap());
                 } else if status == 201 {
-                    acked.lock().unwrap().issued.insert(body["id"].as_str().unwrap().to_owned());
+                    acked
+                        .lock()
+                        .unwrap()
+                        .issued
+                        .insert(body["id"].as_str().unwrap().to_owned());
                 }
             }
         }));
@@ -62,7 +89,11 @@ fn crash_and_recover(postgres: bool, processes: usize) {
     let token = setup.create_vendor("acme");
     let mut portals: Vec<PortalProcess> = (0..processes).map(|_| setup.start()).collect();
     let urls: Vec<String> = portals.iter().map(|p| p.url.clone()).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let http = reqwest::Client::new();
     let renew_id = rt.block_on(async {
         seed_catalog(&http, &urls[0], &token).await;
@@ -73,12 +104,21 @@ fn crash_and_recover(postgres: bool, processes: usize) {
             .send()
             .await
             .unwrap();
-        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     });
 
     let acked = Arc::new(Mutex::new(Acked::default()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = rt.spawn(hammer(urls.clone(), token.clone(), renew_id.clone(), acked.clone(), stop.clone()));
+    let load = rt.spawn(hammer(
+        urls.clone(),
+        token.clone(),
+        renew_id.clone(),
+        acked.clone(),
+        stop.clone(),
+    ));
     // Let the load build up, then kill each process in turn with SIGKILL while it is busy.
     for portal in &mut portals {
         std::thread::sleep(Duration::from_millis(1500));
@@ -88,8 +128,16 @@ fn crash_and_recover(postgres: bool, processes: usize) {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     rt.block_on(load).unwrap();
     let acked = std::mem::take(&mut *acked.lock().unwrap());
-    eprintln!("acknowledged {} issuances and {} renewals before the kills", acked.issued.len(), acked.renew_seqs.len());
-    assert!(acked.issued.len() > 20, "the load issued only {} licenses before the kill", acked.issued.len());
+    eprintln!(
+        "acknowledged {} issuances and {} renewals before the kills",
+        acked.issued.len(),
+        acked.renew_seqs.len()
+    );
+    assert!(
+        acked.issued.len() > 20,
+        "the load issued only {} licenses before the kill",
+        acked.issued.len()
+    );
 
     // Restart on the same database.
     let restarted = setup.start();
@@ -97,7 +145,11 @@ fn crash_and_recover(postgres: bool, processes: usize) {
         let mut licenses: Vec<Value> = Vec::new();
         loop {
             let page: Vec<Value> = http
-                .get(format!("{}/api/v1/licenses?limit=1000&offset={}", restarted.url, licenses.len()))
+                .get(format!(
+                    "{}/api/v1/licenses?limit=1000&offset={}",
+                    restarted.url,
+                    licenses.len()
+                ))
                 .bearer_auth(&token)
                 .send()
                 .await
@@ -121,35 +173,71 @@ fn crash_and_recover(postgres: bool, processes: usize) {
             .unwrap();
         (licenses, audit)
     });
-    let stored: BTreeMap<String, &Value> = licenses.iter().map(|l| (l["id"].as_str().unwrap().to_owned(), l)).collect();
+    let stored: BTreeMap<String, &Value> = licenses
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap().to_owned(), l))
+        .collect();
     assert_eq!(stored.len(), licenses.len(), "a license is listed twice");
     // No acknowledged license is lost.
     for id in &acked.issued {
-        assert!(stored.contains_key(id), "acknowledged license {id} was lost");
+        assert!(
+            stored.contains_key(id),
+            "acknowledged license {id} was lost"
+        );
     }
     // No renewal seq was acknowledged twice, and the license is at least at the highest one.
     let mut seqs = acked.renew_seqs.clone();
     seqs.sort_unstable();
     let before = seqs.len();
     seqs.dedup();
-    assert_eq!(before, seqs.len(), "a seq was acknowledged twice: {:?}", acked.renew_seqs);
+    assert_eq!(
+        before,
+        seqs.len(),
+        "a seq was acknowledged twice: {:?}",
+        acked.renew_seqs
+    );
     let final_seq = stored[&renew_id]["seq"].as_i64().unwrap();
-    assert!(final_seq >= seqs.last().copied().unwrap_or(1), "the renewed license went back to seq {final_seq}");
+    assert!(
+        final_seq >= seqs.last().copied().unwrap_or(1),
+        "the renewed license went back to seq {final_seq}"
+    );
     // Every license has exactly one issue entry in the audit log, and nothing else claims one.
     let issue_entries: Vec<String> = audit["entries"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["action"] == "license.issue")
-        .map(|e| serde_json::from_str::<Value>(e["entry"].as_str().unwrap()).unwrap()["target"].as_str().unwrap().to_owned())
+        .map(|e| {
+            serde_json::from_str::<Value>(e["entry"].as_str().unwrap()).unwrap()["target"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     let unique: BTreeSet<&String> = issue_entries.iter().collect();
     assert_eq!(unique.len(), issue_entries.len());
-    assert_eq!(unique.len(), stored.len(), "licenses and audit entries disagree");
-    let renew_entries = audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "license.renew").count() as i64;
-    assert_eq!(renew_entries + 1, final_seq, "each renewal has one entry and one seq");
+    assert_eq!(
+        unique.len(),
+        stored.len(),
+        "licenses and audit entries disagree"
+    );
+    let renew_entries = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "license.renew")
+        .count() as i64;
+    assert_eq!(
+        renew_entries + 1,
+        final_seq,
+        "each renewal has one entry and one seq"
+    );
     let verified = setup.client(&restarted.url, &token, &["audit", "verify"]);
-    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
 }
 
 #[test]

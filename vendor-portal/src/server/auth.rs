@@ -146,9 +146,52 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// A credential resolved to who it is (cached for a second; see `TtlCache`).
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    vendor_id: String,
+    vendor_slug: String,
+    member_id: String,
+    email: String,
+    role: Role,
+    token_id: Option<String>,
+    expires_at: Option<i64>,
+}
+
+impl Resolved {
+    fn caller(self, meta: RequestMeta) -> Caller {
+        Caller {
+            vendor_id: self.vendor_id,
+            vendor_slug: self.vendor_slug,
+            member_id: self.member_id,
+            email: self.email,
+            role: self.role,
+            token_id: self.token_id,
+            meta,
+        }
+    }
+}
+
 async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult<Option<Caller>> {
-    let now = now();
     let hash = secret_hash(secret);
+    if let Some(hit) = state.credentials.get(&hash)
+        && hit.expires_at.is_none_or(|e| e > now())
+    {
+        return Ok(Some(hit.caller(meta)));
+    }
+    let Some(resolved) = resolve_in_database(state, secret, &hash).await? else {
+        return Ok(None);
+    };
+    state.credentials.put(hash, resolved.clone());
+    Ok(Some(resolved.caller(meta)))
+}
+
+async fn resolve_in_database(
+    state: &AppState,
+    secret: &str,
+    hash: &str,
+) -> ApiResult<Option<Resolved>> {
+    let now = now();
     if secret.starts_with(TOKEN_PREFIX) {
         let row = sqlx::query(
             "SELECT t.id, t.vendor_id, t.member_id, t.expires_at, t.last_used_at, t.revoked_at, \
@@ -156,7 +199,7 @@ async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult
              FROM api_tokens t JOIN members m ON m.id = t.member_id JOIN vendors v ON v.id = t.vendor_id \
              WHERE t.token_hash = $1",
         )
-        .bind(&hash)
+        .bind(hash)
         .fetch_optional(&state.db.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -176,7 +219,7 @@ async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult
                 .execute(&state.db.pool)
                 .await?;
         }
-        return Ok(Some(caller_from(&row, Some(token_id), meta)?));
+        return Ok(Some(resolved_from(&row, Some(token_id), expires)?));
     }
     if secret.starts_with(SESSION_PREFIX) {
         let row = sqlx::query(
@@ -184,7 +227,7 @@ async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult
              FROM sessions s JOIN members m ON m.id = s.member_id JOIN vendors v ON v.id = s.vendor_id \
              WHERE s.id_hash = $1",
         )
-        .bind(&hash)
+        .bind(hash)
         .fetch_optional(&state.db.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
@@ -192,18 +235,18 @@ async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult
         if expires <= now {
             return Ok(None);
         }
-        return Ok(Some(caller_from(&row, None, meta)?));
+        return Ok(Some(resolved_from(&row, None, Some(expires))?));
     }
     Ok(None)
 }
 
-fn caller_from(
+fn resolved_from(
     row: &sqlx::any::AnyRow,
     token_id: Option<String>,
-    meta: RequestMeta,
-) -> ApiResult<Caller> {
+    expires_at: Option<i64>,
+) -> ApiResult<Resolved> {
     let role: String = row.try_get("role")?;
-    Ok(Caller {
+    Ok(Resolved {
         vendor_id: row.try_get("vendor_id")?,
         vendor_slug: row.try_get("slug")?,
         member_id: row.try_get("member_id")?,
@@ -211,6 +254,6 @@ fn caller_from(
         role: Role::parse(&role)
             .ok_or_else(|| ApiError::internal(format!("member has unknown role {role:?}")))?,
         token_id,
-        meta,
+        expires_at,
     })
 }

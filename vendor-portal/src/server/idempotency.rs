@@ -36,7 +36,10 @@ pub struct IdempotencyContext {
 
 impl IdempotencyContext {
     /// Stores responses in the caller's transaction, with one statement.
-    pub async fn record_many(conn: &mut AnyConnection, records: &[(&IdempotencyContext, StatusCode, &str)]) -> ApiResult<()> {
+    pub async fn record_many(
+        conn: &mut AnyConnection,
+        records: &[(&IdempotencyContext, StatusCode, &str)],
+    ) -> ApiResult<()> {
         if records.is_empty() {
             return Ok(());
         }

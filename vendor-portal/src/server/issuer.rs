@@ -22,6 +22,8 @@ use super::tx::{AuditRecord, VendorTx, values_clause};
 
 /// Most licenses in one transaction (11 parameters each stays far below both databases' limits).
 const MAX_BATCH: usize = 256;
+/// Batches in flight at once.
+const WRITERS: usize = 2;
 
 /// A signed license ready to be stored.
 #[derive(Debug)]
@@ -69,27 +71,47 @@ pub struct Issuer {
 
 impl Issuer {
     /// Starts the issuer task for `db`.
-    pub fn start(db: Database, writer: std::sync::Arc<tokio::sync::Mutex<()>>, limits: Limits) -> Self {
-        let (queue, mut jobs) = mpsc::channel::<Job>(4 * MAX_BATCH);
-        tokio::spawn(async move {
-            while let Some(first) = jobs.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match jobs.try_recv() {
-                        Ok(job) => batch.push(job),
-                        Err(_) => break,
+    pub fn start(
+        db: Database,
+        writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+        limits: Limits,
+    ) -> Self {
+        let (queue, jobs) = mpsc::channel::<Job>(4 * MAX_BATCH);
+        let jobs = std::sync::Arc::new(tokio::sync::Mutex::new(jobs));
+        // A few writers take turns at the queue, so one batch's round trips and commit overlap
+        // the next batch's start; batches for one vendor still serialise on its row lock.
+        for _ in 0..WRITERS {
+            let (db, writer, jobs) = (db.clone(), writer.clone(), jobs.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = {
+                        let mut jobs = jobs.lock().await;
+                        let Some(first) = jobs.recv().await else {
+                            break;
+                        };
+                        let mut batch = vec![first];
+                        while batch.len() < MAX_BATCH {
+                            match jobs.try_recv() {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        batch
+                    };
+                    let mut by_vendor: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+                    for job in batch {
+                        by_vendor
+                            .entry(job.license.vendor_id.clone())
+                            .or_default()
+                            .push(job);
                     }
+                    let groups = by_vendor
+                        .into_values()
+                        .map(|group| commit_group(&db, &writer, limits, group));
+                    futures_util::future::join_all(groups).await;
                 }
-                let mut by_vendor: BTreeMap<String, Vec<Job>> = BTreeMap::new();
-                for job in batch {
-                    by_vendor.entry(job.license.vendor_id.clone()).or_default().push(job);
-                }
-                let groups = by_vendor
-                    .into_values()
-                    .map(|group| commit_group(&db, &writer, limits, group));
-                futures_util::future::join_all(groups).await;
-            }
-        });
+            });
+        }
         Self { queue }
     }
 
@@ -106,7 +128,12 @@ impl Issuer {
     }
 }
 
-async fn commit_group(db: &Database, writer: &std::sync::Arc<tokio::sync::Mutex<()>>, limits: Limits, mut jobs: Vec<Job>) {
+async fn commit_group(
+    db: &Database,
+    writer: &std::sync::Arc<tokio::sync::Mutex<()>>,
+    limits: Limits,
+    mut jobs: Vec<Job>,
+) {
     // The rate limit decides first, in arrival order.
     let vendor_id = jobs[0].license.vendor_id.clone();
     let turn = sqlite_turn(db, writer, limits.license_writes_per_minute > 0).await;
@@ -127,7 +154,9 @@ async fn commit_group(db: &Database, writer: &std::sync::Arc<tokio::sync::Mutex<
     };
     drop(turn);
     for refused in jobs.split_off(allowed) {
-        let _ = refused.done.send(Err(ratelimit::license_writes_refused(limits.license_writes_per_minute)));
+        let _ = refused.done.send(Err(ratelimit::license_writes_refused(
+            limits.license_writes_per_minute,
+        )));
     }
     if jobs.is_empty() {
         return;
@@ -161,7 +190,12 @@ fn answer_all(jobs: Vec<Job>, error: &ApiError) {
     }
 }
 
-async fn write(db: &Database, writer: &std::sync::Arc<tokio::sync::Mutex<()>>, vendor_id: &str, licenses: &[&NewLicense]) -> ApiResult<()> {
+async fn write(
+    db: &Database,
+    writer: &std::sync::Arc<tokio::sync::Mutex<()>>,
+    vendor_id: &str,
+    licenses: &[&NewLicense],
+) -> ApiResult<()> {
     let turn = sqlite_turn(db, writer, true).await;
     let tx = db.pool.begin().await?;
     let mut tx = VendorTx::lock(tx, vendor_id, turn).await?;
@@ -191,7 +225,11 @@ async fn write(db: &Database, writer: &std::sync::Arc<tokio::sync::Mutex<()>>, v
     tx.audit_many(&audit).await?;
     let records: Vec<(&IdempotencyContext, StatusCode, &str)> = licenses
         .iter()
-        .filter_map(|l| l.idempotency.as_ref().map(|ctx| (ctx, StatusCode::CREATED, l.response.as_str())))
+        .filter_map(|l| {
+            l.idempotency
+                .as_ref()
+                .map(|ctx| (ctx, StatusCode::CREATED, l.response.as_str()))
+        })
         .collect();
     tx.commit_all(&records).await
 }

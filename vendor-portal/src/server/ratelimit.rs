@@ -60,7 +60,13 @@ where
 
 /// Counts `n` hits on `bucket` at once and returns how many of them the limit allows (the
 /// first ones in order); 0 means unlimited.
-pub async fn hit_many<'e, E>(exec: E, bucket: &str, window: i64, limit: u64, n: usize) -> ApiResult<usize>
+pub async fn hit_many<'e, E>(
+    exec: E,
+    bucket: &str,
+    window: i64,
+    limit: u64,
+    n: usize,
+) -> ApiResult<usize>
 where
     E: Executor<'e, Database = Any>,
 {
@@ -82,7 +88,9 @@ where
     .await?;
     let hits: i64 = row.try_get("hits")?;
     let before = u64::try_from(hits - added).unwrap_or(0);
-    Ok(usize::try_from(limit.saturating_sub(before)).unwrap_or(usize::MAX).min(n))
+    Ok(usize::try_from(limit.saturating_sub(before))
+        .unwrap_or(usize::MAX)
+        .min(n))
 }
 
 /// The 429 for a refused license change.
@@ -90,7 +98,9 @@ pub fn license_writes_refused(limit: u64) -> ApiError {
     let now = super::now();
     let retry = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(1);
     ApiError::rate_limited(
-        format!("too many license changes for this vendor: at most {limit} per 60 s; retry in {retry} s"),
+        format!(
+            "too many license changes for this vendor: at most {limit} per 60 s; retry in {retry} s"
+        ),
         retry,
     )
 }

@@ -30,7 +30,9 @@ pub struct MasterKey {
     /// Signing keys already opened, by their sealed text: opening and parsing a key costs more
     /// than the signature it makes. The cache is derived from the database (a sealed value never
     /// changes), so another process missing it only pays the opening again.
-    opened: std::sync::Mutex<std::collections::HashMap<(String, String), std::sync::Arc<license::SigningKey>>>,
+    opened: std::sync::Mutex<
+        std::collections::HashMap<(String, String), std::sync::Arc<license::SigningKey>>,
+    >,
 }
 
 /// Opened signing keys kept at most; the cache starts over beyond this.
@@ -151,14 +153,25 @@ impl MasterKey {
     }
 
     /// Opens a sealed PKCS#8 PEM signing key, from the cache when it was opened before.
-    pub fn open_signing_key(&self, context: &str, sealed: &str) -> Result<std::sync::Arc<license::SigningKey>> {
+    pub fn open_signing_key(
+        &self,
+        context: &str,
+        sealed: &str,
+    ) -> Result<std::sync::Arc<license::SigningKey>> {
         let id = (context.to_owned(), sealed.to_owned());
-        if let Some(key) = self.opened.lock().ok().and_then(|cache| cache.get(&id).cloned()) {
+        if let Some(key) = self
+            .opened
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(&id).cloned())
+        {
             return Ok(key);
         }
         let pem = self.open(context, sealed)?;
         let text = std::str::from_utf8(&pem).context("a sealed signing key is not PEM")?;
-        let key = std::sync::Arc::new(license::SigningKey::from_pem(text).context("a sealed signing key does not parse")?);
+        let key = std::sync::Arc::new(
+            license::SigningKey::from_pem(text).context("a sealed signing key does not parse")?,
+        );
         if let Ok(mut cache) = self.opened.lock() {
             if cache.len() >= OPENED_KEYS_MAX {
                 cache.clear();

@@ -53,6 +53,11 @@ pub struct Inner {
     pub writer: Arc<tokio::sync::Mutex<()>>,
     /// Recently read license states for the status endpoint.
     pub statuses: StatusCache,
+    /// Recently resolved credentials, by secret hash.
+    pub credentials: TtlCache<String, super::auth::Resolved>,
+    /// What licenses were recently issued from: (vendor, customer, app, plan) to rows and key.
+    pub catalog:
+        TtlCache<(String, String, String, Option<String>), super::routes::catalog::LicenseSource>,
     /// Writes new licenses in shared transactions.
     pub issuer: super::issuer::Issuer,
 }
@@ -70,66 +75,69 @@ pub struct CachedStatus {
     pub kid: Option<(String, String)>,
     /// When it was read, Unix seconds: the time the signed status states.
     pub read_at: i64,
-    fetched: std::time::Instant,
 }
 
-/// License states read in the last [`StatusCache::TTL`]: agents poll the status endpoint far more
-/// often than licenses change, and a database round trip costs more than the signature. An
-/// answer is never older than the TTL, says in its signed `time` when the state was read, and
-/// this process forgets a license's entry the moment it changes the license itself; another
-/// process sees the change within the TTL.
-#[derive(Debug, Default)]
-pub struct StatusCache {
-    entries: std::sync::Mutex<std::collections::HashMap<(String, String), CachedStatus>>,
+/// Copies of database rows on hot paths (license status, token lookups, the catalog and key a
+/// license is issued from), each at most [`TtlCache::TTL`] old. A process drops an entry the
+/// moment it changes the row itself; another process sees the change within the TTL. This is
+/// the only state a portal process keeps, and losing it costs only a database round trip.
+#[derive(Debug)]
+pub struct TtlCache<K, V> {
+    entries: std::sync::Mutex<std::collections::HashMap<K, (std::time::Instant, V)>>,
 }
 
-impl StatusCache {
+impl<K, V> Default for TtlCache<K, V> {
+    fn default() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     /// How long an entry serves.
     pub const TTL: std::time::Duration = std::time::Duration::from_secs(1);
     const MAX_ENTRIES: usize = 100_000;
 
-    /// A fresh entry for (vendor slug, license id).
-    pub fn get(&self, vendor: &str, license: &str) -> Option<CachedStatus> {
+    /// A fresh entry.
+    pub fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().ok()?;
         entries
-            .get(&(vendor.to_owned(), license.to_owned()))
-            .filter(|e| e.fetched.elapsed() < Self::TTL)
-            .cloned()
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < Self::TTL)
+            .map(|(_, v)| v.clone())
     }
 
     /// Remembers what was just read.
-    pub fn put(&self, vendor: &str, license: &str, vendor_id: String, state: String, seq: i64, kid: Option<(String, String)>, read_at: i64) {
+    pub fn put(&self, key: K, value: V) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() >= Self::MAX_ENTRIES {
-                entries.retain(|_, e| e.fetched.elapsed() < Self::TTL);
+                entries.retain(|_, (at, _)| at.elapsed() < Self::TTL);
                 if entries.len() >= Self::MAX_ENTRIES {
                     entries.clear();
                 }
             }
-            entries.insert(
-                (vendor.to_owned(), license.to_owned()),
-                CachedStatus { vendor_id, state, seq, kid, read_at, fetched: std::time::Instant::now() },
-            );
+            entries.insert(key, (std::time::Instant::now(), value));
         }
     }
 
-    /// Forgets a license (this process just changed it).
-    pub fn forget(&self, vendor: &str, license: &str) {
+    /// Forgets one entry.
+    pub fn forget(&self, key: &K) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(&(vendor.to_owned(), license.to_owned()));
+            entries.remove(key);
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.clear();
         }
     }
 }
 
-impl Inner {
-    /// The turn to write, on SQLite; nothing on PostgreSQL.
-    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self.db.backend {
-            super::db::Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
-            super::db::Backend::Postgres => None,
-        }
-    }
-}
+/// License states by (vendor slug, license id).
+pub type StatusCache = TtlCache<(String, String), CachedStatus>;
 
 impl AppState {
     /// Wraps the parts.
@@ -144,6 +152,8 @@ impl AppState {
             metrics: Metrics::default(),
             writer,
             statuses: StatusCache::default(),
+            credentials: TtlCache::default(),
+            catalog: TtlCache::default(),
             issuer,
         }))
     }
@@ -154,5 +164,14 @@ impl std::ops::Deref for AppState {
 
     fn deref(&self) -> &Inner {
         &self.0
+    }
+}
+impl Inner {
+    /// The turn to write, on SQLite; nothing on PostgreSQL.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.db.backend {
+            super::db::Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
+            super::db::Backend::Postgres => None,
+        }
     }
 }

@@ -131,7 +131,13 @@ impl VendorTx {
             })
             .to_string();
             let hash = chain_hash(&prev, &entry);
-            rows.push((seq, r.action.as_str(), entry, std::mem::replace(&mut prev, hash.clone()), hash));
+            rows.push((
+                seq,
+                r.action.as_str(),
+                entry,
+                std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            ));
         }
         let sql = format!(
             "INSERT INTO audit_log (vendor_id, seq, at, action, entry, prev_hash, hash) VALUES {}",
@@ -156,7 +162,10 @@ impl VendorTx {
     }
 
     /// Commits, recording each response under its request's idempotency key.
-    pub async fn commit_all(mut self, responses: &[(&IdempotencyContext, StatusCode, &str)]) -> ApiResult<()> {
+    pub async fn commit_all(
+        mut self,
+        responses: &[(&IdempotencyContext, StatusCode, &str)],
+    ) -> ApiResult<()> {
         if self.changed {
             sqlx::query("UPDATE vendors SET audit_seq = $2, audit_hash = $3 WHERE id = $1")
                 .bind(&self.vendor_id)
@@ -184,7 +193,10 @@ impl VendorTx {
         body: &T,
     ) -> ApiResult<Response> {
         let json = serde_json::to_string(body).map_err(ApiError::internal)?;
-        let record: Vec<_> = idempotency.map(|ctx| (ctx, status, json.as_str())).into_iter().collect();
+        let record: Vec<_> = idempotency
+            .map(|ctx| (ctx, status, json.as_str()))
+            .into_iter()
+            .collect();
         self.commit_all(&record).await?;
         Ok((
             status,

@@ -56,7 +56,7 @@ pub struct AppCreate {
 }
 
 /// An app.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct App {
     /// Id.
     pub id: String,
@@ -164,7 +164,11 @@ pub async fn create_app(
         serde_json::json!({"slug": app.slug, "name": app.name}),
     )
     .await?;
-    tx.commit(idem.as_deref(), StatusCode::CREATED, &app).await
+    let response = tx
+        .commit(idem.as_deref(), StatusCode::CREATED, &app)
+        .await?;
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// Lists the vendor's apps.
@@ -218,7 +222,7 @@ pub struct PlanCreate {
 }
 
 /// A plan.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Plan {
     /// Id.
     pub id: String,
@@ -365,7 +369,11 @@ pub async fn create_plan(
         serde_json::json!({"app": app.slug, "slug": plan.slug}),
     )
     .await?;
-    tx.commit(idem.as_deref(), StatusCode::CREATED, &plan).await
+    let response = tx
+        .commit(idem.as_deref(), StatusCode::CREATED, &plan)
+        .await?;
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// Lists an app's plans.
@@ -408,7 +416,7 @@ pub struct CustomerCreate {
 }
 
 /// A customer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
     /// Id.
     pub id: String,
@@ -517,8 +525,11 @@ pub async fn create_customer(
         serde_json::json!({"slug": customer.slug, "aws_accounts": customer.aws_accounts}),
     )
     .await?;
-    tx.commit(idem.as_deref(), StatusCode::CREATED, &customer)
-        .await
+    let response = tx
+        .commit(idem.as_deref(), StatusCode::CREATED, &customer)
+        .await?;
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// Lists the vendor's customers.
@@ -553,6 +564,9 @@ pub async fn show_customer(
 /// The vendor's current license-signing key as stored: id, sealed private half, expiry.
 pub type StoredKey = (String, String, i64);
 
+/// What a license is issued from.
+pub type LicenseSource = (Customer, App, Option<Plan>, Option<StoredKey>);
+
 /// The customer, app and plan a license names and the vendor's current license-signing key, in
 /// one query (issuance is a hot path); when one of them is missing, the individual lookups say
 /// which.
@@ -562,7 +576,7 @@ pub async fn find_for_license(
     customer: &str,
     app: &str,
     plan: Option<&str>,
-) -> ApiResult<(Customer, App, Option<Plan>, Option<StoredKey>)> {
+) -> ApiResult<LicenseSource> {
     let key = |column: &str| {
         format!(
             "(SELECT k.{column} FROM vendor_keys k WHERE k.vendor_id = c.vendor_id AND k.role = 'license' \
@@ -584,13 +598,13 @@ pub async fn find_for_license(
         key("not_after"),
     );
     let row = sqlx::query(&sql)
-    .bind(vendor_id)
-    .bind(customer)
-    .bind(app)
-    .bind(plan.unwrap_or(""))
-    .bind(now() + license::verify::DEFAULT_LEEWAY as i64)
-    .fetch_optional(&mut *conn)
-    .await?;
+        .bind(vendor_id)
+        .bind(customer)
+        .bind(app)
+        .bind(plan.unwrap_or(""))
+        .bind(now() + license::verify::DEFAULT_LEEWAY as i64)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(row) = row else {
         find_customer(&mut *conn, vendor_id, customer).await?;
         let found = find_app(&mut *conn, vendor_id, app).await?;

@@ -141,7 +141,10 @@ pub async fn register(
     )
     .await?;
     let info = keys_info(tx.conn(), &caller.vendor_id).await?;
-    tx.commit(idem.as_deref(), StatusCode::OK, &info).await
+    let response = tx.commit(idem.as_deref(), StatusCode::OK, &info).await?;
+    // Licenses must now be signed with the new key.
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// Rotates the license-signing key (portal custody only: with registered keys, rotate on the
@@ -174,7 +177,10 @@ pub async fn rotate(
     )
     .await?;
     let info = keys_info(tx.conn(), &caller.vendor_id).await?;
-    tx.commit(idem.as_deref(), StatusCode::OK, &info).await
+    let response = tx.commit(idem.as_deref(), StatusCode::OK, &info).await?;
+    // Licenses must now be signed with the new key.
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// The vendor's current public keyset, exactly as signed (what `license-agent verify --trust`

@@ -17,8 +17,8 @@ use crate::server::auth::{Caller, Role};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::server::idempotency::IdempotencyContext;
-use crate::server::state::AppState;
 use crate::server::issuer::NewLicense;
+use crate::server::state::{AppState, CachedStatus};
 use crate::server::tx::{AuditRecord, VendorTx, json_response};
 use crate::server::{now, ratelimit, vendor_keys};
 
@@ -136,15 +136,28 @@ pub async fn issue(
     let now_t = UnixTime::now();
     // Everything that only reads, and the signature, happens before the vendor's write lock is
     // taken, so the locked part is a few inserts.
-    let mut conn = state.db.pool.acquire().await?;
-    let (customer, app, plan, stored_key) = find_for_license(
-        &mut conn,
-        &caller.vendor_id,
-        &body.customer,
-        &body.app,
-        body.plan.as_deref(),
-    )
-    .await?;
+    let source_key = (
+        caller.vendor_id.clone(),
+        body.customer.clone(),
+        body.app.clone(),
+        body.plan.clone(),
+    );
+    let (customer, app, plan, stored_key) = match state.catalog.get(&source_key) {
+        Some(hit) => hit,
+        None => {
+            let mut conn = state.db.pool.acquire().await?;
+            let found = find_for_license(
+                &mut conn,
+                &caller.vendor_id,
+                &body.customer,
+                &body.app,
+                body.plan.as_deref(),
+            )
+            .await?;
+            state.catalog.put(source_key, found.clone());
+            found
+        }
+    };
     let mut request = plan
         .as_ref()
         .map(|p| p.entitlements.clone())
@@ -190,10 +203,16 @@ pub async fn issue(
         .and_then(|r| r.into_claims(Some(&issuer), now_t))
         .map_err(|e| ApiError::invalid(format!("this license cannot be issued: {e}")))?;
     let Some((kid, sealed, key_expiry)) = stored_key else {
-        return Err(ApiError::conflict("the portal holds no license-signing key valid now: rotate or register keys"));
+        return Err(ApiError::conflict(
+            "the portal holds no license-signing key valid now: rotate or register keys",
+        ));
     };
     if secs(claims.exp) > key_expiry {
-        return Err(vendor_keys::key_expires_first(&kid, secs(claims.exp), key_expiry));
+        return Err(vendor_keys::key_expires_first(
+            &kid,
+            secs(claims.exp),
+            key_expiry,
+        ));
     }
     let key = state
         .master
@@ -201,7 +220,6 @@ pub async fn issue(
     let armored = sign_license(&claims, &kid, &key)
         .map_err(|e| ApiError::invalid(format!("this license cannot be signed: {e}")))?;
     let claims_json = serde_json::to_value(&claims).map_err(ApiError::internal)?;
-    drop(conn);
     let audit = AuditRecord::by(
         &caller,
         "license.issue",
@@ -241,7 +259,12 @@ pub async fn issue(
             response: response.clone(),
         })
         .await?;
-    Ok((StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], response).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        response,
+    )
+        .into_response())
 }
 
 async fn license_rate_limit(state: &AppState, tx: &mut VendorTx, caller: &Caller) -> ApiResult<()> {
@@ -412,12 +435,15 @@ async fn change(
             (current_state, "license.renew", None)
         }
         Change::State(target, reason) => {
-            let allowed = match (current_state, target) {
-                (LicenseState::Active, LicenseState::Suspended) => true,
-                (LicenseState::Suspended, LicenseState::Active) => true,
-                (LicenseState::Active | LicenseState::Suspended, LicenseState::Revoked) => true,
-                _ => false,
-            };
+            let allowed = matches!(
+                (current_state, target),
+                (LicenseState::Active, LicenseState::Suspended)
+                    | (LicenseState::Suspended, LicenseState::Active)
+                    | (
+                        LicenseState::Active | LicenseState::Suspended,
+                        LicenseState::Revoked
+                    )
+            );
             if !allowed {
                 return Err(ApiError::conflict(format!(
                     "license {id} is {}; it cannot become {}",
@@ -482,7 +508,9 @@ async fn change(
         ..current
     };
     let response = tx.commit(idem, StatusCode::OK, &out).await?;
-    state.statuses.forget(&caller.vendor_slug, id);
+    state
+        .statuses
+        .forget(&(caller.vendor_slug.clone(), id.to_owned()));
     Ok(response)
 }
 
@@ -607,7 +635,8 @@ pub async fn status(
             "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
         ));
     }
-    let cached = match state.statuses.get(&vendor, &id) {
+    let cache_key = (vendor.clone(), id.clone());
+    let cached = match state.statuses.get(&cache_key) {
         Some(hit) => hit,
         None => {
             // One query: the license's state and the key to sign with.
@@ -633,8 +662,15 @@ pub async fn status(
                 (Some(kid), Some(sealed)) => Some((kid, sealed)),
                 _ => None,
             };
-            state.statuses.put(&vendor, &id, row.try_get("vendor_id")?, row.try_get("state")?, row.try_get("seq")?, kid, read_at);
-            state.statuses.get(&vendor, &id).ok_or_else(|| ApiError::internal("status cache lost an entry"))?
+            let fresh = CachedStatus {
+                vendor_id: row.try_get("vendor_id")?,
+                state: row.try_get("state")?,
+                seq: row.try_get("seq")?,
+                kid,
+                read_at,
+            };
+            state.statuses.put(cache_key, fresh.clone());
+            fresh
         }
     };
     let Some((kid, sealed)) = &cached.kid else {
@@ -648,7 +684,8 @@ pub async fn status(
     let (state_text, seq) = (cached.state.clone(), cached.seq);
     let kid = kid.clone();
     // The signed time is when the state was read, so the statement is exact.
-    let now_t = UnixTime::from_secs(u64::try_from(cached.read_at).unwrap_or(0)).unwrap_or_else(UnixTime::now);
+    let now_t = UnixTime::from_secs(u64::try_from(cached.read_at).unwrap_or(0))
+        .unwrap_or_else(UnixTime::now);
     let claims = StatusClaims {
         iss: license::claims::Slug::new(vendor.clone()).map_err(ApiError::internal)?,
         jti: license::claims::LicenseId::new(id.clone()).map_err(ApiError::internal)?,

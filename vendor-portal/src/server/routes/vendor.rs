@@ -385,7 +385,9 @@ pub async fn revoke_token(
         serde_json::json!({"name": info.name}),
     )
     .await?;
-    tx.commit(idem.as_deref(), StatusCode::OK, &info).await
+    let response = tx.commit(idem.as_deref(), StatusCode::OK, &info).await?;
+    state.credentials.clear();
+    Ok(response)
 }
 
 /// A login.
@@ -526,6 +528,7 @@ pub async fn logout(
             .bind(secret_hash(&secret))
             .execute(&state.db.pool)
             .await?;
+        state.credentials.forget(&secret_hash(&secret));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
