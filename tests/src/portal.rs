@@ -58,15 +58,24 @@ pub fn create_postgres_database() -> String {
 
 /// Drops a database made by [`create_postgres_database`] (connections and all).
 pub fn drop_postgres_database(url: &str) {
-    let Some((_, name)) = url.rsplit_once('/') else { return };
+    let Some((_, name)) = url.rsplit_once('/') else {
+        return;
+    };
     let name = name.to_owned();
     // Its own thread and runtime: this runs from Drop, possibly inside another runtime.
     let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             use sqlx::Connection as _;
             if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                let _ = sqlx::Executor::execute(&mut conn, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                let _ = sqlx::Executor::execute(
+                    &mut conn,
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                )
+                .await;
             }
         });
     })

@@ -130,6 +130,7 @@ impl FromRequestParts<AppState> for Caller {
         match resolve(state, &secret, meta.clone()).await? {
             Some(caller) => Ok(caller),
             None => {
+                let _turn = state.write_turn().await;
                 ratelimit::hit(
                     &state.db.pool,
                     &format!("auth-fail:{}", meta.ip),
@@ -213,6 +214,7 @@ async fn resolve_in_database(
         // and keeps authentication read-only on the hot path.
         let last_used: Option<i64> = row.try_get("last_used_at")?;
         if last_used.is_none_or(|t| t < now - 60) {
+            let _turn = state.write_turn().await;
             sqlx::query("UPDATE api_tokens SET last_used_at = $2 WHERE id = $1")
                 .bind(&token_id)
                 .bind(now)

@@ -454,6 +454,7 @@ pub async fn login(
         .await
         .map_err(ApiError::internal)?;
     let (Some(row), true) = (row, ok) else {
+        let _turn = state.write_turn().await;
         sqlx::query(
             "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
              ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1",
@@ -471,6 +472,7 @@ pub async fn login(
     let role: String = row.try_get("role")?;
     let secret = new_secret(SESSION_PREFIX)?;
     let expires_at = now() + SESSION_SECONDS;
+    let turn = state.write_turn().await;
     sqlx::query("INSERT INTO sessions (id_hash, vendor_id, member_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(secret_hash(&secret))
         .bind(&vendor_id)
@@ -479,6 +481,7 @@ pub async fn login(
         .bind(expires_at)
         .execute(&state.db.pool)
         .await?;
+    drop(turn);
     let info = SessionInfo {
         vendor: body.vendor,
         member: MemberInfo {
