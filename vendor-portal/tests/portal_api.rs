@@ -532,3 +532,48 @@ async fn master_key_guards_signing_keys() {
         "{err:#}"
     );
 }
+
+/// Housekeeping deletes expired sessions, old rate-limit windows and idempotency records past
+/// their day, and nothing else.
+async fn housekeeping_deletes_only_what_expired(db: Db) {
+    let portal = start(db).await;
+    let pool = &portal.state.db.pool;
+    let now = vendor_portal::server::now();
+    let owner: (String, String) = sqlx::query_as("SELECT vendor_id, id FROM members LIMIT 1")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    for (bucket, start) in [("old", now - 7200), ("new", now)] {
+        sqlx::query("INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1)")
+            .bind(bucket)
+            .bind(start)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    for (key, at) in [("old", now - 2 * 86_400), ("new", now)] {
+        sqlx::query("INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, body, created_at) VALUES ('s', $1, 'h', 201, '{}', $2)")
+            .bind(key).bind(at).execute(pool).await.unwrap();
+    }
+    for (id, expires) in [("old", now - 1), ("new", now + 3600)] {
+        sqlx::query("INSERT INTO sessions (id_hash, vendor_id, member_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id).bind(&owner.0).bind(&owner.1).bind(now).bind(expires).execute(pool).await.unwrap();
+    }
+    vendor_portal::server::housekeeping(&portal.state)
+        .await
+        .unwrap();
+    for (table, column) in [
+        ("rate_limits", "bucket"),
+        ("idempotency_keys", "idem_key"),
+        ("sessions", "id_hash"),
+    ] {
+        let left: Vec<(String,)> = sqlx::query_as(&format!(
+            "SELECT {column} FROM {table} WHERE {column} IN ('old', 'new')"
+        ))
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert_eq!(left, vec![("new".to_owned(),)], "{table}");
+    }
+}
+on_both_databases!(housekeeping_deletes_only_what_expired);

@@ -178,8 +178,48 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Idempotency records are kept this long (as Stripe does): a key reused later is a new request.
+pub const IDEMPOTENCY_SECONDS: i64 = 24 * 3600;
+
+/// Deletes what has served its purpose: rate-limit windows older than an hour, idempotency
+/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions. Every process runs it; the
+/// deletes are idempotent, so running it twice at once is harmless.
+pub async fn housekeeping(state: &AppState) -> Result<()> {
+    let now = now();
+    let _turn = state.write_turn().await;
+    sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
+        .bind(now - 3600)
+        .execute(&state.db.pool)
+        .await?;
+    sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(now - IDEMPOTENCY_SECONDS)
+        .execute(&state.db.pool)
+        .await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+        .bind(now)
+        .execute(&state.db.pool)
+        .await?;
+    Ok(())
+}
+
 /// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes in-flight requests.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
+    let sweeper = state.clone();
+    let housekeeper = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            every.tick().await;
+            if let Err(e) = housekeeping(&sweeper).await {
+                tracing::warn!(error = %format!("{e:#}"), "housekeeping failed; retrying in 5 minutes");
+            }
+        }
+    });
+    let served = serve_until_signal(listener, state).await;
+    housekeeper.abort();
+    served
+}
+
+async fn serve_until_signal(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
     axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<SocketAddr>(),
