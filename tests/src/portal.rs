@@ -25,6 +25,30 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// Runs SQL on the test PostgreSQL's admin database, on a thread and runtime of its own so that
+/// it works from sync code, from async code and from `Drop`.
+fn admin_sql(sql: String) -> Result<(), String> {
+    std::thread::spawn(move || {
+        let admin = postgres_admin_url();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
+                format!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one")
+            })?;
+            sqlx::Executor::execute(&mut conn, sql.as_str())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the admin SQL thread panicked".into()))
+}
+
 /// Creates a database of its own on the test PostgreSQL and returns its URL.
 pub fn create_postgres_database() -> String {
     let admin = postgres_admin_url();
@@ -34,21 +58,7 @@ pub fn create_postgres_database() -> String {
         "consign_e2e_{}",
         raw.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one")
-            });
-        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-    });
+    admin_sql(format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
     let base = admin
         .rsplit_once('/')
         .map_or(admin.as_str(), |(b, _)| b)
@@ -58,28 +68,9 @@ pub fn create_postgres_database() -> String {
 
 /// Drops a database made by [`create_postgres_database`] (connections and all).
 pub fn drop_postgres_database(url: &str) {
-    let Some((_, name)) = url.rsplit_once('/') else {
-        return;
-    };
-    let name = name.to_owned();
-    // Its own thread and runtime: this runs from Drop, possibly inside another runtime.
-    let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            use sqlx::Connection as _;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                let _ = sqlx::Executor::execute(
-                    &mut conn,
-                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                )
-                .await;
-            }
-        });
-    })
-    .join();
+    if let Some((_, name)) = url.rsplit_once('/') {
+        let _ = admin_sql(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
 }
 
 /// A fresh master key in base64url, for `CONSIGN_MASTER_KEY`.

@@ -18,64 +18,24 @@ pub enum Db {
     Postgres,
 }
 
-/// The PostgreSQL server tests use.
-pub fn postgres_admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A database of its own on the test PostgreSQL, dropped when this is dropped.
+/// A database of its own on the test PostgreSQL (`tests::portal`), dropped when this is dropped.
 pub struct PgDatabase {
     /// Its URL.
     pub url: String,
-    name: String,
 }
 
 impl PgDatabase {
     /// Creates one.
-    pub async fn create() -> Self {
-        use sqlx::Connection as _;
-        let admin = postgres_admin_url();
-        let name = server::secrets::new_id("consign_test").unwrap();
-        let mut conn = sqlx::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one")
-            });
-        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(b, _)| b)
-            .to_owned();
+    pub fn create() -> Self {
         Self {
-            url: format!("{base}/{name}"),
-            name,
+            url: tests::portal::create_postgres_database(),
         }
     }
 }
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                use sqlx::Connection as _;
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                    let _ = sqlx::Executor::execute(
-                        &mut conn,
-                        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-                    )
-                    .await;
-                }
-            });
-        })
-        .join();
+        tests::portal::drop_postgres_database(&self.url);
     }
 }
 
@@ -107,7 +67,7 @@ pub async fn start_with(db: Db, limits: Limits) -> TestPortal {
     let dir = tempfile::tempdir().unwrap();
     let pg = match db {
         Db::Sqlite => None,
-        Db::Postgres => Some(PgDatabase::create().await),
+        Db::Postgres => Some(PgDatabase::create()),
     };
     let config = Config {
         database_url: pg.as_ref().map(|p| p.url.clone()),
