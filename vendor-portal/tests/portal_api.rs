@@ -494,6 +494,34 @@ async fn registered_keys_take_over(db: Db) {
     assert_eq!(info["keyset_seq"], 2);
     let after = portal.issue(&portal.token).await;
     assert_ne!(after["kid"], issued["kid"]);
+    // A keyset signed locally later (here after rotating the release key) is uploaded alone:
+    // the portal keeps signing with the license key it holds.
+    common::ok(common::portal(&[
+        "keys",
+        "rotate",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--release",
+    ]));
+    let newer = std::fs::read_to_string(keys.join("keyset.json")).unwrap();
+    let info = portal
+        .post("/api/v1/keys/register", json!({"keyset": newer}))
+        .await
+        .expect(200);
+    assert_eq!(info["keyset_seq"], 3);
+    let served = portal
+        .call(Method::GET, "/api/v1/vendors/acme/keyset", None, None)
+        .await;
+    assert_eq!(served.text, newer);
+    let last = portal.issue(&portal.token).await;
+    assert_eq!(last["kid"], after["kid"]);
+    Keyset::verify(newer.as_bytes(), &TrustPin::default())
+        .unwrap()
+        .verify_license(
+            last["license"].as_str().unwrap(),
+            &VerifyOptions::at(UnixTime::now()),
+        )
+        .unwrap();
 }
 on_both_databases!(registered_keys_take_over);
 
