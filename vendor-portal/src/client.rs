@@ -78,6 +78,13 @@ impl Portal {
             .with_context(|| format!("the portal's answer to POST {path} is not JSON"))
     }
 
+    /// PATCH `body` to `path` with the token; the JSON answer.
+    pub fn patch(&self, path: &str, body: &Value) -> Result<Value> {
+        let text = self.send(Method::PATCH, path, Some(body), true)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the portal's answer to PATCH {path} is not JSON"))
+    }
+
     fn send(&self, method: Method, path: &str, body: Option<&Value>, auth: bool) -> Result<String> {
         let url = format!("{}{path}", self.base);
         let token = if auth {

@@ -139,6 +139,27 @@ fn vendor_commands_drive_the_portal() {
             "123456789012",
         ],
     ));
+    let updated = ok(vp(
+        &served,
+        &token,
+        &["app", "update", "blog", "--summary", "A better blog"],
+    ));
+    assert!(updated.contains("A better blog"), "{updated}");
+    ok(vp(
+        &served,
+        &token,
+        &[
+            "customer",
+            "update",
+            "globex",
+            "--email",
+            "it@globex.example",
+        ],
+    ));
+    assert_fails_with(
+        &vp(&served, &token, &["customer", "update", "globex"]),
+        "nothing to change",
+    );
     let lic = dir.path().join("globex.lic");
     let issued = ok(vp(
         &served,

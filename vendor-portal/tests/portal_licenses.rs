@@ -264,3 +264,76 @@ async fn portal_keys_rotate(db: Db) {
         .unwrap();
 }
 on_both_databases!(portal_keys_rotate);
+
+/// Listings and customers change in place; a license issued afterwards carries the customer's
+/// new accounts, while one issued before keeps what it was signed with.
+async fn updates_reach_new_licenses(db: Db) {
+    let portal = start(db).await;
+    portal.seed_catalog(&portal.token).await;
+    let before = portal.issue(&portal.token).await;
+    let app = portal
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/apps/blog",
+            Some(&portal.token),
+            Some(json!({"summary": "Now with comments", "categories": ["web"]})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (app["name"].as_str(), app["summary"].as_str()),
+        (Some("Blog"), Some("Now with comments"))
+    );
+    let customer = portal
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/customers/globex",
+            Some(&portal.token),
+            Some(json!({"aws_accounts": ["210987654321"]})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(customer["aws_accounts"], json!(["210987654321"]));
+    let after = portal.issue(&portal.token).await;
+    assert_eq!(
+        after["claims"]["bindings"]["aws_accounts"],
+        json!(["210987654321"])
+    );
+    assert_eq!(
+        before["claims"]["bindings"]["aws_accounts"],
+        json!(["123456789012"])
+    );
+    // Bad values are refused and change nothing; the slug is not a field.
+    let bad = portal
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/customers/globex",
+            Some(&portal.token),
+            Some(json!({"aws_accounts": ["12"]})),
+        )
+        .await;
+    bad.problem(422);
+    let renamed = portal
+        .call(
+            reqwest::Method::PATCH,
+            "/api/v1/apps/blog",
+            Some(&portal.token),
+            Some(json!({"slug": "other"})),
+        )
+        .await;
+    renamed.problem(422);
+    assert_eq!(
+        portal.get("/api/v1/customers/globex").await.expect(200)["aws_accounts"],
+        json!(["210987654321"])
+    );
+    let actions: Vec<String> = audit_entries(&portal)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"app.update".to_owned())
+            && actions.contains(&"customer.update".to_owned())
+    );
+}
+on_both_databases!(updates_reach_new_licenses);

@@ -12,7 +12,7 @@ use common::server::{Db, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// A request body for each POST: creations under B's own names (so that A's names in paths stay
+/// A request body for each POST and PATCH: creations under B's own names (so that A's names in paths stay
 /// foreign to B), everything else naming A's things.
 fn body_for(path: &str) -> Value {
     match path {
@@ -34,7 +34,10 @@ fn body_for(path: &str) -> Value {
         "/api/v1/session" => {
             json!({"vendor": "acme", "email": "owner@acme.example", "password": "guess-guess-guess"})
         }
-        other => panic!("tenant_isolation.rs has no request body for POST {other}: add one"),
+        // PATCH
+        "/api/v1/apps/{app}" => json!({"name": "Defaced"}),
+        "/api/v1/customers/{customer}" => json!({"aws_accounts": ["999999999999"]}),
+        other => panic!("tenant_isolation.rs has no request body for {other}: add one"),
     }
 }
 
@@ -100,7 +103,8 @@ async fn every_endpoint_isolates_vendors(db: Db) {
             } else {
                 path
             };
-            let body = (method == Method::POST).then(|| body_for(template));
+            let body =
+                (method == Method::POST || method == Method::PATCH).then(|| body_for(template));
             walked += 1;
 
             // No credentials: every protected endpoint refuses.

@@ -20,6 +20,27 @@ pub enum AppCommand {
         /// The app's slug.
         slug: String,
     },
+    /// Change an app's listing (the slug stays).
+    Update(AppUpdateArgs),
+}
+
+/// Arguments of `app update`.
+#[derive(Debug, Args)]
+pub struct AppUpdateArgs {
+    /// The app's slug.
+    slug: String,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// One line for listings.
+    #[arg(long)]
+    summary: Option<String>,
+    /// A Markdown file with the listing's description.
+    #[arg(long)]
+    description_file: Option<PathBuf>,
+    /// Marketplace categories, replacing the current ones (repeat, or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    category: Option<Vec<String>>,
 }
 
 /// Arguments of `app create`.
@@ -71,6 +92,36 @@ impl AppCommand {
             AppCommand::Show { slug } => {
                 let app = portal.get(&format!("/api/v1/apps/{}", path_part(&slug)))?;
                 show(ctx.output, &app, &format!("App {}", field(&app, "slug")))
+            }
+            AppCommand::Update(args) => {
+                let mut changes = serde_json::Map::new();
+                if let Some(name) = args.name {
+                    changes.insert("name".into(), name.into());
+                }
+                if let Some(summary) = args.summary {
+                    changes.insert("summary".into(), summary.into());
+                }
+                if let Some(path) = &args.description_file {
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    changes.insert("description".into(), text.into());
+                }
+                if let Some(categories) = args.category {
+                    changes.insert("categories".into(), json!(categories));
+                }
+                anyhow::ensure!(
+                    !changes.is_empty(),
+                    "nothing to change: give --name, --summary, --description-file or --category"
+                );
+                let app = portal.patch(
+                    &format!("/api/v1/apps/{}", path_part(&args.slug)),
+                    &Value::Object(changes),
+                )?;
+                show(
+                    ctx.output,
+                    &app,
+                    &format!("Updated app {}", field(&app, "slug")),
+                )
             }
         }
     }
@@ -174,6 +225,24 @@ pub enum CustomerCommand {
         /// The customer's slug.
         slug: String,
     },
+    /// Change a customer (licenses issued later get the new AWS accounts).
+    Update(CustomerUpdateArgs),
+}
+
+/// Arguments of `customer update`.
+#[derive(Debug, Args)]
+pub struct CustomerUpdateArgs {
+    /// The customer's slug.
+    slug: String,
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Contact email.
+    #[arg(long)]
+    email: Option<String>,
+    /// AWS account ids, replacing the current list (repeat for several).
+    #[arg(long = "aws-account")]
+    aws_accounts: Option<Vec<String>>,
 }
 
 /// Arguments of `customer create`.
@@ -224,6 +293,31 @@ impl CustomerCommand {
                     ctx.output,
                     &customer,
                     &format!("Customer {}", field(&customer, "slug")),
+                )
+            }
+            CustomerCommand::Update(args) => {
+                let mut changes = serde_json::Map::new();
+                if let Some(name) = args.name {
+                    changes.insert("name".into(), name.into());
+                }
+                if let Some(email) = args.email {
+                    changes.insert("email".into(), email.into());
+                }
+                if let Some(accounts) = args.aws_accounts {
+                    changes.insert("aws_accounts".into(), json!(accounts));
+                }
+                anyhow::ensure!(
+                    !changes.is_empty(),
+                    "nothing to change: give --name, --email or --aws-account"
+                );
+                let customer = portal.patch(
+                    &format!("/api/v1/customers/{}", path_part(&args.slug)),
+                    &Value::Object(changes),
+                )?;
+                show(
+                    ctx.output,
+                    &customer,
+                    &format!("Updated customer {}", field(&customer, "slug")),
                 )
             }
         }

@@ -36,6 +36,44 @@ fn check_text(what: &str, text: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
+fn check_listing(
+    name: &str,
+    summary: &str,
+    description: &str,
+    categories: &[String],
+) -> ApiResult<()> {
+    check_text("name", name, 100)?;
+    check_text("summary", summary, 300)?;
+    check_text("description", description, 20_000)?;
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("the app needs a name"));
+    }
+    if categories.len() > 10 || categories.iter().any(|c| c.is_empty() || c.len() > 40) {
+        return Err(ApiError::invalid(
+            "at most 10 categories of 1 to 40 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_customer(name: &str, email: Option<&str>, aws_accounts: &[String]) -> ApiResult<()> {
+    check_text("name", name, 200)?;
+    if name.trim().is_empty() {
+        return Err(ApiError::invalid("the customer needs a name"));
+    }
+    if let Some(email) = email {
+        check_text("email", email, 254)?;
+    }
+    if aws_accounts.len() > 100 {
+        return Err(ApiError::invalid("at most 100 AWS accounts per customer"));
+    }
+    for account in aws_accounts {
+        license::claims::AwsAccountId::new(account.clone())
+            .map_err(|reason| ApiError::invalid(format!("AWS account {account:?}: {reason}")))?;
+    }
+    Ok(())
+}
+
 /// A new app listing.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -113,17 +151,12 @@ pub async fn create_app(
 ) -> ApiResult<Response> {
     caller.require(Role::Publisher)?;
     check_slug("app", &body.slug)?;
-    check_text("name", &body.name, 100)?;
-    check_text("summary", &body.summary, 300)?;
-    check_text("description", &body.description, 20_000)?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::invalid("the app needs a name"));
-    }
-    if body.categories.len() > 10 || body.categories.iter().any(|c| c.is_empty() || c.len() > 40) {
-        return Err(ApiError::invalid(
-            "at most 10 categories of 1 to 40 characters",
-        ));
-    }
+    check_listing(
+        &body.name,
+        &body.summary,
+        &body.description,
+        &body.categories,
+    )?;
     let app = App {
         id: new_id("app")?,
         slug: body.slug,
@@ -195,6 +228,80 @@ pub async fn show_app(
     let mut conn = state.db.pool.acquire().await?;
     let app = find_app(&mut conn, &caller.vendor_id, &slug).await?;
     Ok(json_response(StatusCode::OK, app))
+}
+
+/// Changes to an app's listing; absent fields stay as they are. The slug never changes: licenses
+/// name it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppUpdate {
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// One line for listings.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// Markdown for the listing page.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Marketplace categories.
+    #[serde(default)]
+    pub categories: Option<Vec<String>>,
+}
+
+/// Updates an app's listing.
+#[utoipa::path(patch, path = "/api/v1/apps/{app}", tag = "apps", security(("token" = [])), request_body = AppUpdate,
+    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = App), (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+pub async fn update_app(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<AppUpdate>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    let mut app = find_app(tx.conn(), &caller.vendor_id, &slug).await?;
+    let mut changed = Vec::new();
+    if let Some(name) = body.name {
+        app.name = name;
+        changed.push("name");
+    }
+    if let Some(summary) = body.summary {
+        app.summary = summary;
+        changed.push("summary");
+    }
+    if let Some(description) = body.description {
+        app.description = description;
+        changed.push("description");
+    }
+    if let Some(categories) = body.categories {
+        app.categories = categories;
+        changed.push("categories");
+    }
+    check_listing(&app.name, &app.summary, &app.description, &app.categories)?;
+    sqlx::query(
+        "UPDATE apps SET name = $3, summary = $4, description = $5, categories = $6, updated_at = $7 \
+         WHERE vendor_id = $1 AND id = $2",
+    )
+    .bind(&caller.vendor_id)
+    .bind(&app.id)
+    .bind(&app.name)
+    .bind(&app.summary)
+    .bind(&app.description)
+    .bind(serde_json::to_string(&app.categories).map_err(ApiError::internal)?)
+    .bind(now())
+    .execute(tx.conn())
+    .await?;
+    tx.audit(
+        &caller,
+        "app.update",
+        &app.id,
+        serde_json::json!({"slug": app.slug, "changed": changed}),
+    )
+    .await?;
+    let response = tx.commit(None, StatusCode::OK, &app).await?;
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// A new plan: what a license on it gets.
@@ -474,20 +581,7 @@ pub async fn create_customer(
 ) -> ApiResult<Response> {
     caller.require(Role::Publisher)?;
     check_slug("customer", &body.slug)?;
-    check_text("name", &body.name, 200)?;
-    if body.name.trim().is_empty() {
-        return Err(ApiError::invalid("the customer needs a name"));
-    }
-    if let Some(email) = &body.email {
-        check_text("email", email, 254)?;
-    }
-    if body.aws_accounts.len() > 100 {
-        return Err(ApiError::invalid("at most 100 AWS accounts per customer"));
-    }
-    for account in &body.aws_accounts {
-        license::claims::AwsAccountId::new(account.clone())
-            .map_err(|reason| ApiError::invalid(format!("AWS account {account:?}: {reason}")))?;
-    }
+    check_customer(&body.name, body.email.as_deref(), &body.aws_accounts)?;
     let customer = Customer {
         id: new_id("cus")?,
         slug: body.slug,
@@ -559,6 +653,72 @@ pub async fn show_customer(
     let mut conn = state.db.pool.acquire().await?;
     let customer = find_customer(&mut conn, &caller.vendor_id, &slug).await?;
     Ok(json_response(StatusCode::OK, customer))
+}
+
+/// Changes to a customer; absent fields stay as they are. Licenses already issued keep the
+/// accounts they were bound to; new ones get the new accounts.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerUpdate {
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Contact email.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The customer's AWS account ids, replacing the current list.
+    #[serde(default)]
+    pub aws_accounts: Option<Vec<String>>,
+}
+
+/// Updates a customer.
+#[utoipa::path(patch, path = "/api/v1/customers/{customer}", tag = "customers", security(("token" = [])), request_body = CustomerUpdate,
+    params(("customer" = String, Path, description = "Customer slug")), responses((status = 200, body = Customer), (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+pub async fn update_customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(slug): ApiPath<String>,
+    ApiJson(body): ApiJson<CustomerUpdate>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    let mut customer = find_customer(tx.conn(), &caller.vendor_id, &slug).await?;
+    let mut changed = Vec::new();
+    if let Some(name) = body.name {
+        customer.name = name;
+        changed.push("name");
+    }
+    if let Some(email) = body.email {
+        customer.email = Some(email);
+        changed.push("email");
+    }
+    if let Some(accounts) = body.aws_accounts {
+        customer.aws_accounts = accounts;
+        changed.push("aws_accounts");
+    }
+    check_customer(
+        &customer.name,
+        customer.email.as_deref(),
+        &customer.aws_accounts,
+    )?;
+    sqlx::query("UPDATE customers SET name = $3, email = $4, aws_accounts = $5 WHERE vendor_id = $1 AND id = $2")
+        .bind(&caller.vendor_id)
+        .bind(&customer.id)
+        .bind(&customer.name)
+        .bind(&customer.email)
+        .bind(serde_json::to_string(&customer.aws_accounts).map_err(ApiError::internal)?)
+        .execute(tx.conn())
+        .await?;
+    tx.audit(
+        &caller,
+        "customer.update",
+        &customer.id,
+        serde_json::json!({"slug": customer.slug, "changed": changed, "aws_accounts": customer.aws_accounts}),
+    )
+    .await?;
+    let response = tx.commit(None, StatusCode::OK, &customer).await?;
+    state.catalog.clear();
+    Ok(response)
 }
 
 /// The vendor's current license-signing key as stored: id, sealed private half, expiry.

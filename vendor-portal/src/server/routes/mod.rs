@@ -31,9 +31,9 @@ use super::state::AppState;
         vendor::show, vendor::add_member, vendor::list_members,
         vendor::create_token, vendor::list_tokens, vendor::revoke_token,
         vendor::login, vendor::logout,
-        catalog::create_app, catalog::list_apps, catalog::show_app,
+        catalog::create_app, catalog::list_apps, catalog::show_app, catalog::update_app,
         catalog::create_plan, catalog::list_plans,
-        catalog::create_customer, catalog::list_customers, catalog::show_customer,
+        catalog::create_customer, catalog::list_customers, catalog::show_customer, catalog::update_customer,
         licenses::issue, licenses::list, licenses::show, licenses::download,
         licenses::renew, licenses::suspend, licenses::reinstate, licenses::revoke,
         licenses::status,
@@ -106,7 +106,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/apps",
             get(catalog::list_apps).post(catalog::create_app),
         )
-        .route("/api/v1/apps/{app}", get(catalog::show_app))
+        .route(
+            "/api/v1/apps/{app}",
+            get(catalog::show_app).patch(catalog::update_app),
+        )
         .route(
             "/api/v1/apps/{app}/plans",
             get(catalog::list_plans).post(catalog::create_plan),
@@ -115,7 +118,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/customers",
             get(catalog::list_customers).post(catalog::create_customer),
         )
-        .route("/api/v1/customers/{customer}", get(catalog::show_customer))
+        .route(
+            "/api/v1/customers/{customer}",
+            get(catalog::show_customer).patch(catalog::update_customer),
+        )
         .route(
             "/api/v1/licenses",
             get(licenses::list).post(licenses::issue),
