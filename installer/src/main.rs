@@ -50,29 +50,31 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let output = cli.output;
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            let sentence = err
-                .chain()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
-            if output == Output::Json {
-                let code = err
-                    .downcast_ref::<bundles::Error>()
-                    .map_or("error", bundles::Error::code);
-                println!(
-                    "{}",
-                    json!({ "verified": false, "code": code, "error": sentence })
-                );
+    license::process::guarded_main(|| {
+        let cli = Cli::parse();
+        let output = cli.output;
+        match run(cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                let sentence = err
+                    .chain()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                if output == Output::Json {
+                    let code = err
+                        .downcast_ref::<bundles::Error>()
+                        .map_or("error", bundles::Error::code);
+                    println!(
+                        "{}",
+                        json!({ "verified": false, "code": code, "error": sentence })
+                    );
+                }
+                eprintln!("error: {sentence}");
+                ExitCode::FAILURE
             }
-            eprintln!("error: {sentence}");
-            ExitCode::FAILURE
         }
-    }
+    })
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -55,6 +55,8 @@ mod json;
 pub mod jws;
 pub mod keys;
 pub mod keyset;
+#[cfg(feature = "cli")]
+pub mod process;
 pub mod request;
 pub mod status;
 pub mod time;

@@ -9,15 +9,17 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
-    // Parse errors exit 2 with clap's usage message; everything else is ours.
-    let cli = cli::Cli::parse();
-    match cli.run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {}", error_sentence(&err));
-            ExitCode::FAILURE
+    license::process::guarded_main(|| {
+        // Parse errors exit 2 with clap's usage message; everything else is ours.
+        let cli = cli::Cli::parse();
+        match cli.run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {}", error_sentence(&err));
+                ExitCode::FAILURE
+            }
         }
-    }
+    })
 }
 
 /// The error and its causes as one line, outermost first.
