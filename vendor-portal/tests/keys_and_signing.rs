@@ -278,3 +278,22 @@ fn rotation_without_the_root_key_says_how_to_fix_it() {
     ]);
     assert_fails_with(&out, "bring root.key back");
 }
+
+/// A reader that goes away (`vendor-portal … | head -1`) ends the command quietly: no panic
+/// message, no backtrace.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
+        .args(["keys", "init", "--out"])
+        .arg(dir.path().join("keys"))
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
