@@ -31,6 +31,24 @@ pub const KEYSET: &str = "keyset.json";
 /// Where rotated-out license-signing keys go.
 pub const RETIRED: &str = "retired";
 
+/// Writes `bytes` to a new file (never an existing one) with mode 0600, creating its folder,
+/// and syncs it: how every secret the vendor's tools and the portal keep on disk is written.
+pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// A vendor key directory.
 pub struct KeyDir {
     dir: PathBuf,
@@ -89,19 +107,7 @@ impl KeyDir {
     /// Writes a private key to a new file with mode 0600.
     pub fn write_key(&self, name: &str, key: &SigningKey) -> Result<PathBuf> {
         let path = self.path(name);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-        file.write_all(key.to_pem().as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        write_secret_file(&path, key.to_pem().as_bytes())?;
         Ok(path)
     }
 

@@ -2,8 +2,6 @@
 //! random ids and API tokens (stored only as hashes), and argon2 password hashes.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -90,19 +88,8 @@ impl MasterKey {
             let mut raw = Zeroizing::new([0u8; 32]);
             fill_random(raw.as_mut())?;
             let text = Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_ref()));
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .with_context(|| format!("cannot create the master key file {}", path.display()))?;
-            file.write_all(format!("{}\n", text.as_str()).as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::keydir::write_secret_file(path, format!("{}\n", text.as_str()).as_bytes())
+                .context("cannot create the master key file")?;
         }
         let text = Zeroizing::new(
             fs::read_to_string(path)
