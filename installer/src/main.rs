@@ -56,11 +56,7 @@ fn main() -> ExitCode {
         match run(cli) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                let sentence = err
-                    .chain()
-                    .map(|e| e.to_string())
-                    .collect::<Vec<_>>()
-                    .join(": ");
+                let sentence = license::process::error_sentence(&err);
                 if output == Output::Json {
                     let code = err
                         .downcast_ref::<bundles::Error>()

@@ -23,3 +23,12 @@ pub fn guarded_main(body: impl FnOnce() -> ExitCode + std::panic::UnwindSafe) ->
     }));
     std::panic::catch_unwind(body).unwrap_or(ExitCode::FAILURE)
 }
+
+/// An error and its causes as one sentence, outermost first: what the programs print after
+/// `error: `.
+pub fn error_sentence(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}

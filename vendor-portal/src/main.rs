@@ -15,17 +15,9 @@ fn main() -> ExitCode {
         match cli.run() {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("error: {}", error_sentence(&err));
+                eprintln!("error: {}", license::process::error_sentence(&err));
                 ExitCode::FAILURE
             }
         }
     })
-}
-
-/// The error and its causes as one line, outermost first.
-fn error_sentence(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
 }

@@ -17,7 +17,7 @@ use super::db::Database;
 use super::error::{ApiError, ApiResult};
 use super::idempotency::IdempotencyContext;
 use super::ratelimit;
-use super::state::Limits;
+use super::state::{Limits, sqlite_turn};
 use super::tx::{AuditRecord, VendorTx, values_clause};
 
 /// Most licenses in one transaction (11 parameters each stays far below both databases' limits).
@@ -136,7 +136,11 @@ async fn commit_group(
 ) {
     // The rate limit decides first, in arrival order.
     let vendor_id = jobs[0].license.vendor_id.clone();
-    let turn = sqlite_turn(db, writer, limits.license_writes_per_minute > 0).await;
+    let turn = if limits.license_writes_per_minute > 0 {
+        sqlite_turn(db, writer).await
+    } else {
+        None
+    };
     let allowed = match ratelimit::hit_many(
         &db.pool,
         &format!("license-write:{vendor_id}"),
@@ -196,7 +200,7 @@ async fn write(
     vendor_id: &str,
     licenses: &[&NewLicense],
 ) -> ApiResult<()> {
-    let turn = sqlite_turn(db, writer, true).await;
+    let turn = sqlite_turn(db, writer).await;
     let tx = db.pool.begin().await?;
     let mut tx = VendorTx::lock(tx, vendor_id, turn).await?;
     let sql = format!(
@@ -232,16 +236,4 @@ async fn write(
         })
         .collect();
     tx.commit_all(&records).await
-}
-
-/// On SQLite, this process's turn to write (see `Inner::writer`).
-async fn sqlite_turn(
-    db: &Database,
-    writer: &std::sync::Arc<tokio::sync::Mutex<()>>,
-    needed: bool,
-) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-    match db.backend {
-        super::db::Backend::Sqlite if needed => Some(writer.clone().lock_owned().await),
-        _ => None,
-    }
 }

@@ -169,9 +169,17 @@ impl std::ops::Deref for AppState {
 impl Inner {
     /// The turn to write, on SQLite; nothing on PostgreSQL.
     pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self.db.backend {
-            super::db::Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
-            super::db::Backend::Postgres => None,
-        }
+        sqlite_turn(&self.db, &self.writer).await
+    }
+}
+
+/// On SQLite, the turn to write (see [`Inner::writer`]); nothing on PostgreSQL.
+pub async fn sqlite_turn(
+    db: &Database,
+    writer: &Arc<tokio::sync::Mutex<()>>,
+) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    match db.backend {
+        super::db::Backend::Sqlite => Some(writer.clone().lock_owned().await),
+        super::db::Backend::Postgres => None,
     }
 }
