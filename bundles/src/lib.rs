@@ -21,6 +21,7 @@ pub mod keys_file;
 pub mod limits;
 pub mod manifest;
 pub mod open;
+pub mod release;
 pub mod seal;
 pub mod template;
 pub mod wrap;

@@ -205,6 +205,15 @@ impl BundleManifest {
         self.objects.iter().find(|o| &o.path == path)
     }
 
+    /// The entitlement a license needs to receive the release: the feature every function names,
+    /// when they all name the same one. Functions gated by different features are checked at
+    /// run time by the license agent instead.
+    pub fn release_entitlement(&self) -> Option<&license::claims::FeatureName> {
+        let mut features = self.functions.iter().map(|f| f.feature.as_ref());
+        let first = features.next()??;
+        features.all(|f| f == Some(first)).then_some(first)
+    }
+
     /// The distinct IAM actions the release holds.
     pub fn actions(&self) -> Vec<String> {
         let set: BTreeSet<&str> = self.permissions.iter().map(|p| p.action.as_str()).collect();

@@ -295,6 +295,104 @@ pub fn check_structure(path: &str, size: u64, mut reader: impl Read) -> Result<S
     })
 }
 
+/// Computes a sealed object's digest from its bytes as they arrive in pieces of any size (how
+/// the portal checks an upload while streaming it to storage): the header is checked, the tags
+/// are hashed, and the length must be exactly what the header implies.
+pub struct SealedDigester {
+    header: Vec<u8>,
+    tags: ring::digest::Context,
+    // Plaintext bytes left, and the position inside the current chunk record (data then tag).
+    remaining: u64,
+    chunks_left: u64,
+    in_record: usize,
+    seen: u64,
+}
+
+impl Default for SealedDigester {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SealedDigester {
+    /// A digester waiting for the header.
+    pub fn new() -> Self {
+        Self {
+            header: Vec::with_capacity(HEADER_LEN),
+            tags: ring::digest::Context::new(&ring::digest::SHA256),
+            remaining: 0,
+            chunks_left: 0,
+            in_record: 0,
+            seen: 0,
+        }
+    }
+
+    fn record_data_len(&self) -> usize {
+        self.remaining.min(CHUNK_SIZE as u64) as usize
+    }
+
+    /// Takes the next bytes.
+    pub fn update(&mut self, mut bytes: &[u8]) -> Result<()> {
+        let mismatch = |reason: &str| Error::ObjectMismatch {
+            path: "upload".into(),
+            reason: reason.to_owned(),
+        };
+        self.seen += bytes.len() as u64;
+        if self.header.len() < HEADER_LEN {
+            let take = bytes.len().min(HEADER_LEN - self.header.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.header.len() < HEADER_LEN {
+                return Ok(());
+            }
+            if &self.header[..16] != OBJECT_MAGIC {
+                return Err(mismatch("it does not start with the sealed-object magic"));
+            }
+            if self.header[16..20] != (CHUNK_SIZE as u32).to_be_bytes() {
+                return Err(mismatch("its chunk size is not 65536"));
+            }
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&self.header[20..28]);
+            self.remaining = u64::from_be_bytes(size);
+            self.chunks_left = chunk_count(self.remaining);
+            self.tags.update(&self.header);
+        }
+        while !bytes.is_empty() {
+            if self.chunks_left == 0 {
+                return Err(mismatch("there is data after its final chunk"));
+            }
+            let data_len = self.record_data_len();
+            let record_len = data_len + TAG_LEN;
+            let take = bytes.len().min(record_len - self.in_record);
+            let (piece, rest) = bytes.split_at(take);
+            // The part of `piece` that lies in the tag.
+            let tag_from = data_len.saturating_sub(self.in_record);
+            if tag_from < piece.len() {
+                self.tags.update(&piece[tag_from..]);
+            }
+            self.in_record += take;
+            bytes = rest;
+            if self.in_record == record_len {
+                self.remaining -= data_len as u64;
+                self.chunks_left -= 1;
+                self.in_record = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// The object's digest and size, once every byte has arrived.
+    pub fn finish(self) -> Result<Sealed> {
+        if self.header.len() < HEADER_LEN || self.chunks_left != 0 {
+            return Err(Error::Truncated("the sealed object".into()));
+        }
+        Ok(Sealed {
+            sealed_digest: Digest::from_context(DigestKind::Sealed, self.tags),
+            sealed_size: self.seen,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,6 +423,19 @@ mod tests {
             assert_eq!(back, data);
             assert_eq!(o, s);
             assert_eq!(check_structure("x", len as u64, ct.as_slice()).unwrap(), s);
+            for piece in [1, 7, 1000, CHUNK_SIZE + TAG_LEN, usize::MAX] {
+                let mut digester = SealedDigester::new();
+                for part in ct.chunks(piece.min(ct.len().max(1))) {
+                    digester.update(part).unwrap();
+                }
+                assert_eq!(digester.finish().unwrap(), s);
+            }
+            let mut short = SealedDigester::new();
+            short.update(&ct[..ct.len() - 1]).unwrap();
+            assert!(short.finish().is_err());
+            let mut long = SealedDigester::new();
+            long.update(&ct).unwrap();
+            assert!(long.update(b"x").is_err());
         }
     }
 

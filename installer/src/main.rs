@@ -1,8 +1,9 @@
 //! `installer`: the enterprise admin's command line.
 //!
-//! Today it verifies bundles (`installer verify`). Logging in with a license, planning,
-//! installing, upgrading, rolling back and uninstalling in the admin's AWS account arrive with
-//! issue 6.
+//! Today it verifies bundles (`installer verify`) and creates the static install key for
+//! air-gapped kits (`installer keygen`); its library verifies releases through TUF and opens kits.
+//! Logging in with a license, planning, installing, upgrading, rolling back and uninstalling in
+//! the admin's AWS account arrive with issue 6.
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -35,6 +36,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the static install key pair that vendors wrap air-gapped kits to; prints the
+    /// public key to give the vendor.
+    Keygen {
+        /// The folder for install.key (secret, 0600) and install.pub.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
     /// Verify a bundle's signature and structure without its keys, and show what it would create
     /// in your account and which IAM permissions it would hold.
     Verify {
@@ -75,6 +83,23 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Keygen { out } => {
+            let public = installer::keys::generate(&out)?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    json!({"public_key": public, "secret": out.join(installer::keys::SECRET), "public": out.join(installer::keys::PUBLIC)})
+                ),
+                Output::Text => {
+                    println!("{public}");
+                    eprintln!(
+                        "install key written to {} (keep it secret); give the vendor the public key above for `kit export --recipient`",
+                        out.join(installer::keys::SECRET).display()
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Verify {
             bundle,
             trust,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -85,6 +86,132 @@ impl Portal {
             .with_context(|| format!("the portal's answer to PATCH {path} is not JSON"))
     }
 
+    /// PUT `body` (JSON) to `path` with the token; the JSON answer.
+    pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
+        let text = self.send(Method::PUT, path, Some(body), true)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the portal's answer to PUT {path} is not JSON"))
+    }
+
+    /// PUT exact JSON bytes (signed metadata, which must arrive byte for byte) to `path`.
+    pub fn put_raw(&self, path: &str, bytes: Vec<u8>) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let token = self.require_token()?.to_owned();
+        let text = self.runtime.block_on(async {
+            let response = self
+                .http
+                .put(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(bytes)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e))?;
+            answer(response).await
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the portal's answer to PUT {path} is not JSON"))
+    }
+
+    /// Streams `len` bytes of `file` from `offset` to `path` with PUT, calling `progress` with
+    /// each chunk's size. No overall timeout: large objects take as long as they take.
+    pub fn upload(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+        offset: u64,
+        len: u64,
+        progress: impl Fn(u64) + Send + Sync + 'static,
+    ) -> Result<Value> {
+        use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+        let url = format!("{}{path}", self.base);
+        let token = self.require_token()?.to_owned();
+        let file = file.to_owned();
+        let text = self.runtime.block_on(async {
+            let mut handle = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            handle
+                .seek(std::io::SeekFrom::Start(offset))
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(handle.take(len), 256 * 1024)
+                .inspect(move |chunk| {
+                    if let Ok(bytes) = chunk {
+                        progress(bytes.len() as u64);
+                    }
+                });
+            let response = self
+                .http
+                .put(&url)
+                .bearer_auth(token)
+                .header("content-type", "application/octet-stream")
+                .header("content-length", len)
+                .timeout(Duration::from_secs(24 * 3600))
+                .body(reqwest::Body::wrap_stream(stream))
+                .send()
+                .await
+                .map_err(|e| self.transport_error(e))?;
+            answer(response).await
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the portal's answer to PUT {path} is not JSON"))
+    }
+
+    /// Streams GET `path` (with the token, or without when `auth` is false) into `out`, calling
+    /// `progress` with each chunk's size; the number of bytes written.
+    pub fn download(
+        &self,
+        path: &str,
+        auth: bool,
+        out: &mut dyn std::io::Write,
+        progress: &dyn Fn(u64),
+    ) -> Result<u64> {
+        let url = format!("{}{path}", self.base);
+        let token = if auth {
+            Some(self.require_token()?.to_owned())
+        } else {
+            None
+        };
+        self.runtime.block_on(async {
+            let mut request = self.http.get(&url).timeout(Duration::from_secs(24 * 3600));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.map_err(|e| self.transport_error(e))?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let text = response.text().await.unwrap_or_default();
+                bail!(
+                    "{}",
+                    problem_detail(&text).unwrap_or_else(|| format!("{status}"))
+                );
+            }
+            let mut stream = response.bytes_stream();
+            let mut written = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| anyhow!("the download of {path} broke off: {e}"))?;
+                out.write_all(&chunk).context("cannot write the download")?;
+                written += chunk.len() as u64;
+                progress(chunk.len() as u64);
+            }
+            Ok(written)
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_connect() {
+            anyhow!(
+                "cannot reach the portal at {}: is it running, and is --portal/PORTAL_URL right?",
+                self.base
+            )
+        } else if e.is_timeout() {
+            anyhow!("the portal at {} did not answer in time", self.base)
+        } else {
+            anyhow::Error::new(e).context(format!("cannot talk to the portal at {}", self.base))
+        }
+    }
+
     fn send(&self, method: Method, path: &str, body: Option<&Value>, auth: bool) -> Result<String> {
         let url = format!("{}{path}", self.base);
         let token = if auth {
@@ -142,6 +269,19 @@ impl Portal {
             }
             Err(last_error.unwrap_or_else(|| anyhow!("the portal did not answer")))
         })
+    }
+}
+
+async fn answer(response: reqwest::Response) -> Result<String> {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        bail!(
+            "{}",
+            problem_detail(&text).unwrap_or_else(|| format!("{status}"))
+        )
     }
 }
 

@@ -7,3 +7,4 @@ pub mod cli;
 pub mod client;
 pub mod keydir;
 pub mod server;
+pub mod tuf;

@@ -82,6 +82,15 @@ pub struct IssueArgs {
     /// Bind to this AWS region (repeat for several).
     #[arg(long = "region")]
     regions: Vec<String>,
+    /// Release channel it may install from (repeat for several; stable by default).
+    #[arg(long = "channel")]
+    channels: Vec<String>,
+    /// The versions it may install, a semver requirement (e.g. ">=1.0, <2").
+    #[arg(long)]
+    versions: Option<String>,
+    /// Only releases published before this time (RFC 3339, Unix seconds or +Nd).
+    #[arg(long, value_parser = super::parse_time)]
+    published_before: Option<u64>,
     /// Where to write the license file.
     #[arg(short = 'o', long = "out")]
     out: PathBuf,
@@ -199,6 +208,15 @@ fn issue(args: IssueArgs, ctx: &Ctx) -> Result<()> {
                           "features": args.features, "expires_at": args.expires});
     if !args.aws_accounts.is_empty() {
         body["aws_accounts"] = json!(args.aws_accounts);
+    }
+    if !args.channels.is_empty() {
+        body["channels"] = json!(args.channels);
+    }
+    if let Some(versions) = &args.versions {
+        body["versions"] = json!(versions);
+    }
+    if let Some(before) = args.published_before {
+        body["published_before"] = json!(before);
     }
     if !args.regions.is_empty() {
         body["regions"] = json!(args.regions);

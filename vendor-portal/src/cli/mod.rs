@@ -7,7 +7,9 @@ pub mod admin;
 pub mod audit;
 pub mod catalog;
 pub mod keys;
+pub mod kit;
 pub mod license;
+pub mod publish;
 pub mod release;
 pub mod serve;
 pub mod team;
@@ -97,9 +99,12 @@ pub enum Command {
     /// Read and verify the vendor's audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
-    /// Build, inspect and open release bundles.
+    /// Build, inspect and open release bundles; push and publish them.
     #[command(subcommand)]
     Release(release::ReleaseCommand),
+    /// Air-gapped kits: one file with a release, its metadata, the license and wrapped keys.
+    #[command(subcommand)]
+    Kit(kit::KitCommand),
 }
 
 impl Cli {
@@ -121,7 +126,8 @@ impl Cli {
             Command::Token(cmd) => cmd.run(&ctx),
             Command::Member(cmd) => cmd.run(&ctx),
             Command::Audit(cmd) => cmd.run(&ctx),
-            Command::Release(cmd) => cmd.run(ctx.output),
+            Command::Release(cmd) => cmd.run(&ctx),
+            Command::Kit(cmd) => cmd.run(&ctx),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! `vendor-portal release`: build a bundle from an app folder, inspect one, open one.
+//! `vendor-portal release`: build a bundle from an app folder, inspect one, open one; publishing
+//! (`push`, `list`, `promote`, `yank`, `require`) is in [`super::publish`].
 
 use std::fs;
 use std::io::{BufReader, BufWriter, Write as _};
@@ -27,6 +28,20 @@ pub enum ReleaseCommand {
     Inspect(InspectArgs),
     /// Verify and decrypt every object of a bundle into a new folder.
     Open(OpenArgs),
+    /// Upload a bundle to the portal (only the objects it lacks) and publish it on a channel,
+    /// signing the TUF targets here with the release key.
+    Push(super::publish::PushArgs),
+    /// List an app's releases on the portal.
+    List(super::publish::ListArgs),
+    /// Add a published release to a channel (or remove it with --remove).
+    #[command(disable_version_flag = true)]
+    Promote(super::publish::PromoteArgs),
+    /// Retract a published release: installers are no longer offered it or granted its keys.
+    #[command(disable_version_flag = true)]
+    Yank(super::publish::YankArgs),
+    /// Mark a published release as required, so upgrades cannot skip it.
+    #[command(disable_version_flag = true)]
+    Require(super::publish::RequireArgs),
 }
 
 /// Arguments of `release build`.
@@ -78,11 +93,17 @@ pub struct OpenArgs {
 
 impl ReleaseCommand {
     /// Runs the subcommand.
-    pub fn run(self, output: Output) -> Result<()> {
+    pub fn run(self, ctx: &super::Ctx) -> Result<()> {
+        let output = ctx.output;
         match self {
             ReleaseCommand::Build(args) => build(args, output),
             ReleaseCommand::Inspect(args) => inspect(args, output),
             ReleaseCommand::Open(args) => open(args, output),
+            ReleaseCommand::Push(args) => super::publish::push(args, ctx),
+            ReleaseCommand::List(args) => super::publish::list(args, ctx),
+            ReleaseCommand::Promote(args) => super::publish::promote(args, ctx),
+            ReleaseCommand::Yank(args) => super::publish::yank(args, ctx),
+            ReleaseCommand::Require(args) => super::publish::require(args, ctx),
         }
     }
 }

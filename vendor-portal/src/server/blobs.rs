@@ -6,8 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, PutPayload};
+use object_store::signer::Signer as _;
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use tokio::io::AsyncWriteExt as _;
 
 /// The marker the portal writes at start and reads in `/readyz`.
 const READY_MARKER: &str = "consign/ready";
@@ -16,6 +19,8 @@ const READY_MARKER: &str = "consign/ready";
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    // The same store when it is S3, for presigned download URLs.
+    s3: Option<Arc<object_store::aws::AmazonS3>>,
     prefix: String,
     /// The URL it was opened from, for logs.
     pub url: String,
@@ -49,8 +54,10 @@ impl Blobs {
             let store = builder
                 .build()
                 .with_context(|| format!("cannot configure the S3 blob store {url}"))?;
+            let store = Arc::new(store);
             return Ok(Self {
-                store: Arc::new(store),
+                s3: Some(store.clone()),
+                store,
                 prefix: prefix.trim_matches('/').to_owned(),
                 url: url.to_owned(),
             });
@@ -62,6 +69,7 @@ impl Blobs {
             .with_context(|| format!("cannot open the blob directory {dir}"))?;
         Ok(Self {
             store: Arc::new(store),
+            s3: None,
             prefix: String::new(),
             url: url.to_owned(),
         })
@@ -102,6 +110,112 @@ impl Blobs {
         }
     }
 
+    /// Streams a sealed object's `body` into `key`: first under a temporary name while its sealed
+    /// digest is computed, then, when that is `expected` and the length at most `max_len`, renamed
+    /// into place. A body that is
+    /// cut short, too long or not what it claims leaves nothing under `key`.
+    pub async fn put_verified<S, E>(
+        &self,
+        key: &str,
+        expected: &bundles::Digest,
+        max_len: u64,
+        mut body: S,
+    ) -> Result<Result<u64, UploadRefused>>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let staging = self.path(&format!(
+            "uploads/{}",
+            super::secrets::new_id("up").context("cannot name an upload")?
+        ));
+        let mut writer =
+            object_store::buffered::BufWriter::new(self.store.clone(), staging.clone());
+        let mut digester = bundles::seal::SealedDigester::new();
+        let mut malformed = false;
+        let mut len = 0u64;
+        let refused = loop {
+            match body.next().await {
+                None => break None,
+                Some(Err(e)) => break Some(UploadRefused::Interrupted(e.to_string())),
+                Some(Ok(chunk)) => {
+                    len += chunk.len() as u64;
+                    if len > max_len {
+                        break Some(UploadRefused::TooLarge(max_len));
+                    }
+                    malformed = malformed || digester.update(&chunk).is_err();
+                    if let Err(e) = writer.write_all(&chunk).await {
+                        let _ = writer.abort().await;
+                        return Err(e).with_context(|| {
+                            format!("cannot write to the blob store {}", self.url)
+                        });
+                    }
+                }
+            }
+        };
+        if let Some(refused) = refused {
+            let _ = writer.abort().await;
+            return Ok(Err(refused));
+        }
+        writer
+            .shutdown()
+            .await
+            .with_context(|| format!("cannot write to the blob store {}", self.url))?;
+        let digest = (!malformed).then(|| digester.finish().ok()).flatten();
+        if digest.map(|d| d.sealed_digest) != Some(*expected) {
+            let _ = self.store.delete(&staging).await;
+            return Ok(Err(UploadRefused::DigestMismatch));
+        }
+        self.store
+            .rename(&staging, &self.path(key))
+            .await
+            .with_context(|| format!("cannot move an upload into place in {}", self.url))?;
+        Ok(Ok(len))
+    }
+
+    /// The size of `key`, or `None` when it does not exist.
+    pub async fn size(&self, key: &str) -> Result<Option<u64>> {
+        match self.store.head(&self.path(key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot reach the blob store {}", self.url)),
+        }
+    }
+
+    /// Streams bytes `range` (or all) of `key`, never holding more than a chunk in memory.
+    pub async fn stream(
+        &self,
+        key: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<impl Stream<Item = object_store::Result<Bytes>> + Send + 'static> {
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let result = self
+            .store
+            .get_opts(&self.path(key), options)
+            .await
+            .with_context(|| format!("cannot read {key} from {}", self.url))?;
+        Ok(result.into_stream())
+    }
+
+    /// A short-lived presigned GET URL for `key` when the store is S3 (`None` on local disk).
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>> {
+        let Some(s3) = &self.s3 else {
+            return Ok(None);
+        };
+        let url = s3
+            .signed_url(reqwest::Method::GET, &self.path(key), ttl)
+            .await
+            .with_context(|| format!("cannot presign {key} in {}", self.url))?;
+        Ok(Some(url.to_string()))
+    }
+
     /// Writes the readiness marker (at start: proves the store is writable).
     pub async fn mark_ready(&self) -> Result<()> {
         self.put(READY_MARKER, Bytes::from_static(b"ok\n")).await
@@ -115,4 +229,15 @@ impl Blobs {
             bail!("the blob store {} lost its readiness marker", self.url)
         }
     }
+}
+
+/// Why an upload was not stored.
+#[derive(Debug)]
+pub enum UploadRefused {
+    /// The body is not a sealed object with the digest it was uploaded under.
+    DigestMismatch,
+    /// The body is over this many bytes.
+    TooLarge(u64),
+    /// The client stopped sending.
+    Interrupted(String),
 }

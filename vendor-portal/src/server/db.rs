@@ -39,13 +39,22 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    common: include_str!("../../migrations/0001_init.sql"),
-    sqlite: include_str!("../../migrations/0001_init.sqlite.sql"),
-    postgres: include_str!("../../migrations/0001_init.postgres.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        common: include_str!("../../migrations/0001_init.sql"),
+        sqlite: include_str!("../../migrations/0001_init.sqlite.sql"),
+        postgres: include_str!("../../migrations/0001_init.postgres.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "releases",
+        common: include_str!("../../migrations/0002_releases.sql"),
+        sqlite: include_str!("../../migrations/0002_releases.sqlite.sql"),
+        postgres: include_str!("../../migrations/0002_releases.postgres.sql"),
+    },
+];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.
 const MIGRATION_LOCK: i64 = 0x636f_6e73_6967_6e01;

@@ -28,6 +28,7 @@ struct Series {
 pub struct Metrics {
     started: Instant,
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    counters: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for Metrics {
@@ -35,6 +36,7 @@ impl Default for Metrics {
         Self {
             started: Instant::now(),
             series: Mutex::new(BTreeMap::new()),
+            counters: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -57,9 +59,26 @@ impl Metrics {
         }
     }
 
+    /// Adds `n` to the counter `name` (uploads, grants, bytes served).
+    pub fn add(&self, name: &'static str, n: u64) {
+        if let Ok(mut counters) = self.counters.lock() {
+            *counters.entry(name).or_default() += n;
+        }
+    }
+
+    /// Adds one to the counter `name`.
+    pub fn count(&self, name: &'static str) {
+        self.add(name, 1);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        if let Ok(counters) = self.counters.lock() {
+            for (name, value) in counters.iter() {
+                let _ = writeln!(out, "# TYPE {name} counter\n{name} {value}");
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP consign_portal_uptime_seconds Seconds since this process started."

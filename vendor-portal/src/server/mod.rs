@@ -14,6 +14,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod secrets;
 pub mod state;
+pub mod tuf_repo;
 pub mod tx;
 pub mod vendor_keys;
 
@@ -147,6 +148,10 @@ impl MakeRequestId for RandomRequestId {
 /// The application: routes and middleware.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let streaming = routes::streaming_router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        metrics::layer,
+    ));
     routes::router()
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
         .fallback(|| async {
@@ -158,6 +163,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
+        .merge(streaming)
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))
         }))
@@ -182,11 +188,12 @@ pub fn app(state: AppState) -> Router {
 pub const IDEMPOTENCY_SECONDS: i64 = 24 * 3600;
 
 /// Deletes what has served its purpose: rate-limit windows older than an hour, idempotency
-/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions. Every process runs it; the
+/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions; and re-signs TUF timestamps and
+/// snapshots that expire soon. Every process runs it; the
 /// deletes are idempotent, so running it twice at once is harmless.
 pub async fn housekeeping(state: &AppState) -> Result<()> {
     let now = now();
-    let _turn = state.write_turn().await;
+    let turn = state.write_turn().await;
     sqlx::query("DELETE FROM rate_limits WHERE window_start < $1")
         .bind(now - 3600)
         .execute(&state.db.pool)
@@ -199,6 +206,11 @@ pub async fn housekeeping(state: &AppState) -> Result<()> {
         .bind(now)
         .execute(&state.db.pool)
         .await?;
+    drop(turn);
+    let refreshed = tuf_repo::refresh(state).await?;
+    if refreshed > 0 {
+        tracing::info!(apps = refreshed, "re-signed TUF timestamps and snapshots");
+    }
     Ok(())
 }
 

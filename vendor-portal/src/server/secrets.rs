@@ -198,6 +198,17 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Lowercase or uppercase hex to bytes (`None` when it is not hex).
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// SHA-256 in hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest(&SHA256, bytes).as_ref())

@@ -55,6 +55,15 @@ pub struct LicenseIssue {
     /// Maximum simultaneous installations; the plan's by default.
     #[serde(default)]
     pub max_installations: Option<u32>,
+    /// Release channels it may install from; `["stable"]` by default.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// The versions it may install (a semver requirement such as `>=1.0, <2`); any by default.
+    #[serde(default)]
+    pub versions: Option<String>,
+    /// Only releases published before this time (Unix seconds); no cut-off by default.
+    #[serde(default)]
+    pub published_before: Option<u64>,
 }
 
 /// A license.
@@ -195,6 +204,15 @@ pub async fn issue(
     }
     if let Some(max) = body.max_installations {
         request.insert("max_installations".into(), max.into());
+    }
+    if let Some(channels) = body.channels {
+        request.insert("channels".into(), channels.into());
+    }
+    if let Some(versions) = body.versions {
+        request.insert("versions".into(), versions.into());
+    }
+    if let Some(before) = body.published_before {
+        request.insert("published_before".into(), before.into());
     }
     let bytes = serde_json::to_vec(&request).map_err(ApiError::internal)?;
     let issuer =

@@ -5,13 +5,15 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod grants;
 pub mod health;
 pub mod keys;
 pub mod licenses;
+pub mod releases;
 pub mod vendor;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -39,6 +41,9 @@ use super::state::AppState;
         licenses::status,
         keys::show, keys::register, keys::rotate, keys::public_keyset,
         audit::list,
+        releases::missing, releases::upload_object, releases::stage, releases::list, releases::show,
+        releases::tuf_state, releases::put_root, releases::put_targets, releases::metadata, releases::target,
+        grants::grant, grants::kit_keys, grants::download,
     ),
     components(schemas(crate::server::error::Problem)),
     modifiers(&BearerToken),
@@ -48,6 +53,7 @@ use super::state::AppState;
         (name = "customers", description = "The vendor's customers"),
         (name = "licenses", description = "Issuing and changing licenses"),
         (name = "keys", description = "The vendor's signing keys"),
+        (name = "releases", description = "Pushing, publishing and listing releases; TUF metadata"),
         (name = "public", description = "What verifiers fetch without credentials"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
@@ -141,4 +147,50 @@ pub fn router() -> Router<AppState> {
             get(licenses::status),
         )
         .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/apps/{app}/releases", get(releases::list))
+        .route(
+            "/api/v1/apps/{app}/releases/missing",
+            post(releases::missing),
+        )
+        .route("/api/v1/apps/{app}/tuf", get(releases::tuf_state))
+        .route("/api/v1/apps/{app}/tuf/root", put(releases::put_root))
+        .route("/tuf/{vendor}/{app}/{file}", get(releases::metadata))
+        .route("/tuf/{vendor}/{app}/targets/{file}", get(releases::target))
+        .route("/api/v1/grants", post(grants::grant))
+        .route("/api/v1/licenses/{id}/kit-keys", post(grants::kit_keys))
+}
+
+/// Routes that stream large bodies: no request timeout, and their own body limits.
+pub fn streaming_router() -> Router<AppState> {
+    use axum::extract::DefaultBodyLimit;
+    Router::new()
+        .route(
+            "/api/v1/objects/{digest}",
+            put(releases::upload_object).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/api/v1/vendors/{vendor}/objects/{digest}",
+            get(grants::download),
+        )
+        .route(
+            "/api/v1/apps/{app}/releases/{version}",
+            get(releases::show)
+                .put(releases::stage)
+                .layer(DefaultBodyLimit::max(releases::MAX_STAGE_BODY)),
+        )
+        .route(
+            "/api/v1/apps/{app}/tuf/targets",
+            put(releases::put_targets).layer(DefaultBodyLimit::max(crate::tuf::MAX_METADATA_LEN)),
+        )
+}
+
+/// Decodes base64 in any of the usual alphabets (standard or URL-safe, padded or not).
+pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let trimmed = text.trim().trim_end_matches('=');
+    URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .ok()
+        .or_else(|| STANDARD.decode(text.trim()).ok())
 }

@@ -1,0 +1,585 @@
+//! `vendor-portal release push|list|promote|yank|require`: publishing releases to a portal.
+//!
+//! `push` uploads only the objects the portal lacks (streamed, with a progress bar), stages the
+//! release, and then publishes it by signing the app's TUF targets on this machine with the
+//! release key; the portal never sees that key. `promote`, `yank` and `require` change a
+//! published release's signed description the same way. Before building on the portal's current
+//! targets, they are checked against the vendor's own release keys, so a compromised portal
+//! cannot slip a target into the vendor's next signature.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context as _, Result, bail};
+use bundles::release::{ReleaseTarget, target_name};
+use bundles::{BundleReader, Limits};
+use clap::Args;
+use license::{PublicKey, SigningKey, UnixTime};
+use serde_json::{Value, json};
+use tough::schema::{Root, Signed, Targets};
+
+use super::{Ctx, Output, field, print_json, print_table, time_field};
+use crate::client::Portal;
+use crate::keydir::{KeyDir, RELEASE_KEY, ROOT_KEY};
+use crate::tuf;
+
+/// Arguments of `release push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The bundle (its keys file is FILE.bundle.keys unless --bundle-keys says otherwise).
+    bundle: PathBuf,
+    /// The key directory: its release key signs the TUF targets, its root key the TUF root.
+    #[arg(long)]
+    keys: PathBuf,
+    /// The channel to publish on (stable, beta, or your own).
+    #[arg(long, default_value = "stable")]
+    channel: String,
+    /// The bundle's keys file.
+    #[arg(long)]
+    bundle_keys: Option<PathBuf>,
+    /// Mark the release as required: upgrades cannot skip it.
+    #[arg(long)]
+    required: bool,
+}
+
+/// Arguments of `release promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The app's slug.
+    app: String,
+    /// The version.
+    version: String,
+    /// The channel to add it to.
+    #[arg(long)]
+    channel: String,
+    /// Remove it from the channel instead.
+    #[arg(long)]
+    remove: bool,
+    /// The key directory (its release key re-signs the targets).
+    #[arg(long)]
+    keys: PathBuf,
+}
+
+/// Arguments of `release yank`.
+#[derive(Debug, Args)]
+pub struct YankArgs {
+    /// The app's slug.
+    app: String,
+    /// The version.
+    version: String,
+    /// Why (customers see it).
+    #[arg(long)]
+    reason: String,
+    /// The key directory.
+    #[arg(long)]
+    keys: PathBuf,
+}
+
+/// Arguments of `release require`.
+#[derive(Debug, Args)]
+pub struct RequireArgs {
+    /// The app's slug.
+    app: String,
+    /// The version.
+    version: String,
+    /// Clear the mark instead.
+    #[arg(long)]
+    clear: bool,
+    /// The key directory.
+    #[arg(long)]
+    keys: PathBuf,
+}
+
+/// Arguments of `release list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The app's slug.
+    app: String,
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+pub struct Progress {
+    total: u64,
+    done: Arc<AtomicU64>,
+    label: String,
+    draw: bool,
+}
+
+impl Progress {
+    /// A bar for `total` bytes.
+    pub fn new(label: &str, total: u64) -> Self {
+        Self {
+            total,
+            done: Arc::new(AtomicU64::new(0)),
+            label: label.to_owned(),
+            draw: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A callback that advances the bar.
+    pub fn tick(&self) -> impl Fn(u64) + Send + Sync + 'static {
+        let (done, total, label, draw) =
+            (self.done.clone(), self.total, self.label.clone(), self.draw);
+        move |n| {
+            let now = done.fetch_add(n, Ordering::Relaxed) + n;
+            if draw {
+                let pct = (now * 100).checked_div(total).unwrap_or(100).min(100);
+                let filled = (pct / 4) as usize;
+                eprint!(
+                    "\r{label} [{}{}] {pct:>3}% {}/{}",
+                    "#".repeat(filled),
+                    " ".repeat(25 - filled),
+                    mib(now),
+                    mib(total)
+                );
+            }
+        }
+    }
+
+    /// Ends the bar's line.
+    pub fn finish(&self) {
+        if self.draw {
+            eprintln!();
+        }
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+}
+
+/// Where each sealed object starts in a `.bundle` file (see `bundles/src/container.rs`).
+fn object_offsets(
+    manifest_len: usize,
+    kid_len: usize,
+    objects: &[bundles::ObjectEntry],
+) -> Vec<u64> {
+    let mut at = (16 + 4 + manifest_len + 1 + kid_len + 64 + 4) as u64;
+    objects
+        .iter()
+        .map(|o| {
+            let start = at + 8;
+            at = start + o.sealed_size;
+            start
+        })
+        .collect()
+}
+
+/// `release push`.
+pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
+    let keys = KeyDir::open(&args.keys)?;
+    let trusted = keys.read_keyset()?;
+    let root_key = keys.read_key(ROOT_KEY)?;
+    let release_key = keys.read_key(RELEASE_KEY)?;
+    license::claims::Slug::new(args.channel.clone())
+        .map_err(|e| anyhow::anyhow!("--channel {:?}: {e}", args.channel))?;
+    let keys_path = args
+        .bundle_keys
+        .clone()
+        .unwrap_or_else(|| super::release::keys_path(&args.bundle));
+    let keys_text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(&keys_path).with_context(|| {
+            format!("cannot read the bundle's keys file {}", keys_path.display())
+        })?);
+    let file = std::fs::File::open(&args.bundle)
+        .with_context(|| format!("cannot open {}", args.bundle.display()))?;
+    let file_len = file.metadata()?.len();
+    let reader = BundleReader::open(
+        std::io::BufReader::new(file),
+        &trusted,
+        UnixTime::now(),
+        &Limits::default(),
+    )
+    .with_context(|| {
+        format!(
+            "{} does not verify against {}",
+            args.bundle.display(),
+            args.keys.display()
+        )
+    })?;
+    let manifest = reader.manifest().clone();
+    let manifest_bytes = reader.manifest_bytes().to_vec();
+    let signature = reader.signature().clone();
+    let keys_file = bundles::KeysFile::parse(keys_text.as_bytes())
+        .with_context(|| format!("{} is not usable", keys_path.display()))?;
+    keys_file.check_belongs_to(&manifest_bytes, manifest.app.as_str(), &manifest.version)?;
+    let offsets = object_offsets(manifest_bytes.len(), signature.kid.len(), &manifest.objects);
+    let end = offsets.last().zip(manifest.objects.last()).map_or(
+        (16 + 4 + manifest_bytes.len() + 1 + signature.kid.len() + 64 + 4) as u64,
+        |(o, e)| o + e.sealed_size,
+    );
+    if end != file_len {
+        bail!(
+            "{} is {file_len} bytes but its manifest describes {end}: the file is damaged; build it again",
+            args.bundle.display()
+        );
+    }
+    let app = manifest.app.as_str().to_owned();
+    let portal = ctx.portal()?;
+
+    // 1. Objects: only those the portal lacks.
+    let mut unique: Vec<(usize, &bundles::ObjectEntry)> = Vec::new();
+    for (i, object) in manifest.objects.iter().enumerate() {
+        if !unique
+            .iter()
+            .any(|(_, o)| o.sealed_digest == object.sealed_digest)
+        {
+            unique.push((i, object));
+        }
+    }
+    let answer = portal.post(
+        &format!("/api/v1/apps/{app}/releases/missing"),
+        &json!({"digests": unique.iter().map(|(_, o)| o.sealed_digest.to_string()).collect::<Vec<_>>()}),
+    )?;
+    let missing: Vec<String> = answer
+        .get("missing")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let to_send: Vec<(usize, &bundles::ObjectEntry)> = unique
+        .iter()
+        .copied()
+        .filter(|(_, o)| missing.contains(&o.sealed_digest.to_string()))
+        .collect();
+    let bytes_total: u64 = to_send.iter().map(|(_, o)| o.sealed_size).sum();
+    let progress = Progress::new(&format!("uploading {} objects", to_send.len()), bytes_total);
+    for (i, object) in &to_send {
+        portal.upload(
+            &format!("/api/v1/objects/{}", object.sealed_digest),
+            &args.bundle,
+            offsets[*i],
+            object.sealed_size,
+            progress.tick(),
+        )?;
+    }
+    progress.finish();
+
+    // 2. Stage the release.
+    use base64::Engine as _;
+    let staged = portal.put(
+        &format!("/api/v1/apps/{app}/releases/{}", manifest.version),
+        &json!({
+            "manifest": String::from_utf8(manifest_bytes.clone()).context("the manifest is not UTF-8")?,
+            "signature": {"kid": signature.kid, "signature": base64::engine::general_purpose::STANDARD.encode(signature.signature)},
+            "keys": &*keys_text,
+        }),
+    )?;
+    let length = staged
+        .get("length")
+        .and_then(Value::as_u64)
+        .unwrap_or(manifest_bytes.len() as u64);
+
+    // 3. Publish: root if needed, then targets signed here.
+    let info = ReleaseTarget {
+        app: manifest.app.clone(),
+        version: manifest.version.clone(),
+        channels: vec![
+            license::claims::Slug::new(args.channel.clone()).map_err(anyhow::Error::msg)?,
+        ],
+        min_installer_version: manifest.min_installer_version.clone(),
+        entitlement: manifest.release_entitlement().cloned(),
+        required: args.required,
+        yanked: None,
+        manifest: bundles::Digest::of(&manifest_bytes),
+        published_at: UnixTime::now().as_secs(),
+    };
+    let published = resign(
+        &portal,
+        &app,
+        &trusted,
+        &root_key,
+        &release_key,
+        |targets| {
+            let name = tough::TargetName::new(target_name(&app, &info.version))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if targets.targets.contains_key(&name) {
+                bail!(
+                    "{app} {} is published already; versions are immutable: bump the version",
+                    info.version
+                );
+            }
+            targets.targets.insert(name, tuf::target(length, &info)?);
+            Ok(())
+        },
+    )?;
+    let report = json!({
+        "app": app,
+        "version": manifest.version.to_string(),
+        "channel": args.channel,
+        "required": args.required,
+        "objects_total": manifest.objects.len(),
+        "objects_uploaded": to_send.len(),
+        "objects_skipped": unique.len() - to_send.len(),
+        "bytes_sent": bytes_total,
+        "manifest_digest": info.manifest.to_string(),
+        "targets_version": published.get("targets"),
+        "snapshot_version": published.get("snapshot"),
+    });
+    match ctx.output {
+        Output::Json => print_json(&report),
+        Output::Text => {
+            println!(
+                "published {app} {} on {}: {} of {} objects uploaded ({}), {} already on the portal",
+                manifest.version,
+                args.channel,
+                to_send.len(),
+                unique.len(),
+                mib(bytes_total),
+                unique.len() - to_send.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The release keys the app's root should name: the keyset's release keys valid now.
+fn release_keys(trusted: &license::TrustedKeyset) -> Vec<PublicKey> {
+    let now = UnixTime::now();
+    trusted
+        .keyset()
+        .release_keys
+        .iter()
+        .filter(|k| k.check_valid_at(now, 0).is_ok())
+        .map(|k| k.public_key.clone())
+        .collect()
+}
+
+/// Fetches the app's TUF state, renews the root when it no longer names the right keys or
+/// expires soon, applies `change` to the current targets (checked against the vendor's release
+/// keys first), signs them with the release key and publishes them. The portal's answer.
+fn resign(
+    portal: &Portal,
+    app: &str,
+    trusted: &license::TrustedKeyset,
+    root_key: &SigningKey,
+    release_key: &SigningKey,
+    change: impl FnOnce(&mut Targets) -> Result<()>,
+) -> Result<Value> {
+    let state = portal.get(&format!("/api/v1/apps/{app}/tuf"))?;
+    let online = crate::server::secrets::unhex(
+        state
+            .get("online_key")
+            .and_then(Value::as_str)
+            .unwrap_or(""),
+    )
+    .and_then(|b| PublicKey::from_bytes(&b).ok())
+    .context("the portal's online key is not an Ed25519 key")?;
+    let root_public = trusted.keyset().root.clone();
+    if root_key.public_key() != root_public {
+        bail!("the root key in the key directory is not the keyset's root key");
+    }
+    let targets_keys = release_keys(trusted);
+    if !targets_keys.contains(&release_key.public_key()) {
+        bail!(
+            "the release key in the key directory is not a valid release key of the keyset: run `vendor-portal keys register` after rotating"
+        );
+    }
+    let wanted = tuf::RootKeys {
+        root: vec![&root_public],
+        targets: targets_keys.iter().collect(),
+        online: &online,
+    };
+    let now = UnixTime::now().as_secs() as i64;
+    let current: Option<Signed<Root>> = match state.get("root") {
+        Some(Value::Null) | None => None,
+        Some(v) => Some(tuf::parse(&serde_json::to_vec(v)?, "root")?),
+    };
+    let root = match &current {
+        Some(root)
+            if tuf::root_matches(&root.signed, &wanted)
+                && root.signed.expires.as_second() > now + tuf::ROOT_RENEW =>
+        {
+            root.signed.clone()
+        }
+        _ => {
+            let version = current.as_ref().map_or(1, |r| r.signed.version.get() + 1);
+            let new = tuf::root(version, now + tuf::ROOT_LIFETIME, &wanted)?;
+            let signed = tuf::sign(new, &[root_key])?;
+            portal.put_raw(
+                &format!("/api/v1/apps/{app}/tuf/root"),
+                tuf::to_bytes(&signed)?,
+            )?;
+            signed.signed
+        }
+    };
+    let previous: Option<Signed<Targets>> = match state.get("targets") {
+        Some(Value::Null) | None => None,
+        Some(v) => Some(tuf::parse(&serde_json::to_vec(v)?, "targets")?),
+    };
+    if let Some(previous) = &previous {
+        // Only build on targets this vendor's own release keys signed.
+        let ours = tuf::root(1, now + 60, &wanted)?;
+        tuf::verify(&ours, previous).context(
+            "the portal's current targets are not signed by your release keys: do not publish on top of them; investigate the portal",
+        )?;
+    }
+    let _ = root;
+    let next = tuf::next_targets(previous.as_ref().map(|p| &p.signed), now, change)?;
+    let signed = tuf::sign(next, &[release_key])?;
+    portal.put_raw(
+        &format!("/api/v1/apps/{app}/tuf/targets"),
+        tuf::to_bytes(&signed)?,
+    )
+}
+
+/// Changes the signed description of one published release.
+fn change_release(
+    ctx: &Ctx,
+    keys_dir: &Path,
+    app: &str,
+    version: &str,
+    change: impl FnOnce(&mut ReleaseTarget),
+) -> Result<Value> {
+    let keys = KeyDir::open(keys_dir)?;
+    let trusted = keys.read_keyset()?;
+    let root_key = keys.read_key(ROOT_KEY)?;
+    let release_key = keys.read_key(RELEASE_KEY)?;
+    let version = semver::Version::parse(version)
+        .map_err(|e| anyhow::anyhow!("{version:?} is not a semantic version: {e}"))?;
+    let portal = ctx.portal()?;
+    resign(&portal, app, &trusted, &root_key, &release_key, |targets| {
+        let name = tough::TargetName::new(target_name(app, &version))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = targets
+            .targets
+            .get_mut(&name)
+            .with_context(|| format!("{app} {version} is not published"))?;
+        let mut info = tuf::release_of(target)?;
+        change(&mut info);
+        *target = tuf::target(target.length, &info)?;
+        Ok(())
+    })
+}
+
+fn report_change(ctx: &Ctx, answer: &Value, text: String) -> Result<()> {
+    match ctx.output {
+        Output::Json => print_json(answer),
+        Output::Text => {
+            println!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// `release promote`.
+pub fn promote(args: PromoteArgs, ctx: &Ctx) -> Result<()> {
+    let channel = license::claims::Slug::new(args.channel.clone())
+        .map_err(|e| anyhow::anyhow!("--channel {:?}: {e}", args.channel))?;
+    let remove = args.remove;
+    let answer = change_release(ctx, &args.keys, &args.app, &args.version, |info| {
+        info.channels.retain(|c| c != &channel);
+        if !remove {
+            info.channels.push(channel.clone());
+        }
+    })?;
+    let verb = if remove {
+        "removed from"
+    } else {
+        "promoted to"
+    };
+    report_change(
+        ctx,
+        &answer,
+        format!("{} {} {verb} {}", args.app, args.version, args.channel),
+    )
+}
+
+/// `release yank`.
+pub fn yank(args: YankArgs, ctx: &Ctx) -> Result<()> {
+    if args.reason.trim().is_empty() || args.reason.len() > 500 {
+        bail!("--reason must say why, in at most 500 characters");
+    }
+    let reason = args.reason.clone();
+    let answer = change_release(ctx, &args.keys, &args.app, &args.version, |info| {
+        info.yanked = Some(reason);
+    })?;
+    report_change(
+        ctx,
+        &answer,
+        format!("{} {} yanked: {}", args.app, args.version, args.reason),
+    )
+}
+
+/// `release require`.
+pub fn require(args: RequireArgs, ctx: &Ctx) -> Result<()> {
+    let clear = args.clear;
+    let answer = change_release(ctx, &args.keys, &args.app, &args.version, |info| {
+        info.required = !clear;
+    })?;
+    let what = if clear {
+        "no longer required"
+    } else {
+        "required: upgrades cannot skip it"
+    };
+    report_change(
+        ctx,
+        &answer,
+        format!("{} {} is {what}", args.app, args.version),
+    )
+}
+
+/// `release list`.
+pub fn list(args: ListArgs, ctx: &Ctx) -> Result<()> {
+    let releases = ctx
+        .portal()?
+        .get(&format!("/api/v1/apps/{}/releases", args.app))?;
+    if ctx.output == Output::Json {
+        return print_json(&releases);
+    }
+    let rows: Vec<Vec<String>> = releases
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let channels = r
+                .get("channels")
+                .and_then(Value::as_array)
+                .map(|c| {
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            let mut state = field(r, "state");
+            if r.get("yanked").is_some_and(|y| !y.is_null()) {
+                state = format!("yanked ({})", field(r, "yanked"));
+            }
+            vec![
+                field(r, "version"),
+                state,
+                if channels.is_empty() {
+                    "-".into()
+                } else {
+                    channels
+                },
+                if r.get("required").and_then(Value::as_bool) == Some(true) {
+                    "yes".into()
+                } else {
+                    "-".into()
+                },
+                time_field(r, "published_at"),
+                mib(r.get("total_size").and_then(Value::as_u64).unwrap_or(0)),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "version",
+            "state",
+            "channels",
+            "required",
+            "published",
+            "size",
+        ],
+        &rows,
+    );
+    Ok(())
+}

@@ -1,0 +1,659 @@
+//! Key grants and object downloads: what a license entitles its holder to receive.
+//!
+//! A grant checks, in order, and refuses with the first check that fails (403, a stable code and
+//! a sentence): the license's signature against the vendor's keyset, that the portal knows it,
+//! its state (revoked, suspended), its revision (`seq`), its validity period, the app, that the
+//! version is published and not yanked, the license's distribution window (channels, semver
+//! range, published-before date), the release's entitlement, and the AWS account. Only then are
+//! the release's data keys wrapped to the installer's fresh X25519 key; a key seen before is a
+//! replayed request and gets nothing.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bundles::Digest;
+use license::claims::Claims;
+use license::{TrustPin, UnixTime, VerifyOptions};
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row as _};
+use utoipa::ToSchema;
+
+use crate::server::auth::{Caller, Role};
+use crate::server::db::is_unique_violation;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::now;
+use crate::server::ratelimit;
+use crate::server::routes::decode_b64;
+use crate::server::routes::releases::{keys_context, object_key};
+use crate::server::secrets::new_id;
+use crate::server::state::AppState;
+use crate::server::tx::VendorTx;
+
+/// Grants per license per minute.
+const GRANTS_PER_MINUTE: u64 = 30;
+/// How long a presigned S3 download URL lives.
+const PRESIGNED_SECONDS: u64 = 300;
+
+fn refused(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, detail)
+}
+
+/// A license that verified and that the portal knows, in good standing.
+pub struct CheckedLicense {
+    /// The vendor's id.
+    pub vendor_id: String,
+    /// The license's app id.
+    pub app_id: String,
+    /// Its verified claims.
+    pub claims: Claims,
+}
+
+/// Verifies a presented license (armoured or compact) and checks the portal's record of it.
+pub async fn check_license(conn: &mut AnyConnection, presented: &str) -> ApiResult<CheckedLicense> {
+    let armored = if presented.trim_start().starts_with("-----BEGIN") {
+        presented.to_owned()
+    } else {
+        license::armor::armor(presented.trim())
+    };
+    let bad = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_license",
+            format!("the license is not valid: {e}"),
+        )
+    };
+    let unverified = license::verify::decode_unverified(&armored).map_err(|e| bad(&e))?;
+    let issuer = unverified
+        .claims
+        .get("iss")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| bad(&"it names no issuer"))?
+        .to_owned();
+    let vendor = sqlx::query(
+        "SELECT v.id, k.document FROM vendors v JOIN keysets k ON k.vendor_id = v.id \
+         WHERE v.slug = $1 ORDER BY k.seq DESC LIMIT 1",
+    )
+    .bind(&issuer)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        bad(&format!(
+            "no vendor {issuer:?} issues licenses on this portal"
+        ))
+    })?;
+    let vendor_id: String = vendor.try_get("id")?;
+    let document: String = vendor.try_get("document")?;
+    let trusted = license::Keyset::verify(document.as_bytes(), &TrustPin::default())
+        .map_err(ApiError::internal)?;
+    let verified = match trusted.verify_license(&armored, &VerifyOptions::at(UnixTime::now())) {
+        Ok(v) => v,
+        Err(license::Error::Expired { .. }) => {
+            return Err(refused(
+                "expired",
+                "the license has expired: ask the vendor to renew it",
+            ));
+        }
+        Err(license::Error::NotYetValid { .. }) => {
+            return Err(refused("not_yet_valid", "the license is not valid yet"));
+        }
+        Err(e) => return Err(bad(&e)),
+    };
+    let claims = verified.claims().clone();
+    let row =
+        sqlx::query("SELECT app_id, state, seq FROM licenses WHERE id = $1 AND vendor_id = $2")
+            .bind(claims.jti.as_str())
+            .bind(&vendor_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or_else(|| {
+                refused(
+                    "unknown_license",
+                    "the portal has no record of this license: it was not issued here",
+                )
+            })?;
+    let state: String = row.try_get("state")?;
+    match state.as_str() {
+        "revoked" => {
+            return Err(refused(
+                "revoked",
+                "the license was revoked by the vendor; no release keys are granted to it",
+            ));
+        }
+        "suspended" => {
+            return Err(refused(
+                "suspended",
+                "the license is suspended; ask the vendor to reinstate it",
+            ));
+        }
+        _ => {}
+    }
+    let seq: i64 = row.try_get("seq")?;
+    if u64::try_from(seq).unwrap_or(0) > claims.seq {
+        return Err(refused(
+            "superseded",
+            format!(
+                "this is revision {} of the license but the vendor has issued revision {seq}: use the newest license file",
+                claims.seq
+            ),
+        ));
+    }
+    Ok(CheckedLicense {
+        vendor_id,
+        app_id: row.try_get("app_id")?,
+        claims,
+    })
+}
+
+/// A published release a license may receive.
+pub struct EntitledRelease {
+    /// Its id.
+    pub id: String,
+    /// Its manifest digest.
+    pub manifest_digest: String,
+    /// Its sealed keys file.
+    pub keys_sealed: String,
+}
+
+/// How the AWS account binding is checked.
+pub enum Account<'a> {
+    /// The installer reports the account it deploys into.
+    Reported(Option<&'a str>),
+    /// An air-gapped kit: the installer checks the binding itself, offline.
+    CheckedOffline,
+}
+
+/// Checks that `license` may receive `version` of `app` (and, when the license is bound to AWS
+/// accounts, that the reported account is one of them).
+pub async fn check_release(
+    conn: &mut AnyConnection,
+    license: &CheckedLicense,
+    app: &str,
+    version: &str,
+    account: Account<'_>,
+) -> ApiResult<EntitledRelease> {
+    let claims = &license.claims;
+    if claims.aud.as_str() != app {
+        return Err(refused(
+            "wrong_app",
+            format!("the license is for {}, not {app}", claims.aud),
+        ));
+    }
+    let parsed = semver::Version::parse(version).map_err(|e| {
+        ApiError::bad_request(format!("{version:?} is not a semantic version: {e}"))
+    })?;
+    let row = sqlx::query(
+        "SELECT id, state, manifest_digest, keys_sealed, channels, yanked_reason, entitlement, published_at \
+         FROM releases WHERE app_id = $1 AND version = $2",
+    )
+    .bind(&license.app_id)
+    .bind(parsed.to_string())
+    .fetch_optional(&mut *conn)
+    .await?
+    .filter(|r| r.try_get::<String, _>("state").is_ok_and(|s| s == "published"))
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_version",
+            format!("{app} {version} is not published: `installer versions` lists what is"),
+        )
+    })?;
+    if let Some(reason) = row.try_get::<Option<String>, _>("yanked_reason")? {
+        return Err(refused(
+            "yanked",
+            format!(
+                "{app} {version} was withdrawn by the vendor ({reason}); install another version"
+            ),
+        ));
+    }
+    let channels: Vec<String> =
+        serde_json::from_str(&row.try_get::<String, _>("channels")?).unwrap_or_default();
+    let window = &claims.distribution;
+    if !window.channels.is_empty()
+        && !window
+            .channels
+            .iter()
+            .any(|c| channels.iter().any(|r| r == c.as_str()))
+    {
+        return Err(refused(
+            "wrong_channel",
+            format!(
+                "{app} {version} is on {} but the license covers only {}",
+                list_or_none(&channels),
+                window
+                    .channels
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    if !window.versions.matches(&parsed) {
+        return Err(refused(
+            "version_outside_window",
+            format!(
+                "the license covers versions {}, not {version}",
+                window.versions.as_str()
+            ),
+        ));
+    }
+    let published_at: i64 = row.try_get::<Option<i64>, _>("published_at")?.unwrap_or(0);
+    if let Some(before) = window.published_before
+        && published_at >= i64::try_from(before.as_secs()).unwrap_or(i64::MAX)
+    {
+        return Err(refused(
+            "version_outside_window",
+            format!(
+                "the license covers releases published before {}, and {version} was published after",
+                before
+            ),
+        ));
+    }
+    if let Some(feature) = row.try_get::<Option<String>, _>("entitlement")?
+        && !claims
+            .entitlements
+            .features
+            .iter()
+            .any(|f| f.as_str() == feature)
+    {
+        return Err(refused(
+            "missing_entitlement",
+            format!("{app} {version} needs the {feature:?} entitlement, which the license lacks"),
+        ));
+    }
+    let accounts = &claims.bindings.aws_accounts;
+    if let (false, Account::Reported(account)) = (accounts.is_empty(), account) {
+        match account {
+            None => {
+                return Err(ApiError::bad_request(
+                    "the license is bound to AWS accounts: report the account you install into (aws_account)",
+                ));
+            }
+            Some(account) if !accounts.iter().any(|a| a.as_str() == account) => {
+                return Err(refused(
+                    "wrong_account",
+                    format!(
+                        "the license is bound to AWS account(s) {}, not {account}",
+                        accounts
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(EntitledRelease {
+        id: row.try_get("id")?,
+        manifest_digest: row.try_get("manifest_digest")?,
+        keys_sealed: row.try_get("keys_sealed")?,
+    })
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "no channel".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn parse_recipient(text: &str) -> ApiResult<[u8; 32]> {
+    decode_b64(text)
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request("public_key must be a 32-byte X25519 public key in base64")
+        })
+}
+
+/// Wraps a release's data keys to `recipient`.
+pub fn wrap_keys(
+    state: &AppState,
+    vendor_id: &str,
+    release: &EntitledRelease,
+    recipient: &[u8; 32],
+) -> ApiResult<String> {
+    let keys = state
+        .master
+        .open(
+            &keys_context(vendor_id, &release.manifest_digest),
+            &release.keys_sealed,
+        )
+        .map_err(ApiError::internal)?;
+    let wrapped = bundles::wrap::wrap(&keys, recipient)
+        .map_err(|e| ApiError::bad_request(format!("cannot wrap to that public key: {e}")))?;
+    Ok(STANDARD.encode(wrapped))
+}
+
+/// An installer's request for a release's data keys.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// The license file (armoured) or its compact form.
+    pub license: String,
+    /// The app to install.
+    pub app: String,
+    /// The version to install.
+    pub version: String,
+    /// A fresh X25519 public key (base64), used for this grant only.
+    pub public_key: String,
+    /// The AWS account the installer deploys into (from STS GetCallerIdentity).
+    pub aws_account: Option<String>,
+}
+
+/// The release's data keys, wrapped to the request's public key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Grant {
+    /// The grant's id (in the vendor's audit log).
+    pub grant: String,
+    /// The app.
+    pub app: String,
+    /// The version.
+    pub version: String,
+    /// SHA-256 of the release's signed manifest.
+    pub manifest_digest: String,
+    /// The bundle's keys file wrapped to `public_key` (base64).
+    pub wrapped_keys: String,
+}
+
+/// Grants a release's data keys to a licensed installer.
+#[utoipa::path(post, path = "/api/v1/grants", tag = "public", request_body = GrantRequest,
+    responses((status = 200, body = Grant), (status = 401, body = crate::server::error::Problem),
+              (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem),
+              (status = 429, body = crate::server::error::Problem)))]
+pub async fn grant(
+    State(state): State<AppState>,
+    meta: crate::server::extract::RequestMeta,
+    ApiJson(body): ApiJson<GrantRequest>,
+) -> ApiResult<Response> {
+    let recipient = parse_recipient(&body.public_key)?;
+    let mut conn = state.db.pool.acquire().await?;
+    let license = check_license(&mut conn, &body.license).await?;
+    let release = check_release(
+        &mut conn,
+        &license,
+        &body.app,
+        &body.version,
+        Account::Reported(body.aws_account.as_deref()),
+    )
+    .await?;
+    drop(conn);
+    let wrapped = wrap_keys(&state, &license.vendor_id, &release, &recipient)?;
+    let license_id = license.claims.jti.as_str().to_owned();
+    let grant_id = new_id("grant")?;
+    let mut tx = VendorTx::begin(&state, &license.vendor_id).await?;
+    ratelimit::hit(
+        tx.conn(),
+        &format!("grant:{license_id}"),
+        60,
+        GRANTS_PER_MINUTE,
+        "key grants for this license",
+    )
+    .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO grants (public_key, vendor_id, license_id, release_id, aws_account, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(STANDARD.encode(recipient))
+    .bind(&license.vendor_id)
+    .bind(&license_id)
+    .bind(&release.id)
+    .bind(&body.aws_account)
+    .bind(now())
+    .execute(tx.conn())
+    .await;
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            return Err(refused(
+                "replayed",
+                "this public key has been used for a grant before: a replayed request gets nothing; generate a fresh key",
+            ));
+        }
+        other => other?,
+    };
+    tx.audit_as(
+        serde_json::json!({"license": license_id, "customer": license.claims.sub.as_str()}),
+        &meta.ip,
+        &meta.request_id,
+        "grant.issue",
+        &grant_id,
+        serde_json::json!({"app": body.app, "version": body.version, "release": release.id,
+            "aws_account": body.aws_account}),
+    )
+    .await?;
+    let response = Grant {
+        grant: grant_id,
+        app: body.app,
+        version: body.version,
+        manifest_digest: release.manifest_digest,
+        wrapped_keys: wrapped,
+    };
+    state.metrics.count("consign_grants_total");
+    tx.commit(None, StatusCode::OK, &response).await
+}
+
+/// Data keys for an air-gapped kit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KitKeysRequest {
+    /// The version the kit carries.
+    pub version: String,
+    /// The customer's static install key (`installer keygen`), X25519 public key in base64.
+    pub recipient: String,
+}
+
+/// Wraps a release's data keys to a customer's static install key, for `kit export`: the same
+/// checks as a grant, except the AWS account (an air-gapped installer checks it itself).
+#[utoipa::path(post, path = "/api/v1/licenses/{id}/kit-keys", tag = "licenses", security(("token" = [])),
+    params(("id" = String, Path, description = "License id")), request_body = KitKeysRequest,
+    responses((status = 200, body = Grant), (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem)))]
+pub async fn kit_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<KitKeysRequest>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let recipient = parse_recipient(&body.recipient)?;
+    let mut conn = state.db.pool.acquire().await?;
+    let row = sqlx::query(
+        "SELECT l.armored, a.slug FROM licenses l JOIN apps a ON a.id = l.app_id WHERE l.id = $1 AND l.vendor_id = $2",
+    )
+    .bind(&id)
+    .bind(&caller.vendor_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| ApiError::not_found("license", &id))?;
+    let armored: String = row.try_get("armored")?;
+    let app: String = row.try_get("slug")?;
+    let license = check_license(&mut conn, &armored).await?;
+    let release = check_release(
+        &mut conn,
+        &license,
+        &app,
+        &body.version,
+        Account::CheckedOffline,
+    )
+    .await?;
+    drop(conn);
+    let wrapped = wrap_keys(&state, &caller.vendor_id, &release, &recipient)?;
+    let grant_id = new_id("grant")?;
+    let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
+    tx.audit(
+        &caller,
+        "grant.kit",
+        &grant_id,
+        serde_json::json!({"license": id, "app": app, "version": body.version, "release": release.id,
+            "recipient": body.recipient}),
+    )
+    .await?;
+    let response = Grant {
+        grant: grant_id,
+        app,
+        version: body.version,
+        manifest_digest: release.manifest_digest,
+        wrapped_keys: wrapped,
+    };
+    tx.commit(None, StatusCode::OK, &response).await
+}
+
+/// Parses a single `Range: bytes=…` against an object of `size` bytes: `Ok(None)` for the whole
+/// object, `Err` when unsatisfiable.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+    let Some(value) = headers.get(header::RANGE) else {
+        return Ok(None);
+    };
+    let spec = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("bytes="))
+        .ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (start, end) = spec.split_once('-').ok_or(())?;
+    let range = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            size.saturating_sub(n)..size
+        }
+        (start, "") => start.parse().map_err(|_| ())?..size,
+        (start, end) => {
+            let (start, end): (u64, u64) =
+                (start.parse().map_err(|_| ())?, end.parse().map_err(|_| ())?);
+            start..end.saturating_add(1).min(size)
+        }
+    };
+    if range.start >= range.end || range.start >= size {
+        return Err(());
+    }
+    Ok(Some(range))
+}
+
+/// Downloads a sealed object (ciphertext) by digest, streamed, with HTTP range requests. Allowed
+/// with `Authorization: License <license>` for an object of a published release of the license's
+/// app, or with a token of the vendor. On S3 the answer is a redirect to a presigned URL valid for
+/// five minutes.
+#[utoipa::path(get, path = "/api/v1/vendors/{vendor}/objects/{digest}", tag = "public",
+    params(("vendor" = String, Path, description = "Vendor slug"), ("digest" = String, Path, description = "Ciphertext digest")),
+    responses((status = 200, description = "The sealed object"), (status = 206, description = "Part of it"),
+              (status = 307, description = "Presigned S3 URL"), (status = 401, body = crate::server::error::Problem),
+              (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem),
+              (status = 416, body = crate::server::error::Problem)))]
+pub async fn download(
+    State(state): State<AppState>,
+    mut parts: axum::http::request::Parts,
+    ApiPath((vendor, digest)): ApiPath<(String, String)>,
+) -> ApiResult<Response> {
+    let headers = parts.headers.clone();
+    let digest = Digest::parse(&digest)
+        .filter(|d| d.kind() == bundles::digest::DigestKind::Sealed)
+        .ok_or_else(|| ApiError::bad_request("the digest must be sealed-sha256:<64 hex digits>"))?;
+    let mut conn = state.db.pool.acquire().await?;
+    let vendor_id: String = sqlx::query("SELECT id FROM vendors WHERE slug = $1")
+        .bind(&vendor)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("vendor", &vendor))?
+        .try_get("id")?;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("License "));
+    let allowed = if let Some(presented) = presented {
+        let license = check_license(&mut conn, presented).await?;
+        if license.vendor_id != vendor_id {
+            return Err(refused("wrong_app", "the license is not from this vendor"));
+        }
+        sqlx::query(
+            "SELECT 1 AS one FROM release_objects o JOIN releases r ON r.id = o.release_id \
+             WHERE o.vendor_id = $1 AND o.digest = $2 AND r.app_id = $3 AND r.state = 'published' LIMIT 1",
+        )
+        .bind(&vendor_id)
+        .bind(digest.to_string())
+        .bind(&license.app_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_some()
+    } else if crate::server::auth::credential(&parts).is_some() {
+        use axum::extract::FromRequestParts as _;
+        Caller::from_request_parts(&mut parts, &state)
+            .await?
+            .vendor_id
+            == vendor_id
+    } else {
+        return Err(ApiError::unauthorized(
+            "downloads need `Authorization: License <license>` (or a vendor token)",
+        ));
+    };
+    drop(conn);
+    if !allowed {
+        return Err(ApiError::not_found("object", &digest.to_string()));
+    }
+    let key = object_key(&vendor_id, &digest);
+    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    if let Some(url) = state
+        .blobs
+        .presigned_get(&key, std::time::Duration::from_secs(PRESIGNED_SECONDS))
+        .await
+        .map_err(unavailable)?
+    {
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        response.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&url).map_err(ApiError::internal)?,
+        );
+        return Ok(response);
+    }
+    let size = state
+        .blobs
+        .size(&key)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found("object", &digest.to_string()))?;
+    let range = parse_range(&headers, size).map_err(|()| {
+        ApiError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "range_not_satisfiable",
+            format!("the object is {size} bytes; ask for one range inside it"),
+        )
+    })?;
+    let stream = state
+        .blobs
+        .stream(&key, range.clone())
+        .await
+        .map_err(unavailable)?;
+    let (status, length) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, size),
+    };
+    state
+        .metrics
+        .add("consign_object_download_bytes_total", length);
+    let mut response = (status, Body::from_stream(stream)).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", digest.hex())).map_err(ApiError::internal)?,
+    );
+    if let Some(r) = range {
+        h.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
+                .map_err(ApiError::internal)?,
+        );
+    }
+    Ok(response)
+}

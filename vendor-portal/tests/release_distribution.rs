@@ -1,0 +1,677 @@
+//! Release distribution end to end, on SQLite and PostgreSQL: `release push` uploads only what
+//! changed, publishing goes through TUF targets the vendor signs, key grants refuse every
+//! license that is not entitled (and wrap nothing for it), downloads need a license for the app,
+//! and `kit export` produces a kit the installer verifies offline.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bundles::wrap::RecipientSecret;
+use common::server::{Db, TestPortal, start};
+use common::{assert_fails_with, ok};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+struct Fixture {
+    portal: TestPortal,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(db: Db) -> Self {
+        let portal = start(db).await;
+        let dir = tempfile::tempdir().unwrap();
+        let fx = Self { portal, dir };
+        let keys = fx.p("keys");
+        ok(fx
+            .vp(&["keys", "init", "--out", keys.to_str().unwrap()])
+            .await);
+        ok(fx
+            .vp(&["keys", "register", "--keys", keys.to_str().unwrap()])
+            .await);
+        ok(fx
+            .vp(&[
+                "app",
+                "create",
+                "--slug",
+                "serverless-blog",
+                "--name",
+                "Serverless Blog",
+            ])
+            .await);
+        ok(fx
+            .vp(&[
+                "customer",
+                "create",
+                "--slug",
+                "globex",
+                "--name",
+                "Globex",
+                "--aws-account",
+                "123456789012",
+            ])
+            .await);
+        let blog = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog");
+        copy_dir(&blog, &fx.p("blog"));
+        fx
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Runs the vendor's CLI against the portal, off the runtime's threads.
+    async fn vp(&self, args: &[&str]) -> Output {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let (url, token) = (self.portal.url.clone(), self.portal.token.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
+                .args(&args)
+                .env("PORTAL_URL", url)
+                .env("PORTAL_TOKEN", token)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn build(&self, version: &str, previous: Option<&str>) -> PathBuf {
+        let toml = self.p("blog/consign.toml");
+        let text = std::fs::read_to_string(&toml).unwrap();
+        let text = text.replacen(
+            &text[text.find("version = ").unwrap()..]
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned(),
+            &format!("version = \"{version}\""),
+            1,
+        );
+        std::fs::write(&toml, text).unwrap();
+        let out = self.p(&format!("blog-{version}.bundle"));
+        let mut args = vec![
+            "release".to_owned(),
+            "build".into(),
+            self.p("blog").to_str().unwrap().into(),
+            "--keys".into(),
+            self.p("keys").to_str().unwrap().into(),
+            "-o".into(),
+            out.to_str().unwrap().into(),
+        ];
+        if let Some(previous) = previous {
+            args.push("--previous-keys".into());
+            args.push(format!(
+                "{}.keys",
+                self.p(&format!("blog-{previous}.bundle")).display()
+            ));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(self.vp(&refs).await);
+        out
+    }
+
+    async fn push(&self, bundle: &Path, channel: &str) -> Value {
+        let out = self
+            .vp(&[
+                "--output",
+                "json",
+                "release",
+                "push",
+                bundle.to_str().unwrap(),
+                "--keys",
+                self.p("keys").to_str().unwrap(),
+                "--channel",
+                channel,
+            ])
+            .await;
+        serde_json::from_str(&ok(out)).unwrap()
+    }
+
+    async fn issue(&self, extra: Value) -> Value {
+        let mut body = json!({"customer": "globex", "app": "serverless-blog"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        self.portal
+            .call(
+                Method::POST,
+                "/api/v1/licenses",
+                Some(&self.portal.token),
+                Some(body),
+            )
+            .await
+            .expect(201)
+    }
+
+    async fn grant(
+        &self,
+        license: &str,
+        app: &str,
+        version: &str,
+        key: &[u8; 32],
+        account: &str,
+    ) -> (u16, Value) {
+        let reply = self
+            .portal
+            .call(
+                Method::POST,
+                "/api/v1/grants",
+                None,
+                Some(json!({"license": license, "app": app, "version": version,
+                            "public_key": STANDARD.encode(key), "aws_account": account})),
+            )
+            .await;
+        (reply.status.as_u16(), reply.json())
+    }
+}
+
+/// The sealed objects of a bundle: (ciphertext digest, sealed size).
+fn sealed_objects(bundle: &Path) -> Vec<(String, u64)> {
+    let mut file = std::io::BufReader::new(std::fs::File::open(bundle).unwrap());
+    let head = bundles::container::read_head(&mut file, &bundles::Limits::default()).unwrap();
+    let manifest: bundles::BundleManifest = serde_json::from_slice(&head.manifest_bytes).unwrap();
+    manifest
+        .objects
+        .iter()
+        .map(|o| (o.sealed_digest.to_string(), o.sealed_size))
+        .collect()
+}
+
+async fn distribution(db: Db) {
+    let fx = Fixture::new(db).await;
+    let http = &fx.portal.http;
+    let url = &fx.portal.url;
+
+    // 1.0.0: every object goes up.
+    let v1 = fx.build("1.0.0", None).await;
+    let pushed = fx.push(&v1, "stable").await;
+    let mut unique = sealed_objects(&v1);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(pushed["objects_uploaded"], unique.len(), "{pushed}");
+    assert_eq!(pushed["objects_skipped"], 0);
+    assert_eq!(
+        pushed["bytes_sent"],
+        unique.iter().map(|o| o.1).sum::<u64>()
+    );
+
+    // 1.1.0 changes one function: exactly that object goes up.
+    let app_py = fx.p("blog/functions/users/app.py");
+    let mut code = std::fs::read_to_string(&app_py).unwrap();
+    code.push_str("\n# 1.1.0: a comment that changes the function's zip\n");
+    std::fs::write(&app_py, code).unwrap();
+    let v11 = fx.build("1.1.0", Some("1.0.0")).await;
+    let new_objects: Vec<(String, u64)> = sealed_objects(&v11)
+        .into_iter()
+        .filter(|o| !unique.contains(o))
+        .collect();
+    assert_eq!(new_objects.len(), 1, "{new_objects:?}");
+    let pushed = fx.push(&v11, "beta").await;
+    assert_eq!(pushed["objects_uploaded"], 1, "{pushed}");
+    assert_eq!(pushed["objects_skipped"], unique.len() - 1);
+    assert_eq!(pushed["bytes_sent"], new_objects[0].1);
+
+    // Versions are immutable.
+    let again = fx
+        .vp(&[
+            "release",
+            "push",
+            v11.to_str().unwrap(),
+            "--keys",
+            fx.p("keys").to_str().unwrap(),
+        ])
+        .await;
+    assert_fails_with(&again, "published already");
+
+    // The public TUF repository names both; the targets are the vendor's signed manifests.
+    let timestamp: Value = http
+        .get(format!("{url}/tuf/acme/serverless-blog/timestamp.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(timestamp["signed"]["_type"], "timestamp");
+    let listed = fx
+        .vp(&["--output", "json", "release", "list", "serverless-blog"])
+        .await;
+    let listed: Value = serde_json::from_str(&ok(listed)).unwrap();
+    assert_eq!(listed[0]["version"], "1.1.0");
+    assert_eq!(listed[0]["channels"], json!(["beta"]));
+    assert_eq!(listed[1]["state"], "published");
+
+    // An interrupted push (staged, never signed into targets) is invisible to installers.
+    let v12 = fx.build("1.2.0", Some("1.1.0")).await;
+    let mut bundle = std::io::BufReader::new(std::fs::File::open(&v12).unwrap());
+    let head = bundles::container::read_head(&mut bundle, &bundles::Limits::default()).unwrap();
+    let staged = fx
+        .portal
+        .call(
+            Method::PUT,
+            "/api/v1/apps/serverless-blog/releases/1.2.0",
+            Some(&fx.portal.token),
+            Some(json!({
+                "manifest": String::from_utf8(head.manifest_bytes.clone()).unwrap(),
+                "signature": {"kid": head.signature.kid, "signature": STANDARD.encode(head.signature.signature)},
+                "keys": std::fs::read_to_string(format!("{}.keys", v12.display())).unwrap(),
+            })),
+        )
+        .await;
+    // Every object but the unchanged ones is missing, so staging is refused outright.
+    assert_eq!(staged.status.as_u16(), 201, "{:?}", staged.json());
+    let digest = bundles::Digest::of(&head.manifest_bytes).hex();
+    let hidden = http
+        .get(format!(
+            "{url}/tuf/acme/serverless-blog/targets/{digest}.serverless-blog-1.2.0.manifest.json"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hidden.status(), 404);
+
+    // Grants: a license in good standing gets the keys, wrapped to its fresh key.
+    let good = fx.issue(json!({})).await;
+    let good_license = good["license"].as_str().unwrap().to_owned();
+    let installer_key = RecipientSecret::generate().unwrap();
+    let (status, granted) = fx
+        .grant(
+            &good_license,
+            "serverless-blog",
+            "1.0.0",
+            &installer_key.public(),
+            "123456789012",
+        )
+        .await;
+    assert_eq!(status, 200, "{granted}");
+    let wrapped = STANDARD
+        .decode(granted["wrapped_keys"].as_str().unwrap())
+        .unwrap();
+    let keys = bundles::KeysFile::parse(&bundles::wrap::unwrap(&wrapped, &installer_key).unwrap())
+        .unwrap();
+    assert_eq!(keys.version.to_string(), "1.0.0");
+
+    // The refusal matrix: each refused with its reason, and nothing wrapped.
+    let fresh = || RecipientSecret::generate().unwrap().public();
+    let refused = |(status, body): (u16, Value), code: &str| {
+        assert_eq!(status, 403, "{code}: {body}");
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body.get("wrapped_keys").is_none());
+    };
+    refused(
+        fx.grant(
+            &good_license,
+            "serverless-blog",
+            "1.0.0",
+            &installer_key.public(),
+            "123456789012",
+        )
+        .await,
+        "replayed",
+    );
+    refused(
+        fx.grant(
+            &good_license,
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "999999999999",
+        )
+        .await,
+        "wrong_account",
+    );
+    refused(
+        fx.grant(
+            &good_license,
+            "other-app",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "wrong_app",
+    );
+    refused(
+        fx.grant(
+            &good_license,
+            "serverless-blog",
+            "1.1.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "wrong_channel",
+    );
+    let narrow = fx.issue(json!({"versions": ">=2.0.0"})).await;
+    refused(
+        fx.grant(
+            narrow["license"].as_str().unwrap(),
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "version_outside_window",
+    );
+    let old_only = fx.issue(json!({"published_before": 1_000_000_000})).await;
+    refused(
+        fx.grant(
+            old_only["license"].as_str().unwrap(),
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "version_outside_window",
+    );
+    let revoked = fx.issue(json!({})).await;
+    let id = revoked["id"].as_str().unwrap();
+    fx.portal
+        .call(
+            Method::POST,
+            &format!("/api/v1/licenses/{id}/revoke"),
+            Some(&fx.portal.token),
+            Some(json!({})),
+        )
+        .await
+        .expect(200);
+    refused(
+        fx.grant(
+            revoked["license"].as_str().unwrap(),
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "revoked",
+    );
+    let suspended = fx.issue(json!({})).await;
+    let id = suspended["id"].as_str().unwrap();
+    fx.portal
+        .call(
+            Method::POST,
+            &format!("/api/v1/licenses/{id}/suspend"),
+            Some(&fx.portal.token),
+            Some(json!({})),
+        )
+        .await
+        .expect(200);
+    refused(
+        fx.grant(
+            suspended["license"].as_str().unwrap(),
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "suspended",
+    );
+    let renewed = fx.issue(json!({})).await;
+    let id = renewed["id"].as_str().unwrap();
+    fx.portal
+        .call(
+            Method::POST,
+            &format!("/api/v1/licenses/{id}/renew"),
+            Some(&fx.portal.token),
+            Some(json!({})),
+        )
+        .await
+        .expect(200);
+    refused(
+        fx.grant(
+            renewed["license"].as_str().unwrap(),
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "superseded",
+    );
+    // An expired revision, validly signed with the vendor's license key.
+    let keydir = vendor_portal::keydir::KeyDir::open(&fx.p("keys")).unwrap();
+    let signing = keydir.read_key(vendor_portal::keydir::LICENSE_KEY).unwrap();
+    let kid = good["kid"].as_str().unwrap();
+    let mut claims: license::Claims = serde_json::from_value(good["claims"].clone()).unwrap();
+    let past = license::UnixTime::now().minus(86_400);
+    let earlier = past.minus(86_400);
+    (claims.iat, claims.nbf, claims.term.start) = (earlier, earlier, earlier);
+    claims.exp = past;
+    claims.term.end = past;
+    let expired = license::verify::sign_license(&claims, kid, &signing).unwrap();
+    refused(
+        fx.grant(
+            &expired,
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "expired",
+    );
+    // A tampered license does not verify at all.
+    let mut tampered = tests::compact(&good_license);
+    let mid = tampered.len() / 2;
+    let flipped = if &tampered[mid..=mid] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(mid..=mid, flipped);
+    let (status, body) = fx
+        .grant(
+            &tampered,
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "bad_license");
+
+    // Only the one good grant is in the audit log.
+    let audit = fx
+        .portal
+        .call(
+            Method::GET,
+            "/api/v1/audit?limit=500",
+            Some(&fx.portal.token),
+            None,
+        )
+        .await
+        .expect(200);
+    let grants = audit["entries"]
+        .as_array()
+        .or_else(|| audit.as_array())
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "grant.issue")
+        .count();
+    assert_eq!(grants, 1, "{audit}");
+
+    // Downloads: a license for the app reads its objects, ranges work, others get nothing.
+    let (digest, size) = unique[0].clone();
+    let object_url = format!("{url}/api/v1/vendors/acme/objects/{digest}");
+    let compact = tests::compact(&good_license);
+    let whole = http
+        .get(&object_url)
+        .header("authorization", format!("License {compact}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whole.status(), 200);
+    let body = whole.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, size);
+    let mut digester = bundles::seal::SealedDigester::new();
+    digester.update(&body).unwrap();
+    assert_eq!(digester.finish().unwrap().sealed_digest.to_string(), digest);
+    let part = http
+        .get(&object_url)
+        .header("authorization", format!("License {compact}"))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"].to_str().unwrap(),
+        format!("bytes 10-19/{size}")
+    );
+    assert_eq!(&part.bytes().await.unwrap()[..], &body[10..20]);
+    let anonymous = http.get(&object_url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let revoked_download = http
+        .get(&object_url)
+        .header(
+            "authorization",
+            format!(
+                "License {}",
+                tests::compact(revoked["license"].as_str().unwrap())
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked_download.status(), 403);
+    // The staged (unpublished) release's new object is not downloadable with a license.
+    let staged_only = sealed_objects(&v12)
+        .into_iter()
+        .find(|o| !unique.contains(o) && !new_objects.contains(o));
+    if let Some((staged_digest, _)) = staged_only {
+        let hidden = http
+            .get(format!("{url}/api/v1/vendors/acme/objects/{staged_digest}"))
+            .header("authorization", format!("License {compact}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(hidden.status(), 404);
+    }
+
+    // An air-gapped kit: wrapped to the customer's static install key, verified offline.
+    let keygen = tokio::task::spawn_blocking({
+        let dir = fx.p("install-key");
+        move || {
+            std::process::Command::new(tests::bin("installer"))
+                .args(["keygen", "-o", dir.to_str().unwrap()])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let public = ok(keygen).trim().to_owned();
+    std::fs::write(fx.p("good.lic"), &good_license).unwrap();
+    let kit = fx.p("blog.kit");
+    ok(fx
+        .vp(&[
+            "kit",
+            "export",
+            "--license",
+            fx.p("good.lic").to_str().unwrap(),
+            "--version",
+            "1.0.0",
+            "--recipient",
+            &public,
+            "-o",
+            kit.to_str().unwrap(),
+        ])
+        .await);
+    let install_key = installer::keys::read(&fx.p("install-key")).unwrap();
+    let fingerprint = keydir.read_keyset().unwrap().root_fingerprint();
+    let opened = installer::kit::open(&kit, &install_key, &fingerprint, &fx.p("datastore"))
+        .await
+        .unwrap();
+    assert_eq!(opened.release.version.to_string(), "1.0.0");
+    assert_eq!(opened.keys.version.to_string(), "1.0.0");
+    // Someone else's install key opens nothing; nor does another vendor's root.
+    let stranger = RecipientSecret::generate().unwrap();
+    assert!(
+        installer::kit::open(&kit, &stranger, &fingerprint, &fx.p("ds2"))
+            .await
+            .is_err()
+    );
+    let wrong_root = installer::kit::open(&kit, &install_key, "sha256:00", &fx.p("ds3"))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        format!("{wrong_root:#}").contains("not rooted"),
+        "{wrong_root:#}"
+    );
+
+    // Yanking is signed by the vendor too, and stops grants.
+    ok(fx
+        .vp(&[
+            "release",
+            "yank",
+            "serverless-blog",
+            "1.0.0",
+            "--reason",
+            "data loss bug",
+            "--keys",
+            fx.p("keys").to_str().unwrap(),
+        ])
+        .await);
+    refused(
+        fx.grant(
+            &good_license,
+            "serverless-blog",
+            "1.0.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await,
+        "yanked",
+    );
+    // Promote 1.1.0 to stable: the good license may now receive it.
+    ok(fx
+        .vp(&[
+            "release",
+            "promote",
+            "serverless-blog",
+            "1.1.0",
+            "--channel",
+            "stable",
+            "--keys",
+            fx.p("keys").to_str().unwrap(),
+        ])
+        .await);
+    let (status, body) = fx
+        .grant(
+            &good_license,
+            "serverless-blog",
+            "1.1.0",
+            &fresh(),
+            "123456789012",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+on_both_databases!(distribution);
