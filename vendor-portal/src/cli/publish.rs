@@ -346,7 +346,7 @@ fn release_keys(trusted: &license::TrustedKeyset) -> Vec<PublicKey> {
         .release_keys
         .iter()
         .filter(|k| k.check_valid_at(now, 0).is_ok())
-        .map(|k| k.public_key.clone())
+        .map(|k| k.public_key)
         .collect()
 }
 
@@ -370,7 +370,7 @@ fn resign(
     )
     .and_then(|b| PublicKey::from_bytes(&b).ok())
     .context("the portal's online key is not an Ed25519 key")?;
-    let root_public = trusted.keyset().root.clone();
+    let root_public = trusted.keyset().root;
     if root_key.public_key() != root_public {
         bail!("the root key in the key directory is not the keyset's root key");
     }
@@ -390,24 +390,19 @@ fn resign(
         Some(Value::Null) | None => None,
         Some(v) => Some(tuf::parse(&serde_json::to_vec(v)?, "root")?),
     };
-    let root = match &current {
-        Some(root)
-            if tuf::root_matches(&root.signed, &wanted)
-                && root.signed.expires.as_second() > now + tuf::ROOT_RENEW =>
-        {
-            root.signed.clone()
-        }
-        _ => {
-            let version = current.as_ref().map_or(1, |r| r.signed.version.get() + 1);
-            let new = tuf::root(version, now + tuf::ROOT_LIFETIME, &wanted)?;
-            let signed = tuf::sign(new, &[root_key])?;
-            portal.put_raw(
-                &format!("/api/v1/apps/{app}/tuf/root"),
-                tuf::to_bytes(&signed)?,
-            )?;
-            signed.signed
-        }
-    };
+    let renew = !current.as_ref().is_some_and(|root| {
+        tuf::root_matches(&root.signed, &wanted)
+            && root.signed.expires.as_second() > now + tuf::ROOT_RENEW
+    });
+    if renew {
+        let version = current.as_ref().map_or(1, |r| r.signed.version.get() + 1);
+        let new = tuf::root(version, now + tuf::ROOT_LIFETIME, &wanted)?;
+        let signed = tuf::sign(new, &[root_key])?;
+        portal.put_raw(
+            &format!("/api/v1/apps/{app}/tuf/root"),
+            tuf::to_bytes(&signed)?,
+        )?;
+    }
     let previous: Option<Signed<Targets>> = match state.get("targets") {
         Some(Value::Null) | None => None,
         Some(v) => Some(tuf::parse(&serde_json::to_vec(v)?, "targets")?),
@@ -419,7 +414,6 @@ fn resign(
             "the portal's current targets are not signed by your release keys: do not publish on top of them; investigate the portal",
         )?;
     }
-    let _ = root;
     let next = tuf::next_targets(previous.as_ref().map(|p| &p.signed), now, change)?;
     let signed = tuf::sign(next, &[release_key])?;
     portal.put_raw(
