@@ -706,7 +706,7 @@ pub async fn put_targets(
             )));
         }
         let row = sqlx::query(
-            "SELECT id, state, manifest_digest, length(manifest) AS len, channels, required, yanked_reason \
+            "SELECT id, state, manifest_digest, manifest, channels, required, yanked_reason \
              FROM releases WHERE app_id = $1 AND version = $2",
         )
         .bind(&app_row.id)
@@ -722,7 +722,8 @@ pub async fn put_targets(
         })?;
         let release_id: String = row.try_get("id")?;
         if row.try_get::<String, _>("manifest_digest")? != info.manifest.to_string()
-            || u64::try_from(row.try_get::<i64, _>("len")?).ok() != Some(target.length)
+            // Bytes, not characters: SQL's length() counts characters.
+            || row.try_get::<String, _>("manifest")?.len() as u64 != target.length
         {
             return Err(ApiError::invalid(format!(
                 "target {} does not match the staged manifest of {} (digest or length differs)",
