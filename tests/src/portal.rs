@@ -202,6 +202,11 @@ pub struct PortalProcess {
 }
 
 impl PortalProcess {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, no chance to finish anything.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -241,5 +246,143 @@ pub async fn seed_catalog(http: &reqwest::Client, url: &str, token: &str) {
             "{path}: {}",
             r.text().await.unwrap_or_default()
         );
+    }
+}
+
+/// A process's resident memory and its peak (`VmRSS`, `VmHWM` in `/proc/PID/status`), in bytes.
+pub fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// A published release with one large object, for download tests and the benchmark.
+pub struct BigRelease {
+    /// The license, compact, for `Authorization: License`.
+    pub license: String,
+    /// The large object's sealed digest.
+    pub digest: String,
+    /// Its sealed size in bytes.
+    pub size: u64,
+    /// Its file in the portal's local blob store.
+    pub blob: PathBuf,
+}
+
+/// On a running portal (local blobs in `setup.data`), publishes the reference app with a
+/// `size`-byte static asset of pseudo-random bytes, through the vendor's real CLI, and issues a
+/// license for it. `dir` holds the keys, app folder and bundle.
+pub fn publish_big_release(
+    setup: &PortalSetup,
+    url: &str,
+    token: &str,
+    dir: &Path,
+    size: u64,
+) -> BigRelease {
+    use std::io::Write as _;
+    let run = |args: &[&str]| {
+        let out = setup.client(url, token, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    run(&["keys", "init", "--out", &p("keys")]);
+    run(&["keys", "register", "--keys", &p("keys")]);
+    run(&[
+        "app",
+        "create",
+        "--slug",
+        "serverless-blog",
+        "--name",
+        "Serverless Blog",
+    ]);
+    run(&["customer", "create", "--slug", "globex", "--name", "Globex"]);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog");
+    copy_tree(&example, &dir.join("blog"));
+    let mut big =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("blog/static/big.bin")).unwrap());
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes());
+        }
+        let n = left.min(block.len() as u64) as usize;
+        big.write_all(&block[..n]).unwrap();
+        left -= n as u64;
+    }
+    big.flush().unwrap();
+    drop(big);
+    run(&[
+        "release",
+        "build",
+        &p("blog"),
+        "--keys",
+        &p("keys"),
+        "-o",
+        &p("big.bundle"),
+    ]);
+    std::fs::remove_file(dir.join("blog/static/big.bin")).unwrap();
+    run(&["release", "push", &p("big.bundle"), "--keys", &p("keys")]);
+    run(&[
+        "license",
+        "issue",
+        "--customer",
+        "globex",
+        "--app",
+        "serverless-blog",
+        "-o",
+        &p("globex.lic"),
+    ]);
+    let armored = std::fs::read_to_string(dir.join("globex.lic")).unwrap();
+    let mut file = BufReader::new(std::fs::File::open(dir.join("big.bundle")).unwrap());
+    let head = bundles::container::read_head(&mut file, &bundles::Limits::default()).unwrap();
+    let manifest: bundles::BundleManifest = serde_json::from_slice(&head.manifest_bytes).unwrap();
+    let object = manifest
+        .objects
+        .iter()
+        .find(|o| o.path.as_str().ends_with("big.bin"))
+        .unwrap();
+    std::fs::remove_file(dir.join("big.bundle")).unwrap();
+    let hex = object.sealed_digest.hex();
+    let blob = std::fs::read_dir(setup.data.join("blobs/objects"))
+        .unwrap()
+        .map(|vendor| vendor.unwrap().path().join(&hex))
+        .find(|path| path.is_file())
+        .unwrap();
+    BigRelease {
+        license: license::armor::dearmor(&armored).unwrap(),
+        digest: object.sealed_digest.to_string(),
+        size: object.sealed_size,
+        blob,
+    }
+}
+
+/// Copies a folder recursively (an example app into a test's temporary folder).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
     }
 }

@@ -21,6 +21,9 @@ pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     // The same store when it is S3, for presigned download URLs.
     s3: Option<Arc<object_store::aws::AmazonS3>>,
+    // The folder when the store is local: downloads read it directly (object_store's local
+    // reads go through 8 KiB blocking chunks, a quarter of the disk's speed).
+    local: Option<std::path::PathBuf>,
     prefix: String,
     /// The URL it was opened from, for logs.
     pub url: String,
@@ -57,6 +60,7 @@ impl Blobs {
             let store = Arc::new(store);
             return Ok(Self {
                 s3: Some(store.clone()),
+                local: None,
                 store,
                 prefix: prefix.trim_matches('/').to_owned(),
                 url: url.to_owned(),
@@ -70,6 +74,7 @@ impl Blobs {
         Ok(Self {
             store: Arc::new(store),
             s3: None,
+            local: Some(std::path::PathBuf::from(dir)),
             prefix: String::new(),
             url: url.to_owned(),
         })
@@ -187,7 +192,24 @@ impl Blobs {
         &self,
         key: &str,
         range: Option<std::ops::Range<u64>>,
-    ) -> Result<impl Stream<Item = object_store::Result<Bytes>> + Send + 'static> {
+    ) -> Result<futures_util::stream::BoxStream<'static, std::io::Result<Bytes>>> {
+        if let Some(dir) = &self.local {
+            use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+            let path = dir.join(key);
+            let mut file = tokio::fs::File::open(&path)
+                .await
+                .with_context(|| format!("cannot read {key} from {}", self.url))?;
+            let range = match range {
+                Some(r) => r,
+                None => 0..file.metadata().await?.len(),
+            };
+            file.seek(std::io::SeekFrom::Start(range.start)).await?;
+            let reader = file.take(range.end - range.start);
+            return Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                reader,
+                256 * 1024,
+            )));
+        }
         let options = GetOptions {
             range: range.map(GetRange::Bounded),
             ..GetOptions::default()
@@ -197,7 +219,11 @@ impl Blobs {
             .get_opts(&self.path(key), options)
             .await
             .with_context(|| format!("cannot read {key} from {}", self.url))?;
-        Ok(result.into_stream())
+        Ok(Box::pin(
+            result
+                .into_stream()
+                .map(|chunk| chunk.map_err(std::io::Error::other)),
+        ))
     }
 
     /// A short-lived presigned GET URL for `key` when the store is S3 (`None` on local disk).

@@ -38,16 +38,4 @@ pub fn assert_fails_with(out: &Output, says: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
-/// Copies a folder recursively (an example app into a test's temporary folder).
-pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
+pub use tests::portal::copy_tree as copy_dir;
