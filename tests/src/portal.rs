@@ -272,8 +272,8 @@ pub struct BigRelease {
     pub digest: String,
     /// Its sealed size in bytes.
     pub size: u64,
-    /// Its file in the portal's local blob store.
-    pub blob: PathBuf,
+    /// Its file in the portal's local blob store (`None` when the store is S3).
+    pub blob: Option<PathBuf>,
 }
 
 /// On a running portal (local blobs in `setup.data`), publishes the reference app with a
@@ -361,10 +361,12 @@ pub fn publish_big_release(
     std::fs::remove_file(dir.join("big.bundle")).unwrap();
     let hex = object.sealed_digest.hex();
     let blob = std::fs::read_dir(setup.data.join("blobs/objects"))
-        .unwrap()
-        .map(|vendor| vendor.unwrap().path().join(&hex))
-        .find(|path| path.is_file())
-        .unwrap();
+        .ok()
+        .and_then(|vendors| {
+            vendors
+                .map(|vendor| vendor.unwrap().path().join(&hex))
+                .find(|path| path.is_file())
+        });
     BigRelease {
         license: license::armor::dearmor(&armored).unwrap(),
         digest: object.sealed_digest.to_string(),

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use tests::bin;
 use tests::moto::Moto;
-use tests::portal::PortalSetup;
+use tests::portal::{PortalSetup, publish_big_release};
 
 fn s3_env(moto: &Moto) -> Vec<(String, String)> {
     vec![
@@ -79,4 +79,62 @@ fn missing_bucket_stops_the_portal_at_start() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn releases_on_s3_download_through_a_presigned_redirect() {
+    let moto = Moto::start();
+    let (status, body) = moto.request("PUT", "/consign-blobs", &[], "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = PortalSetup::new(dir.path(), false);
+    setup.env = s3_env(&moto);
+    setup.extra = vec!["--blob-store".into(), "s3://consign-blobs/portal".into()];
+    let token = setup.create_vendor("acme");
+    let portal = setup.start();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // Over 10 MiB, so the upload takes the multipart path.
+    let release = publish_big_release(&setup, &portal.url, &token, &work, 12 << 20);
+    assert!(release.blob.is_none(), "nothing went to local disk");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let no_redirects = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let object = format!(
+            "{}/api/v1/vendors/acme/objects/{}",
+            portal.url, release.digest
+        );
+        let answer = no_redirects
+            .get(&object)
+            .header("authorization", format!("License {}", release.license))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 307);
+        let location = answer.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(&moto.endpoint()), "{location}");
+        assert!(location.contains("X-Amz-Expires=300"), "{location}");
+        let bytes = reqwest::get(&location)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(bytes.len() as u64, release.size);
+        let mut digester = bundles::seal::SealedDigester::new();
+        digester.update(&bytes).unwrap();
+        assert_eq!(
+            digester.finish().unwrap().sealed_digest.to_string(),
+            release.digest
+        );
+        // Without a license there is no redirect to follow.
+        let refused = no_redirects.get(&object).send().await.unwrap();
+        assert_eq!(refused.status(), 401);
+    });
 }

@@ -102,7 +102,15 @@ fn main() {
     let release = publish_big_release(&setup, &portal.url, &token, &work, mib << 20);
 
     let mut baseline = Command::new(std::env::current_exe().unwrap())
-        .args(["--serve-file", release.blob.to_str().unwrap()])
+        .args([
+            "--serve-file",
+            release
+                .blob
+                .as_ref()
+                .expect("a local blob store")
+                .to_str()
+                .unwrap(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
