@@ -325,3 +325,43 @@ pub fn file_name(role: RoleType, version_number: u64) -> String {
         other => format!("{version_number}.{other}.json"),
     }
 }
+
+/// The signed description of a new release built from `manifest` (whose exact bytes are
+/// `manifest_bytes`), published now on `channel`.
+pub fn new_release(
+    manifest: &bundles::BundleManifest,
+    manifest_bytes: &[u8],
+    channel: &str,
+    required: bool,
+) -> Result<ReleaseTarget> {
+    Ok(ReleaseTarget {
+        app: manifest.app.clone(),
+        version: manifest.version.clone(),
+        channels: vec![license::claims::Slug::new(channel.to_owned()).map_err(anyhow::Error::msg)?],
+        min_installer_version: manifest.min_installer_version.clone(),
+        entitlement: manifest.release_entitlement().cloned(),
+        required,
+        yanked: None,
+        manifest: bundles::Digest::of(manifest_bytes),
+        published_at: license::UnixTime::now().as_secs(),
+    })
+}
+
+/// Adds `info`'s target (the manifest of `length` bytes) to `targets`, refusing a version that
+/// is there already.
+pub fn add_release(targets: &mut Targets, length: u64, info: &ReleaseTarget) -> Result<()> {
+    let name = tough::TargetName::new(bundles::release::target_name(
+        info.app.as_str(),
+        &info.version,
+    ))
+    .map_err(|e| anyhow!("{e}"))?;
+    if targets.targets.contains_key(&name) {
+        bail!(
+            "{} {} is published already; versions are immutable: bump the version",
+            info.app,
+            info.version
+        );
+    }
+    targets.targets.insert(name, target(length, &info.clone())?);
+    Ok(())
+}

@@ -276,37 +276,14 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
         .unwrap_or(manifest_bytes.len() as u64);
 
     // 3. Publish: root if needed, then targets signed here.
-    let info = ReleaseTarget {
-        app: manifest.app.clone(),
-        version: manifest.version.clone(),
-        channels: vec![
-            license::claims::Slug::new(args.channel.clone()).map_err(anyhow::Error::msg)?,
-        ],
-        min_installer_version: manifest.min_installer_version.clone(),
-        entitlement: manifest.release_entitlement().cloned(),
-        required: args.required,
-        yanked: None,
-        manifest: bundles::Digest::of(&manifest_bytes),
-        published_at: UnixTime::now().as_secs(),
-    };
+    let info = tuf::new_release(&manifest, &manifest_bytes, &args.channel, args.required)?;
     let published = resign(
         &portal,
         &app,
         &trusted,
         &root_key,
         &release_key,
-        |targets| {
-            let name = tough::TargetName::new(target_name(&app, &info.version))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if targets.targets.contains_key(&name) {
-                bail!(
-                    "{app} {} is published already; versions are immutable: bump the version",
-                    info.version
-                );
-            }
-            targets.targets.insert(name, tuf::target(length, &info)?);
-            Ok(())
-        },
+        |targets| tuf::add_release(targets, length, &info),
     )?;
     let report = json!({
         "app": app,

@@ -125,6 +125,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             say!(out, "  then try:  vendor-portal license list");
             say!(out, "             vendor-portal license issue --customer globex --app serverless-blog --plan trial -o trial.lic");
             say!(out, "  public keyset: {url}/api/v1/vendors/{}/keyset", demo::VENDOR);
+            if let Some(release) = &demo.release {
+                say!(out, "  published:      {release} on stable; TUF metadata at {url}/tuf/{}/serverless-blog/timestamp.json", demo::VENDOR);
+            }
             if let Some(id) = &demo.license_id {
                 say!(out, "  license status: {url}/api/v1/vendors/{}/licenses/{id}/status?nonce=0123456789abcdef", demo::VENDOR);
             }

@@ -1,6 +1,8 @@
 //! `serve --demo`: a vendor with portal-held keys, the reference app with trial, standard and
-//! enterprise plans, a customer and a license, so that a first run has something to show. The
-//! data goes through the same API handlers as everything else. Starting again on the same
+//! enterprise plans, a customer, a license and a published release (1.0.0 on stable, built from
+//! `examples/serverless-blog` and signed with the portal-held release and root keys), so that a
+//! first run has something to show. The data goes through the same API handlers as everything
+//! else. Starting again on the same
 //! database seeds nothing twice; it only prints a fresh token.
 
 use axum::body::Body;
@@ -9,7 +11,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::state::AppState;
-use super::{app, create_vendor, now, routes};
+use super::{app, create_vendor, now, routes, vendor_keys};
 use anyhow::{Context as _, Result, bail};
 
 /// The demo vendor's slug.
@@ -26,6 +28,8 @@ pub struct Demo {
     pub token: String,
     /// The demo license id.
     pub license_id: Option<String>,
+    /// The published release (`app version`), when the reference app was found.
+    pub release: Option<String>,
 }
 
 async fn call(
@@ -95,6 +99,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
             password: None,
             token: token.token,
             license_id: None,
+            release: None,
         });
     }
     let vendor = create_vendor(state, VENDOR, "Acme Serverless", OWNER)
@@ -158,9 +163,149 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         }),
     )
     .await?;
+    let release = publish_reference_app(state, &t, &vendor.id).await?;
     Ok(Demo {
         password: Some(vendor.owner_password),
         token: vendor.token,
         license_id: license.get("id").and_then(Value::as_str).map(str::to_owned),
+        release,
     })
+}
+
+/// The reference app's folder: `examples/serverless-blog` under the working folder, else beside
+/// the source this binary was built from.
+fn reference_app() -> Option<std::path::PathBuf> {
+    [
+        std::path::PathBuf::from("examples/serverless-blog"),
+        std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/serverless-blog"
+        )),
+    ]
+    .into_iter()
+    .find(|p| p.join("consign.toml").is_file())
+}
+
+/// Builds the reference app and publishes it on stable as the demo vendor would, except that
+/// the portal holds this vendor's release and root keys and signs with them.
+async fn publish_reference_app(
+    state: &AppState,
+    token: &str,
+    vendor_id: &str,
+) -> Result<Option<String>> {
+    use base64::Engine as _;
+    let Some(dir) = reference_app() else {
+        tracing::warn!("examples/serverless-blog not found: the demo has no published release");
+        return Ok(None);
+    };
+    let detail = |e: super::error::ApiError| anyhow::anyhow!(e.detail);
+    let mut conn = state.db.pool.acquire().await?;
+    let (kid, release_key) =
+        vendor_keys::private_key(&mut conn, &state.master, vendor_id, "release", None)
+            .await
+            .map_err(detail)?;
+    let (_, root_key) = vendor_keys::private_key(&mut conn, &state.master, vendor_id, "root", None)
+        .await
+        .map_err(detail)?;
+    let (keyset, _) = vendor_keys::current_keyset(&mut conn, vendor_id)
+        .await
+        .map_err(detail)?;
+    drop(conn);
+    let signer = release_key.clone();
+    let (bundle, keys) =
+        tokio::task::spawn_blocking(move || -> Result<(Vec<u8>, bundles::KeysFile)> {
+            let mut bundle = Vec::new();
+            let built = crate::appdir::load(&dir)?.build(
+                &kid,
+                &signer,
+                license::UnixTime::now(),
+                &mut bundle,
+            )?;
+            Ok((bundle, built.keys))
+        })
+        .await??;
+    let mut reader = bundles::BundleReader::open_pinned(
+        bundle.as_slice(),
+        &keys.manifest,
+        &bundles::Limits::default(),
+    )?;
+    let manifest = reader.manifest().clone();
+    let manifest_bytes = reader.manifest_bytes().to_vec();
+    let signature = reader.signature().clone();
+    while let Some((entry, mut sealed)) = reader.next_object()? {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut sealed, &mut bytes)?;
+        let chunk =
+            futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(bytes))]);
+        state
+            .blobs
+            .put_verified(
+                &routes::releases::object_key(vendor_id, &entry.sealed_digest),
+                &entry.sealed_digest,
+                u64::MAX,
+                chunk,
+            )
+            .await?
+            .map_err(|refused| {
+                anyhow::anyhow!(
+                    "the demo bundle's object {} was refused: {refused:?}",
+                    entry.path
+                )
+            })?;
+    }
+    let app = manifest.app.as_str().to_owned();
+    call(state, token, Method::PUT, &format!("/api/v1/apps/{app}/releases/{}", manifest.version), json!({
+        "manifest": String::from_utf8(manifest_bytes.clone())?,
+        "signature": {"kid": signature.kid, "signature": base64::engine::general_purpose::STANDARD.encode(signature.signature)},
+        "keys": &*keys.to_json()?,
+    })).await?;
+    let tuf_state = call(
+        state,
+        token,
+        Method::GET,
+        &format!("/api/v1/apps/{app}/tuf"),
+        Value::Null,
+    )
+    .await?;
+    let online = tuf_state
+        .get("online_key")
+        .and_then(Value::as_str)
+        .and_then(super::secrets::unhex)
+        .and_then(|b| license::PublicKey::from_bytes(&b).ok())
+        .context("the portal's online key is not an Ed25519 key")?;
+    let at = now();
+    let release_keys: Vec<license::PublicKey> =
+        keyset.release_keys.iter().map(|k| k.public_key).collect();
+    let root = crate::tuf::root(
+        1,
+        at + crate::tuf::ROOT_LIFETIME,
+        &crate::tuf::RootKeys {
+            root: vec![&keyset.root],
+            targets: release_keys.iter().collect(),
+            online: &online,
+        },
+    )?;
+    let root = crate::tuf::sign(root, &[&root_key])?;
+    call(
+        state,
+        token,
+        Method::PUT,
+        &format!("/api/v1/apps/{app}/tuf/root"),
+        serde_json::to_value(&root)?,
+    )
+    .await?;
+    let info = crate::tuf::new_release(&manifest, &manifest_bytes, "stable", false)?;
+    let targets = crate::tuf::next_targets(None, at, |t| {
+        crate::tuf::add_release(t, manifest_bytes.len() as u64, &info)
+    })?;
+    let targets = crate::tuf::sign(targets, &[&release_key])?;
+    call(
+        state,
+        token,
+        Method::PUT,
+        &format!("/api/v1/apps/{app}/tuf/targets"),
+        serde_json::to_value(&targets)?,
+    )
+    .await?;
+    Ok(Some(format!("{app} {}", manifest.version)))
 }
