@@ -38,4 +38,5 @@ pub fn assert_fails_with(out: &Output, says: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+#[allow(unused_imports, reason = "each test file uses its own subset")]
 pub use tests::portal::copy_tree as copy_dir;
