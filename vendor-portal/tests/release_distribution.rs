@@ -484,7 +484,8 @@ async fn distribution(db: Db) {
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "bad_license");
 
-    // Only the one good grant is in the audit log.
+    // Only the one good grant is in the audit log; every refusal of a license that verified is
+    // there with its reason.
     let audit = fx
         .portal
         .call(
@@ -495,14 +496,32 @@ async fn distribution(db: Db) {
         )
         .await
         .expect(200);
-    let grants = audit["entries"]
-        .as_array()
-        .or_else(|| audit.as_array())
-        .unwrap()
+    let entries = audit["entries"].as_array().unwrap();
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(count("grant.issue"), 1, "{audit}");
+    let reasons: Vec<String> = entries
         .iter()
-        .filter(|e| e["action"] == "grant.issue")
-        .count();
-    assert_eq!(grants, 1, "{audit}");
+        .filter(|e| e["action"] == "grant.refuse")
+        .map(|e| {
+            let entry: Value = serde_json::from_str(e["entry"].as_str().unwrap()).unwrap();
+            entry["detail"]["code"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "replayed",
+            "wrong_account",
+            "wrong_app",
+            "wrong_channel",
+            "version_outside_window",
+            "version_outside_window",
+            "revoked",
+            "suspended",
+            "superseded",
+        ],
+        "{audit}"
+    );
 
     // Downloads: a license for the app reads its objects, ranges work, others get nothing.
     let (digest, size) = unique[0].clone();
@@ -661,6 +680,34 @@ async fn distribution(db: Db) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+
+    // An address that keeps getting refused is stopped (60 refusals a minute; a window boundary
+    // may split them, hence up to twice that many tries).
+    let mut limited = false;
+    for _ in 0..130 {
+        let (status, body) = fx
+            .grant(
+                &tampered,
+                "serverless-blog",
+                "1.0.0",
+                &fresh(),
+                "123456789012",
+            )
+            .await;
+        if status == 429 {
+            assert!(
+                body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("refused key grants"),
+                "{body}"
+            );
+            limited = true;
+            break;
+        }
+        assert_eq!(status, 401, "{body}");
+    }
+    assert!(limited, "refusals were never rate-limited");
 }
 
 on_both_databases!(distribution);

@@ -6,7 +6,8 @@
 //! version is published and not yanked, the license's distribution window (channels, semver
 //! range, published-before date), the release's entitlement, and the AWS account. Only then are
 //! the release's data keys wrapped to the installer's fresh X25519 key; a key seen before is a
-//! replayed request and gets nothing.
+//! replayed request and gets nothing. Refusals of a license that verified are audited as
+//! `grant.refuse`; an address gets at most 60 refusals a minute.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -35,6 +36,9 @@ use crate::server::tx::VendorTx;
 
 /// Grants per license per minute.
 const GRANTS_PER_MINUTE: u64 = 30;
+/// Refused grant requests per source address per minute; beyond it every grant request from the
+/// address gets 429 until the window ends.
+const REFUSALS_PER_MINUTE: u64 = 60;
 /// How long a presigned S3 download URL lives.
 const PRESIGNED_SECONDS: u64 = 300;
 
@@ -54,6 +58,17 @@ pub struct CheckedLicense {
 
 /// Verifies a presented license (armoured or compact) and checks the portal's record of it.
 pub async fn check_license(conn: &mut AnyConnection, presented: &str) -> ApiResult<CheckedLicense> {
+    let mut license = verify_license(conn, presented).await?;
+    license.app_id = check_standing(conn, &license).await?;
+    Ok(license)
+}
+
+/// Verifies a presented license's signature against its vendor's keyset, and its validity
+/// period. (`app_id` is left empty: [`check_standing`] reads it.)
+pub async fn verify_license(
+    conn: &mut AnyConnection,
+    presented: &str,
+) -> ApiResult<CheckedLicense> {
     let armored = if presented.trim_start().starts_with("-----BEGIN") {
         presented.to_owned()
     } else {
@@ -102,11 +117,24 @@ pub async fn check_license(conn: &mut AnyConnection, presented: &str) -> ApiResu
         }
         Err(e) => return Err(bad(&e)),
     };
-    let claims = verified.claims().clone();
+    Ok(CheckedLicense {
+        vendor_id,
+        app_id: String::new(),
+        claims: verified.claims().clone(),
+    })
+}
+
+/// Checks the portal's record of a verified license: issued here, not revoked or suspended, and
+/// the newest revision. Returns its app's id.
+pub async fn check_standing(
+    conn: &mut AnyConnection,
+    license: &CheckedLicense,
+) -> ApiResult<String> {
+    let (claims, vendor_id) = (&license.claims, &license.vendor_id);
     let row =
         sqlx::query("SELECT app_id, state, seq FROM licenses WHERE id = $1 AND vendor_id = $2")
             .bind(claims.jti.as_str())
-            .bind(&vendor_id)
+            .bind(vendor_id)
             .fetch_optional(&mut *conn)
             .await?
             .ok_or_else(|| {
@@ -141,11 +169,7 @@ pub async fn check_license(conn: &mut AnyConnection, presented: &str) -> ApiResu
             ),
         ));
     }
-    Ok(CheckedLicense {
-        vendor_id,
-        app_id: row.try_get("app_id")?,
-        claims,
-    })
+    Ok(row.try_get("app_id")?)
 }
 
 /// A published release a license may receive.
@@ -373,17 +397,44 @@ pub async fn grant(
     ApiJson(body): ApiJson<GrantRequest>,
 ) -> ApiResult<Response> {
     let recipient = parse_recipient(&body.public_key)?;
+    let refusals = format!("grant-refused:{}", meta.ip);
+    let (refused_now, retry) = ratelimit::current(&state.db.pool, &refusals, 60).await?;
+    if refused_now >= REFUSALS_PER_MINUTE {
+        return Err(ApiError::rate_limited(
+            format!(
+                "too many refused key grants from this address: at most {REFUSALS_PER_MINUTE} per 60 s; retry in {retry} s"
+            ),
+            retry,
+        ));
+    }
     let mut conn = state.db.pool.acquire().await?;
-    let license = check_license(&mut conn, &body.license).await?;
-    let release = check_release(
+    let mut license = match verify_license(&mut conn, &body.license).await {
+        Ok(license) => license,
+        Err(e) => {
+            drop(conn);
+            return Err(refusal(&state, &meta, None, &body, e).await);
+        }
+    };
+    match check_standing(&mut conn, &license).await {
+        Ok(app_id) => license.app_id = app_id,
+        Err(e) => {
+            drop(conn);
+            return Err(refusal(&state, &meta, Some(&license), &body, e).await);
+        }
+    }
+    let checked = check_release(
         &mut conn,
         &license,
         &body.app,
         &body.version,
         Account::Reported(body.aws_account.as_deref()),
     )
-    .await?;
+    .await;
     drop(conn);
+    let release = match checked {
+        Ok(release) => release,
+        Err(e) => return Err(refusal(&state, &meta, Some(&license), &body, e).await),
+    };
     let wrapped = wrap_keys(&state, &license.vendor_id, &release, &recipient)?;
     let license_id = license.claims.jti.as_str().to_owned();
     let grant_id = new_id("grant")?;
@@ -410,10 +461,12 @@ pub async fn grant(
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(refused(
+            drop(tx);
+            let replayed = refused(
                 "replayed",
                 "this public key has been used for a grant before: a replayed request gets nothing; generate a fresh key",
-            ));
+            );
+            return Err(refusal(&state, &meta, Some(&license), &body, replayed).await);
         }
         other => other?,
     };
@@ -436,6 +489,57 @@ pub async fn grant(
     };
     state.metrics.count("consign_grants_total");
     tx.commit(None, StatusCode::OK, &response).await
+}
+
+/// Records a refused grant and returns its error: the refusal counts against the address's
+/// budget, and when the license verified, the vendor's audit log gets `grant.refuse` with the
+/// reason (a license that does not verify names no vendor it can be trusted to belong to).
+async fn refusal(
+    state: &AppState,
+    meta: &crate::server::extract::RequestMeta,
+    license: Option<&CheckedLicense>,
+    body: &GrantRequest,
+    error: ApiError,
+) -> ApiError {
+    if !error.status.is_client_error() || error.status == StatusCode::TOO_MANY_REQUESTS {
+        return error;
+    }
+    {
+        let _turn = state.write_turn().await;
+        if let Err(limited) = ratelimit::hit(
+            &state.db.pool,
+            &format!("grant-refused:{}", meta.ip),
+            60,
+            REFUSALS_PER_MINUTE,
+            "refused key grants from this address",
+        )
+        .await
+        {
+            return limited;
+        }
+    }
+    state.metrics.count("consign_grants_refused_total");
+    let Some(license) = license else {
+        return error;
+    };
+    let audited = async {
+        let mut tx = VendorTx::begin(state, &license.vendor_id).await?;
+        tx.audit_as(
+            serde_json::json!({"license": license.claims.jti.as_str(), "customer": license.claims.sub.as_str()}),
+            &meta.ip,
+            &meta.request_id,
+            "grant.refuse",
+            license.claims.jti.as_str(),
+            serde_json::json!({"app": body.app, "version": body.version, "aws_account": body.aws_account,
+                "code": error.code, "reason": error.detail}),
+        )
+        .await?;
+        tx.commit_all(&[]).await
+    };
+    if let Err(e) = audited.await {
+        tracing::warn!(error = %e.detail, "a refused grant could not be audited");
+    }
+    error
 }
 
 /// Data keys for an air-gapped kit.
