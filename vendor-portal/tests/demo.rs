@@ -119,6 +119,94 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     let keys = bundles::KeysFile::parse(&bundles::wrap::unwrap(&wrapped, &key).unwrap()).unwrap();
     keys.check_belongs_to(&manifest, "serverless-blog", &releases[0].version)
         .unwrap();
+
+    // The vendor moves to its own keys and publishes 1.1.0: the app's metadata is re-anchored in
+    // the vendor's root, 1.0.0 is carried over, and customers re-pin.
+    let vp = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
+            .args(args)
+            .env("PORTAL_URL", &url)
+            .env("PORTAL_TOKEN", &token)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    vp(&["keys", "init", "--out", &p("own-keys"), "--issuer", "acme"]);
+    vp(&["keys", "register", "--keys", &p("own-keys")]);
+    tests::portal::copy_tree(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog"),
+        &dir.path().join("blog"),
+    );
+    let toml = dir.path().join("blog/consign.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replacen(
+        "version = \"1.0.0\"",
+        "version = \"1.1.0\"",
+        1,
+    );
+    std::fs::write(&toml, text).unwrap();
+    vp(&[
+        "release",
+        "build",
+        &p("blog"),
+        "--keys",
+        &p("own-keys"),
+        "-o",
+        &p("blog.bundle"),
+    ]);
+    let pushed = vp(&[
+        "release",
+        "push",
+        &p("blog.bundle"),
+        "--keys",
+        &p("own-keys"),
+    ]);
+    assert!(String::from_utf8_lossy(&pushed.stderr).contains("re-anchoring serverless-blog"));
+
+    // A customer still pinned to the portal-held root is refused the new chain...
+    let stale = installer::tuf::load(
+        &root,
+        url::Url::parse(&base).unwrap(),
+        url::Url::parse(&format!("{base}targets/")).unwrap(),
+        &datastore,
+        installer::tuf::HttpTransport::new().unwrap(),
+    )
+    .await;
+    assert!(stale.is_err());
+    // ...and one that re-pins to the vendor's root sees both releases.
+    let own_keyset = std::fs::read(dir.path().join("own-keys/keyset.json")).unwrap();
+    let new_pin = license::Keyset::verify(&own_keyset, &license::TrustPin::default())
+        .unwrap()
+        .root_fingerprint();
+    let root2 = http
+        .get(format!("{base}2.root.json"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    installer::tuf::check_pinned_root(&root2, &new_pin).unwrap();
+    let repo = installer::tuf::load(
+        &root2,
+        url::Url::parse(&base).unwrap(),
+        url::Url::parse(&format!("{base}targets/")).unwrap(),
+        &dir.path().join("datastore-repinned"),
+        installer::tuf::HttpTransport::new().unwrap(),
+    )
+    .await
+    .unwrap();
+    let versions: Vec<String> = installer::tuf::releases(&repo)
+        .unwrap()
+        .iter()
+        .map(|r| r.version.to_string())
+        .collect();
+    assert_eq!(versions, ["1.1.0", "1.0.0"]);
     let _ = child.kill();
     let _ = child.wait();
 }

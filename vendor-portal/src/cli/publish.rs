@@ -384,12 +384,32 @@ fn resign(
         Some(Value::Null) | None => None,
         Some(v) => Some(tuf::parse(&serde_json::to_vec(v)?, "targets")?),
     };
+    // Re-anchoring: the app's metadata so far was signed with portal-held keys, before the
+    // vendor registered its own (its keyset's root changed).
+    let reanchor = current
+        .as_ref()
+        .is_some_and(|root| tuf::root_fingerprints(&root.signed) != [root_public.fingerprint()]);
     if let Some(previous) = &previous {
-        // Only build on targets this vendor's own release keys signed.
-        let ours = tuf::root(1, now + 60, &wanted)?;
-        tuf::verify(&ours, previous).context(
-            "the portal's current targets are not signed by your release keys: do not publish on top of them; investigate the portal",
-        )?;
+        if let (true, Some(current)) = (reanchor, &current) {
+            // Carry over what the portal-held release key published, checked against the root
+            // it was published under, and say so.
+            tuf::verify(&current.signed, previous).context(
+                "the portal's current targets are not signed by the keys its root names: investigate the portal",
+            )?;
+            let names: Vec<&str> = previous.signed.targets.keys().map(|n| n.raw()).collect();
+            eprintln!(
+                "re-anchoring {app} in your root key {}: re-signing {} release(s) published with portal-held keys ({}); your customers re-pin the new root",
+                root_public.fingerprint(),
+                names.len(),
+                names.join(", ")
+            );
+        } else {
+            // Only build on targets this vendor's own release keys signed.
+            let ours = tuf::root(1, now + 60, &wanted)?;
+            tuf::verify(&ours, previous).context(
+                "the portal's current targets are not signed by your release keys: do not publish on top of them; investigate the portal",
+            )?;
+        }
     }
     let next = tuf::next_targets(previous.as_ref().map(|p| &p.signed), now, change)?;
     let signed = tuf::sign(next, &[release_key])?;

@@ -164,7 +164,9 @@ fn invalid(e: anyhow::Error) -> ApiError {
 
 /// Accepts a new root for the app: version one up, signed by the previous root's keys and by
 /// its own, naming the vendor's root key from its keyset and the portal's online key for
-/// snapshot and timestamp.
+/// snapshot and timestamp. When the previous root is anchored in another root key (the vendor
+/// has since moved from portal-held keys to its own), only the new root's own signature is
+/// required: the app's trust is re-anchored, and customers re-pin as they do for the keyset.
 pub async fn put_root(
     tx: &mut VendorTx,
     master: &MasterKey,
@@ -182,12 +184,19 @@ pub async fn put_root(
             new.signed.version
         )));
     }
+    let mut reanchored = false;
     if let Some((_, old)) = &previous {
-        tuf::verify(&old.signed, &new).map_err(|e| {
-            ApiError::invalid(format!(
-                "the new root is not signed by the current root's key ({e:#}): sign it with the root key the app's customers trust"
-            ))
-        })?;
+        // The chain continues under the same root key. The one exception: the vendor moved from
+        // portal-held keys to its own (`keys register`), so its keyset's root changed and its
+        // customers re-pin anyway; the app's metadata is re-anchored in the new root.
+        reanchored = tuf::root_fingerprints(&old.signed) != [vendor_root.fingerprint()];
+        if !reanchored {
+            tuf::verify(&old.signed, &new).map_err(|e| {
+                ApiError::invalid(format!(
+                    "the new root is not signed by the current root's key ({e:#}): sign it with the root key the app's customers trust"
+                ))
+            })?;
+        }
     }
     tuf::verify(&new.signed, &new).map_err(invalid)?;
     let fingerprints = tuf::root_fingerprints(&new.signed);
@@ -218,6 +227,9 @@ pub async fn put_root(
         ));
     }
     let version = new.signed.version.get();
+    if reanchored {
+        tracing::info!(app = %app_id, version, "TUF root re-anchored in the vendor's own root key");
+    }
     insert(
         tx.conn(),
         app_id,
