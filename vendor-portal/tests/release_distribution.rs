@@ -681,6 +681,57 @@ async fn distribution(db: Db) {
         .await;
     assert_eq!(status, 200, "{body}");
 
+    // Release-key rotation: an installer that already trusts the app follows the new root and
+    // accepts targets signed by the new key.
+    let base = format!("{url}/tuf/acme/serverless-blog/");
+    let root1 = http
+        .get(format!("{base}1.root.json"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let load = |datastore: PathBuf| {
+        let (root1, base) = (root1.clone(), base.clone());
+        async move {
+            let repo = installer::tuf::load(
+                &root1,
+                url::Url::parse(&base).unwrap(),
+                url::Url::parse(&format!("{base}targets/")).unwrap(),
+                &datastore,
+                installer::tuf::HttpTransport::new().unwrap(),
+            )
+            .await?;
+            installer::tuf::releases(&repo)
+        }
+    };
+    let seen = load(fx.p("installer-datastore")).await.unwrap();
+    assert_eq!(seen.len(), 2, "1.0.0 and 1.1.0");
+    let keys = fx.p("keys");
+    ok(fx
+        .vp(&[
+            "keys",
+            "rotate",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--release",
+        ])
+        .await);
+    ok(fx
+        .vp(&[
+            "keys",
+            "register",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--keyset-only",
+        ])
+        .await);
+    let v13 = fx.build("1.3.0", Some("1.1.0")).await;
+    fx.push(&v13, "stable").await;
+    let seen = load(fx.p("installer-datastore")).await.unwrap();
+    assert_eq!(seen[0].version.to_string(), "1.3.0");
+
     // An address that keeps getting refused is stopped (60 refusals a minute; a window boundary
     // may split them, hence up to twice that many tries).
     let mut limited = false;
