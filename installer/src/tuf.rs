@@ -135,6 +135,21 @@ pub async fn load(
         })
 }
 
+/// Loads an app's repository from a portal: `base` is the app's TUF folder
+/// (`https://portal/tuf/{vendor}/{app}/`), with the targets under `targets/`.
+pub async fn load_over_http(base: &str, root: &[u8], datastore: &Path) -> Result<Repository> {
+    let base = if base.ends_with('/') {
+        base.to_owned()
+    } else {
+        format!("{base}/")
+    };
+    let metadata = Url::parse(&base).map_err(|e| anyhow!("{base} is not a URL: {e}"))?;
+    let targets = metadata
+        .join("targets/")
+        .map_err(|e| anyhow!("{base}: {e}"))?;
+    load(root, metadata, targets, datastore, HttpTransport::new()?).await
+}
+
 /// tough's error and its causes, as one sentence.
 pub fn describe(error: &tough::error::Error) -> String {
     let mut text = error.to_string();

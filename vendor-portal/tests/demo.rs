@@ -73,15 +73,9 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .unwrap();
     installer::tuf::check_pinned_root(&root, &pin).unwrap();
     let datastore = dir.path().join("datastore");
-    let repo = installer::tuf::load(
-        &root,
-        url::Url::parse(&base).unwrap(),
-        url::Url::parse(&format!("{base}targets/")).unwrap(),
-        &datastore,
-        installer::tuf::HttpTransport::new().unwrap(),
-    )
-    .await
-    .unwrap();
+    let repo = installer::tuf::load_over_http(&base, &root, &datastore)
+        .await
+        .unwrap();
     let releases = installer::tuf::releases(&repo).unwrap();
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].version.to_string(), "1.0.0");
@@ -169,14 +163,7 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     assert!(String::from_utf8_lossy(&pushed.stderr).contains("re-anchoring serverless-blog"));
 
     // A customer still pinned to the portal-held root is refused the new chain...
-    let stale = installer::tuf::load(
-        &root,
-        url::Url::parse(&base).unwrap(),
-        url::Url::parse(&format!("{base}targets/")).unwrap(),
-        &datastore,
-        installer::tuf::HttpTransport::new().unwrap(),
-    )
-    .await;
+    let stale = installer::tuf::load_over_http(&base, &root, &datastore).await;
     assert!(stale.is_err());
     // ...and one that re-pins to the vendor's root sees both releases.
     let own_keyset = std::fs::read(dir.path().join("own-keys/keyset.json")).unwrap();
@@ -192,15 +179,10 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .await
         .unwrap();
     installer::tuf::check_pinned_root(&root2, &new_pin).unwrap();
-    let repo = installer::tuf::load(
-        &root2,
-        url::Url::parse(&base).unwrap(),
-        url::Url::parse(&format!("{base}targets/")).unwrap(),
-        &dir.path().join("datastore-repinned"),
-        installer::tuf::HttpTransport::new().unwrap(),
-    )
-    .await
-    .unwrap();
+    let repo =
+        installer::tuf::load_over_http(&base, &root2, &dir.path().join("datastore-repinned"))
+            .await
+            .unwrap();
     let versions: Vec<String> = installer::tuf::releases(&repo)
         .unwrap()
         .iter()

@@ -695,14 +695,7 @@ async fn distribution(db: Db) {
     let load = |datastore: PathBuf| {
         let (root1, base) = (root1.clone(), base.clone());
         async move {
-            let repo = installer::tuf::load(
-                &root1,
-                url::Url::parse(&base).unwrap(),
-                url::Url::parse(&format!("{base}targets/")).unwrap(),
-                &datastore,
-                installer::tuf::HttpTransport::new().unwrap(),
-            )
-            .await?;
+            let repo = installer::tuf::load_over_http(&base, &root1, &datastore).await?;
             installer::tuf::releases(&repo)
         }
     };
