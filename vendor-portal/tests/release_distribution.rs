@@ -725,6 +725,71 @@ async fn distribution(db: Db) {
     let seen = load(fx.p("installer-datastore")).await.unwrap();
     assert_eq!(seen[0].version.to_string(), "1.3.0");
 
+    // The portal re-signs the timestamp before it expires (and the snapshot when that is due),
+    // and installers keep loading.
+    let version_of = |file: &'static str| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let doc: Value = http
+                .get(format!("{base}{file}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            doc["signed"]["version"].as_u64().unwrap()
+        }
+    };
+    let ts = version_of("timestamp.json").await;
+    let snapshot_named = || {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let doc: Value = http
+                .get(format!("{base}timestamp.json"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            doc["signed"]["meta"]["snapshot.json"]["version"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    let snapshot = snapshot_named().await;
+    let now = license::UnixTime::now().as_secs() as i64;
+    let state = &fx.portal.state;
+    let refreshed = vendor_portal::server::tuf_repo::refresh_at(state, now + 20 * 3600)
+        .await
+        .unwrap();
+    assert_eq!(refreshed, 1);
+    assert_eq!(version_of("timestamp.json").await, ts + 1);
+    assert_eq!(
+        snapshot_named().await,
+        snapshot,
+        "only the timestamp was due"
+    );
+    vendor_portal::server::tuf_repo::refresh_at(state, now + 5 * 86_400)
+        .await
+        .unwrap();
+    assert_eq!(version_of("timestamp.json").await, ts + 2);
+    assert_eq!(
+        snapshot_named().await,
+        snapshot + 1,
+        "the snapshot was due too"
+    );
+    let seen = load(fx.p("installer-datastore")).await.unwrap();
+    assert_eq!(seen[0].version.to_string(), "1.3.0");
+    // Nothing is due now: nothing is re-signed.
+    assert_eq!(
+        vendor_portal::server::tuf_repo::refresh(state)
+            .await
+            .unwrap(),
+        0
+    );
+
     // An address that keeps getting refused is stopped (60 refusals a minute; a window boundary
     // may split them, hence up to twice that many tries).
     let mut limited = false;

@@ -344,7 +344,11 @@ async fn publish_timestamp(
 /// every process: the vendor lock and the version keys make concurrent refreshes safe, and a
 /// refresh that lost the race is simply skipped).
 pub async fn refresh(state: &AppState) -> anyhow::Result<usize> {
-    let at = now();
+    refresh_at(state, now()).await
+}
+
+/// [`refresh`] as if the time were `at` (tests look ahead with it).
+pub async fn refresh_at(state: &AppState, at: i64) -> anyhow::Result<usize> {
     let due = sqlx::query(
         "SELECT a.id AS app_id, a.vendor_id FROM apps a \
          JOIN tuf_metadata t ON t.app_id = a.id AND t.role = 'timestamp' \
