@@ -13,6 +13,8 @@ CREATE TABLE releases (
     -- The signed manifest exactly as the release key signed it, and its signature block.
     manifest TEXT NOT NULL,
     manifest_digest TEXT NOT NULL,
+    -- Its length in bytes (the TUF target's length).
+    manifest_size BIGINT NOT NULL,
     signature_kid TEXT NOT NULL,
     signature TEXT NOT NULL,
     -- The release's data keys (the bundle's keys file), sealed under the master key.

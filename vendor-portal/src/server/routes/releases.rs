@@ -441,8 +441,8 @@ pub async fn stage(
     sqlx::query(
         "INSERT INTO releases (id, vendor_id, app_id, version, state, manifest, manifest_digest, signature_kid, \
          signature, keys_sealed, release_notes, summary, min_installer_version, object_count, total_size, \
-         channels, required, yanked_reason, entitlement, created_at, published_at) \
-         VALUES ($1, $2, $3, $4, 'staged', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '[]', 0, NULL, $15, $16, NULL)",
+         channels, required, yanked_reason, entitlement, created_at, published_at, manifest_size) \
+         VALUES ($1, $2, $3, $4, 'staged', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '[]', 0, NULL, $15, $16, NULL, $17)",
     )
     .bind(&release_id)
     .bind(&caller.vendor_id)
@@ -460,6 +460,7 @@ pub async fn stage(
     .bind(i64::try_from(total).unwrap_or(i64::MAX))
     .bind(entitlement)
     .bind(at)
+    .bind(body.manifest.len() as i64)
     .execute(tx.conn())
     .await?;
     let mut unique: Vec<(&Digest, u64)> = manifest
@@ -706,7 +707,7 @@ pub async fn put_targets(
             )));
         }
         let row = sqlx::query(
-            "SELECT id, state, manifest_digest, manifest, channels, required, yanked_reason \
+            "SELECT id, state, manifest_digest, manifest_size, channels, required, yanked_reason \
              FROM releases WHERE app_id = $1 AND version = $2",
         )
         .bind(&app_row.id)
@@ -722,8 +723,7 @@ pub async fn put_targets(
         })?;
         let release_id: String = row.try_get("id")?;
         if row.try_get::<String, _>("manifest_digest")? != info.manifest.to_string()
-            // Bytes, not characters: SQL's length() counts characters.
-            || row.try_get::<String, _>("manifest")?.len() as u64 != target.length
+            || u64::try_from(row.try_get::<i64, _>("manifest_size")?).ok() != Some(target.length)
         {
             return Err(ApiError::invalid(format!(
                 "target {} does not match the staged manifest of {} (digest or length differs)",
