@@ -95,22 +95,44 @@ impl Portal {
 
     /// PUT exact JSON bytes (signed metadata, which must arrive byte for byte) to `path`.
     pub fn put_raw(&self, path: &str, bytes: Vec<u8>) -> Result<Value> {
+        self.once(Method::PUT, path, bytes, None)
+    }
+
+    /// POST `body` once (no retries, no overall timeout): for requests that do long work, such
+    /// as assembling a large upload, and are idempotent by themselves.
+    pub fn post_slow(&self, path: &str, body: &Value) -> Result<Value> {
+        self.once(
+            Method::POST,
+            path,
+            serde_json::to_vec(body)?,
+            Some(Duration::from_secs(24 * 3600)),
+        )
+    }
+
+    fn once(
+        &self,
+        method: Method,
+        path: &str,
+        bytes: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let token = self.require_token()?.to_owned();
         let text = self.runtime.block_on(async {
-            let response = self
+            let mut request = self
                 .http
-                .put(&url)
+                .request(method.clone(), &url)
                 .bearer_auth(token)
                 .header("content-type", "application/json")
-                .body(bytes)
-                .send()
-                .await
-                .map_err(|e| self.transport_error(e))?;
+                .body(bytes);
+            if let Some(timeout) = timeout {
+                request = request.timeout(timeout);
+            }
+            let response = request.send().await.map_err(|e| self.transport_error(e))?;
             answer(response).await
         })?;
         serde_json::from_str(&text)
-            .with_context(|| format!("the portal's answer to PUT {path} is not JSON"))
+            .with_context(|| format!("the portal's answer to {method} {path} is not JSON"))
     }
 
     /// Streams `len` bytes of `file` from `offset` to `path` with PUT, calling `progress` with

@@ -725,6 +725,128 @@ async fn distribution(db: Db) {
     let seen = load(fx.p("installer-datastore")).await.unwrap();
     assert_eq!(seen[0].version.to_string(), "1.3.0");
 
+    // A large object goes up in parts; an interrupted push resumes inside it.
+    std::fs::write(
+        fx.p("blog/static/big.bin"),
+        tests::bundle::noise(5 << 20, 7),
+    )
+    .unwrap();
+    let v14 = fx.build("1.4.0", Some("1.3.0")).await;
+    let keys_file =
+        bundles::KeysFile::parse(&std::fs::read(format!("{}.keys", v14.display())).unwrap())
+            .unwrap();
+    let mut reader = bundles::BundleReader::open_pinned(
+        std::io::BufReader::new(std::fs::File::open(&v14).unwrap()),
+        &keys_file.manifest,
+        &bundles::Limits::default(),
+    )
+    .unwrap();
+    let (big, sealed) = loop {
+        let (entry, mut data) = reader.next_object().unwrap().unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut data, &mut bytes).unwrap();
+        if entry.path.as_str().ends_with("big.bin") {
+            break (entry, bytes);
+        }
+    };
+    let parts_url = format!("{url}/api/v1/objects/{}", big.sealed_digest);
+    let put_part = |n: usize, bytes: Vec<u8>| {
+        let (http, url, token) = (
+            http.clone(),
+            format!("{parts_url}/parts/{n}"),
+            fx.portal.token.clone(),
+        );
+        async move {
+            http.put(url)
+                .bearer_auth(token)
+                .body(bytes)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    const MIB: usize = 1 << 20;
+    // Parts that do not make up the object are refused at completion and discarded.
+    assert_eq!(put_part(0, vec![0; MIB]).await, 201);
+    let wrong = http
+        .post(format!("{parts_url}/complete"))
+        .bearer_auth(&fx.portal.token)
+        .json(&json!({"parts": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 422);
+    // The first two parts arrive, then the push is "interrupted".
+    assert_eq!(put_part(0, sealed[..MIB].to_vec()).await, 201);
+    assert_eq!(put_part(1, sealed[MIB..2 * MIB].to_vec()).await, 201);
+    let out = fx
+        .vp(&[
+            "--output",
+            "json",
+            "release",
+            "push",
+            v14.to_str().unwrap(),
+            "--keys",
+            fx.p("keys").to_str().unwrap(),
+            "--part-size-mib",
+            "1",
+        ])
+        .await;
+    let pushed: Value = serde_json::from_str(&ok(out)).unwrap();
+    assert_eq!(pushed["objects_uploaded"], 1, "{pushed}");
+    assert_eq!(
+        pushed["bytes_sent"],
+        big.sealed_size - 2 * MIB as u64,
+        "{pushed}"
+    );
+    let left: Value = http
+        .get(format!("{parts_url}/parts"))
+        .bearer_auth(&fx.portal.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left, json!({"complete": true, "parts": []}));
+    let downloaded = http
+        .get(format!(
+            "{url}/api/v1/vendors/acme/objects/{}",
+            big.sealed_digest
+        ))
+        .header("authorization", format!("License {compact}"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&downloaded[..], &sealed[..]);
+    // A part nobody completes is swept once it is old enough.
+    assert_eq!(put_part(3, vec![1; MIB]).await, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let swept = fx
+        .portal
+        .state
+        .blobs
+        .delete_older_than("uploads", std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(swept >= 1);
+    let left: Value = http
+        .get(format!("{parts_url}/parts"))
+        .bearer_auth(&fx.portal.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left["parts"], json!([]));
+    std::fs::remove_file(fx.p("blog/static/big.bin")).unwrap();
+
     // The portal re-signs the timestamp before it expires (and the snapshot when that is due),
     // and installers keep loading.
     let version_of = |file: &'static str| {
@@ -781,7 +903,7 @@ async fn distribution(db: Db) {
         "the snapshot was due too"
     );
     let seen = load(fx.p("installer-datastore")).await.unwrap();
-    assert_eq!(seen[0].version.to_string(), "1.3.0");
+    assert_eq!(seen[0].version.to_string(), "1.4.0");
     // Nothing is due now: nothing is re-signed.
     assert_eq!(
         vendor_portal::server::tuf_repo::refresh(state)

@@ -42,6 +42,10 @@ pub struct PushArgs {
     /// Mark the release as required: upgrades cannot skip it.
     #[arg(long)]
     required: bool,
+    /// Objects larger than this many MiB go up in parts of this size, so that an interrupted
+    /// push resumes inside them (1 to 64).
+    #[arg(long, default_value_t = 64, hide = true)]
+    part_size_mib: u64,
 }
 
 /// Arguments of `release promote`.
@@ -247,16 +251,36 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
         .copied()
         .filter(|(_, o)| missing.contains(&o.sealed_digest.to_string()))
         .collect();
+    anyhow::ensure!(
+        (1..=64).contains(&args.part_size_mib),
+        "--part-size-mib must be 1 to 64"
+    );
+    let part_size = args.part_size_mib << 20;
     let bytes_total: u64 = to_send.iter().map(|(_, o)| o.sealed_size).sum();
     let progress = Progress::new(&format!("uploading {} objects", to_send.len()), bytes_total);
+    let mut bytes_sent = 0;
     for (i, object) in &to_send {
-        portal.upload(
-            &format!("/api/v1/objects/{}", object.sealed_digest),
-            &args.bundle,
-            offsets[*i],
-            object.sealed_size,
-            progress.tick(),
-        )?;
+        let path = format!("/api/v1/objects/{}", object.sealed_digest);
+        if object.sealed_size <= part_size {
+            portal.upload(
+                &path,
+                &args.bundle,
+                offsets[*i],
+                object.sealed_size,
+                progress.tick(),
+            )?;
+            bytes_sent += object.sealed_size;
+        } else {
+            bytes_sent += upload_in_parts(
+                &portal,
+                &path,
+                &args.bundle,
+                offsets[*i],
+                object.sealed_size,
+                part_size,
+                &progress,
+            )?;
+        }
     }
     progress.finish();
 
@@ -293,7 +317,7 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
         "objects_total": manifest.objects.len(),
         "objects_uploaded": to_send.len(),
         "objects_skipped": unique.len() - to_send.len(),
-        "bytes_sent": bytes_total,
+        "bytes_sent": bytes_sent,
         "manifest_digest": info.manifest.to_string(),
         "targets_version": published.get("targets"),
         "snapshot_version": published.get("snapshot"),
@@ -307,12 +331,58 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
                 args.channel,
                 to_send.len(),
                 unique.len(),
-                mib(bytes_total),
+                mib(bytes_sent),
                 unique.len() - to_send.len()
             );
             Ok(())
         }
     }
+}
+
+/// Sends a large object in parts of `part_size`, skipping the parts an earlier, interrupted push
+/// delivered, then has the portal assemble and check it. The bytes actually sent.
+fn upload_in_parts(
+    portal: &Portal,
+    path: &str,
+    bundle: &Path,
+    offset: u64,
+    size: u64,
+    part_size: u64,
+    progress: &Progress,
+) -> Result<u64> {
+    let state = portal.get(&format!("{path}/parts"))?;
+    if state.get("complete").and_then(Value::as_bool) == Some(true) {
+        progress.tick()(size);
+        return Ok(0);
+    }
+    let arrived: Vec<(u64, u64)> = state
+        .get("parts")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| Some((p.get("part")?.as_u64()?, p.get("size")?.as_u64()?)))
+        .collect();
+    let count = size.div_ceil(part_size);
+    let mut sent = 0;
+    for n in 0..count {
+        let start = n * part_size;
+        let len = part_size.min(size - start);
+        if arrived.contains(&(n, len)) {
+            progress.tick()(len);
+            continue;
+        }
+        portal.upload(
+            &format!("{path}/parts/{n}"),
+            bundle,
+            offset + start,
+            len,
+            progress.tick(),
+        )?;
+        sent += len;
+    }
+    portal.post_slow(&format!("{path}/complete"), &json!({ "parts": count }))?;
+    Ok(sent)
 }
 
 /// The release keys the app's root should name: the keyset's release keys valid now.

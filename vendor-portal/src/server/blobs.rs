@@ -117,12 +117,28 @@ impl Blobs {
 
     /// Streams a sealed object's `body` into `key`: first under a temporary name while its sealed
     /// digest is computed, then, when that is `expected` and the length at most `max_len`, renamed
-    /// into place. A body that is
-    /// cut short, too long or not what it claims leaves nothing under `key`.
+    /// into place. A body that is cut short, too long or not what it claims leaves nothing under
+    /// `key`.
     pub async fn put_verified<S, E>(
         &self,
         key: &str,
         expected: &bundles::Digest,
+        max_len: u64,
+        body: S,
+    ) -> Result<Result<u64, UploadRefused>>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.put_streamed(key, Some(expected), max_len, body).await
+    }
+
+    /// Streams `body` into `key` through a temporary name, so that `key` holds all of it or
+    /// nothing; with `expected`, only a sealed object with that digest is kept.
+    pub async fn put_streamed<S, E>(
+        &self,
+        key: &str,
+        expected: Option<&bundles::Digest>,
         max_len: u64,
         mut body: S,
     ) -> Result<Result<u64, UploadRefused>>
@@ -167,7 +183,9 @@ impl Blobs {
             .await
             .with_context(|| format!("cannot write to the blob store {}", self.url))?;
         let digest = (!malformed).then(|| digester.finish().ok()).flatten();
-        if digest.map(|d| d.sealed_digest) != Some(*expected) {
+        if let Some(expected) = expected
+            && digest.map(|d| d.sealed_digest) != Some(*expected)
+        {
             let _ = self.store.delete(&staging).await;
             return Ok(Err(UploadRefused::DigestMismatch));
         }
@@ -176,6 +194,53 @@ impl Blobs {
             .await
             .with_context(|| format!("cannot move an upload into place in {}", self.url))?;
         Ok(Ok(len))
+    }
+
+    /// The keys under `prefix` (a folder, without the trailing `/`) and their sizes.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let base = self.path(prefix);
+        let mut listing = self.store.list(Some(&base));
+        let mut out = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.with_context(|| format!("cannot list {prefix} in {}", self.url))?;
+            if let Some(name) = meta.location.filename() {
+                out.push((name.to_owned(), meta.size));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes everything under `prefix` last written more than `age` ago; how many.
+    pub async fn delete_older_than(&self, prefix: &str, age: std::time::Duration) -> Result<usize> {
+        let cutoff = unix_seconds_ago(age);
+        let mut listing = self.store.list(Some(&self.path(prefix)));
+        let mut stale = Vec::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.with_context(|| format!("cannot list {prefix} in {}", self.url))?;
+            if meta.last_modified.timestamp() < cutoff {
+                stale.push(meta.location);
+            }
+        }
+        drop(listing);
+        for location in &stale {
+            match self.store.delete(location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot delete {location} from {}", self.url));
+                }
+            }
+        }
+        Ok(stale.len())
+    }
+
+    /// Deletes `key` (nothing happens when it does not exist).
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot delete {key} from {}", self.url)),
+        }
     }
 
     /// The size of `key`, or `None` when it does not exist.
@@ -266,4 +331,9 @@ pub enum UploadRefused {
     TooLarge(u64),
     /// The client stopped sending.
     Interrupted(String),
+}
+
+/// Unix seconds `age` ago.
+fn unix_seconds_ago(age: std::time::Duration) -> i64 {
+    super::now() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
 }

@@ -184,13 +184,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Parts of an interrupted upload are kept this many days for the push to resume.
+pub const UPLOAD_DAYS: u64 = 7;
+
 /// Idempotency records are kept this long (as Stripe does): a key reused later is a new request.
 pub const IDEMPOTENCY_SECONDS: i64 = 24 * 3600;
 
 /// Deletes what has served its purpose: rate-limit windows older than an hour, idempotency
 /// records older than [`IDEMPOTENCY_SECONDS`], expired sessions; and re-signs TUF timestamps and
-/// snapshots that expire soon. Every process runs it; the
-/// deletes are idempotent, so running it twice at once is harmless.
+/// snapshots that expire soon; and deletes uploads abandoned for [`UPLOAD_DAYS`] days. Every
+/// process runs it; the deletes are idempotent, so running it twice at once is harmless.
 pub async fn housekeeping(state: &AppState) -> Result<()> {
     let now = now();
     let turn = state.write_turn().await;
@@ -207,6 +210,14 @@ pub async fn housekeeping(state: &AppState) -> Result<()> {
         .execute(&state.db.pool)
         .await?;
     drop(turn);
+    // Parts and staging files of uploads that never completed.
+    let stale = state
+        .blobs
+        .delete_older_than("uploads", Duration::from_secs(UPLOAD_DAYS * 86_400))
+        .await?;
+    if stale > 0 {
+        tracing::info!(files = stale, "deleted abandoned uploads");
+    }
     let refreshed = tuf_repo::refresh(state).await?;
     if refreshed > 0 {
         tracing::info!(apps = refreshed, "re-signed TUF timestamps and snapshots");

@@ -41,7 +41,7 @@ use super::state::AppState;
         licenses::status,
         keys::show, keys::register, keys::rotate, keys::public_keyset,
         audit::list,
-        releases::missing, releases::upload_object, releases::stage, releases::list, releases::show,
+        releases::missing, releases::upload_object, releases::upload_part, releases::list_parts, releases::complete_upload, releases::stage, releases::list, releases::show,
         releases::tuf_state, releases::put_root, releases::put_targets, releases::metadata, releases::target,
         grants::grant, grants::kit_keys, grants::download,
     ),
@@ -171,6 +171,15 @@ pub fn streaming_router() -> Router<AppState> {
         .route(
             "/api/v1/vendors/{vendor}/objects/{digest}",
             get(grants::download),
+        )
+        .route(
+            "/api/v1/objects/{digest}/parts/{n}",
+            put(releases::upload_part).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/objects/{digest}/parts", get(releases::list_parts))
+        .route(
+            "/api/v1/objects/{digest}/complete",
+            post(releases::complete_upload),
         )
         .route(
             "/api/v1/apps/{app}/releases/{version}",

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use bundles::release::{ReleaseTarget, target_name};
 use bundles::{Digest, KeysFile, Limits};
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use tough::schema::Targets;
@@ -181,6 +181,215 @@ pub async fn upload_object(
             "the upload was cut short ({why}); nothing was stored: upload the object again"
         ))),
     }
+}
+
+/// Largest part of a resumable upload.
+pub const MAX_PART: u64 = 64 << 20;
+/// Most parts one object may be uploaded in.
+pub const MAX_PARTS: u32 = 10_000;
+
+fn parts_prefix(vendor_id: &str, digest: &Digest) -> String {
+    format!("uploads/{vendor_id}/{}", digest.hex())
+}
+
+fn part_key(vendor_id: &str, digest: &Digest, n: u32) -> String {
+    format!("{}/part-{n:05}", parts_prefix(vendor_id, digest))
+}
+
+/// A part of a resumable upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PartStored {
+    /// Its number, from 0.
+    pub part: u32,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// What has arrived of a resumable upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadState {
+    /// The object is stored already: nothing more to send.
+    pub complete: bool,
+    /// The parts that arrived whole.
+    pub parts: Vec<PartStored>,
+}
+
+/// Uploads part `n` of a large object (at most 64 MiB, streamed). A part arrives whole or not
+/// at all; sending it again replaces it. `POST .../complete` then assembles the object.
+#[utoipa::path(put, path = "/api/v1/objects/{digest}/parts/{n}", tag = "releases", security(("token" = [])),
+    params(("digest" = String, Path, description = "The sealed object digest"), ("n" = u32, Path, description = "Part number, from 0")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = PartStored), (status = 400, body = crate::server::error::Problem), (status = 413, body = crate::server::error::Problem)))]
+pub async fn upload_part(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((digest, n)): ApiPath<(String, u32)>,
+    body: Body,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let digest = parse_digest(&digest)?;
+    if n >= MAX_PARTS {
+        return Err(ApiError::bad_request(format!(
+            "part numbers run from 0 to {}",
+            MAX_PARTS - 1
+        )));
+    }
+    let stored = state
+        .blobs
+        .put_streamed(
+            &part_key(&caller.vendor_id, &digest, n),
+            None,
+            MAX_PART,
+            body.into_data_stream(),
+        )
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+    match stored {
+        Ok(size) => Ok(json_response(
+            StatusCode::CREATED,
+            PartStored { part: n, size },
+        )),
+        Err(UploadRefused::TooLarge(max)) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a part may be at most {max} bytes"),
+        )),
+        Err(other) => Err(ApiError::bad_request(format!(
+            "part {n} was not stored ({other:?}): send it again"
+        ))),
+    }
+}
+
+/// What has arrived of an object's resumable upload, so that an interrupted push sends only the
+/// rest.
+#[utoipa::path(get, path = "/api/v1/objects/{digest}/parts", tag = "releases", security(("token" = [])),
+    params(("digest" = String, Path, description = "The sealed object digest")),
+    responses((status = 200, body = UploadState)))]
+pub async fn list_parts(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(digest): ApiPath<String>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let digest = parse_digest(&digest)?;
+    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let complete = state
+        .blobs
+        .size(&object_key(&caller.vendor_id, &digest))
+        .await
+        .map_err(unavailable)?
+        .is_some();
+    let parts = state
+        .blobs
+        .list(&parts_prefix(&caller.vendor_id, &digest))
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .filter_map(|(name, size)| {
+            let part = name.strip_prefix("part-")?.parse().ok()?;
+            Some(PartStored { part, size })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        UploadState { complete, parts },
+    ))
+}
+
+/// Assembles a resumable upload.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// How many parts the object was sent in (parts 0 to `parts - 1`).
+    pub parts: u32,
+}
+
+/// Assembles parts 0 to `parts - 1` into the object, streamed, and keeps it only if they make up
+/// the sealed object the digest names; the parts are deleted either way.
+#[utoipa::path(post, path = "/api/v1/objects/{digest}/complete", tag = "releases", security(("token" = [])),
+    params(("digest" = String, Path, description = "The sealed object digest")), request_body = CompleteRequest,
+    responses((status = 201, body = ObjectStored), (status = 200, body = ObjectStored), (status = 409, body = crate::server::error::Problem),
+              (status = 422, body = crate::server::error::Problem)))]
+pub async fn complete_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(digest): ApiPath<String>,
+    ApiJson(body): ApiJson<CompleteRequest>,
+) -> ApiResult<Response> {
+    caller.require(Role::Publisher)?;
+    let digest = parse_digest(&digest)?;
+    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let key = object_key(&caller.vendor_id, &digest);
+    if let Some(size) = state.blobs.size(&key).await.map_err(unavailable)? {
+        return Ok(json_response(
+            StatusCode::OK,
+            ObjectStored {
+                digest: digest.to_string(),
+                size,
+                created: false,
+            },
+        ));
+    }
+    let prefix = parts_prefix(&caller.vendor_id, &digest);
+    let present = state.blobs.list(&prefix).await.map_err(unavailable)?;
+    if body.parts == 0 || body.parts > MAX_PARTS {
+        return Err(ApiError::invalid(format!("parts must be 1 to {MAX_PARTS}")));
+    }
+    let missing: Vec<u32> = (0..body.parts)
+        .filter(|n| {
+            !present
+                .iter()
+                .any(|(name, _)| *name == format!("part-{n:05}"))
+        })
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "parts {missing:?} have not arrived: upload them, then complete"
+        )));
+    }
+    let keys: Vec<(crate::server::blobs::Blobs, String)> = (0..body.parts)
+        .map(|n| (state.blobs.clone(), part_key(&caller.vendor_id, &digest, n)))
+        .collect();
+    let parts = futures_util::stream::iter(keys)
+        .then(open_part)
+        .try_flatten();
+    let max = bundles::seal::sealed_size(Limits::default().max_object_size);
+    let stored = state
+        .blobs
+        .put_verified(&key, &digest, max, Box::pin(parts))
+        .await
+        .map_err(unavailable)?;
+    for n in 0..body.parts {
+        let _ = state
+            .blobs
+            .delete(&part_key(&caller.vendor_id, &digest, n))
+            .await;
+    }
+    match stored {
+        Ok(size) => {
+            state.metrics.count("consign_object_uploads_total");
+            Ok(json_response(
+                StatusCode::CREATED,
+                ObjectStored {
+                    digest: digest.to_string(),
+                    size,
+                    created: true,
+                },
+            ))
+        }
+        Err(why) => Err(ApiError::invalid(format!(
+            "the parts do not make up the sealed object {digest} ({why:?}); they were discarded: upload the object again"
+        ))),
+    }
+}
+
+async fn open_part(
+    (blobs, key): (crate::server::blobs::Blobs, String),
+) -> std::io::Result<futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>> {
+    blobs
+        .stream(&key, None)
+        .await
+        .map_err(std::io::Error::other)
 }
 
 /// A release's signature block, as in the bundle.
