@@ -20,15 +20,21 @@ fn s3_env(moto: &Moto) -> Vec<(String, String)> {
     ]
 }
 
+/// A portal setup whose blobs go to a new bucket on `moto`, under `portal/`.
+fn s3_portal(moto: &Moto, dir: &std::path::Path) -> PortalSetup {
+    let (status, body) = moto.request("PUT", "/consign-blobs", &[], "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let mut setup = PortalSetup::new(dir, false);
+    setup.env = s3_env(moto);
+    setup.extra = vec!["--blob-store".into(), "s3://consign-blobs/portal".into()];
+    setup
+}
+
 #[test]
 fn portal_keeps_blobs_in_s3() {
     let moto = Moto::start();
-    let (status, body) = moto.request("PUT", "/consign-blobs", &[], "").unwrap();
-    assert_eq!(status, 200, "{body}");
     let dir = tempfile::tempdir().unwrap();
-    let mut setup = PortalSetup::new(dir.path(), false);
-    setup.env = s3_env(&moto);
-    setup.extra = vec!["--blob-store".into(), "s3://consign-blobs/portal".into()];
+    let setup = s3_portal(&moto, dir.path());
     let portal = setup.start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -84,12 +90,8 @@ fn missing_bucket_stops_the_portal_at_start() {
 #[test]
 fn releases_on_s3_download_through_a_presigned_redirect() {
     let moto = Moto::start();
-    let (status, body) = moto.request("PUT", "/consign-blobs", &[], "").unwrap();
-    assert_eq!(status, 200, "{body}");
     let dir = tempfile::tempdir().unwrap();
-    let mut setup = PortalSetup::new(dir.path(), false);
-    setup.env = s3_env(&moto);
-    setup.extra = vec!["--blob-store".into(), "s3://consign-blobs/portal".into()];
+    let setup = s3_portal(&moto, dir.path());
     let token = setup.create_vendor("acme");
     let portal = setup.start();
     let work = dir.path().join("work");

@@ -72,17 +72,6 @@ pub fn sign<T: Role>(role: T, keys: &[&SigningKey]) -> Result<Signed<T>> {
     })
 }
 
-/// Adds `keys`' signatures to an already signed role (a root signed by its old and new keys).
-pub fn add_signatures<T: Role>(signed: &mut Signed<T>, keys: &[&SigningKey]) -> Result<()> {
-    let more = sign_bytes(&signed.signed, keys)?;
-    for signature in more {
-        if !signed.signatures.iter().any(|s| s.keyid == signature.keyid) {
-            signed.signatures.push(signature);
-        }
-    }
-    Ok(())
-}
-
 fn sign_bytes<T: Role>(role: &T, keys: &[&SigningKey]) -> Result<Vec<Signature>> {
     let message = role
         .canonical_form()
@@ -317,15 +306,6 @@ pub fn root_fingerprints(root: &Root) -> Vec<String> {
         .collect()
 }
 
-/// The file name a role's version is served under (consistent snapshots: `N.<role>.json`, and
-/// `timestamp.json`).
-pub fn file_name(role: RoleType, version_number: u64) -> String {
-    match role {
-        RoleType::Timestamp => "timestamp.json".into(),
-        other => format!("{version_number}.{other}.json"),
-    }
-}
-
 /// The signed description of a new release built from `manifest` (whose exact bytes are
 /// `manifest_bytes`), published now on `channel`.
 pub fn new_release(
@@ -362,6 +342,6 @@ pub fn add_release(targets: &mut Targets, length: u64, info: &ReleaseTarget) -> 
             info.version
         );
     }
-    targets.targets.insert(name, target(length, &info.clone())?);
+    targets.targets.insert(name, target(length, info)?);
     Ok(())
 }

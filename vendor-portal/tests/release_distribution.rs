@@ -375,72 +375,38 @@ async fn distribution(db: Db) {
         .await,
         "version_outside_window",
     );
-    let revoked = fx.issue(json!({})).await;
-    let id = revoked["id"].as_str().unwrap();
-    fx.portal
-        .call(
-            Method::POST,
-            &format!("/api/v1/licenses/{id}/revoke"),
-            Some(&fx.portal.token),
-            Some(json!({})),
-        )
-        .await
-        .expect(200);
-    refused(
-        fx.grant(
-            revoked["license"].as_str().unwrap(),
-            "serverless-blog",
-            "1.0.0",
-            &fresh(),
-            "123456789012",
-        )
-        .await,
-        "revoked",
-    );
-    let suspended = fx.issue(json!({})).await;
-    let id = suspended["id"].as_str().unwrap();
-    fx.portal
-        .call(
-            Method::POST,
-            &format!("/api/v1/licenses/{id}/suspend"),
-            Some(&fx.portal.token),
-            Some(json!({})),
-        )
-        .await
-        .expect(200);
-    refused(
-        fx.grant(
-            suspended["license"].as_str().unwrap(),
-            "serverless-blog",
-            "1.0.0",
-            &fresh(),
-            "123456789012",
-        )
-        .await,
-        "suspended",
-    );
-    let renewed = fx.issue(json!({})).await;
-    let id = renewed["id"].as_str().unwrap();
-    fx.portal
-        .call(
-            Method::POST,
-            &format!("/api/v1/licenses/{id}/renew"),
-            Some(&fx.portal.token),
-            Some(json!({})),
-        )
-        .await
-        .expect(200);
-    refused(
-        fx.grant(
-            renewed["license"].as_str().unwrap(),
-            "serverless-blog",
-            "1.0.0",
-            &fresh(),
-            "123456789012",
-        )
-        .await,
-        "superseded",
-    );
+    // Revoked, suspended, and superseded by a renewal: each refused by the license's standing.
+    let mut changed = Vec::new();
+    for (action, code) in [
+        ("revoke", "revoked"),
+        ("suspend", "suspended"),
+        ("renew", "superseded"),
+    ] {
+        let license = fx.issue(json!({})).await;
+        let id = license["id"].as_str().unwrap();
+        fx.portal
+            .call(
+                Method::POST,
+                &format!("/api/v1/licenses/{id}/{action}"),
+                Some(&fx.portal.token),
+                Some(json!({})),
+            )
+            .await
+            .expect(200);
+        refused(
+            fx.grant(
+                license["license"].as_str().unwrap(),
+                "serverless-blog",
+                "1.0.0",
+                &fresh(),
+                "123456789012",
+            )
+            .await,
+            code,
+        );
+        changed.push(license);
+    }
+    let revoked = &changed[0];
     // An expired revision, validly signed with the vendor's license key.
     let keydir = vendor_portal::keydir::KeyDir::open(&fx.p("keys")).unwrap();
     let signing = keydir.read_key(vendor_portal::keydir::LICENSE_KEY).unwrap();

@@ -19,9 +19,6 @@ use super::state::AppState;
 use super::tx::VendorTx;
 use crate::tuf;
 
-/// The role names stored in `tuf_metadata.role`.
-pub const ROLES: [&str; 4] = ["root", "targets", "snapshot", "timestamp"];
-
 fn seal_context(vendor_id: &str) -> String {
     format!("tuf-online:{vendor_id}")
 }

@@ -485,24 +485,19 @@ fn release_from(row: &sqlx::any::AnyRow) -> ApiResult<Release> {
     })
 }
 
-/// Every release of an app of the vendor (`state`: only those in that state), newest first.
-pub async fn releases_of(
-    conn: &mut AnyConnection,
-    app_id: &str,
-    state: Option<&str>,
-) -> ApiResult<Vec<Release>> {
+/// Every release of an app, staged and published, newest version first.
+pub async fn releases_of(conn: &mut AnyConnection, app_id: &str) -> ApiResult<Vec<Release>> {
     let rows = sqlx::query(&format!(
-        "SELECT {RELEASE_COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id \
-         WHERE r.app_id = $1 AND ($2 = '' OR r.state = $2) ORDER BY r.created_at DESC, r.version DESC"
+        "SELECT {RELEASE_COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.app_id = $1"
     ))
     .bind(app_id)
-    .bind(state.unwrap_or(""))
     .fetch_all(conn)
     .await?;
     let mut releases = rows
         .iter()
         .map(release_from)
         .collect::<ApiResult<Vec<_>>>()?;
+    // Semantic order, which SQL's text order is not (1.10.0 after 1.9.0).
     releases.sort_by(|a, b| {
         let parse = |v: &str| semver::Version::parse(v).ok();
         parse(&b.version).cmp(&parse(&a.version))
@@ -739,7 +734,7 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
-    let releases = releases_of(&mut conn, &app_row.id, None).await?;
+    let releases = releases_of(&mut conn, &app_row.id).await?;
     Ok(json_response(StatusCode::OK, releases))
 }
 
