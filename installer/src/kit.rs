@@ -50,6 +50,10 @@ pub struct OpenedKit {
     pub keys: KeysFile,
     /// The license text.
     pub license: String,
+    /// The vendor's keyset (verified by the caller against the pinned root).
+    pub keyset: Vec<u8>,
+    /// Every release in the kit's signed targets, newest first.
+    pub all: Vec<ReleaseTarget>,
     /// The bundle's path in `dir`.
     pub bundle: PathBuf,
 }
@@ -112,6 +116,39 @@ fn unpack(kit: &Path, into: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads only a kit's index (to find where this machine keeps its metadata), with the vendor
+/// and app checked to be slugs. Nothing else in the index is trusted.
+pub fn peek(kit: &Path) -> Result<KitIndex> {
+    let file = std::fs::File::open(kit)
+        .with_context(|| format!("cannot open the kit {}", kit.display()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let entries = archive
+        .entries()
+        .with_context(|| format!("{} is not a kit", kit.display()))?;
+    for entry in entries.take(MAX_ENTRIES) {
+        let entry = entry.with_context(|| format!("{} is damaged", kit.display()))?;
+        let is_index = entry
+            .path()
+            .ok()
+            .is_some_and(|p| p.as_os_str() == "consign-kit.json");
+        if is_index {
+            let mut text = Vec::new();
+            entry
+                .take(MAX_SMALL_ENTRY)
+                .read_to_end(&mut text)
+                .with_context(|| format!("{} is damaged", kit.display()))?;
+            let index: KitIndex = serde_json::from_slice(&text)
+                .map_err(|e| anyhow!("the kit's index is not valid: {e}"))?;
+            for slug in [&index.vendor, &index.app] {
+                license::claims::Slug::new(slug.as_str())
+                    .map_err(|e| anyhow!("the kit's index names {slug:?}: {e}"))?;
+            }
+            return Ok(index);
+        }
+    }
+    bail!("{} has no consign-kit.json: it is not a kit", kit.display())
+}
+
 fn read_small(dir: &Path, name: &str) -> Result<Vec<u8>> {
     std::fs::read(dir.join(name)).with_context(|| format!("the kit has no {name}"))
 }
@@ -151,8 +188,10 @@ pub async fn open(
         tough::FilesystemTransport,
     )
     .await?;
-    let release = tuf::releases(&repo)?
-        .into_iter()
+    let all = tuf::releases(&repo)?;
+    let release = all
+        .iter()
+        .cloned()
         .find(|r| r.app.as_str() == index.app && r.version.to_string() == index.version)
         .ok_or_else(|| {
             anyhow!(
@@ -188,6 +227,8 @@ pub async fn open(
     bundles::open::check_all(reader)?;
     let license = String::from_utf8(read_small(dir.path(), "license.lic")?)
         .map_err(|_| anyhow!("the kit's license is not text"))?;
+    let keyset = read_small(dir.path(), "keyset.json")
+        .context("export the kit again with a current vendor-portal")?;
     Ok(OpenedKit {
         dir,
         index,
@@ -195,6 +236,8 @@ pub async fn open(
         manifest,
         keys,
         license,
+        keyset,
+        all,
         bundle,
     })
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! consign-kit.json                 what it holds: vendor, app, version, license id, target name
 //! license.lic                      the customer's license
+//! keyset.json                      the vendor's keyset, to verify the license offline
 //! keys.wrapped                     the release's data keys wrapped to the customer's install key
 //! tuf/metadata/N.root.json         every root version (clients walk them one by one)
 //! tuf/metadata/timestamp.json      the newest timestamp, snapshot and targets
@@ -29,9 +30,9 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use tough::schema::{Signed, Snapshot, Timestamp};
 
-use super::publish::Progress;
 use super::{Ctx, Output, print_json};
 use crate::tuf;
+use license::process::Progress;
 
 /// The kit's index file.
 pub const INDEX: &str = "consign-kit.json";
@@ -180,6 +181,7 @@ fn export(args: ExportArgs, ctx: &Ctx) -> Result<()> {
         .context("the portal's release has no manifest digest")?
         .to_owned();
     let manifest = portal.get_public(&format!("{base}/targets/{digest}.{target}"))?;
+    let keyset = portal.get_public(&format!("/api/v1/vendors/{vendor}/keyset"))?;
 
     // The bundle, reassembled from the manifest and the sealed objects.
     let parsed: bundles::BundleManifest =
@@ -259,6 +261,7 @@ fn export(args: ExportArgs, ctx: &Ctx) -> Result<()> {
             serde_json::to_string_pretty(&index)?.as_bytes(),
         )?;
         append(&mut tar, "license.lic", license_text.as_bytes())?;
+        append(&mut tar, "keyset.json", keyset.as_bytes())?;
         append(&mut tar, "keys.wrapped", &wrapped)?;
         for (name, text) in &metadata {
             append(&mut tar, &format!("tuf/metadata/{name}"), text.as_bytes())?;

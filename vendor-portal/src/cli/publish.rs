@@ -7,10 +7,8 @@
 //! targets, they are checked against the vendor's own release keys, so a compromised portal
 //! cannot slip a target into the vendor's next signature.
 
-use std::io::IsTerminal as _;
+use license::process::{Progress, mib};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, Result, bail};
 use bundles::release::{ReleaseTarget, target_name};
@@ -101,57 +99,6 @@ pub struct RequireArgs {
 pub struct ListArgs {
     /// The app's slug.
     app: String,
-}
-
-/// A progress bar on stderr, drawn only when stderr is a terminal.
-pub struct Progress {
-    total: u64,
-    done: Arc<AtomicU64>,
-    label: String,
-    draw: bool,
-}
-
-impl Progress {
-    /// A bar for `total` bytes.
-    pub fn new(label: &str, total: u64) -> Self {
-        Self {
-            total,
-            done: Arc::new(AtomicU64::new(0)),
-            label: label.to_owned(),
-            draw: std::io::stderr().is_terminal(),
-        }
-    }
-
-    /// A callback that advances the bar.
-    pub fn tick(&self) -> impl Fn(u64) + Send + Sync + 'static {
-        let (done, total, label, draw) =
-            (self.done.clone(), self.total, self.label.clone(), self.draw);
-        move |n| {
-            let now = done.fetch_add(n, Ordering::Relaxed) + n;
-            if draw {
-                let pct = (now * 100).checked_div(total).unwrap_or(100).min(100);
-                let filled = (pct / 4) as usize;
-                eprint!(
-                    "\r{label} [{}{}] {pct:>3}% {}/{}",
-                    "#".repeat(filled),
-                    " ".repeat(25 - filled),
-                    mib(now),
-                    mib(total)
-                );
-            }
-        }
-    }
-
-    /// Ends the bar's line.
-    pub fn finish(&self) {
-        if self.draw {
-            eprintln!();
-        }
-    }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
 }
 
 /// Where each sealed object starts in a `.bundle` file (see `bundles/src/container.rs`).

@@ -1,0 +1,216 @@
+//! What the installer asks a vendor's portal: the vendor's keyset, the app's first TUF root, a
+//! key grant for one release, and sealed objects. Everything it gets back is verified by the
+//! caller (keyset against the pinned root, metadata through TUF, objects against the signed
+//! manifest); the portal is trusted for nothing but availability.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bundles::KeysFile;
+use bundles::wrap::RecipientSecret;
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt as _;
+
+/// Largest keyset or root accepted from a portal.
+const MAX_SMALL: usize = 512 * 1024;
+
+/// A refusal by the portal: its stable code and sentence.
+#[derive(Debug, thiserror::Error)]
+#[error("the portal refused: {detail}")]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// The problem code (`revoked`, `wrong_account`, ...).
+    pub code: String,
+    /// What was wrong and what to do.
+    pub detail: String,
+}
+
+/// A portal client.
+#[derive(Clone, Debug)]
+pub struct Portal {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Problem {
+    code: Option<String>,
+    detail: Option<String>,
+}
+
+impl Portal {
+    /// A client for the portal at `base`.
+    pub fn new(base: &str) -> Result<Self> {
+        let url = url::Url::parse(base)
+            .map_err(|e| anyhow!("{base} is not a URL ({e}): give the portal's address"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("{base} is not an http(s) URL");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("consign-installer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The portal's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot reach the portal at {} ({e}): check the address and your network",
+            self.base
+        )
+    }
+
+    async fn refusal(response: reqwest::Response) -> anyhow::Error {
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let problem: Option<Problem> = serde_json::from_str(&text).ok();
+        let (code, detail) = problem.map(|p| (p.code, p.detail)).unwrap_or((None, None));
+        anyhow::Error::new(Refusal {
+            status,
+            code: code.unwrap_or_else(|| "error".into()),
+            detail: detail.unwrap_or_else(|| format!("it answered HTTP {status}")),
+        })
+    }
+
+    async fn get_small(&self, path: &str) -> Result<Vec<u8>> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(Self::refusal(response).await);
+        }
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.unreachable(e))?;
+            if body.len() + chunk.len() > MAX_SMALL {
+                bail!("{path} on the portal is larger than {MAX_SMALL} bytes: refusing it");
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// The vendor's signed keyset (verified by the caller against the pinned root).
+    pub async fn keyset(&self, vendor: &str) -> Result<Vec<u8>> {
+        self.get_small(&format!("/api/v1/vendors/{vendor}/keyset"))
+            .await
+            .with_context(|| format!("cannot fetch vendor {vendor}'s keyset"))
+    }
+
+    /// The app's first root metadata (checked by the caller against the pinned root key).
+    pub async fn first_root(&self, vendor: &str, app: &str) -> Result<Vec<u8>> {
+        self.get_small(&format!("/tuf/{vendor}/{app}/1.root.json"))
+            .await
+            .with_context(|| format!("cannot fetch {app}'s release metadata"))
+    }
+
+    /// The app's TUF folder.
+    pub fn tuf_base(&self, vendor: &str, app: &str) -> String {
+        format!("{}/tuf/{vendor}/{app}/", self.base)
+    }
+
+    /// Asks for `version`'s data keys for `license`, deploying into `account`; unwraps them
+    /// with a fresh key used for this grant only.
+    pub async fn grant(
+        &self,
+        license: &str,
+        app: &str,
+        version: &str,
+        account: &str,
+    ) -> Result<KeysFile> {
+        let secret = RecipientSecret::generate()?;
+        let response = self
+            .http
+            .post(format!("{}/api/v1/grants", self.base))
+            .json(&json!({
+                "license": license,
+                "app": app,
+                "version": version,
+                "public_key": STANDARD.encode(secret.public()),
+                "aws_account": account,
+            }))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(Self::refusal(response).await);
+        }
+        #[derive(Deserialize)]
+        struct Grant {
+            wrapped_keys: String,
+        }
+        let grant: Grant = response
+            .json()
+            .await
+            .map_err(|e| anyhow!("the portal's grant is not valid: {e}"))?;
+        let wrapped = STANDARD
+            .decode(grant.wrapped_keys.trim())
+            .map_err(|_| anyhow!("the portal's grant is not base64"))?;
+        let bytes = bundles::wrap::unwrap(&wrapped, &secret)?;
+        Ok(KeysFile::parse(&bytes)?)
+    }
+
+    /// Downloads sealed object `sealed_digest` of `vendor` into `to`, at most `size` bytes,
+    /// calling `progress` with each chunk's length.
+    pub async fn download(
+        &self,
+        vendor: &str,
+        license_compact: &str,
+        sealed_digest: &str,
+        size: u64,
+        to: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<()> {
+        let response = self
+            .http
+            .get(format!(
+                "{}/api/v1/vendors/{vendor}/objects/{sealed_digest}",
+                self.base
+            ))
+            .header("Authorization", format!("License {license_compact}"))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(Self::refusal(response).await);
+        }
+        let mut file = tokio::fs::File::create(to)
+            .await
+            .with_context(|| format!("cannot write {}", to.display()))?;
+        let mut written = 0u64;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.unreachable(e))?;
+            written += chunk.len() as u64;
+            if written > size {
+                bail!("object {sealed_digest} is larger than its signed size: refusing it");
+            }
+            file.write_all(&chunk)
+                .await
+                .with_context(|| format!("cannot write {}", to.display()))?;
+            progress(chunk.len() as u64);
+        }
+        file.flush().await?;
+        Ok(())
+    }
+}

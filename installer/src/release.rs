@@ -1,0 +1,428 @@
+//! A release made ready to deploy, from a portal (after `installer login`) or from an air-gapped
+//! kit: the license verified against the vendor's keyset (pinned root), the release found in the
+//! vendor-signed TUF targets, its manifest read through the signed target, and its objects
+//! decrypted on demand and checked against the manifest before anything uses them.
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Read as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use bundles::release::ReleaseTarget;
+use bundles::{BundleManifest, BundleReader, Digest, KeysFile, Limits, ObjectEntry};
+use license::{Keyset, TrustPin, TrustedKeyset, UnixTime, VerifiedLicense, VerifyOptions};
+
+use crate::home::Login;
+use crate::portal::Portal;
+use crate::{kit, tuf};
+
+/// Where a release's objects come from.
+pub enum Source {
+    /// A portal, with the data keys it granted.
+    Portal {
+        /// The portal.
+        portal: Portal,
+        /// The vendor's slug.
+        vendor: String,
+        /// The license, compact, for downloads.
+        license_compact: String,
+        /// The granted keys (`None` until [`Release::grant`]).
+        keys: Option<KeysFile>,
+    },
+    /// An opened, verified kit.
+    Kit(Box<kit::OpenedKit>),
+}
+
+/// A verified release.
+pub struct Release {
+    /// The manifest, parsed from the bytes the signed target pins.
+    pub manifest: BundleManifest,
+    /// The manifest's exact bytes.
+    pub manifest_bytes: Vec<u8>,
+    /// SHA-256 of the manifest bytes.
+    pub manifest_digest: Digest,
+    /// What the vendor's signed targets say about it.
+    pub target: ReleaseTarget,
+    /// Every release of the app in the signed targets, newest first.
+    pub all: Vec<ReleaseTarget>,
+    /// The verified license.
+    pub license: VerifiedLicense,
+    /// The license, armoured (stored in the account for the agent).
+    pub license_text: String,
+    /// Where the objects come from.
+    pub source: Source,
+}
+
+/// The verified license and keyset of a login.
+pub struct Licensed {
+    /// The verified license.
+    pub license: VerifiedLicense,
+    /// The vendor's keyset.
+    pub keyset: TrustedKeyset,
+}
+
+/// Verifies `license_text` with `keyset_bytes` under the root pin `root` (and no older keyset
+/// than `min_seq`).
+pub fn verify_license(
+    keyset_bytes: &[u8],
+    root: &str,
+    min_seq: u64,
+    license_text: &str,
+) -> Result<Licensed> {
+    let keyset = Keyset::verify(
+        keyset_bytes,
+        &TrustPin {
+            root_fingerprint: Some(root.to_owned()),
+            min_seq,
+        },
+    )
+    .context("the vendor's keyset is not trusted")?;
+    let license = keyset
+        .verify_license(license_text, &VerifyOptions::at(UnixTime::now()))
+        .context("the license is not valid")?;
+    Ok(Licensed { license, keyset })
+}
+
+/// Parses manifest bytes already authenticated by a signed TUF target.
+pub fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest> {
+    let manifest: BundleManifest = serde_json::from_slice(bytes)
+        .map_err(|e| anyhow!("the release's manifest is not valid: {e}"))?;
+    manifest.validate(&Limits::default())?;
+    Ok(manifest)
+}
+
+/// The logged-in app's verified metadata: license, keyset and the signed list of releases.
+pub struct Catalog {
+    /// The login.
+    pub login: Login,
+    /// The portal.
+    pub portal: Portal,
+    /// The verified license and keyset.
+    pub licensed: Licensed,
+    /// The loaded TUF repository.
+    pub repo: tough::Repository,
+    /// Every release, newest first.
+    pub releases: Vec<ReleaseTarget>,
+}
+
+impl Catalog {
+    /// Loads the login, re-verifies the license against the current keyset and loads the app's
+    /// metadata through TUF (refusing rollbacks against this machine's datastore).
+    pub async fn load() -> Result<Self> {
+        let mut login = Login::read()?;
+        let portal = Portal::new(&login.portal)?;
+        let keyset = portal.keyset(&login.vendor).await?;
+        let licensed = verify_license(
+            &keyset,
+            &login.root_fingerprint,
+            login.keyset_seq,
+            &login.license,
+        )?;
+        if licensed.keyset.keyset().seq > login.keyset_seq {
+            login.keyset_seq = licensed.keyset.keyset().seq;
+            login.save()?;
+        }
+        let root = portal.first_root(&login.vendor, &login.app).await?;
+        tuf::check_pinned_root(&root, &login.root_fingerprint)?;
+        let repo = tuf::load_over_http(
+            &portal.tuf_base(&login.vendor, &login.app),
+            &root,
+            &login.datastore()?,
+        )
+        .await?;
+        let releases = tuf::releases(&repo)?;
+        Ok(Self {
+            login,
+            portal,
+            licensed,
+            repo,
+            releases,
+        })
+    }
+
+    /// Why the license may not install `target` (`None`: it may). Checks the distribution
+    /// window, the channels and the entitlement the vendor signed into the target.
+    pub fn refusal(&self, target: &ReleaseTarget) -> Option<String> {
+        licensed_for(&self.licensed.license, target)
+    }
+
+    /// The release `version`, verified and ready to be granted.
+    pub async fn release(self, version: &semver::Version) -> Result<Release> {
+        let target = self
+            .releases
+            .iter()
+            .find(|r| r.version == *version)
+            .cloned()
+            .ok_or_else(|| {
+                anyhow!(
+                    "{} {version} is not published: `installer versions` lists what is",
+                    self.login.app
+                )
+            })?;
+        check_target(&target, &self.licensed.license)?;
+        let bytes = tuf::read_manifest(&self.repo, &target).await?;
+        let manifest = parse_manifest(&bytes)?;
+        let license_compact = license::armor::dearmor(&self.login.license)?;
+        Ok(Release {
+            manifest,
+            manifest_digest: Digest::of(&bytes),
+            manifest_bytes: bytes,
+            target,
+            all: self.releases,
+            license: self.licensed.license,
+            license_text: self.login.license,
+            source: Source::Portal {
+                portal: self.portal,
+                vendor: self.login.vendor,
+                license_compact,
+                keys: None,
+            },
+        })
+    }
+}
+
+/// Why `license` may not install `target`, if it may not.
+pub fn licensed_for(license: &VerifiedLicense, target: &ReleaseTarget) -> Option<String> {
+    let channels: Vec<&str> = target.channels.iter().map(|c| c.as_str()).collect();
+    let Some(published_at) = UnixTime::from_secs(target.published_at) else {
+        return Some("the release's publish time is not valid".into());
+    };
+    let mut last = None;
+    for channel in if channels.is_empty() {
+        vec![""]
+    } else {
+        channels
+    } {
+        match license.may_install(&license::entitlements::ReleaseRef {
+            app: target.app.as_str(),
+            version: &target.version,
+            channel,
+            published_at,
+        }) {
+            Ok(()) => {
+                last = None;
+                break;
+            }
+            Err(denial) => last = Some(denial.to_string()),
+        }
+    }
+    if last.is_some() {
+        return last;
+    }
+    if let Some(feature) = &target.entitlement
+        && license
+            .is_feature_allowed(feature.as_str(), UnixTime::now())
+            .is_err()
+    {
+        return Some(format!(
+            "the release needs the {feature:?} entitlement, which the license does not include"
+        ));
+    }
+    None
+}
+
+/// Refuses a yanked release, one outside the license, or one this installer is too old for.
+pub fn check_target(target: &ReleaseTarget, license: &VerifiedLicense) -> Result<()> {
+    if let Some(reason) = &target.yanked {
+        bail!(
+            "{} {} was withdrawn by the vendor ({reason}): pick another version",
+            target.app,
+            target.version
+        );
+    }
+    if let Some(reason) = licensed_for(license, target) {
+        bail!(
+            "the license does not cover {} {}: {reason}; ask the vendor for a license that does",
+            target.app,
+            target.version
+        );
+    }
+    let ours = installer_version();
+    if target.min_installer_version > ours {
+        bail!(
+            "{} {} needs installer {} or later (this is {ours}): update the installer",
+            target.app,
+            target.version,
+            target.min_installer_version
+        );
+    }
+    Ok(())
+}
+
+/// This installer's version.
+pub fn installer_version() -> semver::Version {
+    semver::Version::parse(env!("CARGO_PKG_VERSION")).unwrap_or(semver::Version::new(0, 0, 0))
+}
+
+/// Opens a kit with the install key in `key_dir`, trusting the vendor root `root`.
+pub async fn from_kit(kit_path: &Path, key_dir: &Path, root: &str) -> Result<Release> {
+    let key = crate::keys::read(key_dir)?;
+    let index = kit::peek(kit_path)?;
+    let datastore = crate::home::datastore(&index.vendor, &index.app)?;
+    let opened = kit::open(kit_path, &key, root, &datastore).await?;
+    let licensed = verify_license(&opened.keyset, root, 0, &opened.license)?;
+    if licensed.license.claims().jti.as_str() != opened.index.license {
+        bail!("the kit's license is not the one its index names: refusing the kit");
+    }
+    check_target(&opened.release, &licensed.license)?;
+    let manifest = parse_manifest(&opened.manifest)?;
+    let all = opened.all.clone();
+    Ok(Release {
+        manifest,
+        manifest_digest: Digest::of(&opened.manifest),
+        manifest_bytes: opened.manifest.clone(),
+        target: opened.release.clone(),
+        all,
+        license: licensed.license,
+        license_text: opened.license.clone(),
+        source: Source::Kit(Box::new(opened)),
+    })
+}
+
+impl Release {
+    /// The app's slug.
+    pub fn app(&self) -> &str {
+        self.manifest.app.as_str()
+    }
+
+    /// Asks the portal for the data keys (the portal's last word on the license: revocation,
+    /// suspension, the account binding). A kit already carries its keys.
+    pub async fn grant(&mut self, account: &str) -> Result<()> {
+        let version = self.manifest.version.to_string();
+        let app = self.app().to_owned();
+        if let Source::Portal {
+            portal,
+            keys,
+            license_compact,
+            ..
+        } = &mut self.source
+        {
+            let granted = portal
+                .grant(license_compact, &app, &version, account)
+                .await?;
+            granted.check_belongs_to(&self.manifest_bytes, &app, &self.manifest.version)?;
+            *keys = Some(granted);
+        }
+        Ok(())
+    }
+
+    /// Decrypts `wanted` objects into `dir`, each checked against the manifest; returns each
+    /// object's plaintext file by path. `progress` counts sealed bytes.
+    pub async fn fetch(
+        &self,
+        wanted: &[ObjectEntry],
+        dir: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<BTreeMap<String, PathBuf>> {
+        let mut out = BTreeMap::new();
+        match &self.source {
+            Source::Portal {
+                portal,
+                vendor,
+                license_compact,
+                keys,
+            } => {
+                let keys = keys
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("the release's keys were not granted yet"))?;
+                let mut tasks = futures_util::stream::iter(wanted.iter().map(|entry| async move {
+                    let sealed = dir.join(format!("{}.sealed", entry.sealed_digest.hex()));
+                    portal
+                        .download(
+                            vendor,
+                            license_compact,
+                            &entry.sealed_digest.to_string(),
+                            entry.sealed_size,
+                            &sealed,
+                            progress,
+                        )
+                        .await
+                        .with_context(|| format!("cannot download {}", entry.path))?;
+                    let plain = dir.join(entry.digest.hex());
+                    open_object(keys, entry, &sealed, &plain)?;
+                    let _ = std::fs::remove_file(&sealed);
+                    Ok::<_, anyhow::Error>((entry.path.to_string(), plain))
+                }))
+                .buffer_unordered(4);
+                use futures_util::StreamExt as _;
+                while let Some(result) = tasks.next().await {
+                    let (path, file) = result?;
+                    out.insert(path, file);
+                }
+            }
+            Source::Kit(opened) => {
+                let file = std::fs::File::open(&opened.bundle).context("the kit has no bundle")?;
+                let mut reader = BundleReader::open_pinned(
+                    BufReader::new(file),
+                    &self.manifest_digest,
+                    &Limits::default(),
+                )?;
+                while let Some((entry, mut object)) = reader.next_object()? {
+                    if !wanted.iter().any(|w| w.path == entry.path) {
+                        std::io::copy(&mut object, &mut std::io::sink())
+                            .context("the kit's bundle is damaged")?;
+                        continue;
+                    }
+                    let plain = dir.join(entry.digest.hex());
+                    let key = opened
+                        .keys
+                        .key_for(&entry.digest)
+                        .ok_or_else(|| anyhow!("the kit's keys have no key for {}", entry.path))?;
+                    decrypt(key, &entry, &mut object, &plain)?;
+                    progress(entry.sealed_size);
+                    out.insert(entry.path.to_string(), plain);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn open_object(keys: &KeysFile, entry: &ObjectEntry, sealed: &Path, plain: &Path) -> Result<()> {
+    let key = keys
+        .key_for(&entry.digest)
+        .ok_or_else(|| anyhow!("the granted keys have no key for {}", entry.path))?;
+    let mut file = BufReader::with_capacity(
+        256 * 1024,
+        std::fs::File::open(sealed).with_context(|| format!("cannot read {}", sealed.display()))?,
+    );
+    decrypt(key, entry, &mut file, plain)
+}
+
+/// Decrypts one sealed object into `plain` (kept only when it authenticated completely and its
+/// sealed digest is the signed one).
+fn decrypt(
+    key: &bundles::seal::DataKey,
+    entry: &ObjectEntry,
+    reader: &mut dyn std::io::Read,
+    plain: &Path,
+) -> Result<()> {
+    let tmp = plain.with_extension("partial");
+    let result = (|| {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?,
+        );
+        let sealed = bundles::seal::open(
+            key,
+            entry.path.as_str(),
+            &entry.digest,
+            entry.size,
+            reader.take(entry.sealed_size),
+            &mut out,
+        )?;
+        std::io::Write::flush(&mut out)?;
+        if sealed.sealed_digest != entry.sealed_digest {
+            bail!(
+                "object {} is not the one the vendor signed (its sealed digest differs): refusing the release",
+                entry.path
+            );
+        }
+        std::fs::rename(&tmp, plain)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("object {} is refused", entry.path))
+}

@@ -1,0 +1,442 @@
+//! The installer's end-to-end world: a moto server as the customer's AWS account (account
+//! `123456789012`, `us-east-1`), a running portal where a vendor published versions of the
+//! reference app with the real CLI, a license for the customer, and helpers to run `installer`
+//! against both and to read the account from outside (boto3 in moto's virtual environment), so
+//! a test can assert that a refused run left the account exactly as it was.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::bin;
+use crate::moto::{Moto, venv_python};
+use crate::portal::{PortalProcess, PortalSetup, copy_tree};
+
+/// moto's account.
+pub const ACCOUNT: &str = "123456789012";
+/// The region the tests deploy into.
+pub const REGION: &str = "us-east-1";
+
+/// A vendor with a portal and published releases, and a customer's AWS account.
+pub struct World {
+    /// The AWS account.
+    pub moto: Moto,
+    /// The portal's setup (its data folder).
+    pub setup: PortalSetup,
+    /// The running portal.
+    pub portal: PortalProcess,
+    /// The vendor's API token.
+    pub token: String,
+    /// The vendor's root key fingerprint.
+    pub fingerprint: String,
+    /// Keys, app folders, bundles, licenses, the installer's home.
+    pub dir: tempfile::TempDir,
+    /// The AWS endpoint the installer uses (moto, or a proxy in front of it).
+    pub endpoint: String,
+}
+
+/// Runs `vendor-portal` client commands, failing loudly.
+fn vendor(setup: &PortalSetup, url: &str, token: &str, args: &[&str]) -> String {
+    let out = setup.client(url, token, args);
+    assert!(
+        out.status.success(),
+        "vendor-portal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+impl World {
+    /// Starts moto (Lambda without Docker) and a portal; the vendor publishes 1.0.0 and 1.1.0
+    /// (1.1.0 changes only the posts function) on `stable`.
+    pub fn new() -> Self {
+        let moto = Moto::start();
+        let (status, body) = moto
+            .request(
+                "POST",
+                "/moto-api/config",
+                &[("Content-Type", "application/json")],
+                r#"{"lambda":{"use_docker":false}}"#,
+            )
+            .unwrap();
+        assert!((200..300).contains(&status), "{body}");
+        let dir = tempfile::tempdir().unwrap();
+        let setup = PortalSetup::new(dir.path(), false);
+        let token = setup.create_vendor("acme");
+        let portal = setup.start();
+        let endpoint = moto.endpoint();
+        let world = Self {
+            moto,
+            setup,
+            portal,
+            token,
+            fingerprint: String::new(),
+            dir,
+            endpoint,
+        };
+        world.vendor(&["keys", "init", "--out", &world.p("keys")]);
+        world.vendor(&["keys", "register", "--keys", &world.p("keys")]);
+        let fingerprint = world
+            .vendor(&["keys", "fingerprint", "--keys", &world.p("keys")])
+            .trim()
+            .to_owned();
+        world.vendor(&[
+            "app",
+            "create",
+            "--slug",
+            "serverless-blog",
+            "--name",
+            "Serverless Blog",
+        ]);
+        world.vendor(&[
+            "customer",
+            "create",
+            "--slug",
+            "globex",
+            "--name",
+            "Globex",
+            "--aws-account",
+            ACCOUNT,
+        ]);
+        let mut world = Self {
+            fingerprint,
+            ..world
+        };
+        world.publish("1.0.0", |_| {});
+        world.publish("1.1.0", |app| {
+            let posts = app.join("functions/posts/app.py");
+            let mut code = std::fs::read_to_string(&posts).unwrap();
+            code.push_str("\n# 1.1.0: posts are returned newest first.\n");
+            std::fs::write(posts, code).unwrap();
+        });
+        world.endpoint = world.moto.endpoint();
+        world
+    }
+
+    /// A path in the world's folder, as a string.
+    pub fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// Runs a vendor command against the portal.
+    pub fn vendor(&self, args: &[&str]) -> String {
+        vendor(&self.setup, &self.portal.url, &self.token, args)
+    }
+
+    /// Builds the reference app at `version` (after `edit` changes its folder) and pushes it.
+    pub fn publish(&mut self, version: &str, edit: impl FnOnce(&Path)) {
+        let app = self.dir.path().join(format!("blog-{version}"));
+        copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog"),
+            &app,
+        );
+        let manifest = app.join("consign.toml");
+        let text = std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replacen("version = \"1.0.0\"", &format!("version = \"{version}\""), 1);
+        std::fs::write(&manifest, text).unwrap();
+        edit(&app);
+        let bundle = self.p(&format!("blog-{version}.bundle"));
+        self.vendor(&[
+            "release",
+            "build",
+            app.to_str().unwrap(),
+            "--keys",
+            &self.p("keys"),
+            "-o",
+            &bundle,
+        ]);
+        self.vendor(&["release", "push", &bundle, "--keys", &self.p("keys")]);
+    }
+
+    /// Issues a license to globex (with extra `license issue` arguments) into `name`; returns
+    /// its id.
+    pub fn license(&self, name: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "license",
+            "issue",
+            "--customer",
+            "globex",
+            "--app",
+            "serverless-blog",
+            "--output",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.p(name);
+        args.extend_from_slice(&["-o", &out]);
+        let printed: Value = serde_json::from_str(&self.vendor(&args)).unwrap();
+        printed["id"]
+            .as_str()
+            .or_else(|| printed["license"]["id"].as_str())
+            .unwrap_or_else(|| panic!("no license id in {printed}"))
+            .to_owned()
+    }
+
+    /// An `installer` command with this world's AWS account and installer home.
+    pub fn installer_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("installer"));
+        cmd.args(args)
+            .env("CONSIGN_INSTALLER_HOME", self.dir.path().join("installer-home"))
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", REGION)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.dir.path().join("no-aws-credentials"),
+            )
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("PORTAL_URL")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `installer`.
+    pub fn installer(&self, args: &[&str]) -> Output {
+        self.installer_command(args).output().unwrap()
+    }
+
+    /// Runs `installer`, expecting success; its stdout.
+    pub fn installer_ok(&self, args: &[&str]) -> String {
+        let out = self.installer(args);
+        assert!(
+            out.status.success(),
+            "installer {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `installer ... --output json`, expecting success.
+    pub fn installer_json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--output", "json"]);
+        serde_json::from_str(&self.installer_ok(&all)).unwrap()
+    }
+
+    /// Runs `installer`, expecting failure; its stderr.
+    pub fn installer_err(&self, args: &[&str]) -> String {
+        let out = self.installer(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "installer {args:?} should have failed: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{stderr}"
+        );
+        stderr
+    }
+
+    /// `installer login` with the license file `name`, pinning the vendor's root.
+    pub fn login(&self, name: &str) {
+        self.installer_ok(&[
+            "login",
+            "--portal",
+            &self.portal.url,
+            "--license",
+            &self.p(name),
+            "--trust-root",
+            &self.fingerprint,
+        ]);
+    }
+
+    /// Everything the installer could have touched in the account, read with boto3: stacks
+    /// (not deleted), buckets and their keys, SSM parameters and their values.
+    pub fn account(&self) -> Value {
+        let script = r#"
+import boto3, json, sys
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1",
+          aws_access_key_id="testing", aws_secret_access_key="testing")
+cfn, s3, ssm = (boto3.client(s, **kw) for s in ("cloudformation", "s3", "ssm"))
+stacks = sorted((s["StackName"], s["StackStatus"]) for s in cfn.list_stacks()["StackSummaries"]
+                if s["StackStatus"] != "DELETE_COMPLETE")
+buckets = {}
+for b in s3.list_buckets().get("Buckets", []):
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=b["Name"]).get("Contents", [])]
+    buckets[b["Name"]] = sorted(keys)
+params = {}
+for page in ssm.get_paginator("describe_parameters").paginate():
+    for p in page["Parameters"]:
+        params[p["Name"]] = ssm.get_parameter(Name=p["Name"], WithDecryption=True)["Parameter"]["Value"]
+print(json.dumps({"stacks": stacks, "buckets": buckets, "parameters": params}, sort_keys=True))
+"#;
+        let out = Command::new(venv_python())
+            .args(["-c", script, &self.moto.endpoint()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The function artifacts in the artifact bucket.
+    pub fn artifacts(&self) -> Vec<String> {
+        let account = self.account();
+        account["buckets"][format!("consign-artifacts-{ACCOUNT}-{REGION}")]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| k.as_str())
+                    .filter(|k| k.starts_with("functions/"))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The portal's stored blob of the object at `path` in `version`'s bundle.
+    pub fn stored_object(&self, version: &str, path: &str) -> PathBuf {
+        let mut file = std::io::BufReader::new(
+            std::fs::File::open(self.p(&format!("blog-{version}.bundle"))).unwrap(),
+        );
+        let head = bundles::container::read_head(&mut file, &bundles::Limits::default()).unwrap();
+        let manifest: bundles::BundleManifest =
+            serde_json::from_slice(&head.manifest_bytes).unwrap();
+        let object = manifest
+            .objects
+            .iter()
+            .find(|o| o.path.as_str() == path)
+            .unwrap();
+        let hex = object.sealed_digest.hex();
+        std::fs::read_dir(self.setup.data.join("blobs/objects"))
+            .unwrap()
+            .map(|vendor| vendor.unwrap().path().join(&hex))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("no stored blob for {path}"))
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A TCP proxy in front of the AWS endpoint that can fail like a network: once the requests it
+/// forwards contain `pattern` for the `nth` time, it drops every connection and refuses new
+/// ones until [`Proxy::restore`].
+pub struct Proxy {
+    /// The port it listens on.
+    pub port: u16,
+    down: Arc<AtomicBool>,
+    /// How many times the pattern was seen.
+    pub seen: Arc<AtomicUsize>,
+    upstream: u16,
+    listener: Arc<Mutex<Option<TcpListener>>>,
+}
+
+impl Proxy {
+    /// A proxy to `127.0.0.1:upstream` that cuts at the `nth` request containing `pattern`.
+    pub fn start(upstream: u16, pattern: &'static [u8], nth: usize) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Self {
+            port,
+            down: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(AtomicUsize::new(0)),
+            upstream,
+            listener: Arc::new(Mutex::new(None)),
+        };
+        proxy.serve(listener, pattern, nth);
+        proxy
+    }
+
+    /// `http://localhost:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://localhost:{}", self.port)
+    }
+
+    fn serve(&self, listener: TcpListener, pattern: &'static [u8], nth: usize) {
+        let (down, seen, upstream) = (self.down.clone(), self.seen.clone(), self.upstream);
+        let slot = self.listener.clone();
+        *slot.lock().unwrap() = Some(listener.try_clone().unwrap());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if down.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (down, seen, slot) = (down.clone(), seen.clone(), slot.clone());
+                let (client2, server2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                // Server to client: plain copy.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (server2, client2);
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+                // Client to server: watch for the pattern.
+                std::thread::spawn(move || {
+                    let (mut from, mut to) = (client, server);
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        if down.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if chunk.windows(pattern.len()).any(|w| w == pattern)
+                            && seen.fetch_add(1, Ordering::SeqCst) + 1 >= nth
+                        {
+                            cut(&down, &slot);
+                            break;
+                        }
+                        if to.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+    }
+
+    /// Whether the proxy has cut the network.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting: the endpoint refuses connections (the socket is closed).
+    pub fn close(&self) {
+        cut(&self.down, &self.listener);
+    }
+
+    /// Serves again on the same port, no longer cutting.
+    pub fn restore(&self) {
+        self.close();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).unwrap();
+        self.down.store(false, Ordering::SeqCst);
+        self.serve(listener, b"\0never\0", usize::MAX);
+    }
+}
+
+/// Marks the proxy down and closes its listening socket: the accept loop is woken by one last
+/// connection, sees `down`, and drops its own handle, so new connections are refused.
+fn cut(down: &AtomicBool, slot: &Mutex<Option<TcpListener>>) {
+    down.store(true, Ordering::SeqCst);
+    if let Some(listener) = slot.lock().unwrap().take() {
+        let _ = TcpStream::connect(listener.local_addr().unwrap());
+    }
+}

@@ -1,0 +1,183 @@
+//! The enterprise admin's whole story on moto with a running portal: the vendor pushes 1.0.0 and
+//! 1.1.0 of the reference app; a license bound to moto's account; login, versions, plan (which
+//! changes nothing), install 1.0.0, status, upgrade to 1.1.0 (only the changed function is
+//! uploaded), rollback to 1.0.0, uninstall (no stack left), and `install` run twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use serde_json::Value;
+use tests::install::{ACCOUNT, REGION, World};
+
+const STACK: &str = "blog";
+
+fn function_count(world: &World) -> usize {
+    world.artifacts().len()
+}
+
+#[test]
+fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
+    let world = World::new();
+    let license_id = world.license("globex.lic", &[]);
+    world.login("globex.lic");
+
+    // versions: both releases, both installable.
+    let versions = world.installer_json(&["versions"]);
+    let list = versions["versions"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{versions}");
+    assert_eq!(list[0]["version"], "1.1.0");
+    assert_eq!(list[1]["version"], "1.0.0");
+    assert!(list.iter().all(|v| v["installable"] == true), "{versions}");
+
+    // plan: shows the resources, IAM actions and parameters; changes nothing.
+    let before = world.account();
+    let plan = world.installer_json(&["plan", "--stack", STACK, "--version", "1.0.0"]);
+    assert_eq!(plan["change_set_type"], "CREATE", "{plan}");
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["logical_id"] == "PostsFunction" && c["action"] == "Add"),
+        "{plan}"
+    );
+    assert!(
+        plan["iam_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("dynamodb:Query")),
+        "{plan}"
+    );
+    assert_eq!(
+        plan["parameters"]["ArtifactBucket"],
+        format!("consign-artifacts-{ACCOUNT}-{REGION}")
+    );
+    assert_eq!(world.account(), before, "plan changed the account");
+    let text = world.installer_ok(&["plan", "--stack", STACK, "--version", "1.0.0"]);
+    assert!(text.contains("+ Add"), "{text}");
+    assert!(text.contains("Nothing was changed"), "{text}");
+
+    // A non-interactive install without --yes stops before doing anything.
+    let refused = world.installer_err(&["install", "--stack", STACK, "--version", "1.0.0"]);
+    assert!(refused.contains("--yes"), "{refused}");
+    assert_eq!(world.account(), before);
+
+    // install 1.0.0
+    let installed = world.installer_json(&[
+        "install", "--stack", STACK, "--version", "1.0.0", "--yes",
+    ]);
+    assert_eq!(installed["changed"], true, "{installed}");
+    assert_eq!(installed["version"], "1.0.0");
+    assert_eq!(installed["uploaded"].as_array().unwrap().len(), 3);
+    assert_eq!(installed["stack_status"], "CREATE_COMPLETE");
+    let site_bucket = installed["outputs"]["SiteBucketName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(installed["assets_uploaded"], 1, "{installed}");
+    let account = world.account();
+    assert_eq!(account["buckets"][&site_bucket], serde_json::json!(["index.html"]));
+    assert!(
+        account["parameters"]["/consign/blog/license"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CONSIGN LICENSE"),
+        "{account}"
+    );
+    assert_eq!(function_count(&world), 3);
+
+    // status, from the account
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["installed"], true, "{status}");
+    assert_eq!(status["app"], "serverless-blog");
+    assert_eq!(status["version"], "1.0.0");
+    assert_eq!(status["license"], license_id.as_str());
+    assert!(status["manifest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(status["license_expires"].as_str().is_some(), "{status}");
+    let text = world.installer_ok(&["status", "--stack", STACK]);
+    assert!(text.contains("serverless-blog 1.0.0"), "{text}");
+
+    // Running install again is a no-op.
+    let again = world.installer_json(&[
+        "install", "--stack", STACK, "--version", "1.0.0", "--yes",
+    ]);
+    assert_eq!(again["changed"], false, "{again}");
+    assert_eq!(again["uploaded"].as_array().unwrap().len(), 0);
+    let history = world.installer_json(&["status", "--stack", STACK])["history"].clone();
+    assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
+
+    // upgrade to 1.1.0: only the changed function is uploaded.
+    let upgraded = world.installer_json(&[
+        "upgrade", "--stack", STACK, "--version", "1.1.0", "--yes",
+    ]);
+    assert_eq!(upgraded["version"], "1.1.0", "{upgraded}");
+    assert_eq!(upgraded["previous"], "1.0.0");
+    assert_eq!(upgraded["uploaded"].as_array().unwrap().len(), 1, "{upgraded}");
+    assert_eq!(upgraded["skipped"], 2);
+    assert_eq!(function_count(&world), 4, "one new artifact in the bucket");
+    assert_eq!(
+        world.installer_json(&["status", "--stack", STACK])["version"],
+        "1.1.0"
+    );
+
+    // rollback to 1.0.0: everything is already in the bucket.
+    let rolled = world.installer_json(&["rollback", "--stack", STACK, "--yes"]);
+    assert_eq!(rolled["version"], "1.0.0", "{rolled}");
+    assert_eq!(rolled["action"], "rollback");
+    assert_eq!(rolled["uploaded"].as_array().unwrap().len(), 0);
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["version"], "1.0.0");
+    let actions: Vec<&str> = status["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["install", "upgrade", "rollback"]);
+
+    // uninstall: no stack left; it says what it left.
+    let gone = world.installer_json(&["uninstall", "--stack", STACK, "--yes"]);
+    assert_eq!(gone["deleted"], true, "{gone}");
+    assert!(
+        gone["left"][0].as_str().unwrap().contains("consign-artifacts-"),
+        "{gone}"
+    );
+    let account = world.account();
+    assert_eq!(account["stacks"], serde_json::json!([]), "{account}");
+    assert!(account["parameters"].as_object().unwrap().is_empty(), "{account}");
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["installed"], false, "{status}");
+}
+
+#[test]
+fn iam_policy_covers_the_release_and_nothing_more() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    let policy = world.installer_json(&["iam-policy", "--version", "1.0.0", "--stack", STACK]);
+    let statements = policy["Statement"].as_array().unwrap();
+    let actions: Vec<&str> = statements
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap())
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for needed in [
+        "cloudformation:CreateChangeSet",
+        "s3:PutObject",
+        "ssm:PutParameter",
+        "lambda:CreateFunction",
+        "dynamodb:CreateTable",
+        "iam:PassRole",
+        "apigateway:POST",
+    ] {
+        assert!(actions.contains(&needed), "{needed} missing from {policy}");
+    }
+    assert!(!actions.iter().any(|a| a.ends_with(":*")), "{policy}");
+    assert!(
+        !actions.iter().any(|a| a.starts_with("sqs:")),
+        "the reference app has no queues: {policy}"
+    );
+    let stack_statement = statements.iter().find(|s| s["Sid"] == "Stack").unwrap();
+    assert_eq!(
+        stack_statement["Resource"],
+        "arn:aws:cloudformation:*:*:stack/blog/*"
+    );
+}
