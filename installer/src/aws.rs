@@ -127,10 +127,10 @@ where
                 "cannot reach {place} for {action} ({cause}): check your network and endpoint, then run the command again; it resumes where it stopped"
             );
         }
-        SdkError::ServiceError(service) => {
+        SdkError::ServiceError(service) if service.err().message().is_some() => {
             let e = service.err();
             let code = e.code().unwrap_or("Unknown");
-            let message = e.message().unwrap_or("no message");
+            let message = e.message().unwrap_or_default();
             if DENIED.contains(&code) {
                 return anyhow!(
                     "AWS denied {action} on {resource} ({code}: {message}): grant it to your role (`installer iam-policy --version V` prints everything the installer needs)"

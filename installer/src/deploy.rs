@@ -376,8 +376,24 @@ fn parameters(
             .ok_or_else(|| anyhow!("the manifest has no object for function {}", f.name))?;
         set(&f.code_parameter, Some(artifact_key(entry)));
     }
-    let mut given = BTreeMap::new();
-    for (key, value) in &options.params {
+    check_params(release, options)?;
+    let given: BTreeMap<&String, &String> = options.params.iter().map(|(k, v)| (k, v)).collect();
+    for name in &allowed {
+        match given.get(&(*name).to_owned()) {
+            Some(value) => set(name, Some((*value).clone())),
+            None if running.is_some_and(|s| s.parameters.contains_key(*name)) => set(name, None),
+            None => {}
+        }
+    }
+    Ok((out, shown))
+}
+
+/// Refuses `--param` names the app does not let the admin set (the installer's own parameters,
+/// such as code keys, included).
+fn check_params(release: &Release, options: &Options) -> Result<()> {
+    let m = &release.manifest;
+    let allowed: Vec<&str> = m.parameters.iter().map(|p| p.name.as_str()).collect();
+    for (key, _) in &options.params {
         if !allowed.contains(&key.as_str()) {
             bail!(
                 "{key} is not a parameter of {} (its parameters: {})",
@@ -389,16 +405,8 @@ fn parameters(
                 }
             );
         }
-        given.insert(key.clone(), value.clone());
     }
-    for name in &allowed {
-        match given.get(*name) {
-            Some(value) => set(name, Some(value.clone())),
-            None if running.is_some_and(|s| s.parameters.contains_key(*name)) => set(name, None),
-            None => {}
-        }
-    }
-    Ok((out, shown))
+    Ok(())
 }
 
 /// The objects a deploy needs decrypted: the template, the functions not in the bucket yet,
@@ -665,18 +673,23 @@ fn ref_outputs(template: &serde_json::Value) -> BTreeMap<String, String> {
 }
 
 /// The stack's outputs. CloudFormation lists them once the stack settles; moto does not rebuild
-/// them after a change set executes, so an output that is a `Ref` to a resource and is missing
-/// is read from the resource's physical id instead.
-async fn outputs(
-    aws: &Aws,
-    stack: &str,
-    template: &serde_json::Value,
-) -> Result<BTreeMap<String, String>> {
+/// them after a change set executes, so when none are listed, the outputs of the stack's own
+/// template that are a `Ref` to a resource are read from the resources' physical ids instead.
+async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, String>> {
     let mut out = describe_stack(aws, stack)
         .await?
         .map(|s| s.outputs)
         .unwrap_or_default();
-    for (name, logical) in ref_outputs(template) {
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let template = match aws.cfn.get_template().stack_name(stack).send().await {
+        Ok(t) => t.template_body().unwrap_or_default().to_owned(),
+        Err(e) if is_missing_stack(&e) => return Ok(out),
+        Err(e) => return Err(aws.explain(e, "cloudformation:GetTemplate", stack)),
+    };
+    let template: serde_json::Value = serde_json::from_str(&template).unwrap_or_default();
+    for (name, logical) in ref_outputs(&template) {
         if out.contains_key(&name) {
             continue;
         }
@@ -893,6 +906,7 @@ async fn prepare(aws: &Aws, release: &mut Release, options: &Options, ui: Ui) ->
     let installed =
         check_against_installed(release, options, stack.as_ref(), history.as_ref())?.cloned();
     let capabilities = check_capabilities(release)?;
+    check_params(release, options)?;
     release.grant(&aws.account).await?;
     let bucket = artifact_bucket(&aws.account, &aws.region);
     let bucket_exists = bucket_exists(aws, &bucket).await?;
@@ -1072,7 +1086,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         .as_ref()
         .is_some_and(|s| s.status.ends_with("_COMPLETE") && !s.status.contains("ROLLBACK"));
     if settled_same && options.params.is_empty() {
-        let outputs = outputs(aws, name, &p.template).await?;
+        let outputs = outputs(aws, name).await?;
         ui.say(format!(
             "stack {name} already runs {} {version}: nothing to do",
             release.app()
@@ -1172,7 +1186,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         ui.say(format!("stack {name} needs no resource changes"));
         live.map(|s| s.status).unwrap_or_default()
     };
-    let outputs = outputs(aws, name, &p.template).await?;
+    let outputs = outputs(aws, name).await?;
     let (assets_uploaded, asset_buckets) = upload_assets(aws, &release, &outputs, &p.files).await?;
     if assets_uploaded > 0 {
         ui.say(format!("uploaded {assets_uploaded} static files"));
@@ -1260,6 +1274,12 @@ async fn execute(
     if message.starts_with("cannot reach") || message.starts_with("AWS denied") {
         return Err(explained);
     }
+    let reason = message
+        .strip_prefix(&format!(
+            "cloudformation:ExecuteChangeSet on {stack} failed: "
+        ))
+        .unwrap_or(&message)
+        .to_owned();
     let resources = template
         .get("Resources")
         .and_then(|r| r.as_object())
@@ -1275,12 +1295,12 @@ async fn execute(
             .send()
             .await
         {
-            let reason = aws.explain(e, "create", logical).to_string();
-            if !reason.contains("does not exist") {
-                let reason = reason
-                    .strip_prefix(&format!("create on {logical} failed: "))
-                    .unwrap_or(&reason)
-                    .to_owned();
+            // The failing resource answers with the very error the execution failed with.
+            if aws
+                .explain(e, "create", logical)
+                .to_string()
+                .contains(&reason)
+            {
                 bail!(
                     "stack {stack} failed: resource {logical} ({kind}) could not be created: {reason}. Fix the cause and run the command again, or `installer uninstall --stack {stack}`"
                 );
@@ -1450,7 +1470,11 @@ pub async fn status(aws: &Aws, stack_name: &str) -> Result<Status> {
         license_expires: expires.or_else(|| current.as_ref().map(|e| time(e.license_expires))),
         installed_at: current.as_ref().map(|e| time(e.at)),
         installed_by: current.as_ref().map(|e| e.by.clone()),
-        outputs: stack.map(|s| s.outputs).unwrap_or_default(),
+        outputs: if stack.is_some() {
+            outputs(aws, stack_name).await?
+        } else {
+            BTreeMap::new()
+        },
         history: history.map(|h| h.entries).unwrap_or_default(),
     })
 }

@@ -163,7 +163,8 @@ pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<Str
             "cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet",
             "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet",
             "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
-            "cloudformation:DescribeStackResource", "cloudformation:DeleteStack"],
+            "cloudformation:DescribeStackResource", "cloudformation:GetTemplate",
+            "cloudformation:DeleteStack"],
             "Resource": format!("arn:aws:cloudformation:*:*:stack/{stack}/*")}),
         json!({"Sid": "ArtifactBucket", "Effect": "Allow", "Action": [
             "s3:CreateBucket", "s3:PutBucketPublicAccessBlock", "s3:PutEncryptionConfiguration",

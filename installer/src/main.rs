@@ -408,7 +408,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Output::Json => print_json(&done),
                 Output::Text => {
                     println!(
-                        "Uninstalled {}: stack {}; {} static files and {} artifacts removed.",
+                        "Uninstalled {}: stack {}; {} static file(s) and {} artifact(s) removed.",
                         done.stack,
                         if done.deleted {
                             "deleted"

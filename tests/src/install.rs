@@ -136,9 +136,11 @@ impl World {
             &app,
         );
         let manifest = app.join("consign.toml");
-        let text = std::fs::read_to_string(&manifest)
-            .unwrap()
-            .replacen("version = \"1.0.0\"", &format!("version = \"{version}\""), 1);
+        let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+            "version = \"1.0.0\"",
+            &format!("version = \"{version}\""),
+            1,
+        );
         std::fs::write(&manifest, text).unwrap();
         edit(&app);
         let bundle = self.p(&format!("blog-{version}.bundle"));
@@ -182,7 +184,10 @@ impl World {
     pub fn installer_command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("installer"));
         cmd.args(args)
-            .env("CONSIGN_INSTALLER_HOME", self.dir.path().join("installer-home"))
+            .env(
+                "CONSIGN_INSTALLER_HOME",
+                self.dir.path().join("installer-home"),
+            )
             .env("AWS_ENDPOINT_URL", &self.endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")

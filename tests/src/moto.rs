@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 /// A running moto server.
 pub struct Moto {
     child: Child,
-    port: u16,
+    /// The port it listens on.
+    pub port: u16,
 }
 
 /// Where the moto server executable is: `CONSIGN_MOTO_SERVER`, else the workspace's `.venv`.

@@ -61,9 +61,8 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     assert_eq!(world.account(), before);
 
     // install 1.0.0
-    let installed = world.installer_json(&[
-        "install", "--stack", STACK, "--version", "1.0.0", "--yes",
-    ]);
+    let installed =
+        world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
     assert_eq!(installed["changed"], true, "{installed}");
     assert_eq!(installed["version"], "1.0.0");
     assert_eq!(installed["uploaded"].as_array().unwrap().len(), 3);
@@ -74,7 +73,10 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
         .to_owned();
     assert_eq!(installed["assets_uploaded"], 1, "{installed}");
     let account = world.account();
-    assert_eq!(account["buckets"][&site_bucket], serde_json::json!(["index.html"]));
+    assert_eq!(
+        account["buckets"][&site_bucket],
+        serde_json::json!(["index.html"])
+    );
     assert!(
         account["parameters"]["/consign/blog/license"]
             .as_str()
@@ -96,21 +98,22 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     assert!(text.contains("serverless-blog 1.0.0"), "{text}");
 
     // Running install again is a no-op.
-    let again = world.installer_json(&[
-        "install", "--stack", STACK, "--version", "1.0.0", "--yes",
-    ]);
+    let again = world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["uploaded"].as_array().unwrap().len(), 0);
     let history = world.installer_json(&["status", "--stack", STACK])["history"].clone();
     assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
 
     // upgrade to 1.1.0: only the changed function is uploaded.
-    let upgraded = world.installer_json(&[
-        "upgrade", "--stack", STACK, "--version", "1.1.0", "--yes",
-    ]);
+    let upgraded =
+        world.installer_json(&["upgrade", "--stack", STACK, "--version", "1.1.0", "--yes"]);
     assert_eq!(upgraded["version"], "1.1.0", "{upgraded}");
     assert_eq!(upgraded["previous"], "1.0.0");
-    assert_eq!(upgraded["uploaded"].as_array().unwrap().len(), 1, "{upgraded}");
+    assert_eq!(
+        upgraded["uploaded"].as_array().unwrap().len(),
+        1,
+        "{upgraded}"
+    );
     assert_eq!(upgraded["skipped"], 2);
     assert_eq!(function_count(&world), 4, "one new artifact in the bucket");
     assert_eq!(
@@ -137,12 +140,18 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     let gone = world.installer_json(&["uninstall", "--stack", STACK, "--yes"]);
     assert_eq!(gone["deleted"], true, "{gone}");
     assert!(
-        gone["left"][0].as_str().unwrap().contains("consign-artifacts-"),
+        gone["left"][0]
+            .as_str()
+            .unwrap()
+            .contains("consign-artifacts-"),
         "{gone}"
     );
     let account = world.account();
     assert_eq!(account["stacks"], serde_json::json!([]), "{account}");
-    assert!(account["parameters"].as_object().unwrap().is_empty(), "{account}");
+    assert!(
+        account["parameters"].as_object().unwrap().is_empty(),
+        "{account}"
+    );
     let status = world.installer_json(&["status", "--stack", STACK]);
     assert_eq!(status["installed"], false, "{status}");
 }

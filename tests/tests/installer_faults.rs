@@ -1,0 +1,192 @@
+//! Failures the installer meets in the field, on moto with a running portal: the AWS endpoint
+//! going away mid-install (a clear error; the next run converges), a stack that fails (the error
+//! names the resource and the reason), and air-gapped installs from a kit (including a tampered
+//! one, refused with the account unchanged).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use tests::install::{ACCOUNT, Proxy, REGION, World};
+
+const STACK: &str = "blog";
+
+#[test]
+fn aws_endpoint_stopping_mid_install_fails_clearly_and_the_next_run_converges() {
+    let mut world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    // The network to AWS dies while the second function artifact is being uploaded.
+    let pattern: &'static [u8] = format!("PUT /consign-artifacts-{ACCOUNT}-{REGION}/functions/")
+        .leak()
+        .as_bytes();
+    let proxy = Proxy::start(world.moto.port, pattern, 2);
+    world.endpoint = proxy.endpoint();
+    let stderr = world.installer_err(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
+    assert!(proxy.is_down(), "the fault was never injected: {stderr}");
+    assert!(stderr.contains("cannot reach AWS"), "{stderr}");
+    assert!(stderr.contains("run the command again"), "{stderr}");
+    let account = world.account();
+    assert_eq!(account["stacks"], serde_json::json!([]), "{account}");
+    assert!(world.artifacts().len() < 3, "{account}");
+
+    // The network comes back; the same command finishes the job.
+    proxy.restore();
+    let done = world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
+    assert_eq!(done["changed"], true, "{done}");
+    assert_eq!(done["stack_status"], "CREATE_COMPLETE", "{done}");
+    let uploaded = done["uploaded"].as_array().unwrap().len();
+    assert_eq!(
+        uploaded + done["skipped"].as_u64().unwrap() as usize,
+        3,
+        "{done}"
+    );
+    assert_eq!(world.artifacts().len(), 3);
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["version"], "1.0.0", "{status}");
+}
+
+#[test]
+fn failing_stack_names_the_resource_and_the_reason() {
+    let mut world = World::new();
+    world.license("globex.lic", &[]);
+    // 1.2.0 adds a function whose code lives in a bucket that does not exist. The resource is
+    // spliced in as text, last, so the template keeps its order.
+    world.publish("1.2.0", |app| {
+        let path = app.join("template.json");
+        let mut template = std::fs::read_to_string(&path).unwrap();
+        let outputs = template.find("\"Outputs\"").unwrap();
+        let end_of_resources = template[..outputs].rfind('}').unwrap();
+        template.insert_str(
+            end_of_resources,
+            r#", "ReportsFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "python3.12", "Handler": "app.handler",
+                "Role": {"Fn::GetAtt": ["SiteRole", "Arn"]},
+                "Code": {"S3Bucket": "consign-test-no-such-bucket", "S3Key": "reports.zip"}}}
+            "#,
+        );
+        std::fs::write(path, template).unwrap();
+    });
+    world.login("globex.lic");
+    let stderr = world.installer_err(&["install", "--stack", STACK, "--version", "1.2.0", "--yes"]);
+    assert!(stderr.contains("ReportsFunction"), "{stderr}");
+    assert!(stderr.contains("AWS::Lambda::Function"), "{stderr}");
+    assert!(
+        stderr.contains("NoSuchKey") || stderr.contains("does not exist"),
+        "the reason is missing: {stderr}"
+    );
+    // Nothing is recorded as installed; installing a good version replaces the failed stack.
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["installed"], false, "{status}");
+    let done = world.installer_json(&["install", "--stack", STACK, "--version", "1.1.0", "--yes"]);
+    assert_eq!(done["stack_status"], "CREATE_COMPLETE", "{done}");
+}
+
+#[test]
+fn air_gapped_install_from_a_kit() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
+    world.vendor(&[
+        "kit",
+        "export",
+        "--license",
+        &world.p("globex.lic"),
+        "--version",
+        "1.1.0",
+        "--recipient",
+        public.trim(),
+        "-o",
+        &world.p("blog.kit"),
+    ]);
+    // No login, no portal: only the kit, the install key and the vendor's root fingerprint.
+    let done = world.installer_json(&[
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        &world.p("blog.kit"),
+        "--key",
+        &world.p("install-key"),
+        "--trust-root",
+        &world.fingerprint,
+        "--yes",
+    ]);
+    assert_eq!(done["version"], "1.1.0", "{done}");
+    assert_eq!(done["stack_status"], "CREATE_COMPLETE");
+    assert_eq!(done["uploaded"].as_array().unwrap().len(), 3);
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["version"], "1.1.0", "{status}");
+
+    // The same kit again: nothing to do.
+    let again = world.installer_json(&[
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        &world.p("blog.kit"),
+        "--key",
+        &world.p("install-key"),
+        "--trust-root",
+        &world.fingerprint,
+        "--yes",
+    ]);
+    assert_eq!(again["changed"], false, "{again}");
+}
+
+#[test]
+fn tampered_kit_is_refused_before_any_change() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
+    world.vendor(&[
+        "kit",
+        "export",
+        "--license",
+        &world.p("globex.lic"),
+        "--version",
+        "1.0.0",
+        "--recipient",
+        public.trim(),
+        "-o",
+        &world.p("blog.kit"),
+    ]);
+    // Flip one byte near the end of the kit: inside the bundle's last sealed object.
+    let mut bytes = std::fs::read(world.p("blog.kit")).unwrap();
+    let at = bytes.len() - 2048;
+    bytes[at] ^= 0x40;
+    std::fs::write(world.p("tampered.kit"), bytes).unwrap();
+    let before = world.account();
+    let stderr = world.installer_err(&[
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        &world.p("tampered.kit"),
+        "--key",
+        &world.p("install-key"),
+        "--trust-root",
+        &world.fingerprint,
+        "--yes",
+    ]);
+    assert!(
+        stderr.contains("refused")
+            || stderr.contains("altered")
+            || stderr.contains("authentication"),
+        "{stderr}"
+    );
+    assert_eq!(world.account(), before, "a refused kit changed the account");
+    // A kit is only trusted under the vendor's root.
+    let stderr = world.installer_err(&[
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        &world.p("blog.kit"),
+        "--key",
+        &world.p("install-key"),
+        "--trust-root",
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        "--yes",
+    ]);
+    assert!(stderr.contains("not rooted in the vendor key"), "{stderr}");
+    assert_eq!(world.account(), before);
+}
