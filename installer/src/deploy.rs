@@ -344,6 +344,9 @@ fn check_capabilities(release: &Release) -> Result<Vec<Capability>> {
         .collect()
 }
 
+/// Parameters as a plan shows them (`None`: the running stack's value is kept).
+type ShownParameters = BTreeMap<String, Option<String>>;
+
 /// The stack's parameters: the installer's own (bucket, code keys), then the admin's, then
 /// (on an update) the running values of everything not given.
 fn parameters(
@@ -351,7 +354,7 @@ fn parameters(
     options: &Options,
     bucket: &str,
     running: Option<&Stack>,
-) -> Result<(Vec<Parameter>, BTreeMap<String, Option<String>>)> {
+) -> Result<(Vec<Parameter>, ShownParameters)> {
     let m = &release.manifest;
     let allowed: Vec<&str> = m.parameters.iter().map(|p| p.name.as_str()).collect();
     let mut shown = BTreeMap::new();

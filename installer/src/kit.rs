@@ -191,8 +191,8 @@ pub async fn open(
     let all = tuf::releases(&repo)?;
     let release = all
         .iter()
-        .cloned()
         .find(|r| r.app.as_str() == index.app && r.version.to_string() == index.version)
+        .cloned()
         .ok_or_else(|| {
             anyhow!(
                 "the kit's signed metadata has no {} {}",

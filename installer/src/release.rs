@@ -27,7 +27,7 @@ pub enum Source {
         /// The license, compact, for downloads.
         license_compact: String,
         /// The granted keys (`None` until [`Release::grant`]).
-        keys: Option<KeysFile>,
+        keys: Option<Box<KeysFile>>,
     },
     /// An opened, verified kit.
     Kit(Box<kit::OpenedKit>),
@@ -301,7 +301,7 @@ impl Release {
                 .grant(license_compact, &app, &version, account)
                 .await?;
             granted.check_belongs_to(&self.manifest_bytes, &app, &self.manifest.version)?;
-            *keys = Some(granted);
+            *keys = Some(Box::new(granted));
         }
         Ok(())
     }

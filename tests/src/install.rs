@@ -55,7 +55,11 @@ impl World {
     /// Starts moto (Lambda without Docker) and a portal; the vendor publishes 1.0.0 and 1.1.0
     /// (1.1.0 changes only the posts function) on `stable`.
     pub fn new() -> Self {
-        let moto = Moto::start();
+        Self::on(Moto::start())
+    }
+
+    /// The same world on a given moto server.
+    pub fn on(moto: Moto) -> Self {
         let (status, body) = moto
             .request(
                 "POST",

@@ -31,6 +31,12 @@ pub fn venv_python() -> PathBuf {
 impl Moto {
     /// Starts moto on a free port and waits until it answers.
     pub fn start() -> Moto {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts moto with extra environment (`INITIAL_NO_AUTH_ACTION_COUNT` turns on its IAM
+    /// checks after that many requests).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let path = moto_server_path();
         assert!(
             path.is_file(),
@@ -44,6 +50,7 @@ impl Moto {
             .port();
         let child = Command::new(&path)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -212,3 +212,52 @@ fn unknown_parameter_and_foreign_stack_are_refused() {
         "was not installed by Consign",
     );
 }
+
+#[test]
+fn missing_permission_names_the_action_and_the_resource() {
+    // moto checks IAM after its first 4 requests: the ones below that make the admin's user.
+    let world = World::on(tests::moto::Moto::start_with_env(&[(
+        "INITIAL_NO_AUTH_ACTION_COUNT",
+        "4",
+    )]));
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    let script = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName="admin")
+iam.put_user_policy(UserName="admin", PolicyName="all-but-buckets", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
+                  {"Effect": "Deny", "Action": "s3:CreateBucket", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="admin")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+    let out = std::process::Command::new(tests::moto::venv_python())
+        .args(["-c", script, &world.moto.endpoint()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = String::from_utf8(out.stdout).unwrap();
+    let (id, secret) = keys.trim().split_once(' ').unwrap();
+    let out = world
+        .installer_command(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"])
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "AWS denied s3:CreateBucket on arn:aws:s3:::consign-artifacts-123456789012-us-east-1"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("iam-policy"), "{stderr}");
+}

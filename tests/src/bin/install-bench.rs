@@ -33,7 +33,10 @@ fn rounds() -> usize {
 }
 
 fn reset(world: &World) {
-    let (status, body) = world.moto.request("POST", "/moto-api/reset", &[], "").unwrap();
+    let (status, body) = world
+        .moto
+        .request("POST", "/moto-api/reset", &[], "")
+        .unwrap();
     assert!((200..300).contains(&status), "{body}");
     let (status, body) = world
         .moto
@@ -122,7 +125,14 @@ json.dump(t, open("package.json", "w"), indent=1)
         let started = Instant::now();
         let out = world
             .installer_command(&[
-                "install", "--stack", "bench", "--version", "1.0.0", "--yes", "--output", "json",
+                "install",
+                "--stack",
+                "bench",
+                "--version",
+                "1.0.0",
+                "--yes",
+                "--output",
+                "json",
             ])
             .output()
             .unwrap();
@@ -167,7 +177,11 @@ json.dump(t, open("package.json", "w"), indent=1)
         let awscli = started.elapsed();
         println!(
             "{:>5}  {:>7.3} s  {:>7.3} s",
-            if round == 0 { "warm".to_owned() } else { round.to_string() },
+            if round == 0 {
+                "warm".to_owned()
+            } else {
+                round.to_string()
+            },
             installer.as_secs_f64(),
             awscli.as_secs_f64()
         );
