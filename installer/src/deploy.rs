@@ -1132,7 +1132,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
             stack.status
         ));
         delete_stack_quietly(aws, name).await?;
-        watch(aws, name, None, options.poll, ui).await.ok();
+        watch(aws, name, None, options.poll, 0, ui).await.ok();
     }
     let (parameters, _) = parameters(&release, options, &p.bucket, live.as_ref())?;
     let kind = if live.is_some() {
@@ -1184,7 +1184,12 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         }
         let marker = newest_event(aws, name).await?;
         execute(aws, name, &set.name, &p.template).await?;
-        watch(aws, name, marker, options.poll, ui).await?
+        let total = p
+            .template
+            .get("Resources")
+            .and_then(|r| r.as_object())
+            .map_or(0, serde_json::Map::len);
+        watch(aws, name, marker, options.poll, total, ui).await?
     } else {
         ui.say(format!("stack {name} needs no resource changes"));
         live.map(|s| s.status).unwrap_or_default()
@@ -1320,9 +1325,11 @@ async fn watch(
     stack: &str,
     mut marker: Option<String>,
     poll: Duration,
+    total: usize,
     ui: Ui,
 ) -> Result<String> {
     let mut first_failure: Option<String> = None;
+    let mut settled_resources = BTreeSet::new();
     let started = std::time::Instant::now();
     loop {
         let out = match aws
@@ -1356,7 +1363,17 @@ async fn watch(
             let kind = event.resource_type().unwrap_or_default();
             let reason = event.resource_status_reason().unwrap_or_default();
             let at = event.timestamp().map(|t| t.to_string()).unwrap_or_default();
-            ui.say(format!("  {at}  {status:<22} {logical} ({kind}) {reason}"));
+            if logical != stack && status.ends_with("_COMPLETE") {
+                settled_resources.insert(logical.to_owned());
+            }
+            let counter = if total > 0 {
+                format!("[{:>2}/{total}] ", settled_resources.len().min(total))
+            } else {
+                String::new()
+            };
+            ui.say(format!(
+                "  {counter}{at}  {status:<22} {logical} ({kind}) {reason}"
+            ));
             if status.ends_with("_FAILED") && first_failure.is_none() && logical != stack {
                 first_failure = Some(format!("resource {logical} ({kind}) failed: {reason}"));
             }
@@ -1534,7 +1551,7 @@ pub async fn uninstall(
     if stack.is_some() {
         let marker = newest_event(aws, stack_name).await?;
         delete_stack_quietly(aws, stack_name).await?;
-        watch(aws, stack_name, marker, poll, ui).await?;
+        watch(aws, stack_name, marker, poll, 0, ui).await?;
         deleted = true;
         ui.say(format!("deleted stack {stack_name}"));
     }

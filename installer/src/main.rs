@@ -64,6 +64,46 @@ struct Deploying {
     allow_downgrade: bool,
 }
 
+/// Where a release comes from: the portal (after `login`) or an air-gapped kit.
+#[derive(Debug, Args)]
+struct From {
+    /// The version (with a login).
+    #[arg(
+        long = "version",
+        required_unless_present = "kit",
+        conflicts_with = "kit"
+    )]
+    version: Option<String>,
+    /// An air-gapped kit (`vendor-portal kit export`).
+    #[arg(long, requires_all = ["key", "trust_root"])]
+    kit: Option<PathBuf>,
+    /// The folder holding install.key (`installer keygen`).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// The vendor's root key fingerprint, for a kit.
+    #[arg(long, env = "CONSIGN_TRUST_ROOT")]
+    trust_root: Option<String>,
+}
+
+impl From {
+    async fn release(self) -> Result<release::Release> {
+        match (self.kit, self.version) {
+            (Some(kit), _) => {
+                let key = self.key.context("--kit needs --key DIR")?;
+                let root = self
+                    .trust_root
+                    .context("--kit needs --trust-root FINGERPRINT")?;
+                release::from_kit(&kit, &key, &root).await
+            }
+            (None, Some(version)) => {
+                let version = parse_version(&version)?;
+                Catalog::load().await?.release(&version).await
+            }
+            (None, None) => bail!("give --version V, or --kit KIT --key DIR"),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Create the static install key pair that vendors wrap air-gapped kits to; prints the
@@ -113,31 +153,16 @@ enum Command {
     Install {
         #[command(flatten)]
         deploying: Deploying,
-        /// The version (with a login).
-        #[arg(
-            long = "version",
-            required_unless_present = "kit",
-            conflicts_with = "kit"
-        )]
-        version: Option<String>,
-        /// An air-gapped kit (`vendor-portal kit export`).
-        #[arg(long, requires_all = ["key", "trust_root"])]
-        kit: Option<PathBuf>,
-        /// The folder holding install.key (`installer keygen`).
-        #[arg(long)]
-        key: Option<PathBuf>,
-        /// The vendor's root key fingerprint, for a kit.
-        #[arg(long, env = "CONSIGN_TRUST_ROOT")]
-        trust_root: Option<String>,
+        #[command(flatten)]
+        from: From,
     },
-    /// Upgrade an installed stack to a version.
+    /// Upgrade an installed stack to a version (from the portal) or to an air-gapped kit's.
     #[command(disable_version_flag = true)]
     Upgrade {
         #[command(flatten)]
         deploying: Deploying,
-        /// The version.
-        #[arg(long = "version")]
-        version: String,
+        #[command(flatten)]
+        from: From,
     },
     /// Return an installed stack to the version installed before the current one.
     Rollback {
@@ -310,27 +335,10 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Install {
-            deploying,
-            version,
-            kit,
-            key,
-            trust_root,
-        } => {
+        Command::Install { deploying, from } => {
             deploy::require_yes_or_terminal("install", deploying.yes)?;
             let aws = Aws::connect(&options).await?;
-            let release = match (kit, version) {
-                (Some(kit), _) => {
-                    let key = key.context("--kit needs --key DIR")?;
-                    let root = trust_root.context("--kit needs --trust-root FINGERPRINT")?;
-                    release::from_kit(&kit, &key, &root).await?
-                }
-                (None, Some(version)) => {
-                    let version = parse_version(&version)?;
-                    Catalog::load().await?.release(&version).await?
-                }
-                (None, None) => bail!("give --version V, or --kit KIT --key DIR"),
-            };
+            let release = from.release().await?;
             let report = deploy::deploy(
                 &aws,
                 release,
@@ -340,11 +348,10 @@ async fn run(cli: Cli) -> Result<()> {
             .await?;
             print_report(&report, cli.output)
         }
-        Command::Upgrade { deploying, version } => {
+        Command::Upgrade { deploying, from } => {
             deploy::require_yes_or_terminal("upgrade", deploying.yes)?;
-            let version = parse_version(&version)?;
             let aws = Aws::connect(&options).await?;
-            let release = Catalog::load().await?.release(&version).await?;
+            let release = from.release().await?;
             let report = deploy::deploy(
                 &aws,
                 release,

@@ -81,54 +81,54 @@ fn failing_stack_names_the_resource_and_the_reason() {
 }
 
 #[test]
-fn air_gapped_install_from_a_kit() {
+fn air_gapped_install_and_upgrade_from_kits() {
     let world = World::new();
     world.license("globex.lic", &[]);
     let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
-    world.vendor(&[
-        "kit",
-        "export",
-        "--license",
-        &world.p("globex.lic"),
-        "--version",
-        "1.1.0",
-        "--recipient",
-        public.trim(),
-        "-o",
-        &world.p("blog.kit"),
-    ]);
+    for version in ["1.0.0", "1.1.0"] {
+        world.vendor(&[
+            "kit",
+            "export",
+            "--license",
+            &world.p("globex.lic"),
+            "--version",
+            version,
+            "--recipient",
+            public.trim(),
+            "-o",
+            &world.p(&format!("blog-{version}.kit")),
+        ]);
+    }
     // No login, no portal: only the kit, the install key and the vendor's root fingerprint.
-    let done = world.installer_json(&[
-        "install",
-        "--stack",
-        STACK,
-        "--kit",
-        &world.p("blog.kit"),
-        "--key",
-        &world.p("install-key"),
-        "--trust-root",
-        &world.fingerprint,
-        "--yes",
-    ]);
-    assert_eq!(done["version"], "1.1.0", "{done}");
+    let from_kit = |command: &str, version: &str| {
+        world.installer_json(&[
+            command,
+            "--stack",
+            STACK,
+            "--kit",
+            &world.p(&format!("blog-{version}.kit")),
+            "--key",
+            &world.p("install-key"),
+            "--trust-root",
+            &world.fingerprint,
+            "--yes",
+        ])
+    };
+    let done = from_kit("install", "1.0.0");
+    assert_eq!(done["version"], "1.0.0", "{done}");
     assert_eq!(done["stack_status"], "CREATE_COMPLETE");
     assert_eq!(done["uploaded"].as_array().unwrap().len(), 3);
+    let upgraded = from_kit("upgrade", "1.1.0");
+    assert_eq!(upgraded["version"], "1.1.0", "{upgraded}");
+    assert_eq!(
+        upgraded["uploaded"].as_array().unwrap().len(),
+        1,
+        "{upgraded}"
+    );
     let status = world.installer_json(&["status", "--stack", STACK]);
     assert_eq!(status["version"], "1.1.0", "{status}");
-
     // The same kit again: nothing to do.
-    let again = world.installer_json(&[
-        "install",
-        "--stack",
-        STACK,
-        "--kit",
-        &world.p("blog.kit"),
-        "--key",
-        &world.p("install-key"),
-        "--trust-root",
-        &world.fingerprint,
-        "--yes",
-    ]);
+    let again = from_kit("install", "1.1.0");
     assert_eq!(again["changed"], false, "{again}");
 }
 

@@ -190,3 +190,40 @@ fn iam_policy_covers_the_release_and_nothing_more() {
         "arn:aws:cloudformation:*:*:stack/blog/*"
     );
 }
+
+#[test]
+fn purging_artifacts_keeps_what_another_installation_uses() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    world.installer_ok(&["install", "--stack", "blog", "--version", "1.0.0", "--yes"]);
+    world.installer_ok(&["install", "--stack", "blog2", "--version", "1.1.0", "--yes"]);
+    assert_eq!(function_count(&world), 4);
+    // blog's posts function is the only artifact blog2 does not use.
+    let gone =
+        world.installer_json(&["uninstall", "--stack", "blog", "--yes", "--purge-artifacts"]);
+    assert_eq!(gone["artifacts_removed"], 1, "{gone}");
+    assert_eq!(function_count(&world), 3);
+    assert!(
+        gone["left"][0]
+            .as_str()
+            .unwrap()
+            .contains("other installations"),
+        "{gone}"
+    );
+    let gone = world.installer_json(&[
+        "uninstall",
+        "--stack",
+        "blog2",
+        "--yes",
+        "--purge-artifacts",
+    ]);
+    assert_eq!(gone["artifacts_removed"], 3, "{gone}");
+    let account = world.account();
+    assert!(
+        account["buckets"].as_object().unwrap().is_empty(),
+        "the artifact bucket and the site buckets are gone: {account}"
+    );
+    let refused = world.installer_err(&["uninstall", "--stack", "blog", "--yes"]);
+    assert!(refused.contains("nothing to uninstall"), "{refused}");
+}
