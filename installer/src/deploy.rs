@@ -881,7 +881,6 @@ async fn template_ref(
 /// Everything before the first write: checks, grant, decrypted objects.
 struct Prepared {
     bucket: String,
-    bucket_exists: bool,
     stack: Option<Stack>,
     history: Option<History>,
     installed: Option<Entry>,
@@ -939,7 +938,6 @@ async fn prepare(aws: &Aws, release: &mut Release, options: &Options, ui: Ui) ->
         .context("the release's template is not JSON")?;
     Ok(Prepared {
         bucket,
-        bucket_exists,
         stack,
         history,
         installed,
@@ -981,7 +979,7 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
         false,
     )
     .await?;
-    let set = create_change_set(
+    let set = match create_change_set(
         aws,
         &release,
         &options.stack,
@@ -990,7 +988,17 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
         parameters,
         p.capabilities.clone(),
     )
-    .await?;
+    .await
+    {
+        Ok(set) => set,
+        Err(e) => {
+            // A refused CREATE change set still leaves the empty stack that held it.
+            if kind == ChangeSetType::Create {
+                delete_stack_quietly(aws, &options.stack).await.ok();
+            }
+            return Err(e);
+        }
+    };
     if set.has_changes {
         delete_change_set(aws, &options.stack, &set.name).await?;
     }
@@ -1112,7 +1120,6 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
 
     // From here on the account changes.
     ensure_bucket(aws, &p.bucket, ui).await?;
-    let _ = p.bucket_exists;
     let uploaded = upload_functions(aws, &release, &p.bucket, &p.files).await?;
     ui.say(format!(
         "artifacts in s3://{}: {} uploaded, {} already there",
@@ -1120,12 +1127,6 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         uploaded.len(),
         p.skipped
     ));
-    if record::store_license(aws, name, &release.license_text).await? {
-        ui.say(format!(
-            "stored the license in SSM as {} (SecureString)",
-            record::license_parameter(name)
-        ));
-    }
     if let Some(stack) = p.stack.as_ref().filter(|s| s.is_vacant()) {
         ui.say(format!(
             "stack {name} holds no installation ({}): deleting it before creating it again",
@@ -1182,6 +1183,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
             }
             return Err(e);
         }
+        store_license(aws, name, &release, ui).await?;
         let marker = newest_event(aws, name).await?;
         execute(aws, name, &set.name, &p.template).await?;
         let total = p
@@ -1192,6 +1194,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         watch(aws, name, marker, options.poll, total, ui).await?
     } else {
         ui.say(format!("stack {name} needs no resource changes"));
+        store_license(aws, name, &release, ui).await?;
         live.map(|s| s.status).unwrap_or_default()
     };
     let outputs = outputs(aws, name).await?;
@@ -1237,6 +1240,17 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         stack_status: status,
         outputs,
     })
+}
+
+/// Stores the license for the agent (after the admin confirmed, before the stack runs).
+async fn store_license(aws: &Aws, stack: &str, release: &Release, ui: Ui) -> Result<()> {
+    if record::store_license(aws, stack, &release.license_text).await? {
+        ui.say(format!(
+            "stored the license in SSM as {} (SecureString)",
+            record::license_parameter(stack)
+        ));
+    }
+    Ok(())
 }
 
 async fn newest_event(aws: &Aws, stack: &str) -> Result<Option<String>> {

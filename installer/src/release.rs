@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, anyhow, bail};
 use bundles::release::ReleaseTarget;
 use bundles::{BundleManifest, BundleReader, Digest, KeysFile, Limits, ObjectEntry};
+use futures_util::StreamExt as _;
 use license::{Keyset, TrustPin, TrustedKeyset, UnixTime, VerifiedLicense, VerifyOptions};
 
 use crate::home::Login;
@@ -344,7 +345,6 @@ impl Release {
                     Ok::<_, anyhow::Error>((entry.path.to_string(), plain))
                 }))
                 .buffer_unordered(4);
-                use futures_util::StreamExt as _;
                 while let Some(result) = tasks.next().await {
                     let (path, file) = result?;
                     out.insert(path, file);

@@ -155,18 +155,21 @@ fn tampered_kit_is_refused_before_any_change() {
     bytes[at] ^= 0x40;
     std::fs::write(world.p("tampered.kit"), bytes).unwrap();
     let before = world.account();
-    let stderr = world.installer_err(&[
-        "install",
-        "--stack",
-        STACK,
-        "--kit",
-        &world.p("tampered.kit"),
-        "--key",
-        &world.p("install-key"),
-        "--trust-root",
-        &world.fingerprint,
-        "--yes",
-    ]);
+    let install_kit = |kit: &str, root: &str| {
+        world.installer_err(&[
+            "install",
+            "--stack",
+            STACK,
+            "--kit",
+            &world.p(kit),
+            "--key",
+            &world.p("install-key"),
+            "--trust-root",
+            root,
+            "--yes",
+        ])
+    };
+    let stderr = install_kit("tampered.kit", &world.fingerprint);
     assert!(
         stderr.contains("refused")
             || stderr.contains("altered")
@@ -175,18 +178,10 @@ fn tampered_kit_is_refused_before_any_change() {
     );
     assert_eq!(world.account(), before, "a refused kit changed the account");
     // A kit is only trusted under the vendor's root.
-    let stderr = world.installer_err(&[
-        "install",
-        "--stack",
-        STACK,
-        "--kit",
-        &world.p("blog.kit"),
-        "--key",
-        &world.p("install-key"),
-        "--trust-root",
+    let stderr = install_kit(
+        "blog.kit",
         "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-        "--yes",
-    ]);
+    );
     assert!(stderr.contains("not rooted in the vendor key"), "{stderr}");
     assert_eq!(world.account(), before);
 }
