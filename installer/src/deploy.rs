@@ -158,7 +158,7 @@ pub struct Stack {
 
 impl Stack {
     /// Left by a CREATE change set that never ran, or a failed first create: no installation.
-    fn is_vacant(&self) -> bool {
+    pub(crate) fn is_vacant(&self) -> bool {
         matches!(
             self.status.as_str(),
             "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED"
@@ -449,7 +449,7 @@ async fn object_exists(aws: &Aws, bucket: &str, key: &str) -> Result<bool> {
     }
 }
 
-async fn bucket_exists(aws: &Aws, bucket: &str) -> Result<bool> {
+pub(crate) async fn bucket_exists(aws: &Aws, bucket: &str) -> Result<bool> {
     match aws.s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
@@ -678,7 +678,7 @@ fn ref_outputs(template: &serde_json::Value) -> BTreeMap<String, String> {
 /// The stack's outputs. CloudFormation lists them once the stack settles; moto does not rebuild
 /// them after a change set executes, so when none are listed, the outputs of the stack's own
 /// template that are a `Ref` to a resource are read from the resources' physical ids instead.
-async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, String>> {
+pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, String>> {
     let mut out = describe_stack(aws, stack)
         .await?
         .map(|s| s.outputs)
@@ -1018,7 +1018,7 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
     })
 }
 
-async fn delete_stack_quietly(aws: &Aws, stack: &str) -> Result<()> {
+pub(crate) async fn delete_stack_quietly(aws: &Aws, stack: &str) -> Result<()> {
     aws.cfn
         .delete_stack()
         .stack_name(stack)
@@ -1253,7 +1253,7 @@ async fn store_license(aws: &Aws, stack: &str, release: &Release, ui: Ui) -> Res
     Ok(())
 }
 
-async fn newest_event(aws: &Aws, stack: &str) -> Result<Option<String>> {
+pub(crate) async fn newest_event(aws: &Aws, stack: &str) -> Result<Option<String>> {
     match aws
         .cfn
         .describe_stack_events()
@@ -1334,7 +1334,7 @@ async fn execute(
 
 /// Streams stack events until the stack settles; the final status, or the failed resource and
 /// its reason as an error.
-async fn watch(
+pub(crate) async fn watch(
     aws: &Aws,
     stack: &str,
     mut marker: Option<String>,
@@ -1418,234 +1418,67 @@ async fn watch(
     }
 }
 
-/// Unix seconds as a UTC time.
-pub fn time(secs: u64) -> String {
-    UnixTime::from_secs(secs).map_or_else(|| secs.to_string(), |t| t.to_string())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// What `status` shows.
-#[derive(Clone, Debug, Serialize)]
-pub struct Status {
-    /// The stack.
-    pub stack: String,
-    /// Whether it is installed.
-    pub installed: bool,
-    /// CloudFormation's status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stack_status: Option<String>,
-    /// The app.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
-    /// The running version.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// Its manifest digest.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<String>,
-    /// The license id.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub license: Option<String>,
-    /// When the license expires.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub license_expires: Option<String>,
-    /// When the running version was installed and by whom.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub installed_at: Option<String>,
-    /// Who installed it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub installed_by: Option<String>,
-    /// The stack's outputs.
-    pub outputs: BTreeMap<String, String>,
-    /// The history, oldest first.
-    pub history: Vec<Entry>,
-}
-
-/// Reads an installation's state from the account.
-pub async fn status(aws: &Aws, stack_name: &str) -> Result<Status> {
-    let stack = describe_stack(aws, stack_name).await?;
-    let history = record::read_history(aws, stack_name).await?;
-    let current = history.as_ref().and_then(History::current).cloned();
-    let tag = |k: &str| stack.as_ref().and_then(|s| s.tags.get(k).cloned());
-    let (license, expires) = match record::read_license(aws, stack_name).await? {
-        Some(text) => match license::verify::decode_unverified(&text) {
-            Ok(u) => (
-                u.claims
-                    .get("jti")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                u.claims
-                    .get("exp")
-                    .and_then(serde_json::Value::as_u64)
-                    .map(time),
-            ),
-            Err(_) => (None, None),
-        },
-        None => (None, None),
-    };
-    Ok(Status {
-        stack: stack_name.to_owned(),
-        installed: stack.as_ref().is_some_and(|s| !s.is_vacant()) && current.is_some(),
-        stack_status: stack.as_ref().map(|s| s.status.clone()),
-        app: history
-            .as_ref()
-            .map(|h| h.app.clone())
-            .or_else(|| tag("consign:app")),
-        version: current
-            .as_ref()
-            .map(|e| e.version.to_string())
-            .or_else(|| tag("consign:version")),
-        manifest: current
-            .as_ref()
-            .map(|e| e.manifest.clone())
-            .or_else(|| tag("consign:manifest")),
-        license: license
-            .or_else(|| current.as_ref().map(|e| e.license.clone()))
-            .or_else(|| tag("consign:license")),
-        license_expires: expires.or_else(|| current.as_ref().map(|e| time(e.license_expires))),
-        installed_at: current.as_ref().map(|e| time(e.at)),
-        installed_by: current.as_ref().map(|e| e.by.clone()),
-        outputs: if stack.is_some() {
-            outputs(aws, stack_name).await?
-        } else {
-            BTreeMap::new()
-        },
-        history: history.map(|h| h.entries).unwrap_or_default(),
-    })
-}
-
-/// What `uninstall` did and left.
-#[derive(Clone, Debug, Serialize)]
-pub struct Uninstalled {
-    /// The stack.
-    pub stack: String,
-    /// Whether a stack was deleted.
-    pub deleted: bool,
-    /// Static files removed from the stack's buckets first.
-    pub assets_removed: usize,
-    /// Artifacts deleted (`--purge-artifacts`).
-    pub artifacts_removed: usize,
-    /// What stays in the account.
-    pub left: Vec<String>,
-}
-
-/// Deletes the stack (emptying the buckets the installer filled, which CloudFormation cannot
-/// delete otherwise), then the installation's parameters; with `purge`, also the artifacts no
-/// other installation uses.
-pub async fn uninstall(
-    aws: &Aws,
-    stack_name: &str,
-    purge: bool,
-    poll: Duration,
-    ui: Ui,
-) -> Result<Uninstalled> {
-    let stack = describe_stack(aws, stack_name).await?;
-    let history = record::read_history(aws, stack_name).await?;
-    if stack.is_none() && history.is_none() {
-        bail!(
-            "there is no stack {stack_name} in account {} {}: nothing to uninstall",
-            aws.account,
-            aws.region
+    #[test]
+    fn ref_outputs_are_those_naming_a_resource() {
+        let template = serde_json::json!({
+            "Resources": {"SiteBucket": {"Type": "AWS::S3::Bucket"}},
+            "Parameters": {"Stage": {"Type": "String"}},
+            "Outputs": {
+                "SiteBucketName": {"Value": {"Ref": "SiteBucket"}},
+                "StageName": {"Value": {"Ref": "Stage"}},
+                "Url": {"Value": {"Fn::Sub": "https://${SiteBucket}"}}
+            }
+        });
+        let outputs = ref_outputs(&template);
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(
+            outputs.get("SiteBucketName").map(String::as_str),
+            Some("SiteBucket")
         );
     }
-    if let Some(s) = &stack
-        && history.is_none()
-        && !s.tags.contains_key("consign:app")
-    {
-        bail!("stack {stack_name} was not installed by Consign: delete it yourself if you mean to");
-    }
-    let mut assets_removed = 0;
-    let buckets: BTreeSet<String> = history
-        .iter()
-        .flat_map(|h| h.entries.iter().flat_map(|e| e.asset_buckets.clone()))
-        .collect();
-    for bucket in &buckets {
-        assets_removed += empty_bucket(aws, bucket).await?;
-    }
-    let mut deleted = false;
-    if stack.is_some() {
-        let marker = newest_event(aws, stack_name).await?;
-        delete_stack_quietly(aws, stack_name).await?;
-        watch(aws, stack_name, marker, poll, 0, ui).await?;
-        deleted = true;
-        ui.say(format!("deleted stack {stack_name}"));
-    }
-    record::forget(aws, stack_name).await?;
-    let bucket = artifact_bucket(&aws.account, &aws.region);
-    let mut artifacts_removed = 0;
-    let mut left = Vec::new();
-    if purge {
-        let others = record::all_histories(aws).await?;
-        let in_use: BTreeSet<String> = others
-            .iter()
-            .filter(|(name, _)| name != stack_name)
-            .flat_map(|(_, h)| h.entries.iter().flat_map(|e| e.artifacts.clone()))
-            .collect();
-        let ours: BTreeSet<String> = history
-            .iter()
-            .flat_map(|h| h.entries.iter().flat_map(|e| e.artifacts.clone()))
-            .filter(|k| !in_use.contains(k))
-            .collect();
-        for key in &ours {
-            match aws.s3.delete_object().bucket(&bucket).key(key).send().await {
-                Ok(_) => artifacts_removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(aws.explain(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}")));
-                }
-            }
-        }
-        if in_use.is_empty() && bucket_exists(aws, &bucket).await? {
-            empty_bucket(aws, &bucket).await?;
-            aws.s3
-                .delete_bucket()
-                .bucket(&bucket)
-                .send()
-                .await
-                .map_err(|e| aws.explain(e, "s3:DeleteBucket", &bucket))?;
-        } else if bucket_exists(aws, &bucket).await? {
-            left.push(format!(
-                "the artifact bucket {bucket}, which other installations in this account use"
-            ));
-        }
-    } else if bucket_exists(aws, &bucket).await? {
-        left.push(format!(
-            "the artifact bucket {bucket} (shared by every Consign installation in {} {}; --purge-artifacts removes this stack's artifacts)",
-            aws.account, aws.region
-        ));
-    }
-    Ok(Uninstalled {
-        stack: stack_name.to_owned(),
-        deleted,
-        assets_removed,
-        artifacts_removed,
-        left,
-    })
-}
 
-async fn empty_bucket(aws: &Aws, bucket: &str) -> Result<usize> {
-    let mut removed = 0;
-    loop {
-        let listed = match aws.s3.list_objects_v2().bucket(bucket).send().await {
-            Ok(listed) => listed,
-            Err(e) if is_not_found(&e) => return Ok(removed),
-            Err(e) => return Err(aws.explain(e, "s3:ListBucket", bucket)),
+    #[test]
+    fn changes_read_as_add_modify_replace_remove() {
+        let change = |action: &str, replacement: Option<&str>| Change {
+            action: action.into(),
+            logical_id: "Posts".into(),
+            resource_type: "AWS::Lambda::Function".into(),
+            replacement: replacement.map(str::to_owned),
         };
-        if listed.contents().is_empty() {
-            return Ok(removed);
-        }
-        for object in listed.contents() {
-            if let Some(key) = object.key() {
-                aws.s3
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        aws.explain(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}"))
-                    })?;
-                removed += 1;
-            }
-        }
+        let text = describe_changes(&[
+            change("Add", None),
+            change("Modify", Some("False")),
+            change("Modify", Some("True")),
+            change("Modify", Some("Conditional")),
+            change("Remove", None),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].trim_start().starts_with("+ Add"), "{text}");
+        assert!(lines[1].trim_start().starts_with("~ Modify") && !lines[1].contains("REPLACED"));
+        assert!(lines[2].ends_with("(REPLACED)"), "{text}");
+        assert!(lines[3].ends_with("(may be replaced)"), "{text}");
+        assert!(lines[4].trim_start().starts_with("- Remove"), "{text}");
+        assert!(describe_changes(&[]).contains("no resource changes"));
+    }
+
+    #[test]
+    fn vacant_and_busy_stacks() {
+        let stack = |status: &str| Stack {
+            status: status.into(),
+            ..Stack::default()
+        };
+        assert!(stack("REVIEW_IN_PROGRESS").is_vacant());
+        assert!(stack("ROLLBACK_COMPLETE").is_vacant());
+        assert!(!stack("UPDATE_ROLLBACK_COMPLETE").is_vacant());
+        assert!(stack("UPDATE_IN_PROGRESS").is_busy());
+        assert!(!stack("REVIEW_IN_PROGRESS").is_busy());
+        assert_eq!(
+            artifact_bucket("123456789012", "eu-west-1"),
+            "consign-artifacts-123456789012-eu-west-1"
+        );
     }
 }

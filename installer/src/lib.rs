@@ -1,13 +1,16 @@
-//! The installer's library: the admin's AWS account ([`aws`]), verified releases from a portal
-//! or a kit ([`release`], [`tuf`], [`kit`], [`portal`]), deploying them with CloudFormation
-//! ([`deploy`]), the installation's record in the account ([`record`]), the IAM policy the
-//! installer needs ([`iam`]), its login ([`home`]) and its static install key ([`keys`]). The
-//! `installer` binary is a thin layer over it.
+//! The installer's library, under a thin `installer` binary:
+//! - the admin's AWS account ([`aws`]);
+//! - verified releases from a portal or a kit ([`release`], [`tuf`], [`kit`], [`portal`]);
+//! - deploying them with CloudFormation ([`deploy`]), status and uninstall ([`inventory`]);
+//! - the installation's record in the account ([`record`]);
+//! - the IAM policy the installer needs ([`iam`]);
+//! - its login ([`home`]) and its static install key ([`keys`]).
 
 pub mod aws;
 pub mod deploy;
 pub mod home;
 pub mod iam;
+pub mod inventory;
 pub mod keys;
 pub mod kit;
 pub mod portal;

@@ -410,7 +410,8 @@ async fn run(cli: Cli) -> Result<()> {
                     bail!("stopped: nothing was deleted");
                 }
             }
-            let done = deploy::uninstall(&aws, &stack, purge_artifacts, POLL, ui).await?;
+            let done =
+                installer::inventory::uninstall(&aws, &stack, purge_artifacts, POLL, ui).await?;
             match cli.output {
                 Output::Json => print_json(&done),
                 Output::Text => {
@@ -434,7 +435,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Status { stack } => {
             let aws = Aws::connect(&options).await?;
-            let status = deploy::status(&aws, &stack).await?;
+            let status = installer::inventory::status(&aws, &stack).await?;
             match cli.output {
                 Output::Json => print_json(&status),
                 Output::Text => {
@@ -473,7 +474,12 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                     println!("History:");
                     for e in &status.history {
-                        println!("  {}  {:<8} {}", deploy::time(e.at), e.action, e.version);
+                        println!(
+                            "  {}  {:<8} {}",
+                            installer::inventory::time(e.at),
+                            e.action,
+                            e.version
+                        );
                     }
                     Ok(())
                 }
@@ -664,7 +670,7 @@ async fn versions(output: Output) -> Result<()> {
                 "channels": r.channels,
                 "required": r.required,
                 "yanked": r.yanked,
-                "published_at": deploy::time(r.published_at),
+                "published_at": installer::inventory::time(r.published_at),
                 "min_installer_version": r.min_installer_version.to_string(),
                 "installable": refusal.is_none() && r.yanked.is_none(),
                 "not_installable_because": refusal,
@@ -691,7 +697,7 @@ async fn versions(output: Output) -> Result<()> {
                     "  {:<10} {:<16} published {}  {}",
                     r.version.to_string(),
                     channels.join(","),
-                    deploy::time(r.published_at),
+                    installer::inventory::time(r.published_at),
                     marks.join("; ")
                 );
             }
