@@ -880,6 +880,9 @@ async fn template_ref(
 
 /// Everything before the first write: checks, grant, decrypted objects.
 struct Prepared {
+    /// The stack already runs this release and nothing else was asked: no grant was requested
+    /// and no object fetched.
+    noop: bool,
     bucket: String,
     stack: Option<Stack>,
     history: Option<History>,
@@ -892,7 +895,13 @@ struct Prepared {
     _dir: tempfile::TempDir,
 }
 
-async fn prepare(aws: &Aws, release: &mut Release, options: &Options, ui: Ui) -> Result<Prepared> {
+async fn prepare(
+    aws: &Aws,
+    release: &mut Release,
+    options: &Options,
+    allow_noop: bool,
+    ui: Ui,
+) -> Result<Prepared> {
     release
         .license
         .check_placement(&aws.account, &aws.region)
@@ -909,8 +918,34 @@ async fn prepare(aws: &Aws, release: &mut Release, options: &Options, ui: Ui) ->
         check_against_installed(release, options, stack.as_ref(), history.as_ref())?.cloned();
     let capabilities = check_capabilities(release)?;
     check_params(release, options)?;
-    release.grant(&aws.account).await?;
     let bucket = artifact_bucket(&aws.account, &aws.region);
+    let template_entry = release
+        .manifest
+        .object(&release.manifest.template)
+        .cloned()
+        .ok_or_else(|| anyhow!("the manifest has no template object"))?;
+    let same_release = installed.as_ref().is_some_and(|e| {
+        e.version == release.manifest.version && e.manifest == release.manifest_digest.to_string()
+    });
+    let settled = stack.as_ref().is_some_and(|s| {
+        !s.is_vacant() && s.status.ends_with("_COMPLETE") && !s.status.contains("ROLLBACK")
+    });
+    if allow_noop && same_release && settled && options.params.is_empty() {
+        return Ok(Prepared {
+            noop: true,
+            bucket,
+            stack,
+            history,
+            installed,
+            capabilities,
+            files: BTreeMap::new(),
+            template: serde_json::Value::Null,
+            template_entry,
+            skipped: 0,
+            _dir: tempfile::tempdir().context("cannot create a temporary folder")?,
+        });
+    }
+    release.grant(&aws.account).await?;
     let bucket_exists = bucket_exists(aws, &bucket).await?;
     let (wanted, skipped) = needed_objects(aws, release, &bucket, bucket_exists).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
@@ -926,17 +961,13 @@ async fn prepare(aws: &Aws, release: &mut Release, options: &Options, ui: Ui) ->
             files.len()
         ));
     }
-    let template_entry = release
-        .manifest
-        .object(&release.manifest.template)
-        .cloned()
-        .ok_or_else(|| anyhow!("the manifest has no template object"))?;
     let template_file = files
         .get(template_entry.path.as_str())
         .ok_or_else(|| anyhow!("the template was not decrypted"))?;
     let template: serde_json::Value = serde_json::from_slice(&std::fs::read(template_file)?)
         .context("the release's template is not JSON")?;
     Ok(Prepared {
+        noop: false,
         bucket,
         stack,
         history,
@@ -953,7 +984,7 @@ async fn prepare(aws: &Aws, release: &mut Release, options: &Options, ui: Ui) ->
 /// Shows what deploying `release` would change, touching nothing but a change set (and the
 /// empty stack CloudFormation creates to hold a CREATE change set), both deleted afterwards.
 pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) -> Result<Plan> {
-    let p = prepare(aws, &mut release, options, ui).await?;
+    let p = prepare(aws, &mut release, options, false, ui).await?;
     let live = p.stack.as_ref().filter(|s| !s.is_vacant());
     let (parameters, shown) = parameters(&release, options, &p.bucket, live)?;
     let kind = if live.is_some() {
@@ -1087,16 +1118,11 @@ pub fn require_yes_or_terminal(command: &str, yes: bool) -> Result<()> {
 
 /// Installs, upgrades or rolls back.
 pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) -> Result<Report> {
-    let p = prepare(aws, &mut release, options, ui).await?;
+    let p = prepare(aws, &mut release, options, true, ui).await?;
     let name = options.stack.as_str();
     let version = release.manifest.version.to_string();
     let live = p.stack.as_ref().filter(|s| !s.is_vacant()).cloned();
-    let settled_same = p.installed.as_ref().is_some_and(|e| {
-        e.version == release.manifest.version && e.manifest == release.manifest_digest.to_string()
-    }) && live
-        .as_ref()
-        .is_some_and(|s| s.status.ends_with("_COMPLETE") && !s.status.contains("ROLLBACK"));
-    if settled_same && options.params.is_empty() {
+    if p.noop {
         let outputs = outputs(aws, name).await?;
         ui.say(format!(
             "stack {name} already runs {} {version}: nothing to do",

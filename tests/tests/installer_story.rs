@@ -97,10 +97,18 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     let text = world.installer_ok(&["status", "--stack", STACK]);
     assert!(text.contains("serverless-blog 1.0.0"), "{text}");
 
-    // Running install again is a no-op.
+    // Running install again is a no-op: it does not even ask the portal for keys.
+    let grants = || {
+        world
+            .vendor(&["audit", "list", "--last", "200"])
+            .matches("grant.issue")
+            .count()
+    };
+    let granted = grants();
     let again = world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
     assert_eq!(again["changed"], false, "{again}");
     assert_eq!(again["uploaded"].as_array().unwrap().len(), 0);
+    assert_eq!(grants(), granted, "a no-op install asked for a grant");
     let history = world.installer_json(&["status", "--stack", STACK])["history"].clone();
     assert_eq!(history.as_array().unwrap().len(), 1, "{history}");
 
