@@ -1086,8 +1086,9 @@ pub fn describe_changes(changes: &[Change]) -> String {
     s
 }
 
-/// Asks the admin to confirm, unless `--yes`.
-fn confirm(question: &str, yes: bool) -> Result<()> {
+/// Asks the admin `question` at the terminal, unless `yes`; anything but yes stops with
+/// `declined` (which says what did not happen).
+pub fn confirm(question: &str, yes: bool, declined: &str) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -1100,9 +1101,7 @@ fn confirm(question: &str, yes: bool) -> Result<()> {
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        bail!(
-            "stopped: nothing was deployed (the uploaded artifacts stay in the bucket for next time)"
-        )
+        bail!("{declined}")
     }
 }
 
@@ -1202,6 +1201,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         if let Err(e) = confirm(
             &format!("deploy {} {version} to stack {name}?", release.app()),
             options.yes,
+            "stopped: nothing was deployed (the uploaded artifacts stay in the bucket for next time)",
         ) {
             delete_change_set(aws, name, &set.name).await.ok();
             if set.kind == ChangeSetType::Create {

@@ -402,14 +402,11 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             deploy::require_yes_or_terminal("uninstall", yes)?;
             let aws = Aws::connect(&options).await?;
-            if !yes {
-                eprint!("delete stack {stack} and everything it created? [y/N] ");
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                    bail!("stopped: nothing was deleted");
-                }
-            }
+            deploy::confirm(
+                &format!("delete stack {stack} and everything it created?"),
+                yes,
+                "stopped: nothing was deleted",
+            )?;
             let done =
                 installer::inventory::uninstall(&aws, &stack, purge_artifacts, POLL, ui).await?;
             match cli.output {
@@ -596,14 +593,13 @@ async fn login(
                     "{vendor}'s root key fingerprint is {shown}: confirm it with the vendor out of band, then pass --trust-root {shown}"
                 );
             }
-            eprint!(
-                "{vendor}'s root key fingerprint is\n  {shown}\nDoes it match the one the vendor gave you? [y/N] "
-            );
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes") {
-                bail!("not logged in: the fingerprint was not confirmed");
-            }
+            deploy::confirm(
+                &format!(
+                    "{vendor}'s root key fingerprint is\n  {shown}\nDoes it match the one the vendor gave you?"
+                ),
+                false,
+                "not logged in: the fingerprint was not confirmed",
+            )?;
             shown
         }
     };
