@@ -40,17 +40,6 @@ pub struct World {
     pub endpoint: String,
 }
 
-/// Runs `vendor-portal` client commands, failing loudly.
-fn vendor(setup: &PortalSetup, url: &str, token: &str, args: &[&str]) -> String {
-    let out = setup.client(url, token, args);
-    assert!(
-        out.status.success(),
-        "vendor-portal {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 impl World {
     /// Starts moto (Lambda without Docker) and a portal; the vendor publishes 1.0.0 and 1.1.0
     /// (1.1.0 changes only the posts function) on `stable`.
@@ -129,7 +118,7 @@ impl World {
 
     /// Runs a vendor command against the portal.
     pub fn vendor(&self, args: &[&str]) -> String {
-        vendor(&self.setup, &self.portal.url, &self.token, args)
+        self.setup.client_ok(&self.portal.url, &self.token, args)
     }
 
     /// Builds the reference app at `version` (after `edit` changes its folder) and pushes it.

@@ -175,6 +175,17 @@ impl PortalSetup {
         PortalProcess { child, url }
     }
 
+    /// Runs a `vendor-portal` client command that must succeed; its stdout.
+    pub fn client_ok(&self, url: &str, token: &str, args: &[&str]) -> String {
+        let out = self.client(url, token, args);
+        assert!(
+            out.status.success(),
+            "vendor-portal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// Runs a `vendor-portal` client command against `url` with `token`.
     pub fn client(&self, url: &str, token: &str, args: &[&str]) -> std::process::Output {
         Command::new(bin("vendor-portal"))
@@ -287,15 +298,7 @@ pub fn publish_big_release(
     size: u64,
 ) -> BigRelease {
     use std::io::Write as _;
-    let run = |args: &[&str]| {
-        let out = setup.client(url, token, args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| setup.client_ok(url, token, args);
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     run(&["keys", "init", "--out", &p("keys")]);
     run(&["keys", "register", "--keys", &p("keys")]);
