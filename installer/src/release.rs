@@ -84,11 +84,24 @@ pub fn verify_license(
     Ok(Licensed { license, keyset })
 }
 
-/// Parses manifest bytes already authenticated by a signed TUF target.
-pub fn parse_manifest(bytes: &[u8]) -> Result<BundleManifest> {
+/// Parses manifest bytes already authenticated by `target`'s signed TUF entry, and checks
+/// that they describe that release (the signed custom fields and the manifest must agree).
+pub fn parse_manifest(bytes: &[u8], target: &ReleaseTarget) -> Result<BundleManifest> {
     let manifest: BundleManifest = serde_json::from_slice(bytes)
         .map_err(|e| anyhow!("the release's manifest is not valid: {e}"))?;
     manifest.validate(&Limits::default())?;
+    if manifest.app != target.app
+        || manifest.version != target.version
+        || Digest::of(bytes) != target.manifest
+    {
+        bail!(
+            "the manifest served for {} {} describes {} {}: refusing it",
+            target.app,
+            target.version,
+            manifest.app,
+            manifest.version
+        );
+    }
     Ok(manifest)
 }
 
@@ -162,7 +175,7 @@ impl Catalog {
             })?;
         check_target(&target, &self.licensed.license)?;
         let bytes = tuf::read_manifest(&self.repo, &target).await?;
-        let manifest = parse_manifest(&bytes)?;
+        let manifest = parse_manifest(&bytes, &target)?;
         let license_compact = license::armor::dearmor(&self.login.license)?;
         Ok(Release {
             manifest,
@@ -266,7 +279,7 @@ pub async fn from_kit(kit_path: &Path, key_dir: &Path, root: &str) -> Result<Rel
         bail!("the kit's license is not the one its index names: refusing the kit");
     }
     check_target(&opened.release, &licensed.license)?;
-    let manifest = parse_manifest(&opened.manifest)?;
+    let manifest = parse_manifest(&opened.manifest, &opened.release)?;
     let all = opened.all.clone();
     Ok(Release {
         manifest,
