@@ -97,84 +97,88 @@ pub fn license_parameter(stack: &str) -> String {
     format!("/consign/{stack}/license")
 }
 
-/// Reads `stack`'s history (`None`: never installed, or uninstalled).
-pub async fn read_history(aws: &Aws, stack: &str) -> Result<Option<History>> {
-    let name = history_parameter(stack);
-    match aws.ssm.get_parameter().name(&name).send().await {
-        Ok(out) => {
-            let text = out.parameter().and_then(|p| p.value()).unwrap_or_default();
-            let history = serde_json::from_str(text).map_err(|e| {
-                anyhow!("the parameter {name} is not an installation history ({e}): restore it or delete it")
-            })?;
-            Ok(Some(history))
-        }
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(aws.explain(e, "ssm:GetParameter", &name)),
-    }
-}
-
-/// Writes `stack`'s history.
-pub async fn write_history(aws: &Aws, stack: &str, text: String) -> Result<()> {
-    let name = history_parameter(stack);
-    aws.ssm
-        .put_parameter()
-        .name(&name)
-        .value(text)
-        .r#type(aws_sdk_ssm::types::ParameterType::String)
-        .overwrite(true)
-        .description("Consign: the versions installed in this stack (installer status)")
-        .send()
-        .await
-        .map_err(|e| aws.explain(e, "ssm:PutParameter", &name))?;
-    Ok(())
-}
-
-/// Stores the license for the agent, as a SecureString (unchanged values are not rewritten).
-pub async fn store_license(aws: &Aws, stack: &str, license: &str) -> Result<bool> {
-    let name = license_parameter(stack);
-    let current = match aws
-        .ssm
-        .get_parameter()
-        .name(&name)
-        .with_decryption(true)
-        .send()
-        .await
-    {
-        Ok(out) => out.parameter().and_then(|p| p.value()).map(str::to_owned),
-        Err(e) if is_not_found(&e) => None,
-        Err(e) => return Err(aws.explain(e, "ssm:GetParameter", &name)),
-    };
-    if current.as_deref() == Some(license) {
-        return Ok(false);
-    }
-    aws.ssm
-        .put_parameter()
-        .name(&name)
-        .value(license)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .description("Consign: the license the license agent verifies")
-        .send()
-        .await
-        .map_err(|e| aws.explain(e, "ssm:PutParameter", &name))?;
-    Ok(true)
-}
-
-/// Reads the stored license, if any.
-pub async fn read_license(aws: &Aws, stack: &str) -> Result<Option<String>> {
-    let name = license_parameter(stack);
+/// The value of parameter `name`, decrypted (`None`: there is none).
+async fn get(aws: &Aws, name: &str) -> Result<Option<String>> {
     match aws
         .ssm
         .get_parameter()
-        .name(&name)
+        .name(name)
         .with_decryption(true)
         .send()
         .await
     {
         Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_owned)),
         Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(aws.explain(e, "ssm:GetParameter", &name)),
+        Err(e) => Err(aws.explain(e, "ssm:GetParameter", name)),
     }
+}
+
+/// Writes parameter `name`, replacing any value.
+async fn put(
+    aws: &Aws,
+    name: &str,
+    value: &str,
+    kind: aws_sdk_ssm::types::ParameterType,
+    description: &str,
+) -> Result<()> {
+    aws.ssm
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(kind)
+        .overwrite(true)
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| aws.explain(e, "ssm:PutParameter", name))?;
+    Ok(())
+}
+
+/// Reads `stack`'s history (`None`: never installed, or uninstalled).
+pub async fn read_history(aws: &Aws, stack: &str) -> Result<Option<History>> {
+    let name = history_parameter(stack);
+    let Some(text) = get(aws, &name).await? else {
+        return Ok(None);
+    };
+    let history = serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "the parameter {name} is not an installation history ({e}): restore it or delete it"
+        )
+    })?;
+    Ok(Some(history))
+}
+
+/// Writes `stack`'s history.
+pub async fn write_history(aws: &Aws, stack: &str, text: String) -> Result<()> {
+    put(
+        aws,
+        &history_parameter(stack),
+        &text,
+        aws_sdk_ssm::types::ParameterType::String,
+        "Consign: the versions installed in this stack (installer status)",
+    )
+    .await
+}
+
+/// Stores the license for the agent, as a SecureString (unchanged values are not rewritten).
+pub async fn store_license(aws: &Aws, stack: &str, license: &str) -> Result<bool> {
+    if read_license(aws, stack).await?.as_deref() == Some(license) {
+        return Ok(false);
+    }
+    put(
+        aws,
+        &license_parameter(stack),
+        license,
+        aws_sdk_ssm::types::ParameterType::SecureString,
+        "Consign: the license the license agent verifies",
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Reads the stored license, if any.
+pub async fn read_license(aws: &Aws, stack: &str) -> Result<Option<String>> {
+    get(aws, &license_parameter(stack)).await
 }
 
 /// Deletes both parameters (after an uninstall); missing ones are fine.

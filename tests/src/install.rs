@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::bin;
 use crate::moto::{Moto, venv_python};
-use crate::portal::{PortalProcess, PortalSetup, copy_tree};
+use crate::portal::{PortalProcess, PortalSetup, copy_tree, seed_vendor};
 
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
@@ -72,30 +72,13 @@ impl World {
             dir,
             endpoint,
         };
-        world.vendor(&["keys", "init", "--out", &world.p("keys")]);
-        world.vendor(&["keys", "register", "--keys", &world.p("keys")]);
-        let fingerprint = world
-            .vendor(&["keys", "fingerprint", "--keys", &world.p("keys")])
-            .trim()
-            .to_owned();
-        world.vendor(&[
-            "app",
-            "create",
-            "--slug",
-            "serverless-blog",
-            "--name",
-            "Serverless Blog",
-        ]);
-        world.vendor(&[
-            "customer",
-            "create",
-            "--slug",
-            "globex",
-            "--name",
-            "Globex",
-            "--aws-account",
-            ACCOUNT,
-        ]);
+        let fingerprint = seed_vendor(
+            &world.setup,
+            &world.portal.url,
+            &world.token,
+            &world.p("keys"),
+            &["--aws-account", ACCOUNT],
+        );
         let mut world = Self {
             fingerprint,
             ..world

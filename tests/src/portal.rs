@@ -287,6 +287,35 @@ pub struct BigRelease {
     pub blob: Option<PathBuf>,
 }
 
+/// Through the vendor's real CLI: creates keys in `keys` and registers them, creates the
+/// reference app and the customer `globex` (with `customer` as extra `customer create`
+/// arguments); returns the root key's fingerprint.
+pub fn seed_vendor(
+    setup: &PortalSetup,
+    url: &str,
+    token: &str,
+    keys: &str,
+    customer: &[&str],
+) -> String {
+    let run = |args: &[&str]| setup.client_ok(url, token, args);
+    run(&["keys", "init", "--out", keys]);
+    run(&["keys", "register", "--keys", keys]);
+    run(&[
+        "app",
+        "create",
+        "--slug",
+        "serverless-blog",
+        "--name",
+        "Serverless Blog",
+    ]);
+    let mut args = vec!["customer", "create", "--slug", "globex", "--name", "Globex"];
+    args.extend_from_slice(customer);
+    run(&args);
+    run(&["keys", "fingerprint", "--keys", keys])
+        .trim()
+        .to_owned()
+}
+
 /// On a running portal (local blobs in `setup.data`), publishes the reference app with a
 /// `size`-byte static asset of pseudo-random bytes, through the vendor's real CLI, and issues a
 /// license for it. `dir` holds the keys, app folder and bundle.
@@ -300,17 +329,7 @@ pub fn publish_big_release(
     use std::io::Write as _;
     let run = |args: &[&str]| setup.client_ok(url, token, args);
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    run(&["keys", "init", "--out", &p("keys")]);
-    run(&["keys", "register", "--keys", &p("keys")]);
-    run(&[
-        "app",
-        "create",
-        "--slug",
-        "serverless-blog",
-        "--name",
-        "Serverless Blog",
-    ]);
-    run(&["customer", "create", "--slug", "globex", "--name", "Globex"]);
+    seed_vendor(setup, url, token, &p("keys"), &[]);
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog");
     copy_tree(&example, &dir.join("blog"));
     let mut big =
