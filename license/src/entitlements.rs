@@ -98,6 +98,18 @@ pub enum Denial {
         /// The licensed accounts.
         allowed: Vec<String>,
     },
+    /// The vendor revoked the license (learnt from a signed status).
+    #[error("the vendor revoked the license")]
+    Revoked,
+    /// The vendor suspended the license (learnt from a signed status).
+    #[error("the vendor suspended the license; it works again once reinstated")]
+    Suspended,
+    /// The agent is RESTRICTED: new work waits until the reason is resolved.
+    #[error("the license agent is RESTRICTED: {why}")]
+    Restricted {
+        /// Why.
+        why: String,
+    },
     /// The AWS region is not one the license is bound to.
     #[error("the license is bound to regions {allowed:?}, not {region}")]
     RegionNotAllowed {
@@ -106,6 +118,28 @@ pub enum Denial {
         /// The licensed regions.
         allowed: Vec<String>,
     },
+}
+
+impl Denial {
+    /// A stable code for the denial, for JSON answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Denial::NotEntitled { .. } => "not_entitled",
+            Denial::NotYetValid { .. } => "not_yet_valid",
+            Denial::Expired { .. } => "expired",
+            Denial::LimitExceeded { .. } => "limit_exceeded",
+            Denial::QuotaExhausted { .. } => "quota_exhausted",
+            Denial::WrongApp { .. } => "wrong_app",
+            Denial::ChannelNotAllowed { .. } => "channel_not_allowed",
+            Denial::VersionNotAllowed { .. } => "version_not_allowed",
+            Denial::PublishedTooLate { .. } => "published_too_late",
+            Denial::AccountNotAllowed { .. } => "account_not_allowed",
+            Denial::RegionNotAllowed { .. } => "region_not_allowed",
+            Denial::Revoked => "revoked",
+            Denial::Suspended => "suspended",
+            Denial::Restricted { .. } => "restricted",
+        }
+    }
 }
 
 /// Where a limit stands.

@@ -153,6 +153,16 @@ pub enum Error {
         seen: u64,
     },
 
+    /// A signed answer echoes another nonce than the one asked with: an old answer played back,
+    /// or one meant for someone else.
+    #[error(
+        "this {what} answers another request (its nonce differs): it is a replayed or misdirected answer"
+    )]
+    Replayed {
+        /// "status".
+        what: &'static str,
+    },
+
     /// The license was issued by someone other than the keyset's vendor.
     #[error(
         "the license is issued by {iss:?} but the keyset belongs to {expected:?}: use that vendor's keyset"
@@ -202,6 +212,7 @@ impl Error {
             Error::NotYetValid { .. } => "not_yet_valid",
             Error::IssuedInFuture { .. } => "issued_in_future",
             Error::Rollback { .. } => "rollback",
+            Error::Replayed { .. } => "replayed",
             Error::IssuerMismatch { .. } => "wrong_issuer",
             Error::RootMismatch { .. } => "untrusted_root",
             Error::Key(_) => "key_error",

@@ -66,6 +66,21 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+impl PublicKey {
+    /// Unpadded base64url of the raw key, as it is serialized.
+    pub fn to_base64url(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    /// A key from unpadded base64url of its raw bytes.
+    pub fn from_base64url(text: &str) -> Result<Self> {
+        let raw = URL_SAFE_NO_PAD
+            .decode(text.trim_end_matches('='))
+            .map_err(|_| Error::Key("a public key must be base64url".into()))?;
+        Self::from_bytes(&raw)
+    }
+}
+
 impl Serialize for PublicKey {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         s.serialize_str(&URL_SAFE_NO_PAD.encode(self.0))

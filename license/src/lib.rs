@@ -47,7 +47,9 @@
 //! # }
 //! ```
 
+pub mod agent;
 pub mod armor;
+pub mod checkin;
 pub mod claims;
 pub mod entitlements;
 pub mod error;
@@ -65,6 +67,7 @@ pub mod verify;
 /// The semver crate, re-exported so callers build [`ReleaseRef`] versions with the same types.
 pub use semver;
 
+pub use agent::{Accepted, Agent, Memory};
 pub use claims::{Claims, LICENSE_TYP};
 pub use entitlements::{Denial, Lifecycle, LimitStatus, QuotaStatus, ReleaseRef, State};
 pub use error::{Error, Result};
@@ -73,5 +76,6 @@ pub use keyset::{KEYSET_TYPE, KeyEntry, Keyset, TrustPin, TrustedKeyset};
 pub use request::LicenseRequest;
 pub use time::UnixTime;
 pub use verify::{
-    TrustState, UnverifiedLicense, VerifiedLicense, VerifyOptions, decode_unverified, sign_license,
+    TrustState, UnverifiedLicense, VerifiedLicense, VerifyOptions, Window, decode_unverified,
+    sign_license,
 };

@@ -135,9 +135,7 @@ impl TrustedKeyset {
             )));
         }
         if status.nonce != nonce {
-            return Err(invalid(
-                "it echoes another nonce: it is a replayed or misdirected answer".into(),
-            ));
+            return Err(Error::Replayed { what: "status" });
         }
         Ok(status)
     }
@@ -195,7 +193,7 @@ mod tests {
         assert_eq!(got.state, LicenseState::Revoked);
         assert_eq!(got.seq, 4);
         let replayed = ks.verify_status(&signed, &status(nonce).jti, "another-nonce-0123456");
-        assert!(matches!(replayed, Err(Error::Invalid { .. })));
+        assert!(matches!(replayed, Err(Error::Replayed { .. })));
     }
 
     #[test]

@@ -27,6 +27,23 @@ pub struct VerifyOptions {
     pub leeway: u64,
     /// Refuse a license whose `seq` is below this.
     pub min_seq: u64,
+    /// Whether a license outside its validity period is an error.
+    pub window: Window,
+}
+
+/// What verification does with a license outside its validity period (`nbf`..`exp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Window {
+    /// Refuse it: the installer and the portal act on a license only while it is valid.
+    #[default]
+    Enforce,
+    /// Accept it when genuine, and let the caller decide: the license agent keeps an expired
+    /// license loaded (its lifecycle is RESTRICTED, every check answers why) so that a renewal
+    /// arriving at the next check-in takes over without a restart. The signing key must have
+    /// been valid when the license was issued, and a license issued in the future is still an
+    /// error.
+    Report,
 }
 
 impl VerifyOptions {
@@ -36,6 +53,7 @@ impl VerifyOptions {
             now,
             leeway: DEFAULT_LEEWAY,
             min_seq: 0,
+            window: Window::Enforce,
         }
     }
 }
@@ -97,7 +115,9 @@ impl TrustedKeyset {
             .ok_or_else(|| Error::UnknownKey {
                 kid: jws.header.kid.clone(),
             })?;
-        key.check_valid_at(options.now, options.leeway)?;
+        if options.window == Window::Enforce {
+            key.check_valid_at(options.now, options.leeway)?;
+        }
         if !key
             .public_key
             .verify(jws.signing_input.as_bytes(), &jws.signature)
@@ -113,6 +133,10 @@ impl TrustedKeyset {
                 iss: claims.iss.to_string(),
                 expected: issuer.to_string(),
             });
+        }
+        if options.window == Window::Report {
+            // A key signs only inside its window, whatever the license says about itself.
+            key.check_valid_at(claims.iat, options.leeway)?;
         }
         check_times(&claims, options)?;
         if claims.seq < options.min_seq {
@@ -158,13 +182,13 @@ impl Claims {
 
 fn check_times(claims: &Claims, options: &VerifyOptions) -> Result<()> {
     let now = options.now;
-    if now.plus(options.leeway) < claims.nbf {
+    if options.window == Window::Enforce && now.plus(options.leeway) < claims.nbf {
         return Err(Error::NotYetValid {
             nbf: claims.nbf,
             now,
         });
     }
-    if now.minus(options.leeway) >= claims.exp {
+    if options.window == Window::Enforce && now.minus(options.leeway) >= claims.exp {
         return Err(Error::Expired {
             exp: claims.exp,
             now,

@@ -13,6 +13,7 @@ pub mod publish;
 pub mod release;
 pub mod serve;
 pub mod team;
+pub mod usage;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -105,6 +106,9 @@ pub enum Command {
     /// Air-gapped kits: one file with a release, its metadata, the license and wrapped keys.
     #[command(subcommand)]
     Kit(kit::KitCommand),
+    /// A license's installations, versions in use and usage.
+    #[command(subcommand)]
+    Usage(usage::UsageCommand),
 }
 
 impl Cli {
@@ -128,6 +132,7 @@ impl Cli {
             Command::Audit(cmd) => cmd.run(&ctx),
             Command::Release(cmd) => cmd.run(&ctx),
             Command::Kit(cmd) => cmd.run(&ctx),
+            Command::Usage(cmd) => cmd.run(&ctx),
         }
     }
 }

@@ -54,6 +54,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/0002_releases.sqlite.sql"),
         postgres: include_str!("../../migrations/0002_releases.postgres.sql"),
     },
+    Migration {
+        version: 3,
+        name: "installations",
+        common: include_str!("../../migrations/0003_installations.sql"),
+        sqlite: include_str!("../../migrations/0003_installations.sqlite.sql"),
+        postgres: include_str!("../../migrations/0003_installations.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

@@ -653,7 +653,30 @@ pub async fn status(
             "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
         ));
     }
-    let cache_key = (vendor.clone(), id.clone());
+    let (claims, signed) = signed_status(&state, &vendor, &id, &query.nonce).await?;
+    let (state_text, seq, now_t) = (claims.state.as_str().to_owned(), claims.seq, claims.time);
+    Ok(json_response(
+        StatusCode::OK,
+        StatusResponse {
+            license: id,
+            state: state_text,
+            seq: i64::try_from(seq).unwrap_or(i64::MAX),
+            time: secs(now_t),
+            nonce: query.nonce,
+            signed,
+        },
+    ))
+}
+
+/// The signed status of license `id` of vendor `vendor` over `nonce`: what the status endpoint,
+/// activations and check-ins answer with.
+pub async fn signed_status(
+    state: &AppState,
+    vendor: &str,
+    id: &str,
+    nonce: &str,
+) -> ApiResult<(StatusClaims, String)> {
+    let cache_key = (vendor.to_owned(), id.to_owned());
     let cached = match state.statuses.get(&cache_key) {
         Some(hit) => hit,
         None => {
@@ -667,12 +690,12 @@ pub async fn status(
                  WHERE v.slug = $1 AND l.id = $2 \
                  ORDER BY k.generation DESC, k.not_before DESC, k.kid LIMIT 1",
             )
-            .bind(&vendor)
-            .bind(&id)
+            .bind(vendor)
+            .bind(id)
             .bind(read_at + license::verify::DEFAULT_LEEWAY as i64)
             .fetch_optional(&state.db.pool)
             .await?
-            .ok_or_else(|| ApiError::not_found("license", &id))?;
+            .ok_or_else(|| ApiError::not_found("license", id))?;
             let kid = match (
                 row.try_get::<Option<String>, _>("kid")?,
                 row.try_get::<Option<String>, _>("sealed_private")?,
@@ -699,30 +722,19 @@ pub async fn status(
     let key = state
         .master
         .open_signing_key(&vendor_keys::seal_context(&cached.vendor_id, kid), sealed)?;
-    let (state_text, seq) = (cached.state.clone(), cached.seq);
     let kid = kid.clone();
     // The signed time is when the state was read, so the statement is exact.
     let now_t = UnixTime::from_secs(u64::try_from(cached.read_at).unwrap_or(0))
         .unwrap_or_else(UnixTime::now);
     let claims = StatusClaims {
-        iss: license::claims::Slug::new(vendor.clone()).map_err(ApiError::internal)?,
-        jti: license::claims::LicenseId::new(id.clone()).map_err(ApiError::internal)?,
-        state: LicenseState::parse(&state_text)
+        iss: license::claims::Slug::new(vendor.to_owned()).map_err(ApiError::internal)?,
+        jti: license::claims::LicenseId::new(id.to_owned()).map_err(ApiError::internal)?,
+        state: LicenseState::parse(&cached.state)
             .ok_or_else(|| ApiError::internal("unknown license state"))?,
-        seq: u64::try_from(seq).unwrap_or(0),
+        seq: u64::try_from(cached.seq).unwrap_or(0),
         time: now_t,
-        nonce: query.nonce.clone(),
+        nonce: nonce.to_owned(),
     };
     let signed = sign_status(&claims, &kid, &key).map_err(ApiError::internal)?;
-    Ok(json_response(
-        StatusCode::OK,
-        StatusResponse {
-            license: id,
-            state: state_text,
-            seq,
-            time: secs(now_t),
-            nonce: query.nonce,
-            signed,
-        },
-    ))
+    Ok((claims, signed))
 }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod catalog;
 pub mod grants;
 pub mod health;
+pub mod installations;
 pub mod keys;
 pub mod licenses;
 pub mod releases;
@@ -44,6 +45,7 @@ use super::state::AppState;
         releases::missing, releases::upload_object, releases::upload_part, releases::list_parts, releases::complete_upload, releases::stage, releases::list, releases::show,
         releases::tuf_state, releases::put_root, releases::put_targets, releases::metadata, releases::target,
         grants::grant, grants::kit_keys, grants::download,
+        installations::activate, installations::checkin, installations::remove, installations::usage,
     ),
     components(schemas(crate::server::error::Problem)),
     modifiers(&BearerToken),
@@ -55,6 +57,7 @@ use super::state::AppState;
         (name = "keys", description = "The vendor's signing keys"),
         (name = "releases", description = "Pushing, publishing and listing releases; TUF metadata"),
         (name = "public", description = "What verifiers fetch without credentials"),
+        (name = "agents", description = "License agents: activation, check-ins, usage; signed with the agent's installation key"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -158,6 +161,10 @@ pub fn router() -> Router<AppState> {
         .route("/tuf/{vendor}/{app}/targets/{file}", get(releases::target))
         .route("/api/v1/grants", post(grants::grant))
         .route("/api/v1/licenses/{id}/kit-keys", post(grants::kit_keys))
+        .route("/api/v1/licenses/{id}/usage", get(installations::usage))
+        .route("/api/v1/installations", post(installations::activate))
+        .route("/api/v1/installations/checkin", post(installations::checkin))
+        .route("/api/v1/installations/remove", post(installations::remove))
 }
 
 /// Routes that stream large bodies: no request timeout, and their own body limits.

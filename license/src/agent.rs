@@ -1,0 +1,437 @@
+//! The license agent's core, for Rust functions that check in-process and for the
+//! `license-agent` service: the verified license, what the agent remembers between runs, the
+//! lifecycle (ACTIVE → GRACE → RESTRICTED) and the checks of every signed status the portal sends.
+//! No clock and no network here: the caller passes `now` and carries the bytes, so every rule can
+//! be tested at any moment.
+//!
+//! ```
+//! # use license::*;
+//! # fn main() -> Result<()> {
+//! # let now = UnixTime::parse("2026-11-26").unwrap();
+//! # let (root, signer) = (SigningKey::generate()?, SigningKey::generate()?);
+//! # let kid = signer.public_key().derive_kid("lic");
+//! # let keyset = Keyset { kind: KEYSET_TYPE.into(), issuer: None, seq: 1, issued_at: now,
+//! #     root: root.public_key(), license_keys: vec![KeyEntry { kid: kid.clone(),
+//! #     public_key: signer.public_key(), not_before: now, not_after: now.plus(86_400 * 400) }],
+//! #     release_keys: vec![] };
+//! # let keyset = Keyset::verify(keyset.sign(&root)?.as_bytes(), &TrustPin::default())?;
+//! # let claims = LicenseRequest::from_json(br#"{"iss":"acme","sub":"globex","aud":"blog",
+//! #     "exp":1830000000,"features":["posts"]}"#)?.into_claims(None, now)?;
+//! # let armored = sign_license(&claims, &kid, &signer)?;
+//! let agent = Agent::new(keyset, &armored, Memory::default(), now)?;
+//! assert!(agent.check("posts", now).is_ok());
+//! // A week after the last check-in the agent is in GRACE: entitled work still runs.
+//! assert_eq!(agent.lifecycle(now.plus(8 * 86_400)).state, State::Grace);
+//! // After the license's offline grace it is RESTRICTED: new work is refused, with the reason.
+//! assert!(agent.check("posts", now.plus(9 * 86_400)).is_err());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkin::TamperReport;
+use crate::claims::LicenseId;
+use crate::entitlements::{Denial, Lifecycle, LimitStatus, QuotaStatus, State};
+use crate::error::{Error, Result};
+use crate::keyset::TrustedKeyset;
+use crate::status::{LicenseState, StatusClaims};
+use crate::time::UnixTime;
+use crate::verify::{VerifiedLicense, VerifyOptions, Window};
+
+/// The furthest, in seconds, the agent's clock may be from the portal's before a status is
+/// treated as tampering.
+pub const MAX_CLOCK_SKEW: u64 = 300;
+/// The most tamper reports kept for the next check-in; older ones are dropped.
+pub const MAX_REPORTS: usize = 32;
+
+/// What the agent remembers between runs. Persist it after every change (it serializes to JSON):
+/// without it a restart would forget the newest license and status seen, and the last check-in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    /// The license the rest is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<LicenseId>,
+    /// The highest `seq` of that license seen, from a file or a signed status.
+    #[serde(default)]
+    pub license_seq: u64,
+    /// When the agent first ran with it: the offline clock starts here, so an agent that never
+    /// reaches the portal is not "pending" for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<UnixTime>,
+    /// The last successful check-in (by the agent's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checkin: Option<UnixTime>,
+    /// The portal's time in the newest status accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_time: Option<UnixTime>,
+    /// The license's state in the newest status accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_state: Option<LicenseState>,
+    /// Tampering seen and not yet sent home.
+    #[serde(default)]
+    pub reports: Vec<TamperReport>,
+}
+
+/// What a check-in changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Accepted {
+    /// The signed status.
+    pub status: StatusClaims,
+    /// Whether a renewed license took over.
+    pub renewed: bool,
+}
+
+/// A verified license with its lifecycle, shared by every check. Cheap to read from many
+/// threads: a check takes a read lock, compares two times and searches a sorted list.
+#[derive(Debug)]
+pub struct Agent {
+    keyset: TrustedKeyset,
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    license: Arc<VerifiedLicense>,
+    armored: Arc<str>,
+    memory: Memory,
+    /// Checks before this time are refused (the license's `nbf`).
+    open_from: UnixTime,
+    /// Checks from this time on are refused (expiry or the end of the offline grace).
+    restricted_from: UnixTime,
+    /// The vendor revoked or suspended the license.
+    blocked: Option<LicenseState>,
+}
+
+fn verify(keyset: &TrustedKeyset, armored: &str, now: UnixTime) -> Result<VerifiedLicense> {
+    let mut options = VerifyOptions::at(now);
+    options.window = Window::Report;
+    keyset.verify_license(armored, &options)
+}
+
+impl Inner {
+    fn new(license: VerifiedLicense, armored: &str, mut memory: Memory, now: UnixTime) -> Self {
+        let claims = license.claims();
+        if memory.license.as_ref() != Some(&claims.jti) {
+            // Another license (a new contract): its own history starts now.
+            memory = Memory {
+                license: Some(claims.jti.clone()),
+                reports: memory.reports,
+                ..Memory::default()
+            };
+        }
+        memory.license_seq = memory.license_seq.max(claims.seq);
+        memory.started_at.get_or_insert(now);
+        let mut inner = Inner {
+            license: Arc::new(license),
+            armored: armored.into(),
+            memory,
+            open_from: now,
+            restricted_from: now,
+            blocked: None,
+        };
+        inner.refresh();
+        inner
+    }
+
+    /// Recomputes the hot path's thresholds from the license and the memory.
+    fn refresh(&mut self) {
+        let c = self.license.claims();
+        self.open_from = c.nbf;
+        let mut until = c.exp;
+        if c.policy.checkin_required
+            && let Some(base) = self.memory.last_checkin.or(self.memory.started_at)
+        {
+            until = until.min(
+                base.plus(c.policy.checkin_interval)
+                    .plus(c.policy.offline_grace),
+            );
+        }
+        self.restricted_from = until;
+        self.blocked = self
+            .memory
+            .portal_state
+            .filter(|s| *s != LicenseState::Active);
+    }
+
+    fn gate(&self, now: UnixTime) -> Result<(), Denial> {
+        if self.blocked.is_none() && now >= self.open_from && now < self.restricted_from {
+            return Ok(());
+        }
+        Err(self.denial(now))
+    }
+
+    #[cold]
+    fn denial(&self, now: UnixTime) -> Denial {
+        match self.blocked {
+            Some(LicenseState::Revoked) => return Denial::Revoked,
+            Some(_) => return Denial::Suspended,
+            None => {}
+        }
+        let c = self.license.claims();
+        if now < c.nbf {
+            return Denial::NotYetValid { nbf: c.nbf };
+        }
+        if now >= c.exp {
+            return Denial::Expired { exp: c.exp };
+        }
+        Denial::Restricted {
+            why: self
+                .lifecycle(now)
+                .reason
+                .unwrap_or_else(|| "the license does not allow new work now".into()),
+        }
+    }
+
+    fn lifecycle(&self, now: UnixTime) -> Lifecycle {
+        if let Some(state) = self.blocked {
+            let reason = match state {
+                LicenseState::Revoked => "the vendor revoked the license",
+                _ => "the vendor suspended the license",
+            };
+            return Lifecycle {
+                state: State::Restricted,
+                reason: Some(reason.into()),
+                until: None,
+                warning: None,
+            };
+        }
+        let base = self.memory.last_checkin.or(self.memory.started_at);
+        self.license.lifecycle(now, base)
+    }
+
+    fn report(&mut self, at: UnixTime, code: &str, detail: String) -> TamperReport {
+        let report = TamperReport {
+            at,
+            code: code.into(),
+            detail,
+        };
+        if self.memory.reports.len() >= MAX_REPORTS {
+            self.memory.reports.remove(0);
+        }
+        self.memory.reports.push(report.clone());
+        report
+    }
+
+    /// Takes `candidate` if it is a newer revision of the same license.
+    fn offer(&mut self, keyset: &TrustedKeyset, armored: &str, now: UnixTime) -> Result<bool> {
+        let fresh = verify(keyset, armored, now)?;
+        let (current, offered) = (self.license.claims(), fresh.claims());
+        if offered.jti != current.jti {
+            return Err(Error::Invalid {
+                what: "license",
+                reason: format!(
+                    "it is license {}, not {} that the agent runs",
+                    offered.jti, current.jti
+                ),
+            });
+        }
+        if offered.seq < self.memory.license_seq {
+            return Err(Error::Rollback {
+                what: "license",
+                seq: offered.seq,
+                seen: self.memory.license_seq,
+            });
+        }
+        if offered.seq <= current.seq {
+            return Ok(false);
+        }
+        self.memory.license_seq = offered.seq;
+        self.license = Arc::new(fresh);
+        self.armored = armored.into();
+        self.refresh();
+        Ok(true)
+    }
+}
+
+impl Agent {
+    /// Starts from a license and what an earlier run remembered. The license must be genuine; an
+    /// expired one loads (the agent is then RESTRICTED until a renewal arrives), a revision older
+    /// than one seen before does not.
+    pub fn new(
+        keyset: TrustedKeyset,
+        armored: &str,
+        memory: Memory,
+        now: UnixTime,
+    ) -> Result<Self> {
+        let license = verify(&keyset, armored, now)?;
+        let claims = license.claims();
+        if memory.license.as_ref() == Some(&claims.jti) && claims.seq < memory.license_seq {
+            return Err(Error::Rollback {
+                what: "license",
+                seq: claims.seq,
+                seen: memory.license_seq,
+            });
+        }
+        Ok(Self {
+            keyset,
+            inner: RwLock::new(Inner::new(license, armored, memory, now)),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether feature flag `feature` may be used at `now`: entitled, and the agent not
+    /// RESTRICTED. The hot path: no allocation unless refused.
+    pub fn check(&self, feature: &str, now: UnixTime) -> Result<(), Denial> {
+        let inner = self.read();
+        inner.gate(now)?;
+        inner.license.is_feature_allowed(feature, now)
+    }
+
+    /// Where limit `name` stands with `in_use` units in use (see
+    /// [`VerifiedLicense::limit`]), refused while RESTRICTED.
+    pub fn limit(&self, name: &str, in_use: u64, now: UnixTime) -> Result<LimitStatus, Denial> {
+        let inner = self.read();
+        inner.gate(now)?;
+        inner.license.limit(name, in_use, now)
+    }
+
+    /// Where quota `name` stands with `used` units used this period (see
+    /// [`VerifiedLicense::quota`]), refused while RESTRICTED.
+    pub fn quota(&self, name: &str, used: u64, now: UnixTime) -> Result<QuotaStatus, Denial> {
+        let inner = self.read();
+        inner.gate(now)?;
+        inner.license.quota(name, used, now)
+    }
+
+    /// The lifecycle state at `now`, the vendor's revocation or suspension included.
+    pub fn lifecycle(&self, now: UnixTime) -> Lifecycle {
+        self.read().lifecycle(now)
+    }
+
+    /// The license in force.
+    pub fn license(&self) -> Arc<VerifiedLicense> {
+        Arc::clone(&self.read().license)
+    }
+
+    /// The license in force, armoured (to persist a renewal).
+    pub fn armored(&self) -> Arc<str> {
+        Arc::clone(&self.read().armored)
+    }
+
+    /// The keyset the agent trusts.
+    pub fn keyset(&self) -> &TrustedKeyset {
+        &self.keyset
+    }
+
+    /// A copy of what to persist.
+    pub fn memory(&self) -> Memory {
+        self.read().memory.clone()
+    }
+
+    /// Offers a license read again from its file or parameter: a newer revision of the same
+    /// license takes over (`Ok(true)`), the same one changes nothing, an older one is refused.
+    pub fn offer_license(&self, armored: &str, now: UnixTime) -> Result<bool> {
+        self.write().offer(&self.keyset, armored, now)
+    }
+
+    /// Forgets the first `sent` tamper reports once a check-in carried them home.
+    pub fn reports_delivered(&self, sent: usize) {
+        let mut inner = self.write();
+        let n = sent.min(inner.memory.reports.len());
+        inner.memory.reports.drain(..n);
+    }
+
+    /// Records tampering the caller saw (a response that does not parse, for instance).
+    pub fn report(&self, at: UnixTime, code: &str, detail: String) -> TamperReport {
+        self.write().report(at, code, detail)
+    }
+
+    /// Applies the portal's answer to a check-in or activation sent with `nonce` at `now`: the
+    /// signed status (genuine, about this license, echoing `nonce`, not older than one already
+    /// accepted, within [`MAX_CLOCK_SKEW`] of `now`) and a renewed license if one came with it.
+    /// Anything else is tampering: it is refused, remembered for the next check-in and returned;
+    /// the check-in then counts as failed, so the offline grace keeps running.
+    pub fn accept(
+        &self,
+        signed_status: &str,
+        renewed: Option<&str>,
+        nonce: &str,
+        now: UnixTime,
+    ) -> std::result::Result<Accepted, TamperReport> {
+        let mut inner = self.write();
+        let jti = inner.license.claims().jti.clone();
+        let status = match self.keyset.verify_status(signed_status, &jti, nonce) {
+            Ok(status) => status,
+            Err(e @ Error::Replayed { .. }) => {
+                return Err(inner.report(now, "replayed_status", e.to_string()));
+            }
+            Err(e) => {
+                return Err(inner.report(
+                    now,
+                    "bad_status",
+                    format!("the portal's status does not verify: {e}"),
+                ));
+            }
+        };
+        let (portal, local) = (status.time.as_secs(), now.as_secs());
+        if portal.abs_diff(local) > MAX_CLOCK_SKEW {
+            return Err(inner.report(
+                now,
+                "clock_skew",
+                format!(
+                    "this machine's clock ({now}) is {} s away from the portal's ({}); more than {MAX_CLOCK_SKEW} s is not accepted: fix the clock",
+                    portal.abs_diff(local),
+                    status.time
+                ),
+            ));
+        }
+        if let Some(seen) = inner.memory.status_time
+            && status.time < seen
+        {
+            return Err(inner.report(
+                now,
+                "old_status",
+                format!(
+                    "the status is from {}, older than one from {seen} already accepted: an old answer was played back",
+                    status.time
+                ),
+            ));
+        }
+        let seen = inner.memory.license_seq;
+        if status.seq < seen {
+            return Err(inner.report(
+                now,
+                "license_rollback",
+                format!(
+                    "the status names revision {} of the license, older than revision {seen} already seen",
+                    status.seq
+                ),
+            ));
+        }
+        let mut took = false;
+        if let Some(armored) = renewed {
+            match inner.offer(&self.keyset, armored, now) {
+                Ok(t) => took = t,
+                Err(e @ Error::Rollback { .. }) => {
+                    return Err(inner.report(now, "license_rollback", e.to_string()));
+                }
+                Err(e) => {
+                    return Err(inner.report(
+                        now,
+                        "bad_license",
+                        format!("the renewed license from the portal does not verify: {e}"),
+                    ));
+                }
+            }
+        }
+        inner.memory.status_time = Some(status.time);
+        inner.memory.last_checkin = Some(now);
+        inner.memory.portal_state = Some(status.state);
+        inner.refresh();
+        Ok(Accepted {
+            status,
+            renewed: took,
+        })
+    }
+}

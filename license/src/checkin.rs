@@ -1,0 +1,385 @@
+//! What the license agent and the portal say to each other: activation, check-ins and usage
+//! records. Every request is signed with the agent's installation key (Ed25519) over a domain tag
+//! and the exact payload bytes, so the portal knows which agent spoke and nothing in between can
+//! change a word; every answer carries a status the vendor's license key signed over the agent's
+//! fresh nonce. Usage records are chained by hash per agent and signed one by one, so a record
+//! that goes missing, is changed or is counted twice shows.
+//!
+//! The payload travels as base64url of the bytes that were signed: those bytes are exactly what
+//! `GET /v1/outbox` shows the customer.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::claims::LicenseId;
+use crate::error::{Error, Result};
+use crate::keys::{PublicKey, SigningKey, hex};
+use crate::time::UnixTime;
+
+/// The domain tag of an activation request.
+pub const ACTIVATION: &str = "consign-activation-v1";
+/// The domain tag of a check-in request.
+pub const CHECKIN: &str = "consign-checkin-v1";
+/// The domain tag of one usage record.
+pub const USAGE_RECORD: &str = "consign-usage-record-v1";
+/// The chain hash before an agent's first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The most records one check-in carries; the rest wait for the next one.
+pub const MAX_RECORDS_PER_CHECKIN: usize = 500;
+/// The largest signed payload either side accepts.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// A payload and its signature, both unpadded base64url.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signed {
+    /// The payload's bytes (JSON).
+    pub payload: String,
+    /// Ed25519 over `domain || 0x00 || payload bytes`.
+    pub signature: String,
+}
+
+fn signing_input(domain: &str, payload: &[u8]) -> Vec<u8> {
+    let mut input = Vec::with_capacity(domain.len() + 1 + payload.len());
+    input.extend_from_slice(domain.as_bytes());
+    input.push(0);
+    input.extend_from_slice(payload);
+    input
+}
+
+fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        what,
+        reason: reason.into(),
+    }
+}
+
+impl Signed {
+    /// Serializes `body` and signs it under `domain`.
+    pub fn sign<T: Serialize>(domain: &str, body: &T, key: &SigningKey) -> Result<Self> {
+        let bytes = serde_json::to_vec(body).map_err(|e| invalid("request", e.to_string()))?;
+        let signature = key.sign(&signing_input(domain, &bytes));
+        Ok(Self {
+            payload: URL_SAFE_NO_PAD.encode(&bytes),
+            signature: URL_SAFE_NO_PAD.encode(signature),
+        })
+    }
+
+    /// The payload's bytes, unverified (to read which key should verify them).
+    pub fn payload_bytes(&self) -> Result<Vec<u8>> {
+        if self.payload.len() > MAX_PAYLOAD / 3 * 4 + 4 {
+            return Err(Error::TooLarge {
+                what: "signed request",
+                size: self.payload.len() / 4 * 3,
+                limit: MAX_PAYLOAD,
+            });
+        }
+        URL_SAFE_NO_PAD
+            .decode(&self.payload)
+            .map_err(|_| invalid("signed request", "the payload is not base64url"))
+    }
+
+    /// Reads the payload without checking the signature: only to find the key to check it with.
+    pub fn peek<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.payload_bytes()?)
+            .map_err(|e| invalid("signed request", e.to_string()))
+    }
+
+    /// Verifies the signature under `domain` with `key` and parses the payload.
+    pub fn open<T: DeserializeOwned>(&self, domain: &str, key: &PublicKey) -> Result<T> {
+        let bytes = self.payload_bytes()?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(&self.signature)
+            .map_err(|_| invalid("signed request", "the signature is not base64url"))?;
+        if !key.verify(&signing_input(domain, &bytes), &signature) {
+            return Err(Error::BadSignature {
+                what: "signed request",
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| invalid("signed request", e.to_string()))
+    }
+}
+
+/// The id of an agent's installation key: `agt_` and the first 24 hex digits of its SHA-256.
+pub fn agent_key_id(key: &PublicKey) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    format!("agt_{}", &hex(digest.as_ref())[..24])
+}
+
+/// A fresh random nonce for a check-in (22 characters of base64url).
+pub fn fresh_nonce() -> Result<String> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Key("the system random generator failed".into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Where an installation runs: one seat of a license is one (account, region, stack).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// The AWS account id.
+    pub aws_account: String,
+    /// The AWS region.
+    pub region: String,
+    /// The CloudFormation stack.
+    pub stack: String,
+    /// The app version running there.
+    pub version: String,
+}
+
+/// An agent's first words: the license it runs under, where, and its installation key. Signed
+/// with that key, which proves the agent holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Activation {
+    /// The armoured license.
+    pub license: String,
+    /// The installation key (base64url).
+    pub public_key: PublicKey,
+    /// Where it runs.
+    pub placement: Placement,
+    /// A fresh nonce for the status in the answer.
+    pub nonce: String,
+    /// The agent's clock.
+    pub time: UnixTime,
+}
+
+/// The portal's answer to an activation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivationAnswer {
+    /// The installation (seat) the agent belongs to.
+    pub installation: String,
+    /// The agent key's id.
+    pub agent: String,
+    /// The license's signed status over the activation's nonce.
+    pub status: String,
+    /// The newest revision of the license when it is newer than the one presented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+/// Something the agent saw that should not happen, sent home on the next check-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TamperReport {
+    /// When the agent saw it.
+    pub at: UnixTime,
+    /// A stable code: `replayed_status`, `old_status`, `clock_skew`, `license_rollback`,
+    /// `bad_status`, `bad_license`.
+    pub code: String,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A check-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkin {
+    /// The agent key's id.
+    pub agent: String,
+    /// The license.
+    pub license: LicenseId,
+    /// The revision the agent runs.
+    pub license_seq: u64,
+    /// The version running.
+    pub version: String,
+    /// A fresh nonce.
+    pub nonce: String,
+    /// The agent's clock.
+    pub time: UnixTime,
+    /// Sealed usage records not yet acknowledged, oldest first.
+    #[serde(default)]
+    pub records: Vec<UsageRecord>,
+    /// What the agent reports.
+    #[serde(default)]
+    pub reports: Vec<TamperReport>,
+}
+
+/// The portal's answer to a check-in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckinAnswer {
+    /// The license's signed status over the check-in's nonce.
+    pub status: String,
+    /// The newest revision of the license when it is newer than the agent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// The highest record number the portal holds for this agent: every record up to it is
+    /// stored (uploads are idempotent, so resending any of them changes nothing).
+    pub records_through: u64,
+}
+
+/// The signed part of a usage record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordBody {
+    /// `<agent>:<n>`: unique, and the same for every upload of this record.
+    pub id: String,
+    /// The agent key's id.
+    pub agent: String,
+    /// The license.
+    pub license: LicenseId,
+    /// The record's number in the agent's chain, from 1.
+    pub n: u64,
+    /// The metered dimension.
+    pub dimension: String,
+    /// The first second of the hour the usage happened in.
+    pub hour: UnixTime,
+    /// Units used.
+    pub quantity: u64,
+    /// Journal events folded into it.
+    pub events: u64,
+    /// The previous record's hash ([`GENESIS`] for the first).
+    pub prev: String,
+}
+
+/// A sealed usage record: its body, the chain hash, and the agent's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecord {
+    /// What it says.
+    #[serde(flatten)]
+    pub body: RecordBody,
+    /// SHA-256 (hex) of the body's JSON.
+    pub hash: String,
+    /// Ed25519 over [`USAGE_RECORD`] and the hash (base64url).
+    pub signature: String,
+}
+
+/// The most characters in a dimension name.
+pub const MAX_DIMENSION_LEN: usize = 64;
+
+/// Whether `name` may name a metered dimension: 1 to 64 of `a-z 0-9 _ - . :`, starting with a
+/// letter or digit (the same alphabet as feature names, so a quota and its dimension match).
+pub fn valid_dimension(name: &str) -> bool {
+    let b = name.as_bytes();
+    (1..=MAX_DIMENSION_LEN).contains(&b.len())
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.:".contains(c))
+}
+
+impl RecordBody {
+    fn hash(&self) -> Result<String> {
+        let bytes = serde_json::to_vec(self).map_err(|e| invalid("usage record", e.to_string()))?;
+        Ok(hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()))
+    }
+}
+
+impl UsageRecord {
+    /// Hashes and signs `body`.
+    pub fn seal(body: RecordBody, key: &SigningKey) -> Result<Self> {
+        let hash = body.hash()?;
+        let signature = URL_SAFE_NO_PAD.encode(key.sign(&signing_input(USAGE_RECORD, hash.as_bytes())));
+        Ok(Self {
+            body,
+            hash,
+            signature,
+        })
+    }
+
+    /// Checks the record's shape, its hash and its signature by `key`.
+    pub fn verify(&self, key: &PublicKey) -> Result<()> {
+        let b = &self.body;
+        if b.n == 0 || b.id != format!("{}:{}", b.agent, b.n) {
+            return Err(invalid("usage record", "its id is not <agent>:<n>"));
+        }
+        if !valid_dimension(&b.dimension) {
+            return Err(invalid(
+                "usage record",
+                format!("{:?} is not a dimension name", b.dimension),
+            ));
+        }
+        if b.hour.as_secs() % 3600 != 0 {
+            return Err(invalid("usage record", "its hour is not on the hour"));
+        }
+        if self.body.hash()? != self.hash {
+            return Err(invalid(
+                "usage record",
+                format!("record {} does not match its hash: it was changed", b.id),
+            ));
+        }
+        let signature = URL_SAFE_NO_PAD
+            .decode(&self.signature)
+            .map_err(|_| invalid("usage record", "the signature is not base64url"))?;
+        if !key.verify(&signing_input(USAGE_RECORD, self.hash.as_bytes()), &signature) {
+            return Err(Error::BadSignature {
+                what: "usage record",
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn body(agent: &str, n: u64, prev: &str) -> RecordBody {
+        RecordBody {
+            id: format!("{agent}:{n}"),
+            agent: agent.into(),
+            license: LicenseId::new("lic_1").unwrap(),
+            n,
+            dimension: "api-calls".into(),
+            hour: UnixTime::from_secs(1_800_000_000 - 1_800_000_000 % 3600).unwrap(),
+            quantity: 7,
+            events: 3,
+            prev: prev.into(),
+        }
+    }
+
+    #[test]
+    fn signed_requests_bind_domain_and_key() {
+        let key = SigningKey::generate().unwrap();
+        let signed = Signed::sign(CHECKIN, &serde_json::json!({"a": 1}), &key).unwrap();
+        let opened: serde_json::Value = signed.open(CHECKIN, &key.public_key()).unwrap();
+        assert_eq!(opened["a"], 1);
+        // The same bytes presented as another kind of request are refused.
+        assert!(
+            signed
+                .open::<serde_json::Value>(ACTIVATION, &key.public_key())
+                .is_err()
+        );
+        let other = SigningKey::generate().unwrap();
+        assert!(
+            signed
+                .open::<serde_json::Value>(CHECKIN, &other.public_key())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_changed_record_is_refused() {
+        let key = SigningKey::generate().unwrap();
+        let agent = agent_key_id(&key.public_key());
+        let record = UsageRecord::seal(body(&agent, 1, GENESIS), &key).unwrap();
+        record.verify(&key.public_key()).unwrap();
+        let mut inflated = record.clone();
+        inflated.body.quantity = 700;
+        assert!(inflated.verify(&key.public_key()).is_err());
+        let mut renumbered = record;
+        renumbered.body.n = 2;
+        assert!(renumbered.verify(&key.public_key()).is_err());
+    }
+
+    #[test]
+    fn nonces_are_fresh_and_valid() {
+        let (a, b) = (fresh_nonce().unwrap(), fresh_nonce().unwrap());
+        assert_ne!(a, b);
+        assert!(crate::status::valid_nonce(&a));
+    }
+
+    #[test]
+    fn dimension_names() {
+        assert!(valid_dimension("api-calls"));
+        assert!(!valid_dimension("API"));
+        assert!(!valid_dimension(""));
+        assert!(!valid_dimension(&"a".repeat(65)));
+    }
+}
