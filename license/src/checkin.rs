@@ -266,7 +266,9 @@ pub fn valid_dimension(name: &str) -> bool {
 impl RecordBody {
     fn hash(&self) -> Result<String> {
         let bytes = serde_json::to_vec(self).map_err(|e| invalid("usage record", e.to_string()))?;
-        Ok(hex(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()))
+        Ok(hex(
+            ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()
+        ))
     }
 }
 
@@ -274,7 +276,8 @@ impl UsageRecord {
     /// Hashes and signs `body`.
     pub fn seal(body: RecordBody, key: &SigningKey) -> Result<Self> {
         let hash = body.hash()?;
-        let signature = URL_SAFE_NO_PAD.encode(key.sign(&signing_input(USAGE_RECORD, hash.as_bytes())));
+        let signature =
+            URL_SAFE_NO_PAD.encode(key.sign(&signing_input(USAGE_RECORD, hash.as_bytes())));
         Ok(Self {
             body,
             hash,
@@ -294,7 +297,7 @@ impl UsageRecord {
                 format!("{:?} is not a dimension name", b.dimension),
             ));
         }
-        if b.hour.as_secs() % 3600 != 0 {
+        if !b.hour.as_secs().is_multiple_of(3600) {
             return Err(invalid("usage record", "its hour is not on the hour"));
         }
         if self.body.hash()? != self.hash {
@@ -306,7 +309,10 @@ impl UsageRecord {
         let signature = URL_SAFE_NO_PAD
             .decode(&self.signature)
             .map_err(|_| invalid("usage record", "the signature is not base64url"))?;
-        if !key.verify(&signing_input(USAGE_RECORD, self.hash.as_bytes()), &signature) {
+        if !key.verify(
+            &signing_input(USAGE_RECORD, self.hash.as_bytes()),
+            &signature,
+        ) {
             return Err(Error::BadSignature {
                 what: "usage record",
             });
@@ -327,7 +333,7 @@ mod tests {
             license: LicenseId::new("lic_1").unwrap(),
             n,
             dimension: "api-calls".into(),
-            hour: UnixTime::from_secs(1_800_000_000 - 1_800_000_000 % 3600).unwrap(),
+            hour: UnixTime::from_secs(1_800_000_000).unwrap(),
             quantity: 7,
             events: 3,
             prev: prev.into(),

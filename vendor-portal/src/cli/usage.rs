@@ -46,7 +46,10 @@ fn items<'a>(value: &'a serde_json::Value, name: &str) -> &'a [serde_json::Value
 }
 
 fn print_usage(license: &str, usage: &serde_json::Value) {
-    let seats = match usage.get("max_installations").and_then(serde_json::Value::as_u64) {
+    let seats = match usage
+        .get("max_installations")
+        .and_then(serde_json::Value::as_u64)
+    {
         Some(max) => format!("{} of {max}", field(usage, "seats_in_use")),
         None => format!("{} (no limit)", field(usage, "seats_in_use")),
     };
@@ -70,7 +73,15 @@ fn print_usage(license: &str, usage: &serde_json::Value) {
         })
         .collect();
     print_table(
-        &["installation", "account", "region", "stack", "version", "last seen", "state"],
+        &[
+            "installation",
+            "account",
+            "region",
+            "stack",
+            "version",
+            "last seen",
+            "state",
+        ],
         &rows,
     );
     println!();

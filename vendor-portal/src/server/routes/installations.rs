@@ -88,11 +88,15 @@ fn check_placement(p: &license::checkin::Placement) -> ApiResult<()> {
     // CloudFormation stack names: a letter, then letters, digits and '-', at most 128.
     let stack_ok = (1..=128).contains(&p.stack.len())
         && p.stack.starts_with(|c: char| c.is_ascii_alphabetic())
-        && p.stack.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && p.stack
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let version_ok = semver::Version::parse(&p.version).is_ok() && p.version.len() <= 64;
     match (account_ok, region_ok, stack_ok, version_ok) {
         (false, ..) => Err(ApiError::invalid("aws_account must be 12 digits")),
-        (_, false, ..) => Err(ApiError::invalid("region must be an AWS region like eu-west-1")),
+        (_, false, ..) => Err(ApiError::invalid(
+            "region must be an AWS region like eu-west-1",
+        )),
         (_, _, false, _) => Err(ApiError::invalid(
             "stack must be a CloudFormation stack name (a letter, then letters, digits and '-', at most 128)",
         )),

@@ -163,7 +163,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/licenses/{id}/kit-keys", post(grants::kit_keys))
         .route("/api/v1/licenses/{id}/usage", get(installations::usage))
         .route("/api/v1/installations", post(installations::activate))
-        .route("/api/v1/installations/checkin", post(installations::checkin))
+        .route(
+            "/api/v1/installations/checkin",
+            post(installations::checkin),
+        )
         .route("/api/v1/installations/remove", post(installations::remove))
 }
 

@@ -1,8 +1,16 @@
 //! `license-agent`: checks licenses for an installation.
 //!
-//! Today: `inspect` (decode without trusting) and `verify` (full verification against the
-//! vendor's keyset). `serve`, the localhost entitlement service with check-ins and metering,
-//! arrives with issue 7.
+//! `inspect` decodes without trusting, `verify` checks a license against the vendor's keyset, and
+//! `serve` runs the agent: entitlement checks on localhost for functions in any language,
+//! check-ins with the vendor's portal, and metering (see `serve.rs`). Started with no arguments
+//! inside AWS Lambda (as an extension from a layer), it serves with its settings from the
+//! environment.
+
+mod extension;
+mod home;
+mod meter;
+mod portal;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,7 +35,7 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +48,9 @@ enum Command {
     /// Verify a license against the vendor's keyset: exit 0 with its entitlements, or exit 1
     /// with the reason.
     Verify(VerifyArgs),
+    /// Run the agent: answer entitlement checks on localhost, check in with the vendor's
+    /// portal, and meter usage.
+    Serve(Box<serve::ServeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +86,7 @@ fn parse_time(text: &str) -> Result<UnixTime, String> {
 const STATE_FILE: &str = "trust-state.json";
 const MAX_FILE_LEN: u64 = 1024 * 1024;
 
-fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(path: &Path, what: &str) -> Result<Vec<u8>> {
     use std::io::Read as _;
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read the {what} {}", path.display()))?;
@@ -98,6 +109,7 @@ fn read_text(path: &Path, what: &str) -> Result<String> {
 
 fn main() -> ExitCode {
     license::process::guarded_main(|| {
+        init_logging();
         let cli = Cli::parse();
         let output = cli.output;
         match run(cli) {
@@ -118,10 +130,37 @@ fn main() -> ExitCode {
     })
 }
 
+/// Logs go to stderr (JSON lines inside Lambda, where CloudWatch collects them);
+/// `RUST_LOG` filters them.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Inspect { file } => inspect(&file, cli.output),
-        Command::Verify(args) => verify(args, cli.output),
+        Some(Command::Inspect { file }) => inspect(&file, cli.output),
+        Some(Command::Verify(args)) => verify(args, cli.output),
+        Some(Command::Serve(args)) => serve::run(*args),
+        // Lambda starts an extension with no arguments: serve, configured by the environment.
+        None if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => {
+            let cli = Cli::try_parse_from([extension::NAME, "serve"])?;
+            run(cli)
+        }
+        None => {
+            use clap::CommandFactory as _;
+            Cli::command().print_help()?;
+            std::process::exit(2);
+        }
     }
 }
 

@@ -1,0 +1,397 @@
+//! Metering that loses nothing and counts nothing twice.
+//!
+//! - The journal (`journal.log`) is append-only: one JSON line per usage event, written and
+//!   flushed to disk (fdatasync) before `POST /v1/usage` answers. One writer thread batches
+//!   whatever arrived while the disk was busy into one write and one sync (group commit), so
+//!   concurrent callers share the cost.
+//! - Sealing folds the events not yet sealed into usage records per dimension and hour, chained
+//!   by hash and signed with the installation key, and saves them with the journal position
+//!   they cover in one atomic file replace (`records.json`); only then may the journal forget
+//!   those events. A crash at any point leaves either the events or the records that hold them.
+//! - Records stay pending until the portal says it holds them; the portal stores each id once,
+//!   so sending one again after a crash changes nothing.
+//!
+//! A torn last line (a crash in the middle of a write that was never acknowledged) is dropped
+//! when the journal is opened.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+
+use anyhow::{Context as _, Result};
+use license::SigningKey;
+use license::UnixTime;
+use license::checkin::{GENESIS, RecordBody, UsageRecord};
+use license::claims::LicenseId;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::home::write_atomic;
+
+/// Hourly totals are kept this long, for quotas up to a year.
+const KEEP_TOTALS: u64 = 367 * 86_400;
+
+/// One usage event as journaled.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// Position in the journal, from 1.
+    pub seq: u64,
+    /// When it was taken.
+    pub at: UnixTime,
+    /// The dimension.
+    pub dimension: String,
+    /// Units.
+    pub quantity: u64,
+}
+
+/// The sealed side: the chain head, the records not yet acknowledged and the hourly totals.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    /// Every journal event up to this one is in a record.
+    pub sealed_through: u64,
+    /// The number of the last record sealed.
+    pub head_n: u64,
+    /// Its hash ([`GENESIS`] before the first).
+    pub head_hash: String,
+    /// Sealed records the portal has not acknowledged, oldest first.
+    pub pending: Vec<UsageRecord>,
+    /// Units per dimension and hour (sealed events only), for quotas.
+    pub totals: BTreeMap<String, BTreeMap<u64, u64>>,
+}
+
+struct Shared {
+    /// Acknowledged events not sealed yet.
+    unsealed: Vec<Event>,
+    /// The highest seq acknowledged.
+    last_seq: u64,
+}
+
+enum Job {
+    Append {
+        dimension: String,
+        quantity: u64,
+        at: UnixTime,
+        done: oneshot::Sender<Result<u64, String>>,
+    },
+    Compact {
+        through: u64,
+    },
+}
+
+/// The meter: the journal's writer and the ledger.
+pub struct Meter {
+    dir: PathBuf,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    shared: Arc<Mutex<Shared>>,
+    ledger: Mutex<Ledger>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Reads the journal, dropping a torn last line; returns the events and the good length.
+fn read_journal(path: &Path) -> Result<(Vec<Event>, u64)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut events = Vec::new();
+    let mut good = 0u64;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 || line.last() != Some(&b'\n') {
+            break;
+        }
+        match serde_json::from_slice::<Event>(&line) {
+            Ok(event) => events.push(event),
+            // Nothing after a bad line was acknowledged after it: the writer never writes past
+            // a line it could not complete.
+            Err(_) => break,
+        }
+        good += n as u64;
+    }
+    Ok((events, good))
+}
+
+impl Meter {
+    /// Opens the journal and ledger in `dir` and starts the writer thread.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let journal = dir.join("journal.log");
+        let ledger_path = dir.join("records.json");
+        let ledger: Ledger = match std::fs::read(&ledger_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is damaged; it holds usage not yet sent to the vendor, so it was left as it is: restore it from a backup or move it away to start a new ledger",
+                    ledger_path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger {
+                head_hash: GENESIS.into(),
+                ..Ledger::default()
+            },
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", ledger_path.display()));
+            }
+        };
+        let (events, good_len) = read_journal(&journal)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal)
+            .with_context(|| format!("cannot open {}", journal.display()))?;
+        if file.metadata().map(|m| m.len()).unwrap_or(0) > good_len {
+            file.set_len(good_len)
+                .with_context(|| format!("cannot repair {}", journal.display()))?;
+        }
+        let last_seq = events
+            .last()
+            .map_or(ledger.sealed_through, |e| e.seq.max(ledger.sealed_through));
+        let unsealed: Vec<Event> = events
+            .into_iter()
+            .filter(|e| e.seq > ledger.sealed_through)
+            .collect();
+        let shared = Arc::new(Mutex::new(Shared { unsealed, last_seq }));
+        let (tx, rx) = mpsc::channel();
+        let writer_shared = Arc::clone(&shared);
+        let writer_path = journal.clone();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || writer(file, &writer_path, rx, &writer_shared))
+            .context("cannot start the journal writer")?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            jobs: Mutex::new(tx),
+            shared,
+            ledger: Mutex::new(ledger),
+        })
+    }
+
+    /// Journals one event; resolves once it is on disk, with its seq.
+    pub async fn record(&self, dimension: String, quantity: u64, at: UnixTime) -> Result<u64> {
+        let (done, wait) = oneshot::channel();
+        lock(&self.jobs)
+            .send(Job::Append {
+                dimension,
+                quantity,
+                at,
+                done,
+            })
+            .map_err(|_| anyhow::anyhow!("the journal writer stopped"))?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(anyhow::anyhow!("the usage journal cannot be written: {e}")),
+            Err(_) => Err(anyhow::anyhow!("the journal writer stopped")),
+        }
+    }
+
+    /// Units of `dimension` used from `since` on (sealed and unsealed).
+    pub fn used_since(&self, dimension: &str, since: UnixTime) -> u64 {
+        let hour = since.as_secs() - since.as_secs() % 3600;
+        let sealed: u64 = lock(&self.ledger)
+            .totals
+            .get(dimension)
+            .map(|hours| hours.range(hour..).map(|(_, q)| *q).sum())
+            .unwrap_or(0);
+        let unsealed: u64 = lock(&self.shared)
+            .unsealed
+            .iter()
+            .filter(|e| e.dimension == dimension && e.at >= since)
+            .map(|e| e.quantity)
+            .sum();
+        sealed.saturating_add(unsealed)
+    }
+
+    /// Seals every acknowledged event into records signed by `key`; returns how many records.
+    pub fn seal(&self, agent: &str, license: &LicenseId, key: &SigningKey) -> Result<usize> {
+        let mut ledger = lock(&self.ledger);
+        let (events, through) = {
+            let shared = lock(&self.shared);
+            (shared.unsealed.clone(), shared.last_seq)
+        };
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut groups: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
+        for e in &events {
+            let hour = e.at.as_secs() - e.at.as_secs() % 3600;
+            let entry = groups.entry((hour, e.dimension.clone())).or_default();
+            entry.0 = entry.0.saturating_add(e.quantity);
+            entry.1 += 1;
+        }
+        let mut next = ledger.clone();
+        for ((hour, dimension), (quantity, count)) in groups {
+            let n = next.head_n + 1;
+            let record = UsageRecord::seal(
+                RecordBody {
+                    id: format!("{agent}:{n}"),
+                    agent: agent.to_owned(),
+                    license: license.clone(),
+                    n,
+                    dimension: dimension.clone(),
+                    hour: UnixTime::from_secs(hour).unwrap_or(UnixTime::now()),
+                    quantity,
+                    events: count,
+                    prev: next.head_hash.clone(),
+                },
+                key,
+            )?;
+            next.head_n = n;
+            next.head_hash.clone_from(&record.hash);
+            next.pending.push(record);
+            let total = next
+                .totals
+                .entry(dimension)
+                .or_default()
+                .entry(hour)
+                .or_default();
+            *total = total.saturating_add(quantity);
+        }
+        next.sealed_through = events.last().map_or(through, |e| e.seq);
+        let cutoff = UnixTime::now().as_secs().saturating_sub(KEEP_TOTALS);
+        for hours in next.totals.values_mut() {
+            hours.retain(|h, _| *h >= cutoff);
+        }
+        let sealed = next.pending.len() - ledger.pending.len();
+        write_atomic(&self.dir.join("records.json"), &serde_json::to_vec(&next)?)?;
+        *ledger = next;
+        lock(&self.shared)
+            .unsealed
+            .retain(|e| e.seq > ledger.sealed_through);
+        let _ = lock(&self.jobs).send(Job::Compact {
+            through: ledger.sealed_through,
+        });
+        Ok(sealed)
+    }
+
+    /// The records waiting for the portal, oldest first, at most `max`.
+    pub fn pending(&self, max: usize) -> Vec<UsageRecord> {
+        lock(&self.ledger)
+            .pending
+            .iter()
+            .take(max)
+            .cloned()
+            .collect()
+    }
+
+    /// Events acknowledged and not sealed yet.
+    pub fn unsealed(&self) -> Vec<Event> {
+        lock(&self.shared).unsealed.clone()
+    }
+
+    /// Forgets pending records up to number `through`, which the portal holds.
+    pub fn acknowledged(&self, through: u64) -> Result<()> {
+        let mut ledger = lock(&self.ledger);
+        if !ledger.pending.iter().any(|r| r.body.n <= through) {
+            return Ok(());
+        }
+        let mut next = ledger.clone();
+        next.pending.retain(|r| r.body.n > through);
+        write_atomic(&self.dir.join("records.json"), &serde_json::to_vec(&next)?)?;
+        *ledger = next;
+        Ok(())
+    }
+}
+
+/// The writer thread: appends batches, syncs once per batch, then acknowledges the batch.
+fn writer(mut file: File, path: &Path, jobs: mpsc::Receiver<Job>, shared: &Mutex<Shared>) {
+    let mut broken: Option<String> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while let Ok(more) = jobs.try_recv() {
+            batch.push(more);
+            if batch.len() >= 4096 {
+                break;
+            }
+        }
+        let mut bytes = Vec::new();
+        let mut appended = Vec::new();
+        let mut next_seq = lock(shared).last_seq;
+        for job in batch {
+            match job {
+                Job::Append {
+                    dimension,
+                    quantity,
+                    at,
+                    done,
+                } => {
+                    next_seq += 1;
+                    let event = Event {
+                        seq: next_seq,
+                        at,
+                        dimension,
+                        quantity,
+                    };
+                    if let Ok(line) = serde_json::to_vec(&event) {
+                        bytes.extend_from_slice(&line);
+                        bytes.push(b'\n');
+                    }
+                    appended.push((event, done));
+                }
+                Job::Compact { through } => {
+                    if let Err(e) = compact(&mut file, path, through) {
+                        tracing::warn!(error = %e, "the journal could not be compacted; it keeps growing until the next try");
+                    }
+                }
+            }
+        }
+        if appended.is_empty() {
+            continue;
+        }
+        let written = match &broken {
+            Some(e) => Err(e.clone()),
+            None => file
+                .write_all(&bytes)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = &written {
+            // After a failed write the file's end is unknown: refuse everything from here on
+            // rather than acknowledge events that might not be there.
+            broken = Some(e.clone());
+        }
+        let mut state = lock(shared);
+        for (event, done) in appended {
+            let answer = match &written {
+                Ok(()) => {
+                    state.last_seq = event.seq;
+                    let seq = event.seq;
+                    state.unsealed.push(event);
+                    Ok(seq)
+                }
+                Err(e) => Err(e.clone()),
+            };
+            let _ = done.send(answer);
+        }
+    }
+}
+
+/// Rewrites the journal without the events up to `through` (they are in sealed records).
+fn compact(file: &mut File, path: &Path, through: u64) -> Result<()> {
+    let (events, _) = read_journal(path)?;
+    let keep: Vec<&Event> = events.iter().filter(|e| e.seq > through).collect();
+    if keep.len() == events.len() {
+        return Ok(());
+    }
+    let mut bytes = Vec::new();
+    for e in keep {
+        bytes.extend_from_slice(&serde_json::to_vec(e)?);
+        bytes.push(b'\n');
+    }
+    write_atomic(path, &bytes)?;
+    *file = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot reopen {}", path.display()))?;
+    Ok(())
+}

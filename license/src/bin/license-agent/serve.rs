@@ -1,0 +1,688 @@
+//! `license-agent serve`: the license agent as a localhost service for functions in any language.
+//!
+//! - `GET /v1/entitlements/{name}`: 200 when the feature, limit (`?in_use=N`) or quota
+//!   (`?quantity=N`, counted against the metered dimension of the same name) allows it, with what
+//!   is left; 403 with the code and the reason when not.
+//! - `GET /v1/license`: the verified claims and the agent's state.
+//! - `POST /v1/usage` `{"dimension": …, "quantity": …}`: answered once the event is on disk.
+//! - `GET /v1/outbox`: every request sent to the vendor and what waits to be sent.
+//! - `GET /healthz`: a trivial route (the baseline the benchmarks compare with).
+//!
+//! Check-ins run on the interval (the license's, or `--checkin-interval`); each one first re-reads
+//! the license file or parameter, so a renewed license placed there is picked up without a
+//! restart, and a renewal the portal sends is kept in the state directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clap::Args;
+use license::checkin::{
+    ACTIVATION, Activation, ActivationAnswer, CHECKIN, Checkin, CheckinAnswer,
+    MAX_RECORDS_PER_CHECKIN, Placement, Signed, agent_key_id, fresh_nonce, valid_dimension,
+};
+use license::entitlements::period_bounds;
+use license::{Agent, Denial, Keyset, SigningKey, TrustPin, UnixTime, VerifyOptions, Window};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::home::{Home, Saved};
+use crate::meter::Meter;
+use crate::portal::{Failure, PortalClient};
+use crate::read_limited;
+
+/// The most units one usage event may carry.
+const MAX_QUANTITY: u64 = 1_000_000_000_000;
+
+/// `serve`'s arguments. Every one can come from the environment too, which is how the Lambda
+/// extension (started with no arguments) is configured.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The armoured license file.
+    #[arg(
+        long,
+        env = "CONSIGN_LICENSE_FILE",
+        required_unless_present = "license_parameter",
+        conflicts_with = "license_parameter"
+    )]
+    pub license: Option<PathBuf>,
+    /// An SSM parameter holding the license (what `installer install` stores:
+    /// /consign/STACK/license).
+    #[arg(long, env = "CONSIGN_LICENSE_PARAMETER")]
+    pub license_parameter: Option<String>,
+    /// The vendor's keyset.json.
+    #[arg(long, env = "CONSIGN_TRUST")]
+    pub trust: PathBuf,
+    /// Pin the vendor's root key (sha256:<hex>); else the first keyset's root is pinned.
+    #[arg(long, env = "CONSIGN_TRUST_ROOT")]
+    pub trust_root: Option<String>,
+    /// Where to answer.
+    #[arg(long, env = "CONSIGN_AGENT_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// The vendor's portal; without it the agent never calls home (the license must allow
+    /// that, or the agent goes to GRACE and then RESTRICTED).
+    #[arg(long, env = "CONSIGN_PORTAL_URL")]
+    pub portal: Option<String>,
+    /// Seconds between check-ins (the license's interval by default). The offline grace still
+    /// follows the license's policy.
+    #[arg(long, env = "CONSIGN_CHECKIN_INTERVAL", value_parser = clap::value_parser!(u64).range(1..))]
+    pub checkin_interval: Option<u64>,
+    /// The state directory (installation key, journal, ledger, memory).
+    #[arg(long, env = "CONSIGN_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The AWS account the app runs in (asked of STS when not given).
+    #[arg(long, env = "CONSIGN_AWS_ACCOUNT")]
+    pub aws_account: Option<String>,
+    /// The AWS region the app runs in.
+    #[arg(long, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// The CloudFormation stack of the installation.
+    #[arg(long, env = "CONSIGN_STACK")]
+    pub stack: Option<String>,
+    /// The app version installed.
+    #[arg(long, env = "CONSIGN_APP_VERSION")]
+    pub app_version: Option<String>,
+}
+
+enum Source {
+    File(PathBuf),
+    Parameter(String),
+}
+
+impl Source {
+    async fn read(&self) -> Result<String> {
+        match self {
+            Source::File(path) => String::from_utf8(read_limited(path, "license")?)
+                .with_context(|| format!("the license {} is not text", path.display())),
+            Source::Parameter(name) => {
+                let config = aws_config::load_from_env().await;
+                let ssm = aws_sdk_ssm::Client::new(&config);
+                let out = ssm
+                    .get_parameter()
+                    .name(name)
+                    .with_decryption(true)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
+                            "cannot read the license from SSM parameter {name}: {}; the agent's role needs ssm:GetParameter on it (and kms:Decrypt for its key)",
+                            aws_sdk_ssm::error::DisplayErrorContext(e)
+                        )
+                    })?;
+                out.parameter
+                    .and_then(|p| p.value)
+                    .with_context(|| format!("SSM parameter {name} holds no value"))
+            }
+        }
+    }
+}
+
+/// Everything the handlers and the check-in loop share.
+struct Shared {
+    agent: Agent,
+    meter: Meter,
+    home: Home,
+    saved: Mutex<Saved>,
+    portal: Option<PortalClient>,
+    key: SigningKey,
+    agent_id: String,
+    placement: Option<Placement>,
+    source: Source,
+    interval: u64,
+    last_error: Mutex<Option<String>>,
+    /// Starts a check-in now (the Lambda extension rings it on an invoke after a long freeze).
+    wake: Arc<Notify>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the agent until SIGTERM, Ctrl-C or the Lambda SHUTDOWN event.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+fn default_state_dir() -> PathBuf {
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        PathBuf::from("/tmp/consign-license-agent")
+    } else {
+        PathBuf::from("license-agent-state")
+    }
+}
+
+async fn account_from_sts() -> Result<String> {
+    let config = aws_config::load_from_env().await;
+    let out = aws_sdk_sts::Client::new(&config)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot learn the AWS account from STS: {}; pass --aws-account (CONSIGN_AWS_ACCOUNT)",
+                aws_sdk_sts::error::DisplayErrorContext(e)
+            )
+        })?;
+    out.account.context("STS named no account")
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let home = Home::open(&args.state_dir.clone().unwrap_or_else(default_state_dir))?;
+    let mut saved = home.load()?;
+    let keyset_bytes = read_limited(&args.trust, "keyset")?;
+    if let (Some(pin), Some(pinned)) = (&args.trust_root, &saved.root_fingerprint) {
+        anyhow::ensure!(
+            pin == pinned,
+            "--trust-root {pin} differs from the root {pinned} pinned in the state directory"
+        );
+    }
+    let keyset = Keyset::verify(
+        &keyset_bytes,
+        &TrustPin {
+            root_fingerprint: args.trust_root.clone().or(saved.root_fingerprint.clone()),
+            min_seq: saved.keyset_seq,
+        },
+    )
+    .with_context(|| format!("the keyset {} is not trusted", args.trust.display()))?;
+    saved.root_fingerprint = Some(keyset.root_fingerprint());
+    saved.keyset_seq = keyset.keyset().seq;
+
+    let source = match (&args.license, &args.license_parameter) {
+        (Some(path), _) => Source::File(path.clone()),
+        (None, Some(name)) => Source::Parameter(name.clone()),
+        (None, None) => bail!("give --license FILE or --license-parameter NAME"),
+    };
+    let now = UnixTime::now();
+    let from_source = source.read().await?;
+    // The renewal kept from an earlier run wins when it is a newer revision.
+    let mut options = VerifyOptions::at(now);
+    options.window = Window::Report;
+    let seq_of = |text: &str| {
+        keyset
+            .verify_license(text, &options)
+            .map(|v| v.claims().seq)
+    };
+    let source_seq = seq_of(&from_source).context("the license is not valid")?;
+    let armored = match home.license() {
+        Some(kept) if seq_of(&kept).is_ok_and(|seq| seq > source_seq) => kept,
+        _ => from_source,
+    };
+    let agent = Agent::new(keyset, &armored, std::mem::take(&mut saved.memory), now)
+        .context("the license cannot be used")?;
+    let claims = agent.license().claims().clone();
+
+    let region = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+    let account = match (&args.aws_account, &args.portal) {
+        (Some(a), _) => Some(a.clone()),
+        (None, Some(_)) => Some(account_from_sts().await?),
+        (None, None) => None,
+    };
+    if let (Some(account), Some(region)) = (&account, &region) {
+        agent
+            .license()
+            .check_placement(account, region)
+            .map_err(|d| anyhow::anyhow!("the license may not run here: {d}"))?;
+    }
+    let placement = match &args.portal {
+        None => None,
+        Some(_) => Some(Placement {
+            aws_account: account.context("the AWS account is unknown")?,
+            region: region.context("the AWS region is unknown: pass --region (AWS_REGION)")?,
+            stack: args
+                .stack
+                .clone()
+                .context("check-ins name the installation's stack: pass --stack (CONSIGN_STACK)")?,
+            version: args.app_version.clone().context(
+                "check-ins name the installed version: pass --app-version (CONSIGN_APP_VERSION)",
+            )?,
+        }),
+    };
+    let key = home.installation_key()?;
+    let agent_id = agent_key_id(&key.public_key());
+    let meter = Meter::open(home.dir())?;
+    let portal = match &args.portal {
+        Some(url) => Some(PortalClient::new(url, home.dir().join("outbox.jsonl"))?),
+        None => {
+            if claims.policy.checkin_required {
+                tracing::warn!(
+                    "check-ins are off but license {} requires them: the agent goes to GRACE {} s after it started and to RESTRICTED {} s later; give --portal to stay ACTIVE",
+                    claims.jti,
+                    claims.policy.checkin_interval,
+                    claims.policy.offline_grace
+                );
+            }
+            None
+        }
+    };
+    let shared = Arc::new(Shared {
+        interval: args
+            .checkin_interval
+            .unwrap_or(claims.policy.checkin_interval)
+            .max(1),
+        agent,
+        meter,
+        home,
+        saved: Mutex::new(saved),
+        portal,
+        key,
+        agent_id,
+        placement,
+        source,
+        last_error: Mutex::new(None),
+        wake: Arc::new(Notify::new()),
+    });
+    save(&shared)?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, agent = %shared.agent_id, license = %claims.jti, "license agent ready");
+    eprintln!("license-agent listening on http://{bound}");
+
+    tokio::spawn(checkin_loop(Arc::clone(&shared)));
+    let stop = Arc::new(Notify::new());
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        tokio::spawn(crate::extension::run(
+            Arc::clone(&stop),
+            Arc::clone(&shared.wake),
+            shared.interval,
+        ));
+    }
+    let app = router(Arc::clone(&shared));
+    let stopped = Arc::clone(&stop);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stopped.notified() => {}
+            }
+        })
+        .await
+        .context("the HTTP server failed")?;
+    finish(&shared).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// On the way out: seal what was acknowledged, try one last check-in, save.
+async fn finish(shared: &Shared) {
+    if shared.portal.is_some() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), checkin_once(shared)).await;
+    } else if let Err(e) = seal(shared) {
+        tracing::warn!(error = %e, "usage could not be sealed at shutdown; it stays in the journal");
+    }
+    if let Err(e) = save(shared) {
+        tracing::warn!(error = %e, "the agent's state could not be saved");
+    }
+}
+
+fn save(shared: &Shared) -> Result<()> {
+    let mut saved = lock(&shared.saved);
+    saved.memory = shared.agent.memory();
+    shared.home.save(&saved)
+}
+
+fn seal(shared: &Shared) -> Result<usize> {
+    let license = shared.agent.license();
+    shared
+        .meter
+        .seal(&shared.agent_id, &license.claims().jti, &shared.key)
+}
+
+async fn checkin_loop(shared: Arc<Shared>) {
+    loop {
+        checkin_once(&shared).await;
+        let wait = Duration::from_secs(shared.interval);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.wake.notified() => {}
+        }
+    }
+}
+
+fn set_error(shared: &Shared, error: Option<String>) {
+    if let Some(e) = &error {
+        tracing::warn!(error = %e, "check-in failed");
+    }
+    *lock(&shared.last_error) = error;
+}
+
+/// One round: re-read the license source, seal usage, activate if needed, check in, save.
+async fn checkin_once(shared: &Shared) {
+    let now = UnixTime::now();
+    match shared.source.read().await {
+        Ok(text) => match shared.agent.offer_license(&text, now) {
+            Ok(true) => {
+                tracing::info!("a renewed license was picked up from the license source");
+                if let Err(e) = shared.home.save_license(&text) {
+                    tracing::warn!(error = %e, "the renewed license could not be kept");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                shared.agent.report(
+                    now,
+                    "license_source",
+                    format!("the license source holds a license the agent refuses: {e}"),
+                );
+            }
+        },
+        Err(e) => tracing::warn!(error = %e, "the license source could not be read"),
+    }
+    if let Err(e) = seal(shared) {
+        tracing::warn!(error = %e, "usage could not be sealed; it stays in the journal");
+    }
+    let Some(portal) = &shared.portal else {
+        let _ = save(shared);
+        return;
+    };
+    set_error(shared, round(shared, portal).await.err());
+    if let Err(e) = save(shared) {
+        tracing::warn!(error = %e, "the agent's state could not be saved");
+    }
+}
+
+fn took_renewal(shared: &Shared, renewed: bool) {
+    if renewed {
+        tracing::info!("a renewed license from the portal took over");
+        if let Err(e) = shared.home.save_license(&shared.agent.armored()) {
+            tracing::warn!(error = %e, "the renewed license could not be kept");
+        }
+    }
+}
+
+async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<(), String> {
+    let placement = shared.placement.clone().ok_or("the placement is unknown")?;
+    for _ in 0..2 {
+        let installation = lock(&shared.saved).installation.clone();
+        if installation.is_none() {
+            let nonce = fresh_nonce().map_err(|e| e.to_string())?;
+            let activation = Activation {
+                license: shared.agent.armored().to_string(),
+                public_key: shared.key.public_key(),
+                placement: placement.clone(),
+                nonce: nonce.clone(),
+                time: UnixTime::now(),
+            };
+            let signed =
+                Signed::sign(ACTIVATION, &activation, &shared.key).map_err(|e| e.to_string())?;
+            let answer: ActivationAnswer = portal
+                .post("/api/v1/installations", &signed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let accepted = shared
+                .agent
+                .accept(
+                    &answer.status,
+                    answer.license.as_deref(),
+                    &nonce,
+                    UnixTime::now(),
+                )
+                .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
+            took_renewal(shared, accepted.renewed);
+            lock(&shared.saved).installation = Some(answer.installation);
+            tracing::info!(agent = %shared.agent_id, "activated with the portal");
+        }
+        let nonce = fresh_nonce().map_err(|e| e.to_string())?;
+        let records = shared.meter.pending(MAX_RECORDS_PER_CHECKIN);
+        let reports = shared.agent.memory().reports;
+        let license = shared.agent.license();
+        let checkin = Checkin {
+            agent: shared.agent_id.clone(),
+            license: license.claims().jti.clone(),
+            license_seq: license.claims().seq,
+            version: placement.version.clone(),
+            nonce: nonce.clone(),
+            time: UnixTime::now(),
+            records,
+            reports: reports.clone(),
+        };
+        let signed = Signed::sign(CHECKIN, &checkin, &shared.key).map_err(|e| e.to_string())?;
+        let answer: CheckinAnswer = match portal
+            .post("/api/v1/installations/checkin", &signed)
+            .await
+        {
+            Ok(a) => a,
+            Err(Failure::Refused { code, .. })
+                if code == "unknown_agent" || code == "uninstalled" || code == "wrong_license" =>
+            {
+                // The portal no longer knows this agent here: activate again, once.
+                lock(&shared.saved).installation = None;
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let accepted = shared
+            .agent
+            .accept(
+                &answer.status,
+                answer.license.as_deref(),
+                &nonce,
+                UnixTime::now(),
+            )
+            .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
+        took_renewal(shared, accepted.renewed);
+        shared.agent.reports_delivered(reports.len());
+        shared
+            .meter
+            .acknowledged(answer.records_through)
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    Err("the portal keeps forgetting this agent".into())
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/entitlements/{name}", get(entitlement))
+        .route("/v1/license", get(license_info))
+        .route("/v1/usage", axum::routing::post(usage))
+        .route("/v1/outbox", get(outbox))
+        .fallback(|| async {
+            answer(
+                StatusCode::NOT_FOUND,
+                json!({"error": "no such route: the agent answers /v1/entitlements/{name}, /v1/license, /v1/usage, /v1/outbox and /healthz"}),
+            )
+        })
+        .with_state(shared)
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntitlementQuery {
+    in_use: Option<u64>,
+    quantity: Option<u64>,
+}
+
+async fn entitlement(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(name): UrlPath<String>,
+    query: Result<Query<EntitlementQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "the query takes in_use=N (limits) and quantity=N (quotas), both whole numbers"}),
+        );
+    };
+    let now = UnixTime::now();
+    let agent = &shared.agent;
+    let outcome = match agent.check(&name, now) {
+        Ok(()) => Ok(json!({"feature": name, "allowed": true, "kind": "feature"})),
+        Err(Denial::NotEntitled { .. }) => {
+            let license = agent.license();
+            let e = &license.claims().entitlements;
+            if e.limits.keys().any(|k| k.as_str() == name) {
+                agent
+                    .limit(&name, query.in_use.unwrap_or(0), now)
+                    .map(|l| json!({"feature": name, "allowed": true, "kind": "limit", "limit": l}))
+            } else if let Some((_, quota)) = e.quotas.iter().find(|(k, _)| k.as_str() == name) {
+                let (start, _) = period_bounds(quota.period, now);
+                let used = shared
+                    .meter
+                    .used_since(&name, start)
+                    .saturating_add(query.quantity.unwrap_or(0));
+                agent
+                    .quota(&name, used, now)
+                    .map(|q| json!({"feature": name, "allowed": true, "kind": "quota", "quota": q}))
+            } else {
+                Err(Denial::NotEntitled { name: name.clone() })
+            }
+        }
+        Err(d) => Err(d),
+    };
+    let lifecycle = agent.lifecycle(now);
+    match outcome {
+        Ok(mut body) => {
+            body["state"] = json!(lifecycle.state);
+            if let Some(w) = lifecycle.warning.or(lifecycle.reason) {
+                body["warning"] = json!(w);
+            }
+            if let Some(until) = lifecycle.until {
+                body["until"] = json!(until);
+            }
+            answer(StatusCode::OK, body)
+        }
+        Err(denial) => answer(
+            StatusCode::FORBIDDEN,
+            json!({"feature": name, "allowed": false, "code": denial.code(),
+                   "reason": denial.to_string(), "state": lifecycle.state}),
+        ),
+    }
+}
+
+async fn license_info(State(shared): State<Arc<Shared>>) -> Response {
+    let now = UnixTime::now();
+    let license = shared.agent.license();
+    let memory = shared.agent.memory();
+    let installation = lock(&shared.saved).installation.clone();
+    answer(
+        StatusCode::OK,
+        json!({
+            "license": license.claims().jti,
+            "claims": license.claims(),
+            "kid": license.kid(),
+            "lifecycle": shared.agent.lifecycle(now),
+            "agent": shared.agent_id,
+            "installation": installation,
+            "checkins": if shared.portal.is_some() { "on" } else { "off" },
+            "checkin_interval": shared.interval,
+            "started_at": memory.started_at,
+            "last_checkin": memory.last_checkin,
+            "status_time": memory.status_time,
+            "portal_state": memory.portal_state,
+            "last_error": *lock(&shared.last_error),
+            "reports": memory.reports,
+            "agent_version": env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageEvent {
+    dimension: String,
+    quantity: u64,
+}
+
+async fn usage(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let event: UsageEvent = match serde_json::from_slice(&body) {
+        Ok(e) => e,
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"error": format!("send {{\"dimension\": NAME, \"quantity\": N}}: {e}")}),
+            );
+        }
+    };
+    if !valid_dimension(&event.dimension) {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "dimension must be 1-64 of a-z 0-9 _ - . : starting with a letter or digit"}),
+        );
+    }
+    if event.quantity == 0 || event.quantity > MAX_QUANTITY {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": format!("quantity must be 1 to {MAX_QUANTITY}")}),
+        );
+    }
+    match shared
+        .meter
+        .record(event.dimension, event.quantity, UnixTime::now())
+        .await
+    {
+        Ok(seq) => answer(StatusCode::OK, json!({"accepted": true, "seq": seq})),
+        Err(e) => answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"accepted": false, "error": format!("{e}; the event was NOT recorded: retry")}),
+        ),
+    }
+}
+
+async fn outbox(State(shared): State<Arc<Shared>>) -> Response {
+    let sent = shared
+        .portal
+        .as_ref()
+        .map(PortalClient::sent)
+        .unwrap_or_default();
+    answer(
+        StatusCode::OK,
+        json!({
+            "checkins": if shared.portal.is_some() { "on" } else { "off" },
+            "sent": sent,
+            "pending": {
+                "records": shared.meter.pending(usize::MAX),
+                "unsealed_events": shared.meter.unsealed(),
+                "reports": shared.agent.memory().reports,
+            },
+        }),
+    )
+}
