@@ -91,6 +91,10 @@ pub struct IssueArgs {
     /// Only releases published before this time (RFC 3339, Unix seconds or +Nd).
     #[arg(long, value_parser = super::parse_time)]
     published_before: Option<u64>,
+    /// How many installations (AWS account, region and stack) may run at once; unlimited by
+    /// default. License agents take a seat when they activate; `installer uninstall` frees it.
+    #[arg(long)]
+    max_installations: Option<u32>,
     /// Where to write the license file.
     #[arg(short = 'o', long = "out")]
     out: PathBuf,
@@ -214,6 +218,9 @@ fn issue(args: IssueArgs, ctx: &Ctx) -> Result<()> {
     }
     if let Some(versions) = &args.versions {
         body["versions"] = json!(versions);
+    }
+    if let Some(max) = args.max_installations {
+        body["max_installations"] = json!(max);
     }
     if let Some(before) = args.published_before {
         body["published_before"] = json!(before);

@@ -13,6 +13,11 @@
 //!
 //! A torn last line (a crash in the middle of a write that was never acknowledged) is dropped
 //! when the journal is opened.
+//!
+//! An event may carry an id. A caller that did not get an answer (the agent was killed, say)
+//! sends the event again with the same id; an id the agent already holds is answered as a
+//! duplicate and not counted again. Ids are remembered for events not yet sealed and for the
+//! last [`KEEP_IDS`] sealed ones, which covers any retry that follows a restart.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -32,6 +37,16 @@ use crate::home::write_atomic;
 
 /// Hourly totals are kept this long, for quotas up to a year.
 const KEEP_TOTALS: u64 = 367 * 86_400;
+/// Ids of sealed events remembered for recognising retries.
+pub const KEEP_IDS: usize = 4096;
+
+/// Whether `id` may name an event: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
+pub fn valid_event_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+}
 
 /// One usage event as journaled.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,6 +60,9 @@ pub struct Event {
     pub dimension: String,
     /// Units.
     pub quantity: u64,
+    /// The caller's id for the event, for recognising a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// The sealed side: the chain head, the records not yet acknowledged and the hourly totals.
@@ -61,6 +79,9 @@ pub struct Ledger {
     pub pending: Vec<UsageRecord>,
     /// Units per dimension and hour (sealed events only), for quotas.
     pub totals: BTreeMap<String, BTreeMap<u64, u64>>,
+    /// Ids of the last sealed events, oldest first.
+    #[serde(default)]
+    pub recent_ids: Vec<String>,
 }
 
 struct Shared {
@@ -68,6 +89,28 @@ struct Shared {
     unsealed: Vec<Event>,
     /// The highest seq acknowledged.
     last_seq: u64,
+    /// Event ids held (unsealed events and the last sealed ones), with the seq of each (0 for
+    /// sealed ones).
+    ids: std::collections::HashMap<String, u64>,
+}
+
+impl Shared {
+    fn remember_ids(&mut self, recent: &[String]) {
+        self.ids = recent.iter().map(|id| (id.clone(), 0)).collect();
+        for e in &self.unsealed {
+            if let Some(id) = &e.id {
+                self.ids.insert(id.clone(), e.seq);
+            }
+        }
+    }
+}
+
+/// What recording an event did.
+pub enum Recorded {
+    /// Journaled with this seq.
+    New(u64),
+    /// An event with the same id is already held.
+    Duplicate,
 }
 
 enum Job {
@@ -75,7 +118,8 @@ enum Job {
         dimension: String,
         quantity: u64,
         at: UnixTime,
-        done: oneshot::Sender<Result<u64, String>>,
+        id: Option<String>,
+        done: oneshot::Sender<Result<Recorded, String>>,
     },
     Compact {
         through: u64,
@@ -161,7 +205,13 @@ impl Meter {
             .into_iter()
             .filter(|e| e.seq > ledger.sealed_through)
             .collect();
-        let shared = Arc::new(Mutex::new(Shared { unsealed, last_seq }));
+        let mut state = Shared {
+            unsealed,
+            last_seq,
+            ids: std::collections::HashMap::new(),
+        };
+        state.remember_ids(&ledger.recent_ids);
+        let shared = Arc::new(Mutex::new(state));
         let (tx, rx) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
         let writer_path = journal.clone();
@@ -177,19 +227,26 @@ impl Meter {
         })
     }
 
-    /// Journals one event; resolves once it is on disk, with its seq.
-    pub async fn record(&self, dimension: String, quantity: u64, at: UnixTime) -> Result<u64> {
+    /// Journals one event; resolves once it is on disk.
+    pub async fn record(
+        &self,
+        dimension: String,
+        quantity: u64,
+        at: UnixTime,
+        id: Option<String>,
+    ) -> Result<Recorded> {
         let (done, wait) = oneshot::channel();
         lock(&self.jobs)
             .send(Job::Append {
                 dimension,
                 quantity,
                 at,
+                id,
                 done,
             })
             .map_err(|_| anyhow::anyhow!("the journal writer stopped"))?;
         match wait.await {
-            Ok(Ok(seq)) => Ok(seq),
+            Ok(Ok(recorded)) => Ok(recorded),
             Ok(Err(e)) => Err(anyhow::anyhow!("the usage journal cannot be written: {e}")),
             Err(_) => Err(anyhow::anyhow!("the journal writer stopped")),
         }
@@ -258,6 +315,10 @@ impl Meter {
             *total = total.saturating_add(quantity);
         }
         next.sealed_through = events.last().map_or(through, |e| e.seq);
+        next.recent_ids
+            .extend(events.iter().filter_map(|e| e.id.clone()));
+        let excess = next.recent_ids.len().saturating_sub(KEEP_IDS);
+        next.recent_ids.drain(..excess);
         let cutoff = UnixTime::now().as_secs().saturating_sub(KEEP_TOTALS);
         for hours in next.totals.values_mut() {
             hours.retain(|h, _| *h >= cutoff);
@@ -265,9 +326,11 @@ impl Meter {
         let sealed = next.pending.len() - ledger.pending.len();
         write_atomic(&self.dir.join("records.json"), &serde_json::to_vec(&next)?)?;
         *ledger = next;
-        lock(&self.shared)
-            .unsealed
-            .retain(|e| e.seq > ledger.sealed_through);
+        {
+            let mut shared = lock(&self.shared);
+            shared.unsealed.retain(|e| e.seq > ledger.sealed_through);
+            shared.remember_ids(&ledger.recent_ids);
+        }
         let _ = lock(&self.jobs).send(Job::Compact {
             through: ledger.sealed_through,
         });
@@ -317,20 +380,29 @@ fn writer(mut file: File, path: &Path, jobs: mpsc::Receiver<Job>, shared: &Mutex
         let mut bytes = Vec::new();
         let mut appended = Vec::new();
         let mut next_seq = lock(shared).last_seq;
+        let mut batch_ids = std::collections::HashSet::new();
         for job in batch {
             match job {
                 Job::Append {
                     dimension,
                     quantity,
                     at,
+                    id,
                     done,
                 } => {
+                    if let Some(id) = &id
+                        && (lock(shared).ids.contains_key(id) || !batch_ids.insert(id.clone()))
+                    {
+                        let _ = done.send(Ok(Recorded::Duplicate));
+                        continue;
+                    }
                     next_seq += 1;
                     let event = Event {
                         seq: next_seq,
                         at,
                         dimension,
                         quantity,
+                        id,
                     };
                     if let Ok(line) = serde_json::to_vec(&event) {
                         bytes.extend_from_slice(&line);
@@ -366,8 +438,11 @@ fn writer(mut file: File, path: &Path, jobs: mpsc::Receiver<Job>, shared: &Mutex
                 Ok(()) => {
                     state.last_seq = event.seq;
                     let seq = event.seq;
+                    if let Some(id) = &event.id {
+                        state.ids.insert(id.clone(), seq);
+                    }
                     state.unsealed.push(event);
-                    Ok(seq)
+                    Ok(Recorded::New(seq))
                 }
                 Err(e) => Err(e.clone()),
             };

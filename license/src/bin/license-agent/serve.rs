@@ -36,7 +36,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::home::{Home, Saved};
-use crate::meter::Meter;
+use crate::meter::{Meter, Recorded, valid_event_id};
 use crate::portal::{Failure, PortalClient};
 use crate::read_limited;
 
@@ -630,6 +630,9 @@ async fn license_info(State(shared): State<Arc<Shared>>) -> Response {
 struct UsageEvent {
     dimension: String,
     quantity: u64,
+    /// The caller's id for the event: a retry with the same id is not counted again.
+    #[serde(default)]
+    id: Option<String>,
 }
 
 async fn usage(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -648,6 +651,12 @@ async fn usage(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
             json!({"error": "dimension must be 1-64 of a-z 0-9 _ - . : starting with a letter or digit"}),
         );
     }
+    if event.id.as_deref().is_some_and(|id| !valid_event_id(id)) {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "id must be 1-128 of A-Z a-z 0-9 _ - . :"}),
+        );
+    }
     if event.quantity == 0 || event.quantity > MAX_QUANTITY {
         return answer(
             StatusCode::BAD_REQUEST,
@@ -656,10 +665,13 @@ async fn usage(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     match shared
         .meter
-        .record(event.dimension, event.quantity, UnixTime::now())
+        .record(event.dimension, event.quantity, UnixTime::now(), event.id)
         .await
     {
-        Ok(seq) => answer(StatusCode::OK, json!({"accepted": true, "seq": seq})),
+        Ok(Recorded::New(seq)) => answer(StatusCode::OK, json!({"accepted": true, "seq": seq})),
+        Ok(Recorded::Duplicate) => {
+            answer(StatusCode::OK, json!({"accepted": true, "duplicate": true}))
+        }
         Err(e) => answer(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"accepted": false, "error": format!("{e}; the event was NOT recorded: retry")}),
