@@ -1,0 +1,242 @@
+//! A world for the license agent: a running portal with a vendor, the reference app's listing, a
+//! customer and a license issued through the vendor's real CLI, and `license-agent serve`
+//! processes started against it on free ports.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bin;
+use crate::portal::{PortalProcess, PortalSetup, seed_vendor};
+
+/// The AWS account and region the agents report.
+pub const ACCOUNT: &str = "123456789012";
+/// See [`ACCOUNT`].
+pub const REGION: &str = "eu-west-1";
+
+/// A portal with a vendor and one license.
+pub struct AgentWorld {
+    /// The folder everything lives in.
+    pub dir: tempfile::TempDir,
+    /// The portal's setup (database, data folder).
+    pub setup: PortalSetup,
+    /// The running portal.
+    pub portal: PortalProcess,
+    /// The vendor's API token.
+    pub token: String,
+    /// The vendor's public keyset file.
+    pub keyset: PathBuf,
+    /// The license file.
+    pub license: PathBuf,
+    /// The license id.
+    pub license_id: String,
+}
+
+impl AgentWorld {
+    /// A portal on SQLite or PostgreSQL with a license for `posts` issued with `issue_args`.
+    pub fn new(postgres: bool, issue_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let setup = PortalSetup::new(dir.path(), postgres);
+        let token = setup.create_vendor("acme");
+        let portal = setup.start();
+        let keys = dir.path().join("keys");
+        let keys_text = keys.to_str().unwrap().to_owned();
+        seed_vendor(&setup, &portal.url, &token, &keys_text, &[]);
+        let license = dir.path().join("globex.lic");
+        let mut args = vec![
+            "license",
+            "issue",
+            "--customer",
+            "globex",
+            "--app",
+            "serverless-blog",
+            "--features",
+            "posts",
+            "--expires",
+            "+200d",
+            "--output",
+            "json",
+            "-o",
+            license.to_str().unwrap(),
+        ];
+        args.extend_from_slice(issue_args);
+        let issued: Value =
+            serde_json::from_str(&setup.client_ok(&portal.url, &token, &args)).unwrap();
+        let license_id = issued["license"]["id"].as_str().unwrap().to_owned();
+        Self {
+            keyset: keys.join("keyset.json"),
+            dir,
+            setup,
+            portal,
+            token,
+            license,
+            license_id,
+        }
+    }
+
+    /// Runs a vendor command that must succeed; its stdout.
+    pub fn vendor(&self, args: &[&str]) -> String {
+        self.setup.client_ok(&self.portal.url, &self.token, args)
+    }
+
+    /// `vendor-portal usage show --license ID --output json`.
+    pub fn usage(&self) -> Value {
+        serde_json::from_str(&self.vendor(&[
+            "usage",
+            "show",
+            "--license",
+            &self.license_id,
+            "--output",
+            "json",
+        ]))
+        .unwrap()
+    }
+
+    /// A state directory for an agent.
+    pub fn state_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Starts an agent for `stack` with state in `state`, checking in every `interval` seconds.
+    pub fn agent(&self, state: &Path, stack: &str, interval: u64) -> AgentProcess {
+        AgentProcess::start(
+            Command::new(bin("license-agent"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--license"])
+                .arg(&self.license)
+                .arg("--trust")
+                .arg(&self.keyset)
+                .args(["--portal", &self.portal.url])
+                .args(["--checkin-interval", &interval.to_string()])
+                .arg("--state-dir")
+                .arg(state)
+                .args(["--aws-account", ACCOUNT, "--region", REGION])
+                .args(["--stack", stack, "--app-version", "1.0.0"]),
+        )
+    }
+}
+
+/// A running `license-agent serve`.
+pub struct AgentProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Everything it wrote to stderr.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl AgentProcess {
+    /// Starts `command` (a `license-agent serve` on port 0) and waits until it listens.
+    pub fn start(command: &mut Command) -> Self {
+        let mut child = command
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stderr.take().unwrap());
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut url = None;
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            log.lock().unwrap().push_str(&line);
+            if let Some(rest) = line.trim().strip_prefix("license-agent listening on ") {
+                url = Some(rest.to_owned());
+                break;
+            }
+            line.clear();
+        }
+        let Some(url) = url else {
+            let _ = child.kill();
+            panic!("the agent did not start:\n{}", log.lock().unwrap());
+        };
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                }
+                line.clear();
+            }
+        });
+        Self { child, url, log }
+    }
+
+    /// GET `path` and its status and JSON body.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        http::get_json(&format!("{}{path}", self.url))
+    }
+
+    /// SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for the exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Blocking JSON over HTTP for tests that are not async.
+pub mod http {
+    use serde_json::Value;
+
+    /// GET a JSON document: its status and body.
+    pub fn get_json(url: &str) -> (u16, Value) {
+        run(async {
+            let response = reqwest::get(url).await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    /// POST a JSON document: the status and body.
+    pub fn post_json(url: &str, body: &Value) -> (u16, Value) {
+        run(async {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        })
+    }
+
+    fn run<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `limit`; panics naming `what`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

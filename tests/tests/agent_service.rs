@@ -1,0 +1,250 @@
+//! `license-agent serve` against a running portal, as a function in any language sees it:
+//! activation, entitlement checks over localhost, a renewal picked up without a restart,
+//! revocation denied from the next check-in on, seats, and the outbox. On SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tests::agent::{ACCOUNT, AgentWorld, REGION, http, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn sent_count(agent: &tests::agent::AgentProcess) -> usize {
+    agent.get("/v1/outbox").1["sent"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+fn activation_checkins_renewal_and_revocation(postgres: bool) {
+    let world = AgentWorld::new(postgres, &["--max-installations", "2"]);
+    let agent = world.agent(&world.state_dir("agent-a"), "blog-prod", 1);
+
+    let info = wait_for("the first check-in", LIMIT, || {
+        let (_, info) = agent.get("/v1/license");
+        (!info["last_checkin"].is_null() && !info["installation"].is_null()).then_some(info)
+    });
+    assert_eq!(info["license"], world.license_id.as_str());
+    assert_eq!(info["lifecycle"]["state"], "ACTIVE");
+    assert_eq!(info["checkins"], "on");
+
+    let (status, body) = agent.get("/v1/entitlements/posts");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["allowed"], true);
+    assert_eq!(body["state"], "ACTIVE");
+    let (status, body) = agent.get("/v1/entitlements/users");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "not_entitled");
+    let (status, body) = agent.get("/v1/entitlements/posts?in_use=lots");
+    assert_eq!(status, 400, "{body}");
+
+    // The vendor sees the installation and the version it runs.
+    let usage = world.usage();
+    assert_eq!(usage["seats_in_use"], 1);
+    assert_eq!(usage["max_installations"], 2);
+    assert_eq!(usage["installations"][0]["stack"], "blog-prod");
+    assert_eq!(usage["installations"][0]["aws_account"], ACCOUNT);
+    assert_eq!(
+        usage["versions"],
+        json!([{"version": "1.0.0", "installations": 1}])
+    );
+
+    // A renewal reaches the running agent with the next check-in, no restart.
+    world.vendor(&["license", "renew", &world.license_id, "--expires", "+400d"]);
+    wait_for("the renewed license", LIMIT, || {
+        let (_, info) = agent.get("/v1/license");
+        (info["claims"]["seq"] == 2).then_some(())
+    });
+    let kept = std::fs::read_to_string(world.state_dir("agent-a").join("license.lic")).unwrap();
+    assert!(
+        kept.contains("BEGIN CONSIGN LICENSE"),
+        "the renewal is kept for restarts"
+    );
+
+    // Revocation: denied from the first check-in that starts after it.
+    let before = sent_count(&agent);
+    world.vendor(&[
+        "license",
+        "revoke",
+        &world.license_id,
+        "--reason",
+        "contract ended",
+    ]);
+    wait_for("two more check-ins", LIMIT, || {
+        (sent_count(&agent) >= before + 2).then_some(())
+    });
+    let (status, body) = agent.get("/v1/entitlements/posts");
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "revoked");
+    assert_eq!(body["state"], "RESTRICTED");
+
+    // The outbox shows exactly what went home: signed payloads naming the agent and its nonce.
+    let (_, outbox) = agent.get("/v1/outbox");
+    let sent = outbox["sent"].as_array().unwrap();
+    let first = &sent[0];
+    assert!(
+        first["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/v1/installations")
+    );
+    assert_eq!(first["payload"]["placement"]["stack"], "blog-prod");
+    let checkin = sent.last().unwrap();
+    let body: Value = serde_json::from_str(checkin["body"].as_str().unwrap()).unwrap();
+    assert!(body["payload"].is_string() && body["signature"].is_string());
+    assert!(checkin["payload"]["nonce"].is_string());
+    assert_eq!(checkin["status"], 200);
+}
+
+#[test]
+fn activation_checkins_renewal_and_revocation_on_sqlite() {
+    activation_checkins_renewal_and_revocation(false);
+}
+
+#[test]
+fn activation_checkins_renewal_and_revocation_on_postgres() {
+    activation_checkins_renewal_and_revocation(true);
+}
+
+fn seats(postgres: bool) {
+    let world = AgentWorld::new(postgres, &["--max-installations", "1"]);
+    let mut first = world.agent(&world.state_dir("s1-a"), "blog-one", 1);
+    wait_for("the first stack's activation", LIMIT, || {
+        (!first.get("/v1/license").1["installation"].is_null()).then_some(())
+    });
+    // A second execution environment of the same stack shares its seat.
+    let mut sibling = world.agent(&world.state_dir("s1-b"), "blog-one", 1);
+    wait_for("the sibling's activation", LIMIT, || {
+        (!sibling.get("/v1/license").1["installation"].is_null()).then_some(())
+    });
+    assert_eq!(
+        first.get("/v1/license").1["installation"],
+        sibling.get("/v1/license").1["installation"]
+    );
+    // Another stack is one installation too many.
+    let second = world.agent(&world.state_dir("s2"), "blog-two", 1);
+    let error = wait_for("the refusal", LIMIT, || {
+        second.get("/v1/license").1["last_error"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert!(error.contains("seat_limit"), "{error}");
+    assert!(second.get("/v1/license").1["installation"].is_null());
+    assert_eq!(world.usage()["seats_in_use"], 1);
+
+    // The first stack is uninstalled: its functions (and agents) are gone, and `installer
+    // uninstall` frees its seat; the second stack takes it.
+    first.kill9();
+    sibling.kill9();
+    let license = std::fs::read_to_string(&world.license).unwrap();
+    let (status, removed) = http::post_json(
+        &format!("{}/api/v1/installations/remove", world.portal.url),
+        &json!({"license": license, "aws_account": ACCOUNT, "region": REGION, "stack": "blog-one"}),
+    );
+    assert_eq!(status, 200, "{removed}");
+    assert!(removed["installation"].is_string());
+    wait_for("the second stack's activation", LIMIT, || {
+        (!second.get("/v1/license").1["installation"].is_null()).then_some(())
+    });
+    let usage = world.usage();
+    assert_eq!(usage["seats_in_use"], 1);
+    let stacks: Vec<(String, bool)> = usage["installations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["stack"].as_str().unwrap().to_owned(),
+                i["removed_at"].is_null(),
+            )
+        })
+        .collect();
+    assert!(stacks.contains(&("blog-one".into(), false)), "{stacks:?}");
+    assert!(stacks.contains(&("blog-two".into(), true)), "{stacks:?}");
+}
+
+#[test]
+fn seats_beyond_the_maximum_are_refused_and_an_uninstalled_stack_frees_its_seat_on_sqlite() {
+    seats(false);
+}
+
+#[test]
+fn seats_beyond_the_maximum_are_refused_and_an_uninstalled_stack_frees_its_seat_on_postgres() {
+    seats(true);
+}
+
+#[test]
+fn check_ins_off_for_a_license_that_allows_it() {
+    // No --portal: the agent never calls home, and says so; the default policy then counts the
+    // offline time (visible as a warning in the logs, GRACE after a day).
+    let world = AgentWorld::new(false, &[]);
+    let state = world.state_dir("air-gapped");
+    let agent = tests::agent::AgentProcess::start(
+        std::process::Command::new(tests::bin("license-agent"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--license"])
+            .arg(&world.license)
+            .arg("--trust")
+            .arg(&world.keyset)
+            .arg("--state-dir")
+            .arg(&state),
+    );
+    let (_, info) = agent.get("/v1/license");
+    assert_eq!(info["checkins"], "off");
+    assert_eq!(info["lifecycle"]["state"], "ACTIVE");
+    let (status, _) = agent.get("/v1/entitlements/posts");
+    assert_eq!(status, 200);
+    let (_, outbox) = agent.get("/v1/outbox");
+    assert_eq!(outbox["sent"], json!([]));
+    let log = agent.log.lock().unwrap().clone();
+    assert!(log.contains("check-ins are off"), "{log}");
+}
+
+#[test]
+fn bad_requests_get_one_clear_error() {
+    let world = AgentWorld::new(false, &[]);
+    let agent = world.agent(&world.state_dir("bad"), "blog-prod", 3600);
+    let usage = format!("{}/v1/usage", agent.url);
+    for (body, says) in [
+        (
+            json!({"dimension": "API CALLS", "quantity": 1}),
+            "dimension",
+        ),
+        (json!({"dimension": "api-calls", "quantity": 0}), "quantity"),
+        (json!({"dimension": "api-calls"}), "quantity"),
+        (
+            json!({"dimension": "api-calls", "quantity": 1, "extra": true}),
+            "unknown field",
+        ),
+        (
+            json!({"dimension": "api-calls", "quantity": 1, "id": "has spaces"}),
+            "id",
+        ),
+    ] {
+        let (status, answer) = http::post_json(&usage, &body);
+        assert_eq!(status, 400, "{body} -> {answer}");
+        assert!(answer["error"].as_str().unwrap().contains(says), "{answer}");
+    }
+    let (status, answer) = agent.get("/v1/nothing-here");
+    assert_eq!(status, 404);
+    assert!(answer["error"].is_string());
+    // A license file that is not one: exit 1 with one sentence.
+    let junk = world.dir.path().join("junk.lic");
+    std::fs::write(&junk, "not a license").unwrap();
+    let out = std::process::Command::new(tests::bin("license-agent"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--license"])
+        .arg(&junk)
+        .arg("--trust")
+        .arg(&world.keyset)
+        .arg("--state-dir")
+        .arg(world.state_dir("junk"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: the license is not valid"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
