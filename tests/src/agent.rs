@@ -172,6 +172,11 @@ impl AgentProcess {
         http::get_json(&format!("{}{path}", self.url))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
