@@ -124,6 +124,12 @@ pub struct Uninstalled {
     pub artifacts_removed: usize,
     /// What stays in the account.
     pub left: Vec<String>,
+    /// The license the stack ran under (to free its seat on the portal).
+    #[serde(skip)]
+    pub license: Option<String>,
+    /// The portal installation whose seat was freed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seat_freed: Option<String>,
 }
 
 /// Deletes the stack (emptying the buckets the installer filled, which CloudFormation cannot
@@ -167,6 +173,7 @@ pub async fn uninstall(
         deleted = true;
         ui.say(format!("deleted stack {stack_name}"));
     }
+    let license = record::read_license(aws, stack_name).await?;
     record::forget(aws, stack_name).await?;
     let bucket = artifact_bucket(&aws.account, &aws.region);
     let mut artifacts_removed = 0;
@@ -217,6 +224,8 @@ pub async fn uninstall(
         assets_removed,
         artifacts_removed,
         left,
+        license,
+        seat_freed: None,
     })
 }
 

@@ -407,8 +407,25 @@ async fn run(cli: Cli) -> Result<()> {
                 yes,
                 "stopped: nothing was deleted",
             )?;
-            let done =
+            let mut done =
                 installer::inventory::uninstall(&aws, &stack, purge_artifacts, POLL, ui).await?;
+            // The stack is gone; its seat on the vendor's portal is freed when the portal can be
+            // reached (air-gapped installs have none to free).
+            if let (Some(license), Ok(login)) = (&done.license, Login::read()) {
+                let freed = async {
+                    Portal::new(&login.portal)?
+                        .free_seat(license, &aws.account, &aws.region, &stack)
+                        .await
+                };
+                match freed.await {
+                    Ok(seat) => done.seat_freed = seat,
+                    Err(e) => done.left.push(format!(
+                        "the installation's seat on the vendor's portal ({}): it could not be freed ({}); ask the vendor to free it",
+                        login.portal,
+                        license::process::error_sentence(&e)
+                    )),
+                }
+            }
             match cli.output {
                 Output::Json => print_json(&done),
                 Output::Text => {
@@ -423,6 +440,11 @@ async fn run(cli: Cli) -> Result<()> {
                         done.assets_removed,
                         done.artifacts_removed
                     );
+                    if let Some(seat) = &done.seat_freed {
+                        println!(
+                            "Freed the license seat of installation {seat} on the vendor's portal."
+                        );
+                    }
                     for left in &done.left {
                         println!("Left in the account: {left}");
                     }

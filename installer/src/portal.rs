@@ -170,6 +170,36 @@ impl Portal {
         Ok(KeysFile::parse(&bytes)?)
     }
 
+    /// Frees the seat `stack` in `account` and `region` holds on `license` (after an uninstall);
+    /// returns the installation freed, if the portal had one.
+    pub async fn free_seat(
+        &self,
+        license: &str,
+        account: &str,
+        region: &str,
+        stack: &str,
+    ) -> Result<Option<String>> {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/installations/remove", self.base))
+            .json(&json!({"license": license, "aws_account": account, "region": region, "stack": stack}))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(Self::refusal(response).await);
+        }
+        #[derive(Deserialize)]
+        struct Removed {
+            installation: Option<String>,
+        }
+        let removed: Removed = response
+            .json()
+            .await
+            .map_err(|e| anyhow!("the portal's answer is not valid: {e}"))?;
+        Ok(removed.installation)
+    }
+
     /// Downloads sealed object `sealed_digest` of `vendor` into `to`, at most `size` bytes,
     /// calling `progress` with each chunk's length.
     pub async fn download(

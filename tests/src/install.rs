@@ -158,7 +158,16 @@ impl World {
 
     /// An `installer` command with this world's AWS account and installer home.
     pub fn installer_command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(bin("installer"));
+        self.in_account(Command::new(bin("installer")), args)
+    }
+
+    /// A `license-agent` command in this world's AWS account (it reads the license the
+    /// installer stored in SSM, and asks STS for the account).
+    pub fn agent_command(&self, args: &[&str]) -> Command {
+        self.in_account(Command::new(bin("license-agent")), args)
+    }
+
+    fn in_account(&self, mut cmd: Command, args: &[&str]) -> Command {
         cmd.args(args)
             .env(
                 "CONSIGN_INSTALLER_HOME",

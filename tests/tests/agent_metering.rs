@@ -113,7 +113,10 @@ fn kill_9_while_metering(postgres: bool) {
     killer.join().unwrap();
     drop(agent);
     let first_run = acked.lock().unwrap().len();
-    assert!((4000..EVENTS).contains(&first_run), "killed after {first_run} events");
+    assert!(
+        (4000..EVENTS).contains(&first_run),
+        "killed after {first_run} events"
+    );
 
     // Restart on the same state and send what was not acknowledged, with the same ids.
     let agent = world.agent(&state, "blog-prod", 1);
@@ -121,9 +124,15 @@ fn kill_9_while_metering(postgres: bool) {
         .filter(|i| !acked.lock().unwrap().contains(i))
         .collect();
     send(&agent.url, missing, &acked);
-    assert_eq!(acked.lock().unwrap().len(), EVENTS, "every event acknowledged");
+    assert_eq!(
+        acked.lock().unwrap().len(),
+        EVENTS,
+        "every event acknowledged"
+    );
 
-    wait_for("every record uploaded", LIMIT, || uploaded(&agent).then_some(()));
+    wait_for("every record uploaded", LIMIT, || {
+        uploaded(&agent).then_some(())
+    });
     let expected: u64 = (0..EVENTS).map(quantity).sum();
     assert_eq!(total(&world), i64::try_from(expected).unwrap());
 
@@ -132,7 +141,11 @@ fn kill_9_while_metering(postgres: bool) {
     let sent = outbox["sent"].as_array().unwrap();
     let with_records: Vec<&Value> = sent
         .iter()
-        .filter(|s| s["payload"]["records"].as_array().is_some_and(|r| !r.is_empty()))
+        .filter(|s| {
+            s["payload"]["records"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        })
         .collect();
     assert!(!with_records.is_empty());
     for entry in &with_records {
@@ -144,14 +157,11 @@ fn kill_9_while_metering(postgres: bool) {
 
     // With the agent's own key, a record changed after it was sent, and one that skips a
     // deleted predecessor, are both refused.
-    let key = SigningKey::from_pem(
-        &std::fs::read_to_string(state.join("installation-key.pem")).unwrap(),
-    )
-    .unwrap();
+    let key =
+        SigningKey::from_pem(&std::fs::read_to_string(state.join("installation-key.pem")).unwrap())
+            .unwrap();
     let last: UsageRecord = serde_json::from_value(
-        with_records
-            .last()
-            .unwrap()["payload"]["records"]
+        with_records.last().unwrap()["payload"]["records"]
             .as_array()
             .unwrap()
             .last()
@@ -184,7 +194,13 @@ fn kill_9_while_metering(postgres: bool) {
     .unwrap();
     let (status, answer) = post(inflated);
     assert_eq!(status, 409, "{answer}");
-    assert!(answer["detail"].as_str().unwrap().contains("other contents"), "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("other contents"),
+        "{answer}"
+    );
     let n = last.body.n + 2;
     let skipping = UsageRecord::seal(
         RecordBody {
@@ -198,7 +214,10 @@ fn kill_9_while_metering(postgres: bool) {
     .unwrap();
     let (status, answer) = post(skipping);
     assert_eq!(status, 409, "{answer}");
-    assert!(answer["detail"].as_str().unwrap().contains("missing"), "{answer}");
+    assert!(
+        answer["detail"].as_str().unwrap().contains("missing"),
+        "{answer}"
+    );
     // A record signed by someone else's key is refused before anything is stored.
     let stranger = SigningKey::generate().unwrap();
     let forged = UsageRecord::seal(

@@ -5,7 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+use std::time::Duration;
+
 use serde_json::Value;
+use tests::agent::{AgentProcess, wait_for};
 use tests::install::{ACCOUNT, REGION, World};
 
 const STACK: &str = "blog";
@@ -17,7 +20,7 @@ fn function_count(world: &World) -> usize {
 #[test]
 fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     let world = World::new();
-    let license_id = world.license("globex.lic", &[]);
+    let license_id = world.license("globex.lic", &["--features", "posts"]);
     world.login("globex.lic");
 
     // versions: both releases, both installable.
@@ -144,9 +147,55 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
         .collect();
     assert_eq!(actions, ["install", "upgrade", "rollback"]);
 
-    // uninstall: no stack left; it says what it left.
+    // A license agent in the installation reads the license the installer stored in SSM,
+    // learns the account from STS, activates with the portal and takes a seat.
+    let mut agent = AgentProcess::start(&mut world.agent_command(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--license-parameter",
+        &format!("/consign/{STACK}/license"),
+        "--trust",
+        &world.p("keys/keyset.json"),
+        "--portal",
+        &world.portal.url,
+        "--state-dir",
+        &world.p("agent-state"),
+        "--stack",
+        STACK,
+        "--app-version",
+        "1.0.0",
+    ]));
+    let installation = wait_for("the agent's activation", Duration::from_secs(30), || {
+        agent.get("/v1/license").1["installation"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    let (status, answer) = agent.get("/v1/entitlements/posts");
+    assert_eq!(status, 200, "{answer}");
+    let usage_of = || -> Value {
+        serde_json::from_str(&world.vendor(&[
+            "usage",
+            "show",
+            "--license",
+            &license_id,
+            "--output",
+            "json",
+        ]))
+        .unwrap()
+    };
+    let usage = usage_of();
+    assert_eq!(usage["seats_in_use"], 1, "{usage}");
+    assert_eq!(usage["installations"][0]["aws_account"], ACCOUNT);
+    agent.kill9();
+
+    // uninstall: no stack left; it says what it left; the seat is free again.
     let gone = world.installer_json(&["uninstall", "--stack", STACK, "--yes"]);
     assert_eq!(gone["deleted"], true, "{gone}");
+    assert_eq!(gone["seat_freed"], installation.as_str(), "{gone}");
+    let usage = usage_of();
+    assert_eq!(usage["seats_in_use"], 0, "{usage}");
+    assert!(usage["installations"][0]["removed_at"].is_i64(), "{usage}");
     assert!(
         gone["left"][0]
             .as_str()
