@@ -105,6 +105,7 @@ impl AgentWorld {
     pub fn agent(&self, state: &Path, stack: &str, interval: u64) -> AgentProcess {
         AgentProcess::start(
             Command::new(bin("license-agent"))
+                .env_remove("AWS_LAMBDA_RUNTIME_API")
                 .args(["serve", "--listen", "127.0.0.1:0", "--license"])
                 .arg(&self.license)
                 .arg("--trust")
@@ -132,7 +133,6 @@ impl AgentProcess {
     /// Starts `command` (a `license-agent serve` on port 0) and waits until it listens.
     pub fn start(command: &mut Command) -> Self {
         let mut child = command
-            .env_remove("AWS_LAMBDA_RUNTIME_API")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -184,11 +184,16 @@ impl AgentProcess {
     }
 
     /// SIGTERM, and wait for the exit.
-    pub fn terminate(&mut self) {
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let _ = self.child.wait();
+        self.wait()
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().unwrap()
     }
 }
 

@@ -1,0 +1,147 @@
+//! The agent as a Lambda extension: started with no arguments and its settings in the
+//! environment, it registers with the Lambda Extensions API as `license-agent` for INVOKE and
+//! SHUTDOWN, serves the function while the environment lives, and on SHUTDOWN seals the usage it
+//! took, checks in a last time and exits. The Extensions API here is a small server that speaks
+//! its protocol (register, event/next) on loopback, as the Lambda runtime does.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tests::agent::{ACCOUNT, AgentProcess, AgentWorld, REGION, http, wait_for};
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Seen {
+    registered: Vec<(String, Value)>,
+    polls: usize,
+}
+
+/// The Extensions API: one INVOKE, then SHUTDOWN once `shutdown` is rung.
+fn extensions_api(seen: Arc<Mutex<Seen>>, shutdown: Arc<Notify>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let register_seen = Arc::clone(&seen);
+            let app = Router::new()
+                .route(
+                    "/2020-01-01/extension/register",
+                    post(move |headers: HeaderMap, body: String| {
+                        let seen = Arc::clone(&register_seen);
+                        async move {
+                            let name = headers
+                                .get("Lambda-Extension-Name")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            let events: Value = serde_json::from_str(&body).unwrap_or_default();
+                            seen.lock().unwrap().registered.push((name, events));
+                            (
+                                [("Lambda-Extension-Identifier", "ext-0001")],
+                                axum::Json(json!({"functionName": "blog-posts", "functionVersion": "$LATEST", "handler": "app.handler"})),
+                            )
+                                .into_response()
+                        }
+                    }),
+                )
+                .route(
+                    "/2020-01-01/extension/event/next",
+                    get(move |headers: HeaderMap| {
+                        let (seen, shutdown) = (Arc::clone(&seen), Arc::clone(&shutdown));
+                        async move {
+                            if headers.get("Lambda-Extension-Identifier").and_then(|v| v.to_str().ok())
+                                != Some("ext-0001")
+                            {
+                                return StatusCode::FORBIDDEN.into_response();
+                            }
+                            let poll = {
+                                let mut seen = seen.lock().unwrap();
+                                seen.polls += 1;
+                                seen.polls
+                            };
+                            if poll == 1 {
+                                return axum::Json(json!({"eventType": "INVOKE", "deadlineMs": 0, "requestId": "r-1"}))
+                                    .into_response();
+                            }
+                            shutdown.notified().await;
+                            axum::Json(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}))
+                                .into_response()
+                        }
+                    }),
+                );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr.to_string()
+}
+
+#[test]
+fn runs_as_a_lambda_extension_and_flushes_usage_on_shutdown() {
+    let world = AgentWorld::new(false, &[]);
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let shutdown = Arc::new(Notify::new());
+    let api = extensions_api(Arc::clone(&seen), Arc::clone(&shutdown));
+    let state = world.state_dir("lambda-tmp");
+    let mut agent = AgentProcess::start(
+        Command::new(tests::bin("license-agent"))
+            .env("AWS_LAMBDA_RUNTIME_API", &api)
+            .env("CONSIGN_LICENSE_FILE", &world.license)
+            .env("CONSIGN_TRUST", &world.keyset)
+            .env("CONSIGN_PORTAL_URL", &world.portal.url)
+            .env("CONSIGN_AGENT_STATE_DIR", &state)
+            .env("CONSIGN_AGENT_LISTEN", "127.0.0.1:0")
+            .env("CONSIGN_AWS_ACCOUNT", ACCOUNT)
+            .env("AWS_REGION", REGION)
+            .env("CONSIGN_STACK", "blog-prod")
+            .env("CONSIGN_APP_VERSION", "1.0.0"),
+    );
+    wait_for("the registration", Duration::from_secs(20), || {
+        (!seen.lock().unwrap().registered.is_empty()).then_some(())
+    });
+    let (name, events) = seen.lock().unwrap().registered[0].clone();
+    assert_eq!(name, "license-agent");
+    assert_eq!(events, json!({"events": ["INVOKE", "SHUTDOWN"]}));
+    wait_for("the activation", Duration::from_secs(20), || {
+        (!agent.get("/v1/license").1["installation"].is_null()).then_some(())
+    });
+
+    // The function meters while it runs.
+    let (status, _) = agent.get("/v1/entitlements/posts");
+    assert_eq!(status, 200);
+    for q in [3, 4, 5] {
+        let (status, answer) = http::post_json(
+            &format!("{}/v1/usage", agent.url),
+            &json!({"dimension": "api-calls", "quantity": q}),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    // Lambda spins the environment down: the agent seals, checks in and exits on its own.
+    shutdown.notify_one();
+    let exit = agent.wait();
+    assert!(exit.success(), "{exit:?}\n{}", agent.log.lock().unwrap());
+    let usage = world.usage();
+    assert_eq!(usage["usage"][0]["dimension"], "api-calls", "{usage}");
+    assert_eq!(usage["usage"][0]["total"], 12, "{usage}");
+    // Logs are JSON lines for CloudWatch.
+    let log = agent.log.lock().unwrap().clone();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with('{') && l.contains("registered as a Lambda extension")),
+        "{log}"
+    );
+}
