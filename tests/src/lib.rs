@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod bundle;
 pub mod install;
+pub mod load;
 pub mod moto;
 pub mod portal;
 

@@ -20,31 +20,10 @@
 )]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tests::load::{MakeRequest, arg, drive};
 use tests::portal::{PortalSetup, seed_catalog};
-
-struct Run {
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Run {
-    fn per_second(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> Duration {
-        let mut l = self.latencies.clone();
-        l.sort_unstable();
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Load {
@@ -52,72 +31,15 @@ enum Load {
     Issue,
 }
 
-async fn drive(
-    url: Arc<String>,
-    token: Arc<String>,
-    load: Load,
-    concurrency: usize,
-    seconds: u64,
-) -> Run {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (http, url, token) = (http.clone(), url.clone(), token.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0usize;
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                n += 1;
-                let t = Instant::now();
-                let request =
-                    match load {
-                        Load::Get => http
-                            .get(url.replace("NONCE", &format!("bench-nonce-{worker:04}-{n:012}"))),
-                        Load::Issue => http.post(url.as_str()).bearer_auth(token.as_str()).json(
-                            &json!({"customer": "globex", "app": "blog", "plan": "standard"}),
-                        ),
-                    };
-                match request.send().await {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        latencies.push(t.elapsed());
-                    }
-                    _ => errors += 1,
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut run = Run {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for task in tasks {
-        let (latencies, errors) = task.await.unwrap();
-        run.requests += latencies.len();
-        run.errors += errors;
-        run.latencies.extend(latencies);
-    }
-    run.elapsed = started.elapsed();
-    run
-}
-
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
+/// The requests of `load` against `url`.
+fn requests(url: Arc<String>, token: Arc<String>, load: Load) -> MakeRequest {
+    Arc::new(move |http, worker, n| match load {
+        Load::Get => http.get(url.replace("NONCE", &format!("bench-nonce-{worker:04}-{n:012}"))),
+        Load::Issue => http
+            .post(url.as_str())
+            .bearer_auth(token.as_str())
+            .json(&json!({"customer": "globex", "app": "blog", "plan": "standard"})),
+    })
 }
 
 fn main() {
@@ -166,20 +88,9 @@ fn main() {
         let token = Arc::new(token);
         let row = |name: &str, url: String, load: Load| {
             // A short warm-up, then the measurement.
-            rt.block_on(drive(
-                Arc::new(url.clone()),
-                token.clone(),
-                load,
-                concurrency,
-                1,
-            ));
-            let run = rt.block_on(drive(
-                Arc::new(url),
-                token.clone(),
-                load,
-                concurrency,
-                seconds,
-            ));
+            let make = requests(Arc::new(url), token.clone(), load);
+            rt.block_on(drive(Arc::clone(&make), concurrency, 1));
+            let run = rt.block_on(drive(make, concurrency, seconds));
             println!(
                 "| {name} | {db} | {:.0} | {:.2} ms | {:.2} ms | {} |",
                 run.per_second(),

@@ -1,0 +1,112 @@
+//! What the license agent's in-process check costs (`Agent::check`: read lock, lifecycle gate,
+//! clock read, feature search) against the bare feature check on the verified license
+//! (`VerifiedLicense::is_feature_allowed`) in the same run.
+//!
+//! Goal: at least 10 million checks per second per core (100 ns or less each).
+//!
+//! `cargo bench -p license --bench agent` prints criterion's figures, then a ratio report from
+//! interleaved rounds.
+
+#![allow(
+    clippy::expect_used,
+    reason = "a benchmark with a broken fixture should stop loudly"
+)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use license::{
+    Agent, KeyEntry, Keyset, LicenseRequest, Memory, SigningKey, TrustPin, UnixTime, VerifyOptions,
+};
+
+fn time_per_op(iterations: u32, mut f: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    start.elapsed() / iterations
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let now = UnixTime::now();
+    let root = SigningKey::generate().expect("key");
+    let signer = SigningKey::generate().expect("key");
+    let kid = signer.public_key().derive_kid("lic");
+    let keyset = Keyset {
+        kind: license::KEYSET_TYPE.into(),
+        issuer: Some("acme".parse().expect("slug")),
+        seq: 1,
+        issued_at: now.minus(86_400),
+        root: root.public_key(),
+        license_keys: vec![KeyEntry {
+            kid: kid.clone(),
+            public_key: signer.public_key(),
+            not_before: now.minus(86_400),
+            not_after: now.plus(10 * 365 * 86_400),
+        }],
+        release_keys: vec![],
+    };
+    let trusted = Keyset::verify(
+        keyset.sign(&root).expect("sign").as_bytes(),
+        &TrustPin::default(),
+    )
+    .expect("keyset");
+    let claims = LicenseRequest::from_json(
+        br#"{"sub":"globex","aud":"serverless-blog","exp":4000000000,
+            "features":["posts","users","export","sso","audit-log"]}"#,
+    )
+    .and_then(|r| r.into_claims(keyset.issuer.as_ref(), now.minus(60)))
+    .expect("claims");
+    let armored = license::sign_license(&claims, &kid, &signer).expect("license");
+    let verified = trusted
+        .verify_license(&armored, &VerifyOptions::at(now))
+        .expect("verifies");
+    let agent = Agent::new(trusted, &armored, Memory::default(), now).expect("agent");
+    assert!(agent.check("sso", UnixTime::now()).is_ok());
+
+    let mut c = Criterion::default().configure_from_args();
+    {
+        let mut group = c.benchmark_group("agent");
+        group.bench_function("bare_feature_check", |b| {
+            b.iter(|| verified.is_feature_allowed(black_box("sso"), now).is_ok())
+        });
+        group.bench_function("agent_check_with_clock", |b| {
+            b.iter(|| agent.check(black_box("sso"), UnixTime::now()).is_ok())
+        });
+        group.finish();
+    }
+    c.final_summary();
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return;
+    }
+    let (mut bare, mut full) = (Vec::new(), Vec::new());
+    for _ in 0..31 {
+        bare.push(time_per_op(200_000, || {
+            black_box(verified.is_feature_allowed(black_box("sso"), now).is_ok());
+        }));
+        full.push(time_per_op(200_000, || {
+            black_box(agent.check(black_box("sso"), UnixTime::now()).is_ok());
+        }));
+    }
+    let (bare, full) = (median(bare), median(full));
+    let per_second = 1.0 / full.as_secs_f64();
+    println!();
+    println!("ratio report (medians of 31 interleaved rounds, one core)");
+    println!(
+        "  bare feature check          {:>8.1} ns   (baseline)",
+        bare.as_secs_f64() * 1e9
+    );
+    println!(
+        "  Agent::check with the clock {:>8.1} ns   {:.2}× baseline; {:.1} M checks/s per core (goal ≥ 10 M: {})",
+        full.as_secs_f64() * 1e9,
+        full.as_secs_f64() / bare.as_secs_f64(),
+        per_second / 1e6,
+        if per_second >= 10e6 { "met" } else { "NOT met" }
+    );
+}
