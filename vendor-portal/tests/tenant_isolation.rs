@@ -40,6 +40,11 @@ fn body_for(path: &str) -> Value {
         }
         "/api/v1/grants" => json!({"license": "x", "app": "blog", "version": "1.0.0",
                                    "public_key": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}),
+        "/api/v1/installations" | "/api/v1/installations/checkin" => {
+            json!({"payload": "e30", "signature": "AAAA"})
+        }
+        "/api/v1/installations/remove" => json!({"license": "x", "aws_account": "123456789012",
+                                                 "region": "eu-west-1", "stack": "blog"}),
         // PUT
         "/api/v1/apps/{app}/releases/{version}" => {
             json!({"manifest": "{}", "signature": {"kid": "k", "signature": ""}, "keys": "{}"})
