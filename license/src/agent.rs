@@ -20,8 +20,10 @@
 //! # let armored = sign_license(&claims, &kid, &signer)?;
 //! let agent = Agent::new(keyset, &armored, Memory::default(), now)?;
 //! assert!(agent.check("posts", now).is_ok());
-//! // A week after the last check-in the agent is in GRACE: entitled work still runs.
-//! assert_eq!(agent.lifecycle(now.plus(8 * 86_400)).state, State::Grace);
+//! // Three days without a check-in (the default policy asks for one a day): GRACE, entitled work
+//! // still runs.
+//! assert_eq!(agent.lifecycle(now.plus(3 * 86_400)).state, State::Grace);
+//! assert!(agent.check("posts", now.plus(3 * 86_400)).is_ok());
 //! // After the license's offline grace it is RESTRICTED: new work is refused, with the reason.
 //! assert!(agent.check("posts", now.plus(9 * 86_400)).is_err());
 //! # Ok(())

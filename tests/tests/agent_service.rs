@@ -56,6 +56,17 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
         let (_, info) = agent.get("/v1/license");
         (info["claims"]["seq"] == 2).then_some(())
     });
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let key = world.state_dir("agent-a").join("installation-key.pem");
+        let mode = std::fs::metadata(key).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the installation key is the owner's alone"
+        );
+    }
     let kept = std::fs::read_to_string(world.state_dir("agent-a").join("license.lic")).unwrap();
     assert!(
         kept.contains("BEGIN CONSIGN LICENSE"),

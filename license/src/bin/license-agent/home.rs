@@ -10,7 +10,8 @@ use anyhow::{Context as _, Result};
 use license::{Memory, SigningKey};
 use serde::{Deserialize, Serialize};
 
-/// Writes `bytes` to `path` atomically and durably.
+/// Writes `bytes` to `path` atomically and durably, readable by the owner only (the state holds
+/// the installation key and the customer's usage).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -19,7 +20,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
+        // A leftover from a crash keeps its old mode: start from nothing.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
@@ -79,12 +89,6 @@ impl Home {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::generate()?;
                 write_atomic(&path, key.to_pem().as_bytes())?;
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt as _;
-                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                        .with_context(|| format!("cannot protect {}", path.display()))?;
-                }
                 Ok(key)
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
