@@ -138,6 +138,7 @@ fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         builder.json().init();
