@@ -129,7 +129,9 @@ enum Job {
 /// The meter: the journal's writer and the ledger.
 pub struct Meter {
     dir: PathBuf,
-    jobs: Mutex<mpsc::Sender<Job>>,
+    /// `None` once the meter is being dropped.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     shared: Arc<Mutex<Shared>>,
     ledger: Mutex<Ledger>,
 }
@@ -215,13 +217,14 @@ impl Meter {
         let (tx, rx) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
         let writer_path = journal.clone();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || writer(file, &writer_path, rx, &writer_shared))
             .context("cannot start the journal writer")?;
         Ok(Self {
             dir: dir.to_owned(),
-            jobs: Mutex::new(tx),
+            jobs: Mutex::new(Some(tx)),
+            writer: Some(handle),
             shared,
             ledger: Mutex::new(ledger),
         })
@@ -237,6 +240,8 @@ impl Meter {
     ) -> Result<Recorded> {
         let (done, wait) = oneshot::channel();
         lock(&self.jobs)
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the journal is closing"))?
             .send(Job::Append {
                 dimension,
                 quantity,
@@ -331,9 +336,11 @@ impl Meter {
             shared.unsealed.retain(|e| e.seq > ledger.sealed_through);
             shared.remember_ids(&ledger.recent_ids);
         }
-        let _ = lock(&self.jobs).send(Job::Compact {
-            through: ledger.sealed_through,
-        });
+        if let Some(jobs) = lock(&self.jobs).as_ref() {
+            let _ = jobs.send(Job::Compact {
+                through: ledger.sealed_through,
+            });
+        }
         Ok(sealed)
     }
 
@@ -363,6 +370,17 @@ impl Meter {
         write_atomic(&self.dir.join("records.json"), &serde_json::to_vec(&next)?)?;
         *ledger = next;
         Ok(())
+    }
+}
+
+impl Drop for Meter {
+    /// Lets the writer finish what it was given (a compaction included) before the journal can
+    /// be opened again.
+    fn drop(&mut self) {
+        lock(&self.jobs).take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
     }
 }
 
@@ -469,4 +487,97 @@ fn compact(file: &mut File, path: &Path, through: u64) -> Result<()> {
         .open(path)
         .with_context(|| format!("cannot reopen {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn at(secs: u64) -> UnixTime {
+        UnixTime::from_secs(secs).unwrap()
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_acknowledged_events_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        {
+            let meter = Meter::open(dir.path()).unwrap();
+            for q in [1, 2, 3] {
+                rt.block_on(meter.record("api-calls".into(), q, at(1_800_000_000), None))
+                    .unwrap();
+            }
+        }
+        // A crash in the middle of a fourth write that was never acknowledged.
+        let journal = dir.path().join("journal.log");
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(br#"{"seq":4,"at":1800000000,"dimen"#).unwrap();
+        drop(f);
+        let meter = Meter::open(dir.path()).unwrap();
+        let events = meter.unsealed();
+        assert_eq!(events.iter().map(|e| e.quantity).sum::<u64>(), 6);
+        // The next event takes seq 4 and lands on a whole line.
+        let seq = rt
+            .block_on(meter.record("api-calls".into(), 4, at(1_800_000_000), None))
+            .unwrap();
+        assert!(matches!(seq, Recorded::New(4)));
+        let (events, _) = read_journal(&journal).unwrap();
+        assert_eq!(events.len(), 4);
+    }
+
+    #[test]
+    fn sealing_chains_records_compacts_the_journal_and_remembers_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = runtime();
+        let key = SigningKey::generate().unwrap();
+        let license = LicenseId::new("lic_1").unwrap();
+        let hour = 1_800_000_000; // on the hour
+        {
+            let meter = Meter::open(dir.path()).unwrap();
+            for (i, (dimension, secs)) in [("a", hour), ("b", hour), ("a", hour + 3600)]
+                .into_iter()
+                .enumerate()
+            {
+                rt.block_on(meter.record(dimension.into(), 5, at(secs), Some(format!("ev-{i}"))))
+                    .unwrap();
+            }
+            assert_eq!(meter.seal("agt_x", &license, &key).unwrap(), 3);
+            let records = meter.pending(10);
+            assert_eq!(records[0].body.prev, GENESIS);
+            assert_eq!(records[1].body.prev, records[0].hash);
+            assert_eq!(records[2].body.prev, records[1].hash);
+            for r in &records {
+                r.verify(&key.public_key()).unwrap();
+            }
+            meter.acknowledged(2).unwrap();
+            assert_eq!(meter.pending(10).len(), 1);
+            assert_eq!(meter.used_since("a", at(hour)), 10);
+        }
+        let meter = Meter::open(dir.path()).unwrap();
+        // The journal forgot the sealed events; the ledger kept the chain and the totals.
+        assert!(meter.unsealed().is_empty());
+        assert_eq!(meter.pending(10).len(), 1);
+        assert_eq!(meter.used_since("a", at(hour)), 10);
+        // A retry of a sealed event is recognised after the restart.
+        let again = rt
+            .block_on(meter.record("a".into(), 5, at(hour), Some("ev-0".into())))
+            .unwrap();
+        assert!(matches!(again, Recorded::Duplicate));
+        let fresh = rt
+            .block_on(meter.record("a".into(), 5, at(hour), Some("ev-9".into())))
+            .unwrap();
+        assert!(matches!(fresh, Recorded::New(4)));
+        assert_eq!(meter.seal("agt_x", &license, &key).unwrap(), 1);
+        let records = meter.pending(10);
+        assert_eq!(records[1].body.n, 4);
+        assert_eq!(records[1].body.prev, records[0].hash);
+    }
 }
