@@ -73,6 +73,44 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
         "the renewal is kept for restarts"
     );
 
+    // Someone swaps the license file for a forgery: the agent keeps the genuine license and
+    // reports it home, once, where it lands in the vendor's audit log.
+    let genuine = std::fs::read_to_string(&world.license).unwrap();
+    let forged = genuine.replacen("eyJ", "eyK", 1);
+    std::fs::write(&world.license, forged).unwrap();
+    let reports = || -> Vec<Value> {
+        let entries: Value = serde_json::from_str(
+            &world.vendor(&["audit", "list", "--last", "50", "--output", "json"]),
+        )
+        .unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "agent.report")
+            .cloned()
+            .collect()
+    };
+    wait_for("the tamper report in the audit log", LIMIT, || {
+        (!reports().is_empty()).then_some(())
+    });
+    let seen = sent_count(&agent);
+    wait_for("two more check-ins", LIMIT, || {
+        (sent_count(&agent) >= seen + 2).then_some(())
+    });
+    let audit = reports();
+    assert_eq!(audit.len(), 1, "reported once: {audit:?}");
+    assert!(
+        audit[0]["entry"]
+            .as_str()
+            .unwrap()
+            .contains("license_source"),
+        "{audit:?}"
+    );
+    let (status, _) = agent.get("/v1/entitlements/posts");
+    assert_eq!(status, 200, "the genuine license still runs");
+    std::fs::write(&world.license, genuine).unwrap();
+
     // Revocation: denied from the first check-in that starts after it.
     let before = sent_count(&agent);
     world.vendor(&[

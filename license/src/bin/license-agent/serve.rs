@@ -139,6 +139,8 @@ struct Shared {
     source: Source,
     interval: u64,
     last_error: Mutex<Option<String>>,
+    /// The last complaint about the license source, so that it is reported once, not every round.
+    source_complaint: Mutex<Option<String>>,
     /// Starts a check-in now (the Lambda extension rings it on an invoke after a long freeze).
     wake: Arc<Notify>,
 }
@@ -285,6 +287,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         placement,
         source,
         last_error: Mutex::new(None),
+        source_complaint: Mutex::new(None),
         wake: Arc::new(Notify::new()),
     });
     save(&shared)?;
@@ -387,24 +390,35 @@ fn set_error(shared: &Shared, error: Option<String>) {
 /// One round: re-read the license source, seal usage, activate if needed, check in, save.
 async fn checkin_once(shared: &Shared) {
     let now = UnixTime::now();
-    match shared.source.read().await {
+    let complaint = match shared.source.read().await {
         Ok(text) => match shared.agent.offer_license(&text, now) {
             Ok(true) => {
                 tracing::info!("a renewed license was picked up from the license source");
                 if let Err(e) = shared.home.save_license(&text) {
                     tracing::warn!(error = %e, "the renewed license could not be kept");
                 }
+                None
             }
-            Ok(false) => {}
-            Err(e) => {
-                shared.agent.report(
-                    now,
-                    "license_source",
-                    format!("the license source holds a license the agent refuses: {e}"),
-                );
-            }
+            // Older than a renewal the portal sent: the agent runs the newer one.
+            Ok(false) | Err(license::Error::Rollback { .. }) => None,
+            Err(e) => Some(format!(
+                "the license source holds a license the agent refuses, and keeps running the one it has: {e}"
+            )),
         },
-        Err(e) => tracing::warn!(error = %e, "the license source could not be read"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the license source could not be read");
+            None
+        }
+    };
+    {
+        let mut last = lock(&shared.source_complaint);
+        if let Some(c) = &complaint
+            && last.as_ref() != Some(c)
+        {
+            tracing::warn!(complaint = %c, "license source");
+            shared.agent.report(now, "license_source", c.clone());
+        }
+        *last = complaint;
     }
     if let Err(e) = seal(shared) {
         tracing::warn!(error = %e, "usage could not be sealed; it stays in the journal");
