@@ -15,6 +15,9 @@ pub struct AppManifest {
     /// One `[[functions]]` table per function.
     #[serde(default)]
     pub functions: Vec<FunctionInput>,
+    /// One `[[layers]]` table per Lambda layer the bundle carries.
+    #[serde(default)]
+    pub layers: Vec<LayerInput>,
     /// One `[[assets]]` table per static asset folder.
     #[serde(default)]
     pub assets: Vec<AssetInput>,
@@ -46,6 +49,9 @@ pub struct AppSection {
     pub capabilities: Vec<String>,
     /// The template parameter that receives the name of the artifact bucket holding function code.
     pub artifact_bucket_parameter: Option<String>,
+    /// The template parameter that receives the release's version (so the functions, and the
+    /// license agent beside them, know what runs).
+    pub version_parameter: Option<String>,
 }
 
 /// `[[functions]]`: one Lambda function.
@@ -74,6 +80,23 @@ pub struct FunctionInput {
     pub feature: Option<license::claims::FeatureName>,
     /// The template parameter that receives the S3 key of the function's code.
     pub code_parameter: String,
+}
+
+/// `[[layers]]`: a Lambda layer the bundle carries, such as the license agent's extension.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerInput {
+    /// The layer's name in the bundle (a slug).
+    pub name: license::claims::Slug,
+    /// A folder (zipped deterministically at build, executable bits kept) or a prebuilt `.zip`,
+    /// relative to the app folder.
+    pub code: String,
+    /// The template parameter that receives the S3 key of the layer's zip.
+    pub code_parameter: String,
+    /// Build without the layer when `code` does not exist (the template must then work with an
+    /// empty `code_parameter`); otherwise a missing `code` is an error.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 fn default_memory() -> u32 {
@@ -214,6 +237,12 @@ impl AppManifest {
                 )));
             }
         }
+        let mut layer_names = std::collections::BTreeSet::new();
+        for l in &self.layers {
+            if !layer_names.insert(l.name.as_str()) {
+                return Err(invalid(format!("layers: {} is listed twice", l.name)));
+            }
+        }
         let mut asset_names = std::collections::BTreeSet::new();
         for a in &self.assets {
             if !asset_names.insert(a.name.as_str()) {
@@ -235,24 +264,36 @@ impl AppManifest {
                 )))
             }
         };
+        if let Some(p) = &self.app.version_parameter {
+            need_param("app.version_parameter".into(), p)?;
+        }
         if let Some(p) = &self.app.artifact_bucket_parameter {
             need_param("app.artifact_bucket_parameter".into(), p)?;
-        } else if !self.functions.is_empty() {
+        } else if !self.functions.is_empty() || !self.layers.is_empty() {
             return Err(invalid(
-                "app.artifact_bucket_parameter is required when there are functions",
+                "app.artifact_bucket_parameter is required when there are functions or layers",
             ));
         }
         let mut seen = std::collections::BTreeSet::new();
-        for f in &self.functions {
-            need_param(
-                format!("functions.{}.code_parameter", f.name),
-                &f.code_parameter,
-            )?;
-            if !seen.insert(f.code_parameter.as_str()) {
-                return Err(invalid(format!(
-                    "functions.{}.code_parameter {:?} is used twice",
-                    f.name, f.code_parameter
-                )));
+        let code_parameters = self
+            .functions
+            .iter()
+            .map(|f| {
+                (
+                    format!("functions.{}.code_parameter", f.name),
+                    &f.code_parameter,
+                )
+            })
+            .chain(self.layers.iter().map(|l| {
+                (
+                    format!("layers.{}.code_parameter", l.name),
+                    &l.code_parameter,
+                )
+            }));
+        for (field, parameter) in code_parameters {
+            need_param(field.clone(), parameter)?;
+            if !seen.insert(parameter.as_str()) {
+                return Err(invalid(format!("{field} {parameter:?} is used twice")));
             }
         }
         for p in &self.parameters {

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::keys_file::{KEYS_FILE_TYPE, KeyText, KeysFile};
 use crate::limits::{BundlePath, Limits};
 use crate::manifest::{
-    AssetEntry, BundleManifest, FORMAT_VERSION, FunctionEntry, ObjectEntry, Role, sign_manifest,
+    AssetEntry, BundleManifest, FORMAT_VERSION, FunctionEntry, LayerEntry, ObjectEntry, Role,
+    sign_manifest,
 };
 use crate::seal::{self, DataKey};
 use crate::template::TemplateSummary;
@@ -66,6 +67,7 @@ pub struct Builder {
     template_path: BundlePath,
     planned: Vec<Planned>,
     functions: Vec<FunctionEntry>,
+    layers: Vec<LayerEntry>,
     assets: BTreeMap<String, AssetEntry>,
     previous: Option<KeysFile>,
     limits: Limits,
@@ -98,6 +100,7 @@ impl Builder {
             template_path: template_path.clone(),
             planned: Vec::new(),
             functions: Vec::new(),
+            layers: Vec::new(),
             assets: BTreeMap::new(),
             previous: None,
             limits: Limits::default(),
@@ -143,6 +146,38 @@ impl Builder {
         self.planned.push(Planned {
             path,
             role: Role::Function,
+            open: zip,
+        });
+        Ok(())
+    }
+
+    /// The optional layers of `consign.toml` that were not added: the bundle goes without them.
+    pub fn layers_left_out(&self) -> Vec<String> {
+        self.app
+            .layers
+            .iter()
+            .filter(|l| !self.layers.iter().any(|e| e.name == l.name))
+            .map(|l| l.name.to_string())
+            .collect()
+    }
+
+    /// Adds the zip of layer `name` (which must be in `consign.toml`).
+    pub fn add_layer(&mut self, name: &str, zip: Opener) -> Result<()> {
+        let l = self
+            .app
+            .layers
+            .iter()
+            .find(|l| l.name.as_str() == name)
+            .ok_or_else(|| Error::Malformed(format!("layer {name} is not in consign.toml")))?;
+        let path = BundlePath::new(format!("layers/{name}.zip"))?;
+        self.layers.push(LayerEntry {
+            name: l.name.clone(),
+            code_parameter: l.code_parameter.clone(),
+            object: path.clone(),
+        });
+        self.planned.push(Planned {
+            path,
+            role: Role::Layer,
             open: zip,
         });
         Ok(())
@@ -198,6 +233,17 @@ impl Builder {
         {
             return Err(Error::Malformed(format!(
                 "function {} has no code",
+                missing.name
+            )));
+        }
+        if let Some(missing) = self
+            .app
+            .layers
+            .iter()
+            .find(|l| !l.optional && !self.layers.iter().any(|e| e.name == l.name))
+        {
+            return Err(Error::Malformed(format!(
+                "layer {} has no zip",
                 missing.name
             )));
         }
@@ -265,9 +311,11 @@ impl Builder {
             capabilities: app.capabilities.clone(),
             template: self.template_path.clone(),
             artifact_bucket_parameter: app.artifact_bucket_parameter.clone(),
+            version_parameter: app.version_parameter.clone(),
             parameters: self.app.parameters.clone(),
             functions: self.functions,
             assets: self.assets.into_values().collect(),
+            layers: self.layers,
             resources: self.summary.resources.clone(),
             permissions: self.summary.permissions.clone(),
             objects,

@@ -45,12 +45,19 @@ pub struct BundleManifest {
     /// The template parameter receiving the artifact bucket's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_bucket_parameter: Option<String>,
+    /// The template parameter receiving the release's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_parameter: Option<String>,
     /// Parameters the admin may set.
     pub parameters: Vec<ParameterSpec>,
     /// The functions.
     pub functions: Vec<FunctionEntry>,
     /// The static asset sets.
     pub assets: Vec<AssetEntry>,
+    /// The Lambda layers (absent from manifests without any, so older manifests keep their
+    /// bytes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerEntry>,
     /// Resources the template declares.
     pub resources: Vec<Resource>,
     /// IAM permissions the template grants.
@@ -82,6 +89,18 @@ pub struct FunctionEntry {
     pub object: BundlePath,
 }
 
+/// A Lambda layer in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerEntry {
+    /// Its name.
+    pub name: license::claims::Slug,
+    /// The template parameter receiving its zip's S3 key.
+    pub code_parameter: String,
+    /// The object holding its zip.
+    pub object: BundlePath,
+}
+
 /// A static asset set in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +123,8 @@ pub enum Role {
     Function,
     /// A static asset file.
     Asset,
+    /// A Lambda layer's zip.
+    Layer,
 }
 
 /// One object: plaintext identity and sealed identity.
@@ -185,6 +206,14 @@ impl BundleManifest {
                 return Err(invalid(format!(
                     "names code for {} that is not among its objects",
                     f.name
+                )));
+            }
+        }
+        for l in &self.layers {
+            if role_of(&l.object) != Some(Role::Layer) {
+                return Err(invalid(format!(
+                    "names the zip of layer {} that is not among its objects",
+                    l.name
                 )));
             }
         }
@@ -309,6 +338,13 @@ impl BundleManifest {
                 "  {:<16} {} {} {} MB {} s{feature}",
                 f.name, f.runtime, f.handler, f.memory, f.timeout
             );
+        }
+        if !self.layers.is_empty() {
+            let _ = writeln!(s, "Lambda layers:");
+            for l in &self.layers {
+                let size = self.object(&l.object).map_or(0, |o| o.size);
+                let _ = writeln!(s, "  {:<16} {size} bytes", l.name);
+            }
         }
         if !self.assets.is_empty() {
             let _ = writeln!(s, "Static assets:");

@@ -371,6 +371,9 @@ fn parameters(
     if let Some(name) = &m.artifact_bucket_parameter {
         set(name, Some(bucket.to_owned()));
     }
+    if let Some(name) = &m.version_parameter {
+        set(name, Some(m.version.to_string()));
+    }
     for f in &m.functions {
         let entry = m
             .objects
@@ -378,6 +381,14 @@ fn parameters(
             .find(|o| o.path == f.object)
             .ok_or_else(|| anyhow!("the manifest has no object for function {}", f.name))?;
         set(&f.code_parameter, Some(artifact_key(entry)));
+    }
+    for l in &m.layers {
+        let entry = m
+            .objects
+            .iter()
+            .find(|o| o.path == l.object)
+            .ok_or_else(|| anyhow!("the manifest has no object for layer {}", l.name))?;
+        set(&l.code_parameter, Some(artifact_key(entry)));
     }
     check_params(release, options)?;
     let given: BTreeMap<&String, &String> = options.params.iter().map(|(k, v)| (k, v)).collect();
@@ -426,7 +437,7 @@ async fn needed_objects(
     for entry in &m.objects {
         match entry.role {
             Role::Template | Role::Asset => wanted.push(entry.clone()),
-            Role::Function => {
+            Role::Function | Role::Layer => {
                 if bucket_exists && object_exists(aws, bucket, &artifact_key(entry)).await? {
                     skipped += 1;
                 } else if !wanted
@@ -558,7 +569,7 @@ async fn upload_functions(
     let mut jobs = Vec::new();
     let mut seen = BTreeSet::new();
     for entry in &release.manifest.objects {
-        if entry.role == Role::Function
+        if matches!(entry.role, Role::Function | Role::Layer)
             && let Some(file) = files.get(entry.path.as_str())
             && seen.insert(artifact_key(entry))
         {
@@ -692,23 +703,39 @@ pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, S
         Err(e) => return Err(aws.explain(e, "cloudformation:GetTemplate", stack)),
     };
     let template: serde_json::Value = serde_json::from_str(&template).unwrap_or_default();
-    for (name, logical) in ref_outputs(&template) {
-        if out.contains_key(&name) {
-            continue;
-        }
-        let described = aws
+    let wanted: Vec<(String, String)> = ref_outputs(&template)
+        .into_iter()
+        .filter(|(name, _)| !out.contains_key(name))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    // One listing for every resource (moto also fails DescribeStackResource on a stack with a
+    // resource its conditions left out).
+    let mut physical = BTreeMap::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = aws
             .cfn
-            .describe_stack_resource()
+            .list_stack_resources()
             .stack_name(stack)
-            .logical_resource_id(&logical)
+            .set_next_token(next.take())
             .send()
             .await
-            .map_err(|e| aws.explain(e, "cloudformation:DescribeStackResource", &logical))?;
-        if let Some(id) = described
-            .stack_resource_detail()
-            .and_then(|d| d.physical_resource_id())
-        {
-            out.insert(name, id.to_owned());
+            .map_err(|e| aws.explain(e, "cloudformation:ListStackResources", stack))?;
+        for r in page.stack_resource_summaries() {
+            if let (Some(logical), Some(id)) = (r.logical_resource_id(), r.physical_resource_id()) {
+                physical.insert(logical.to_owned(), id.to_owned());
+            }
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+            _ => break,
+        }
+    }
+    for (name, logical) in wanted {
+        if let Some(id) = physical.get(&logical) {
+            out.insert(name, id.clone());
         }
     }
     Ok(out)
@@ -1237,7 +1264,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         .manifest
         .objects
         .iter()
-        .filter(|o| o.role == Role::Function)
+        .filter(|o| matches!(o.role, Role::Function | Role::Layer))
         .map(artifact_key)
         .collect();
     let text = history.push(Entry {

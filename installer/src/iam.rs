@@ -44,6 +44,14 @@ fn resource_actions(kind: &str) -> Option<(&'static [&'static str], &'static str
             ],
             "arn:aws:lambda:*:*:function:{stack}-*",
         ),
+        "AWS::Lambda::LayerVersion" => (
+            &[
+                "lambda:PublishLayerVersion",
+                "lambda:DeleteLayerVersion",
+                "lambda:GetLayerVersion",
+            ],
+            "arn:aws:lambda:*:*:layer:*",
+        ),
         "AWS::Lambda::Permission" => (
             &["lambda:AddPermission", "lambda:RemovePermission"],
             "arn:aws:lambda:*:*:function:{stack}-*",
@@ -163,7 +171,7 @@ pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<Str
             "cloudformation:CreateChangeSet", "cloudformation:DescribeChangeSet",
             "cloudformation:ExecuteChangeSet", "cloudformation:DeleteChangeSet",
             "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
-            "cloudformation:DescribeStackResource", "cloudformation:GetTemplate",
+            "cloudformation:DescribeStackResource", "cloudformation:ListStackResources", "cloudformation:GetTemplate",
             "cloudformation:DeleteStack"],
             "Resource": format!("arn:aws:cloudformation:*:*:stack/{stack}/*")}),
         json!({"Sid": "ArtifactBucket", "Effect": "Allow", "Action": [

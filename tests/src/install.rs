@@ -245,10 +245,8 @@ impl World {
     /// Everything the installer could have touched in the account, read with boto3: stacks
     /// (not deleted), buckets and their keys, SSM parameters and their values.
     pub fn account(&self) -> Value {
-        let script = r#"
-import boto3, json, sys
-kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1",
-          aws_access_key_id="testing", aws_secret_access_key="testing")
+        self.boto3(
+            r#"
 cfn, s3, ssm = (boto3.client(s, **kw) for s in ("cloudformation", "s3", "ssm"))
 stacks = sorted((s["StackName"], s["StackStatus"]) for s in cfn.list_stacks()["StackSummaries"]
                 if s["StackStatus"] != "DELETE_COMPLETE")
@@ -261,9 +259,61 @@ for page in ssm.get_paginator("describe_parameters").paginate():
     for p in page["Parameters"]:
         params[p["Name"]] = ssm.get_parameter(Name=p["Name"], WithDecryption=True)["Parameter"]["Value"]
 print(json.dumps({"stacks": stacks, "buckets": buckets, "parameters": params}, sort_keys=True))
-"#;
+"#,
+        )
+    }
+
+    /// The Lambda functions in the account (each one's environment), the layers (each version's
+    /// code digest), and for each stack its parameters, resources, the layer zips it was given
+    /// (their files and Unix modes, read back from S3) and the `Layers` its template gives each
+    /// function. (moto does not attach layers to the functions a stack creates, so what
+    /// CloudFormation was asked is read from the template.)
+    pub fn lambda(&self) -> Value {
+        self.boto3(
+            r#"
+import base64, hashlib, io, zipfile
+lam, s3, cfn = (boto3.client(s, **kw) for s in ("lambda", "s3", "cloudformation"))
+functions = {}
+for f in lam.list_functions()["Functions"]:
+    c = lam.get_function_configuration(FunctionName=f["FunctionName"])
+    functions[f["FunctionName"]] = {"env": c.get("Environment", {}).get("Variables", {})}
+layers = {}
+for l in lam.list_layers()["Layers"]:
+    for v in lam.list_layer_versions(LayerName=l["LayerName"])["LayerVersions"]:
+        full = lam.get_layer_version(LayerName=l["LayerName"], VersionNumber=v["Version"])
+        layers[l["LayerName"]] = {"sha256": full["Content"]["CodeSha256"], "size": full["Content"]["CodeSize"]}
+stacks = {}
+for s in cfn.describe_stacks()["Stacks"]:
+    body = cfn.get_template(StackName=s["StackName"])["TemplateBody"]
+    t = body if isinstance(body, dict) else json.loads(body)
+    params = {p["ParameterKey"]: p.get("ParameterValue") for p in s.get("Parameters", [])}
+    # The layer zips the stack was given (parameters named *LayerKey), as uploaded.
+    zips = {}
+    for name, key in params.items():
+        if name.endswith("LayerKey") and key:
+            body = s3.get_object(Bucket=params["ArtifactBucket"], Key=key)["Body"].read()
+            files = {i.filename: oct((i.external_attr >> 16) & 0o777)
+                     for i in zipfile.ZipFile(io.BytesIO(body)).infolist()}
+            zips[name] = {"files": files, "sha256": base64.b64encode(hashlib.sha256(body).digest()).decode()}
+    stacks[s["StackName"]] = {
+        "parameters": params,
+        "layer_zips": zips,
+        "resources": {r["LogicalResourceId"]: r["ResourceType"] for r in cfn.list_stack_resources(StackName=s["StackName"])["StackResourceSummaries"]},
+        "function_layers": {k: v["Properties"].get("Layers") for k, v in t["Resources"].items() if v["Type"] == "AWS::Lambda::Function"},
+    }
+print(json.dumps({"functions": functions, "layers": layers, "stacks": stacks}, sort_keys=True))
+"#,
+        )
+    }
+
+    /// Runs a Python script with boto3 against this world's moto (`boto3`, `json` and the client
+    /// arguments `kw` are defined); its stdout, parsed as JSON.
+    pub fn boto3(&self, body: &str) -> Value {
+        let script = format!(
+            "import boto3, json, sys\nkw = dict(endpoint_url=sys.argv[1], region_name=\"{REGION}\",\n          aws_access_key_id=\"testing\", aws_secret_access_key=\"testing\")\n{body}"
+        );
         let out = Command::new(venv_python())
-            .args(["-c", script, &self.moto.endpoint()])
+            .args(["-c", &script, &self.moto.endpoint()])
             .output()
             .unwrap();
         assert!(

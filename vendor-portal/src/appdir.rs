@@ -75,7 +75,7 @@ pub fn zip_folders(folders: &[PathBuf]) -> Result<Vec<u8>> {
             });
         }
     }
-    write_zip(entries).context("cannot zip the function")
+    write_zip(entries).context("cannot zip the code")
 }
 
 fn inside(app_dir: &Path, relative: &str, what: &str) -> Result<PathBuf> {
@@ -111,6 +111,7 @@ pub fn load(app_dir: &Path) -> Result<Builder> {
     let template = fs::read(&template_path)
         .with_context(|| format!("cannot read {}", template_path.display()))?;
     let functions = app.functions.clone();
+    let layers = app.layers.clone();
     let assets = app.assets.clone();
     let mut builder = Builder::new(app, template)?;
     for f in &functions {
@@ -141,6 +142,21 @@ pub fn load(app_dir: &Path) -> Result<Builder> {
             bail!("function {}: code must be a folder or a .zip file", f.name);
         };
         builder.add_function(f.name.as_str(), zip)?;
+    }
+    for l in &layers {
+        // An optional layer that is not there is left out; `release build` says so.
+        if l.optional && !app_dir.join(&l.code).exists() {
+            continue;
+        }
+        let code = inside(app_dir, &l.code, &format!("the code of layer {}", l.name))?;
+        let zip = if code.is_dir() {
+            in_memory(zip_folders(&[code])?)
+        } else if code.extension().is_some_and(|e| e == "zip") {
+            file_opener(code)
+        } else {
+            bail!("layer {}: code must be a folder or a .zip file", l.name);
+        };
+        builder.add_layer(l.name.as_str(), zip)?;
     }
     for a in &assets {
         let folder = inside(

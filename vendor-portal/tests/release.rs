@@ -201,7 +201,8 @@ fn inspect_shows_resources_and_iam_permissions() {
             "logs:CreateLogGroup",
             "logs:CreateLogStream",
             "logs:PutLogEvents",
-            "s3:GetObject"
+            "s3:GetObject",
+            "ssm:GetParameter"
         ])
     );
 }

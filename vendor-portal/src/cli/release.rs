@@ -42,6 +42,23 @@ pub enum ReleaseCommand {
     /// Mark a published release as required, so upgrades cannot skip it.
     #[command(disable_version_flag = true)]
     Require(super::publish::RequireArgs),
+    /// Lay out the license agent as a Lambda layer folder (extensions/license-agent and
+    /// consign/keyset.json) inside an app folder, for a `[[layers]]` entry of consign.toml.
+    AgentLayer(AgentLayerArgs),
+}
+
+/// Arguments of `release agent-layer`.
+#[derive(Debug, Args)]
+pub struct AgentLayerArgs {
+    /// The `license-agent` executable, built for Lambda (Linux, x86_64 or arm64).
+    #[arg(long)]
+    agent: PathBuf,
+    /// The vendor's keyset.json, which the agent verifies licenses against.
+    #[arg(long)]
+    trust: PathBuf,
+    /// The layer folder to write (for the reference app: examples/serverless-blog/layers/license-agent).
+    #[arg(short = 'o', long = "out")]
+    out: PathBuf,
 }
 
 /// Arguments of `release build`.
@@ -99,6 +116,7 @@ impl ReleaseCommand {
             ReleaseCommand::Build(args) => build(args, output),
             ReleaseCommand::Inspect(args) => inspect(args, output),
             ReleaseCommand::Open(args) => open(args, output),
+            ReleaseCommand::AgentLayer(args) => agent_layer(args, output),
             ReleaseCommand::Push(args) => super::publish::push(args, ctx),
             ReleaseCommand::List(args) => super::publish::list(args, ctx),
             ReleaseCommand::Promote(args) => super::publish::promote(args, ctx),
@@ -153,6 +171,7 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
         .check_valid_at(now, 0)
         .context("the release key cannot sign today")?;
     let mut builder = appdir::load(&args.app_dir)?;
+    let left_out = builder.layers_left_out();
     if output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         builder.on_progress(|p| {
             let line = match p {
@@ -218,6 +237,7 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
             "signed_by": kid,
             "bytes": size,
             "reused_keys": built.reused,
+            "layers_left_out": left_out,
             "objects": m.objects.iter().map(|o| json!({
                 "role": o.role, "path": o.path, "digest": o.digest, "size": o.size,
                 "sealed_digest": o.sealed_digest, "sealed_size": o.sealed_size,
@@ -237,6 +257,11 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
                     o.path.as_str(),
                     o.size,
                     o.digest
+                );
+            }
+            for name in &left_out {
+                println!(
+                    "  layer {name} is not in the app folder (it is optional): the bundle goes without it"
                 );
             }
             if built.reused > 0 {
@@ -304,6 +329,57 @@ fn inspect(args: InspectArgs, output: Output) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn agent_layer(args: AgentLayerArgs, output: Output) -> Result<()> {
+    use std::io::Read as _;
+    let mut magic = [0u8; 4];
+    fs::File::open(&args.agent)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .with_context(|| format!("cannot read the agent {}", args.agent.display()))?;
+    if magic != *b"\x7fELF" {
+        bail!(
+            "{} is not a Linux executable: build license-agent for Lambda (Linux, x86_64 or arm64)",
+            args.agent.display()
+        );
+    }
+    let keyset = read_trusted_keyset(&args.trust, None)?;
+    let keyset_bytes =
+        fs::read(&args.trust).with_context(|| format!("cannot read {}", args.trust.display()))?;
+    let extensions = args.out.join("extensions");
+    let consign = args.out.join("consign");
+    for dir in [&extensions, &consign] {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    // Lambda runs every executable in extensions/ as an extension, named by its file name.
+    let agent = extensions.join("license-agent");
+    fs::copy(&args.agent, &agent).with_context(|| format!("cannot write {}", agent.display()))?;
+    fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", agent.display()))?;
+    fs::write(consign.join("keyset.json"), &keyset_bytes)
+        .with_context(|| format!("cannot write {}", consign.display()))?;
+    let size = fs::metadata(&agent).map(|m| m.len()).unwrap_or(0);
+    match output {
+        Output::Json => print_json(&json!({
+            "layer": args.out,
+            "agent_bytes": size,
+            "keyset_seq": keyset.keyset().seq,
+            "root_fingerprint": keyset.root_fingerprint(),
+        })),
+        Output::Text => {
+            println!(
+                "Wrote the license agent layer to {}: extensions/license-agent ({}), consign/keyset.json (seq {}, root {})",
+                args.out.display(),
+                license::process::mib(size),
+                keyset.keyset().seq,
+                keyset.root_fingerprint()
+            );
+            println!(
+                "  in the functions: CONSIGN_TRUST=/opt/consign/keyset.json, the agent answers on 127.0.0.1:8787"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Writes objects into a staging folder; the caller renames it into place at the end.

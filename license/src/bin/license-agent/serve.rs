@@ -181,7 +181,9 @@ async fn account_from_sts() -> Result<String> {
     out.account.context("STS named no account")
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+async fn serve(mut args: ServeArgs) -> Result<()> {
+    // A template passes an empty portal URL to mean "no check-ins".
+    args.portal = args.portal.take().filter(|url| !url.trim().is_empty());
     let home = Home::open(&args.state_dir.clone().unwrap_or_else(default_state_dir))?;
     let mut saved = home.load()?;
     let keyset_bytes = read_limited(&args.trust, "keyset")?;
