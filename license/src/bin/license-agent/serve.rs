@@ -4,7 +4,8 @@
 //!   (`?quantity=N`, counted against the metered dimension of the same name) allows it, with what
 //!   is left; 403 with the code and the reason when not.
 //! - `GET /v1/license`: the verified claims and the agent's state.
-//! - `POST /v1/usage` `{"dimension": …, "quantity": …}`: answered once the event is on disk.
+//! - `POST /v1/usage` `{"dimension": …, "quantity": …, "id": …}`: answered once the event is on
+//!   disk; an `id` the agent already holds is answered as a duplicate and not counted again.
 //! - `GET /v1/outbox`: every request sent to the vendor and what waits to be sent.
 //! - `GET /healthz`: a trivial route (the baseline the benchmarks compare with).
 //!
