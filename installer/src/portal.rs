@@ -88,6 +88,21 @@ impl Portal {
         })
     }
 
+    /// POSTs `body` to `path`; a non-2xx answer is a [`Refusal`].
+    async fn post_json(&self, path: &str, body: &serde_json::Value) -> Result<reqwest::Response> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            return Err(Self::refusal(response).await);
+        }
+        Ok(response)
+    }
+
     async fn get_small(&self, path: &str) -> Result<Vec<u8>> {
         let response = self
             .http
@@ -140,21 +155,17 @@ impl Portal {
     ) -> Result<KeysFile> {
         let secret = RecipientSecret::generate()?;
         let response = self
-            .http
-            .post(format!("{}/api/v1/grants", self.base))
-            .json(&json!({
-                "license": license,
-                "app": app,
-                "version": version,
-                "public_key": STANDARD.encode(secret.public()),
-                "aws_account": account,
-            }))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !response.status().is_success() {
-            return Err(Self::refusal(response).await);
-        }
+            .post_json(
+                "/api/v1/grants",
+                &json!({
+                    "license": license,
+                    "app": app,
+                    "version": version,
+                    "public_key": STANDARD.encode(secret.public()),
+                    "aws_account": account,
+                }),
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Grant {
             wrapped_keys: String,
@@ -180,15 +191,11 @@ impl Portal {
         stack: &str,
     ) -> Result<Option<String>> {
         let response = self
-            .http
-            .post(format!("{}/api/v1/installations/remove", self.base))
-            .json(&json!({"license": license, "aws_account": account, "region": region, "stack": stack}))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !response.status().is_success() {
-            return Err(Self::refusal(response).await);
-        }
+            .post_json(
+                "/api/v1/installations/remove",
+                &json!({"license": license, "aws_account": account, "region": region, "stack": stack}),
+            )
+            .await?;
         #[derive(Deserialize)]
         struct Removed {
             installation: Option<String>,

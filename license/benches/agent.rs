@@ -13,25 +13,14 @@
 )]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{median, time_per_op};
 use criterion::Criterion;
 use license::{
     Agent, KeyEntry, Keyset, LicenseRequest, Memory, SigningKey, TrustPin, UnixTime, VerifyOptions,
 };
-
-fn time_per_op(iterations: u32, mut f: impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    start.elapsed() / iterations
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn main() {
     let now = UnixTime::now();

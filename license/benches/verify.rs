@@ -13,8 +13,11 @@
 )]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::{median, time_per_op};
 use criterion::Criterion;
 use license::{
     KeyEntry, Keyset, LicenseRequest, SigningKey, TrustPin, TrustedKeyset, UnixTime, VerifyOptions,
@@ -81,19 +84,6 @@ fn setup() -> Setup {
         trusted,
         options: VerifyOptions::at(now),
     }
-}
-
-fn time_per_op(iterations: u32, mut f: impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iterations {
-        f();
-    }
-    start.elapsed() / iterations
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {

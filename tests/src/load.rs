@@ -67,28 +67,78 @@ async fn send(request: reqwest::RequestBuilder) -> bool {
     }
 }
 
-/// `concurrency` clients send requests back to back for `seconds`.
-pub async fn drive(make: MakeRequest, concurrency: usize, seconds: u64) -> Run {
-    let http = client(concurrency);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (http, make) = (http.clone(), Arc::clone(&make));
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors, mut n) = (Vec::new(), 0usize, 0u64);
-            while Instant::now() < deadline {
-                n += 1;
-                let t = Instant::now();
-                if send(make(&http, worker, n)).await {
-                    latencies.push(t.elapsed());
+/// When a client sends its requests.
+#[derive(Clone, Copy)]
+enum Pace {
+    /// Each as soon as the last one answered, until `deadline`.
+    BackToBack { deadline: Instant },
+    /// `count` of them, the n-th due at `first + n × every`.
+    Scheduled {
+        first: Instant,
+        every: Duration,
+        count: u64,
+    },
+}
+
+/// One client's loop: its latencies and its failures.
+async fn client_loop(
+    http: reqwest::Client,
+    make: MakeRequest,
+    worker: usize,
+    pace: Pace,
+) -> (Vec<Duration>, usize) {
+    let (mut latencies, mut errors) = (Vec::new(), 0usize);
+    for n in 0u64.. {
+        let from = match pace {
+            Pace::BackToBack { deadline } => {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                Instant::now()
+            }
+            Pace::Scheduled {
+                first,
+                every,
+                count,
+            } => {
+                if n >= count {
+                    break;
+                }
+                let due = first + every * u32::try_from(n).unwrap_or(u32::MAX);
+                // Behind schedule: the wait since `due` is the server's doing and counts.
+                // Ahead: the timer's own lateness (tokio's 1 ms tick) is the generator's, and
+                // does not.
+                if Instant::now() >= due {
+                    due
                 } else {
-                    errors += 1;
+                    tokio::time::sleep_until(due.into()).await;
+                    Instant::now()
                 }
             }
-            (latencies, errors)
-        }));
+        };
+        if send(make(&http, worker, n)).await {
+            latencies.push(from.elapsed());
+        } else {
+            errors += 1;
+        }
     }
+    (latencies, errors)
+}
+
+/// Runs `concurrency` clients, client `w` at `pace(w)`, and gathers what they measured.
+async fn run_clients(make: MakeRequest, concurrency: usize, pace: impl Fn(usize) -> Pace) -> Run {
+    let http = client(concurrency);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            tokio::spawn(client_loop(
+                http.clone(),
+                Arc::clone(&make),
+                worker,
+                pace(worker),
+            ))
+        })
+        .collect();
     let mut parts = Vec::new();
     for task in tasks {
         parts.push(task.await.unwrap());
@@ -96,45 +146,26 @@ pub async fn drive(make: MakeRequest, concurrency: usize, seconds: u64) -> Run {
     Run::collect(parts, started.elapsed())
 }
 
+/// `concurrency` clients send requests back to back for `seconds`.
+pub async fn drive(make: MakeRequest, concurrency: usize, seconds: u64) -> Run {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    run_clients(make, concurrency, |_| Pace::BackToBack { deadline }).await
+}
+
 /// `rate` requests per second for `seconds`, spread over `concurrency` clients on a fixed
 /// schedule; a client that falls behind sends its late requests at once, and their latency
 /// includes the wait since they were due.
 pub async fn paced(make: MakeRequest, concurrency: usize, rate: u64, seconds: u64) -> Run {
-    let http = client(concurrency);
     let started = Instant::now();
-    let per_client = Duration::from_secs_f64(concurrency as f64 / rate as f64);
-    let each = rate * seconds / concurrency as u64;
-    let mut tasks = Vec::new();
-    for worker in 0..concurrency {
-        let (http, make) = (http.clone(), Arc::clone(&make));
+    let every = Duration::from_secs_f64(concurrency as f64 / rate as f64);
+    let count = rate * seconds / concurrency as u64;
+    run_clients(make, concurrency, |worker| Pace::Scheduled {
         // Stagger the clients across one interval.
-        let offset = per_client.mul_f64(worker as f64 / concurrency as f64);
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0usize);
-            for n in 0..each {
-                let due = started + offset + per_client * u32::try_from(n).unwrap_or(u32::MAX);
-                // Behind schedule: the wait since `due` is the server's doing and counts. Ahead:
-                // the timer's own lateness (tokio's 1 ms tick) is the generator's, and does not.
-                let from = if Instant::now() >= due {
-                    due
-                } else {
-                    tokio::time::sleep_until(due.into()).await;
-                    Instant::now()
-                };
-                if send(make(&http, worker, n)).await {
-                    latencies.push(from.elapsed());
-                } else {
-                    errors += 1;
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut parts = Vec::new();
-    for task in tasks {
-        parts.push(task.await.unwrap());
-    }
-    Run::collect(parts, started.elapsed())
+        first: started + every.mul_f64(worker as f64 / concurrency as f64),
+        every,
+        count,
+    })
+    .await
 }
 
 /// The number after `name` on the command line, or `default`.

@@ -436,13 +436,24 @@ async fn checkin_once(shared: &Shared) {
     }
 }
 
-fn took_renewal(shared: &Shared, renewed: bool) {
-    if renewed {
+/// Applies the portal's signed answer to the request made with `nonce`, keeping a renewal.
+fn accept(
+    shared: &Shared,
+    status: &str,
+    renewed: Option<&str>,
+    nonce: &str,
+) -> std::result::Result<(), String> {
+    let accepted = shared
+        .agent
+        .accept(status, renewed, nonce, UnixTime::now())
+        .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
+    if accepted.renewed {
         tracing::info!("a renewed license from the portal took over");
         if let Err(e) = shared.home.save_license(&shared.agent.armored()) {
             tracing::warn!(error = %e, "the renewed license could not be kept");
         }
     }
+    Ok(())
 }
 
 async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<(), String> {
@@ -464,16 +475,7 @@ async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<()
                 .post("/api/v1/installations", &signed)
                 .await
                 .map_err(|e| e.to_string())?;
-            let accepted = shared
-                .agent
-                .accept(
-                    &answer.status,
-                    answer.license.as_deref(),
-                    &nonce,
-                    UnixTime::now(),
-                )
-                .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
-            took_renewal(shared, accepted.renewed);
+            accept(shared, &answer.status, answer.license.as_deref(), &nonce)?;
             lock(&shared.saved).installation = Some(answer.installation);
             tracing::info!(agent = %shared.agent_id, "activated with the portal");
         }
@@ -506,16 +508,7 @@ async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<()
             }
             Err(e) => return Err(e.to_string()),
         };
-        let accepted = shared
-            .agent
-            .accept(
-                &answer.status,
-                answer.license.as_deref(),
-                &nonce,
-                UnixTime::now(),
-            )
-            .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
-        took_renewal(shared, accepted.renewed);
+        accept(shared, &answer.status, answer.license.as_deref(), &nonce)?;
         shared.agent.reports_delivered(reports.len());
         shared
             .meter

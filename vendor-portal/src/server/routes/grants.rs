@@ -124,27 +124,15 @@ pub async fn verify_license(
     })
 }
 
-/// Checks the portal's record of a verified license: issued here, not revoked or suspended, and
-/// the newest revision. Returns its app's id.
+/// Checks the portal's record of a verified license: known, not revoked or suspended, and the
+/// newest revision; returns the license's app id.
 pub async fn check_standing(
     conn: &mut AnyConnection,
     license: &CheckedLicense,
 ) -> ApiResult<String> {
-    let (claims, vendor_id) = (&license.claims, &license.vendor_id);
-    let row =
-        sqlx::query("SELECT app_id, state, seq FROM licenses WHERE id = $1 AND vendor_id = $2")
-            .bind(claims.jti.as_str())
-            .bind(vendor_id)
-            .fetch_optional(&mut *conn)
-            .await?
-            .ok_or_else(|| {
-                refused(
-                    "unknown_license",
-                    "the portal has no record of this license: it was not issued here",
-                )
-            })?;
-    let state: String = row.try_get("state")?;
-    match state.as_str() {
+    let claims = &license.claims;
+    let record = license_record(conn, &license.vendor_id, claims.jti.as_str()).await?;
+    match record.state.as_str() {
         "revoked" => {
             return Err(refused(
                 "revoked",
@@ -159,17 +147,60 @@ pub async fn check_standing(
         }
         _ => {}
     }
-    let seq: i64 = row.try_get("seq")?;
-    if u64::try_from(seq).unwrap_or(0) > claims.seq {
+    if record.seq > claims.seq {
         return Err(refused(
             "superseded",
             format!(
-                "this is revision {} of the license but the vendor has issued revision {seq}: use the newest license file",
-                claims.seq
+                "this is revision {} of the license but the vendor has issued revision {}: use the newest license file",
+                claims.seq, record.seq
             ),
         ));
     }
-    Ok(row.try_get("app_id")?)
+    Ok(record.app_id)
+}
+
+/// The portal's record of a license: its app, state, current revision and claims.
+pub struct LicenseRecord {
+    /// The app's id.
+    pub app_id: String,
+    /// `active`, `suspended` or `revoked`.
+    pub state: String,
+    /// The current revision.
+    pub seq: u64,
+    /// The current revision, armoured.
+    pub armored: String,
+    /// The current revision's claims.
+    pub claims: Claims,
+}
+
+/// Reads license `id` of vendor `vendor_id`; one the portal does not know is refused (403
+/// `unknown_license`).
+pub async fn license_record(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    id: &str,
+) -> ApiResult<LicenseRecord> {
+    let row = sqlx::query(
+        "SELECT app_id, state, seq, armored, claims FROM licenses WHERE id = $1 AND vendor_id = $2",
+    )
+    .bind(id)
+    .bind(vendor_id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| {
+        refused(
+            "unknown_license",
+            "the portal has no record of this license: it was not issued here",
+        )
+    })?;
+    let claims: String = row.try_get("claims")?;
+    Ok(LicenseRecord {
+        app_id: row.try_get("app_id")?,
+        state: row.try_get("state")?,
+        seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0),
+        armored: row.try_get("armored")?,
+        claims: serde_json::from_str(&claims).map_err(ApiError::internal)?,
+    })
 }
 
 /// A published release a license may receive.

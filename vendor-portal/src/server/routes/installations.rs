@@ -19,7 +19,6 @@ use license::checkin::{
     ACTIVATION, Activation, ActivationAnswer, CHECKIN, Checkin, CheckinAnswer, GENESIS,
     MAX_RECORDS_PER_CHECKIN, Signed, UsageRecord, agent_key_id,
 };
-use license::claims::Claims;
 use license::status::valid_nonce;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
@@ -30,7 +29,9 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{ApiJson, ApiPath, RequestMeta};
 use crate::server::now;
 use crate::server::ratelimit;
-use crate::server::routes::grants::{CheckedLicense, verify_license};
+use crate::server::routes::grants::{
+    CheckedLicense, LicenseRecord, license_record, verify_license,
+};
 use crate::server::routes::licenses::signed_status;
 use crate::server::secrets::new_id;
 use crate::server::state::AppState;
@@ -103,41 +104,6 @@ fn check_placement(p: &license::checkin::Placement) -> ApiResult<()> {
         (.., false) => Err(ApiError::invalid("version must be a semver version")),
         _ => Ok(()),
     }
-}
-
-/// The portal's record of a license: its state, current revision and claims.
-struct LicenseRecord {
-    state: String,
-    seq: u64,
-    armored: String,
-    claims: Claims,
-}
-
-async fn license_record(
-    conn: &mut AnyConnection,
-    vendor_id: &str,
-    id: &str,
-) -> ApiResult<LicenseRecord> {
-    let row = sqlx::query(
-        "SELECT state, seq, armored, claims FROM licenses WHERE id = $1 AND vendor_id = $2",
-    )
-    .bind(id)
-    .bind(vendor_id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| {
-        refused(
-            "unknown_license",
-            "the portal has no record of this license: it was not issued here",
-        )
-    })?;
-    let claims: String = row.try_get("claims")?;
-    Ok(LicenseRecord {
-        state: row.try_get("state")?,
-        seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0),
-        armored: row.try_get("armored")?,
-        claims: serde_json::from_str(&claims).map_err(ApiError::internal)?,
-    })
 }
 
 /// The newest revision when the caller runs an older one.
