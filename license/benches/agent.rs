@@ -18,41 +18,15 @@ mod common;
 
 use common::{median, time_per_op};
 use criterion::Criterion;
-use license::{
-    Agent, KeyEntry, Keyset, LicenseRequest, Memory, SigningKey, TrustPin, UnixTime, VerifyOptions,
-};
+use license::{Agent, Memory, UnixTime, VerifyOptions};
 
 fn main() {
     let now = UnixTime::now();
-    let root = SigningKey::generate().expect("key");
-    let signer = SigningKey::generate().expect("key");
-    let kid = signer.public_key().derive_kid("lic");
-    let keyset = Keyset {
-        kind: license::KEYSET_TYPE.into(),
-        issuer: Some("acme".parse().expect("slug")),
-        seq: 1,
-        issued_at: now.minus(86_400),
-        root: root.public_key(),
-        license_keys: vec![KeyEntry {
-            kid: kid.clone(),
-            public_key: signer.public_key(),
-            not_before: now.minus(86_400),
-            not_after: now.plus(10 * 365 * 86_400),
-        }],
-        release_keys: vec![],
-    };
-    let trusted = Keyset::verify(
-        keyset.sign(&root).expect("sign").as_bytes(),
-        &TrustPin::default(),
-    )
-    .expect("keyset");
-    let claims = LicenseRequest::from_json(
+    let (trusted, armored) = common::vendor_license(
+        now.minus(86_400),
         br#"{"sub":"globex","aud":"serverless-blog","exp":4000000000,
             "features":["posts","users","export","sso","audit-log"]}"#,
-    )
-    .and_then(|r| r.into_claims(keyset.issuer.as_ref(), now.minus(60)))
-    .expect("claims");
-    let armored = license::sign_license(&claims, &kid, &signer).expect("license");
+    );
     let verified = trusted
         .verify_license(&armored, &VerifyOptions::at(now))
         .expect("verifies");

@@ -19,9 +19,7 @@ mod common;
 
 use common::{median, time_per_op};
 use criterion::Criterion;
-use license::{
-    KeyEntry, Keyset, LicenseRequest, SigningKey, TrustPin, TrustedKeyset, UnixTime, VerifyOptions,
-};
+use license::{TrustedKeyset, UnixTime, VerifyOptions};
 
 struct Setup {
     armored: String,
@@ -35,52 +33,31 @@ struct Setup {
 
 fn setup() -> Setup {
     let now = UnixTime::parse("2026-11-26").unwrap_or(UnixTime::MAX);
-    let root = SigningKey::generate().expect("key");
-    let signer = SigningKey::generate().expect("key");
-    let kid = signer.public_key().derive_kid("lic");
-    let keyset = Keyset {
-        kind: license::KEYSET_TYPE.into(),
-        issuer: Some("acme".parse().expect("slug")),
-        seq: 1,
-        issued_at: now,
-        root: root.public_key(),
-        license_keys: vec![KeyEntry {
-            kid: kid.clone(),
-            public_key: signer.public_key(),
-            not_before: now,
-            not_after: now.plus(10 * 365 * 86_400),
-        }],
-        release_keys: vec![],
-    };
-    let trusted = Keyset::verify(
-        keyset.sign(&root).expect("sign").as_bytes(),
-        &TrustPin::default(),
-    )
-    .expect("keyset");
     // A realistic license: features, a limit, a quota, bindings, a version range.
-    let claims = LicenseRequest::from_json(
+    let (trusted, armored) = common::vendor_license(
+        now,
         br#"{"sub":"globex","aud":"serverless-blog","exp":1900000000,
             "features":["posts","users","export","sso","audit-log"],
             "aws_accounts":["123456789012","210987654321"],"regions":["eu-west-1","us-east-1"],
             "max_installations":3,"limits":{"seats":{"max":50,"overage":10}},
             "quotas":{"api-calls":{"amount":1000000,"period":"month"}},"versions":">=1.0.0, <2.0.0"}"#,
-    )
-    .and_then(|r| r.into_claims(keyset.issuer.as_ref(), now))
-    .expect("claims");
-    let armored = license::sign_license(&claims, &kid, &signer).expect("license");
-    let payload = serde_json::to_vec(&claims).expect("json");
+    );
     let compact = license::armor::dearmor(&armored).expect("armour");
     let (input, sig) = compact.rsplit_once('.').expect("jws");
     use base64::Engine as _;
-    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(sig)
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signature = b64.decode(sig).expect("b64");
+    let payload = b64
+        .decode(input.split_once('.').expect("jws").1)
         .expect("b64");
+    let kid = license::decode_unverified(&armored).expect("decodes").kid;
+    let public_key = trusted.license_key(&kid).expect("key").public_key;
     Setup {
         armored,
         signing_input: input.as_bytes().to_vec(),
         payload,
         signature,
-        public_key: signer.public_key(),
+        public_key,
         trusted,
         options: VerifyOptions::at(now),
     }
