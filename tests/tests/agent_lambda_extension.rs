@@ -145,3 +145,28 @@ fn runs_as_a_lambda_extension_and_flushes_usage_on_shutdown() {
         "{log}"
     );
 }
+
+#[test]
+fn an_unreachable_extensions_api_stops_the_agent_with_an_error() {
+    let world = AgentWorld::new(false, &[]);
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = Command::new(tests::bin("license-agent"))
+        .env("AWS_LAMBDA_RUNTIME_API", closed.to_string())
+        .env("CONSIGN_LICENSE_FILE", &world.license)
+        .env("CONSIGN_TRUST", &world.keyset)
+        .env("CONSIGN_AGENT_STATE_DIR", world.state_dir("no-api"))
+        .env("CONSIGN_AGENT_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: the Lambda Extensions API failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

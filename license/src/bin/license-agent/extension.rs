@@ -20,12 +20,15 @@ struct Event {
     event_type: String,
 }
 
-/// Registers and follows events until SHUTDOWN, then rings `stop`.
-pub async fn run(stop: Arc<Notify>, wake: Arc<Notify>, interval: u64) {
-    if let Err(e) = follow(&wake, interval).await {
+/// Registers and follows events until SHUTDOWN, then rings `stop`. A failure with the API also
+/// stops the agent, and is returned so that it exits non-zero.
+pub async fn run(stop: Arc<Notify>, wake: Arc<Notify>, interval: u64) -> Result<(), String> {
+    let followed = follow(&wake, interval).await.map_err(|e| {
         tracing::error!(error = %e, "the Lambda Extensions API failed; the agent stops");
-    }
+        e.to_string()
+    });
     stop.notify_one();
+    followed
 }
 
 async fn follow(wake: &Notify, interval: u64) -> anyhow::Result<()> {

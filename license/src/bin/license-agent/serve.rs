@@ -304,13 +304,15 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
 
     tokio::spawn(checkin_loop(Arc::clone(&shared)));
     let stop = Arc::new(Notify::new());
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        tokio::spawn(crate::extension::run(
-            Arc::clone(&stop),
-            Arc::clone(&shared.wake),
-            shared.interval,
-        ));
-    }
+    let extension = std::env::var_os("AWS_LAMBDA_RUNTIME_API")
+        .is_some()
+        .then(|| {
+            tokio::spawn(crate::extension::run(
+                Arc::clone(&stop),
+                Arc::clone(&shared.wake),
+                shared.interval,
+            ))
+        });
     let app = router(Arc::clone(&shared));
     let stopped = Arc::clone(&stop);
     axum::serve(listener, app)
@@ -323,6 +325,12 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
         .await
         .context("the HTTP server failed")?;
     finish(&shared).await;
+    if let Some(extension) = extension
+        && extension.is_finished()
+        && let Ok(Err(e)) = extension.await
+    {
+        bail!("the Lambda Extensions API failed ({e}); check AWS_LAMBDA_RUNTIME_API");
+    }
     Ok(())
 }
 
