@@ -49,6 +49,24 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
         usage["versions"],
         json!([{"version": "1.0.0", "installations": 1}])
     );
+    // And per customer, over all its licenses.
+    let by_customer: Value = serde_json::from_str(&world.vendor(&[
+        "usage",
+        "show",
+        "--customer",
+        "globex",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(by_customer["seats_in_use"], 1, "{by_customer}");
+    assert_eq!(
+        by_customer["licenses"][0]["license"],
+        world.license_id.as_str()
+    );
+    let text = world.vendor(&["usage", "show", "--customer", "globex"]);
+    assert!(text.contains("Customer globex: seats in use 1"), "{text}");
+    assert!(text.contains("blog-prod"), "{text}");
 
     // A renewal reaches the running agent with the next check-in, no restart.
     world.vendor(&["license", "renew", &world.license_id, "--expires", "+400d"]);

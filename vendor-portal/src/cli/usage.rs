@@ -10,31 +10,54 @@ use super::{Ctx, Output, field, print_json, print_table, time_field};
 /// `usage` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum UsageCommand {
-    /// Show a license's installations, versions in use and usage per dimension.
+    /// Show a license's (or every license of a customer's) installations, versions in use and
+    /// usage per dimension.
     Show {
         /// The license id.
+        #[arg(
+            long,
+            required_unless_present = "customer",
+            conflicts_with = "customer"
+        )]
+        license: Option<String>,
+        /// The customer's slug: all of its licenses, with totals.
         #[arg(long)]
-        license: String,
+        customer: Option<String>,
     },
 }
 
 impl UsageCommand {
     /// Runs the subcommand.
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        match self {
-            UsageCommand::Show { license } => {
-                let usage = ctx
-                    .portal()?
-                    .get(&format!("/api/v1/licenses/{}/usage", path_part(&license)))?;
-                match ctx.output {
-                    Output::Json => print_json(&usage),
-                    Output::Text => {
-                        print_usage(&license, &usage);
-                        Ok(())
-                    }
-                }
-            }
+        let UsageCommand::Show { license, customer } = self;
+        let path = match (&license, &customer) {
+            (Some(id), _) => format!("/api/v1/licenses/{}/usage", path_part(id)),
+            (None, Some(slug)) => format!("/api/v1/customers/{}/usage", path_part(slug)),
+            (None, None) => anyhow::bail!("give --license ID or --customer SLUG"),
+        };
+        let usage = ctx.portal()?.get(&path)?;
+        if ctx.output == Output::Json {
+            return print_json(&usage);
         }
+        if license.is_some() {
+            print_usage(&usage);
+            return Ok(());
+        }
+        println!(
+            "Customer {}: seats in use {}",
+            field(&usage, "customer"),
+            field(&usage, "seats_in_use")
+        );
+        let totals: Vec<Vec<String>> = items(&usage, "totals")
+            .iter()
+            .map(|t| vec![field(t, "dimension"), field(t, "total")])
+            .collect();
+        print_table(&["dimension", "total"], &totals);
+        for l in items(&usage, "licenses") {
+            println!();
+            print_usage(l);
+        }
+        Ok(())
     }
 }
 
@@ -45,7 +68,8 @@ fn items<'a>(value: &'a serde_json::Value, name: &str) -> &'a [serde_json::Value
         .map_or(&[], Vec::as_slice)
 }
 
-fn print_usage(license: &str, usage: &serde_json::Value) {
+fn print_usage(usage: &serde_json::Value) {
+    let license = field(usage, "license");
     let seats = match usage
         .get("max_installations")
         .and_then(serde_json::Value::as_u64)

@@ -664,7 +664,89 @@ pub async fn usage(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
-    let record = license_record(&mut conn, &caller.vendor_id, &id)
+    let usage = license_usage(&mut conn, &caller.vendor_id, id).await?;
+    Ok(json_response(StatusCode::OK, usage))
+}
+
+/// A customer's licenses, each with its installations and usage, and the customer's totals.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CustomerUsage {
+    /// The customer's slug.
+    pub customer: String,
+    /// Live installations over all its licenses.
+    pub seats_in_use: i64,
+    /// Units per dimension over all its licenses.
+    pub totals: Vec<DimensionTotal>,
+    /// Each license, newest first.
+    pub licenses: Vec<LicenseUsage>,
+}
+
+/// Units of one dimension.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DimensionTotal {
+    /// The dimension.
+    pub dimension: String,
+    /// Units.
+    pub total: i64,
+}
+
+/// A customer's installations, versions in use and usage, over all its licenses.
+#[utoipa::path(get, path = "/api/v1/customers/{customer}/usage", tag = "customers", security(("token" = [])),
+    params(("customer" = String, Path, description = "Customer slug")),
+    responses((status = 200, body = CustomerUsage), (status = 404, body = crate::server::error::Problem)))]
+pub async fn customer_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(customer): ApiPath<String>,
+) -> ApiResult<Response> {
+    let mut conn = state.db.pool.acquire().await?;
+    let known = sqlx::query("SELECT id FROM customers WHERE vendor_id = $1 AND slug = $2")
+        .bind(&caller.vendor_id)
+        .bind(&customer)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("customer", &customer))?;
+    let customer_id: String = known.try_get("id")?;
+    let ids = sqlx::query(
+        "SELECT id FROM licenses WHERE vendor_id = $1 AND customer_id = $2 ORDER BY issued_at DESC, id",
+    )
+    .bind(&caller.vendor_id)
+    .bind(&customer_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut licenses = Vec::with_capacity(ids.len());
+    for row in ids {
+        licenses.push(license_usage(&mut conn, &caller.vendor_id, row.try_get("id")?).await?);
+    }
+    let mut totals: Vec<DimensionTotal> = Vec::new();
+    for d in licenses.iter().flat_map(|l| &l.usage) {
+        match totals.iter_mut().find(|t| t.dimension == d.dimension) {
+            Some(t) => t.total += d.total,
+            None => totals.push(DimensionTotal {
+                dimension: d.dimension.clone(),
+                total: d.total,
+            }),
+        }
+    }
+    totals.sort_by(|a, b| a.dimension.cmp(&b.dimension));
+    Ok(json_response(
+        StatusCode::OK,
+        CustomerUsage {
+            customer,
+            seats_in_use: licenses.iter().map(|l| l.seats_in_use).sum(),
+            totals,
+            licenses,
+        },
+    ))
+}
+
+/// License `id`'s installations, versions in use and usage.
+async fn license_usage(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    id: String,
+) -> ApiResult<LicenseUsage> {
+    let record = license_record(&mut *conn, vendor_id, &id)
         .await
         .map_err(|_| ApiError::not_found("license", &id))?;
     let rows = sqlx::query(
@@ -674,7 +756,7 @@ pub async fn usage(
          ORDER BY i.created_at DESC, i.id",
     )
     .bind(&id)
-    .bind(&caller.vendor_id)
+    .bind(vendor_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut installations = Vec::with_capacity(rows.len());
@@ -711,7 +793,7 @@ pub async fn usage(
          WHERE license_id = $1 AND vendor_id = $2 GROUP BY dimension, hour ORDER BY dimension, hour",
     )
     .bind(&id)
-    .bind(&caller.vendor_id)
+    .bind(vendor_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut usage: Vec<DimensionUsage> = Vec::new();
@@ -736,18 +818,15 @@ pub async fn usage(
             }
         }
     }
-    Ok(json_response(
-        StatusCode::OK,
-        LicenseUsage {
-            license: id,
-            max_installations: record.claims.bindings.max_installations,
-            seats_in_use: installations
-                .iter()
-                .filter(|i| i.removed_at.is_none())
-                .count() as i64,
-            installations,
-            versions,
-            usage,
-        },
-    ))
+    Ok(LicenseUsage {
+        license: id,
+        max_installations: record.claims.bindings.max_installations,
+        seats_in_use: installations
+            .iter()
+            .filter(|i| i.removed_at.is_none())
+            .count() as i64,
+        installations,
+        versions,
+        usage,
+    })
 }

@@ -46,6 +46,7 @@ use super::state::AppState;
         releases::tuf_state, releases::put_root, releases::put_targets, releases::metadata, releases::target,
         grants::grant, grants::kit_keys, grants::download,
         installations::activate, installations::checkin, installations::remove, installations::usage,
+        installations::customer_usage,
     ),
     components(schemas(crate::server::error::Problem)),
     modifiers(&BearerToken),
@@ -162,6 +163,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/grants", post(grants::grant))
         .route("/api/v1/licenses/{id}/kit-keys", post(grants::kit_keys))
         .route("/api/v1/licenses/{id}/usage", get(installations::usage))
+        .route(
+            "/api/v1/customers/{customer}/usage",
+            get(installations::customer_usage),
+        )
         .route("/api/v1/installations", post(installations::activate))
         .route(
             "/api/v1/installations/checkin",
