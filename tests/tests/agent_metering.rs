@@ -232,6 +232,17 @@ fn kill_9_while_metering(postgres: bool) {
     .unwrap();
     let (status, answer) = post(forged);
     assert_eq!(status, 422, "{answer}");
+    // The vendor sees both refusals in the audit log.
+    let audit: Value =
+        serde_json::from_str(&world.vendor(&["audit", "list", "--last", "50", "--output", "json"]))
+            .unwrap();
+    let refused = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "usage.refuse")
+        .count();
+    assert_eq!(refused, 2, "{audit}");
     assert_eq!(total(&world), i64::try_from(expected).unwrap());
 }
 

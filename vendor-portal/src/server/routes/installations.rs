@@ -474,7 +474,31 @@ pub async fn checkin(
 
     let at = now();
     let mut tx = VendorTx::begin(&state, &agent.vendor_id).await?;
-    let through = store_records(&mut tx, &checkin.agent, &agent, &checkin.records).await?;
+    let through = match store_records(&mut tx, &checkin.agent, &agent, &checkin.records).await {
+        Ok(through) => through,
+        Err(refusal) if refusal.status == StatusCode::CONFLICT => {
+            // Changed or missing records: nothing is stored, and the vendor's audit log says why.
+            drop(tx);
+            let audited = async {
+                let mut tx = VendorTx::begin(&state, &agent.vendor_id).await?;
+                tx.audit_as(
+                    serde_json::json!({"agent": checkin.agent, "license": agent.license_id}),
+                    &meta.ip,
+                    &meta.request_id,
+                    "usage.refuse",
+                    &agent.installation_id,
+                    serde_json::json!({"reason": refusal.detail}),
+                )
+                .await?;
+                tx.commit_all(&[]).await
+            };
+            if let Err(e) = audited.await {
+                tracing::warn!(error = %e.detail, "a refused usage upload could not be audited");
+            }
+            return Err(refusal);
+        }
+        Err(e) => return Err(e),
+    };
     sqlx::query("UPDATE agents SET version = $2, last_checkin_at = $3 WHERE id = $1")
         .bind(&checkin.agent)
         .bind(&checkin.version)
