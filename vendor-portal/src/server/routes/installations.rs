@@ -139,7 +139,12 @@ pub async fn activate(
     let record = license_record(&mut conn, &license.vendor_id, &license_id).await?;
     drop(conn);
     match record.state.as_str() {
-        "revoked" => return Err(refused("revoked", "the license was revoked by the vendor")),
+        "revoked" => {
+            return Err(refused(
+                "revoked",
+                "the license was revoked by the vendor; ask the vendor for a new one",
+            ));
+        }
         "suspended" => {
             return Err(refused(
                 "suspended",
