@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bin;
-use crate::portal::{PortalProcess, PortalSetup, seed_vendor};
+use crate::portal::{PortalProcess, PortalSetup, issue_license, seed_vendor};
 
 /// The AWS account and region the agents report.
 pub const ACCOUNT: &str = "123456789012";
@@ -47,26 +47,9 @@ impl AgentWorld {
         let keys_text = keys.to_str().unwrap().to_owned();
         seed_vendor(&setup, &portal.url, &token, &keys_text, &[]);
         let license = dir.path().join("globex.lic");
-        let mut args = vec![
-            "license",
-            "issue",
-            "--customer",
-            "globex",
-            "--app",
-            "serverless-blog",
-            "--features",
-            "posts",
-            "--expires",
-            "+200d",
-            "--output",
-            "json",
-            "-o",
-            license.to_str().unwrap(),
-        ];
+        let mut args = vec!["--features", "posts", "--expires", "+200d"];
         args.extend_from_slice(issue_args);
-        let issued: Value =
-            serde_json::from_str(&setup.client_ok(&portal.url, &token, &args)).unwrap();
-        let license_id = issued["license"]["id"].as_str().unwrap().to_owned();
+        let license_id = issue_license(&setup, &portal.url, &token, &license, &args);
         Self {
             keyset: keys.join("keyset.json"),
             dir,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::bin;
 use crate::moto::{Moto, venv_python};
-use crate::portal::{PortalProcess, PortalSetup, copy_tree, seed_vendor};
+use crate::portal::{PortalProcess, PortalSetup, copy_tree, issue_license, seed_vendor};
 
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
@@ -135,25 +135,13 @@ impl World {
     /// Issues a license to globex (with extra `license issue` arguments) into `name`; returns
     /// its id.
     pub fn license(&self, name: &str, extra: &[&str]) -> String {
-        let mut args = vec![
-            "license",
-            "issue",
-            "--customer",
-            "globex",
-            "--app",
-            "serverless-blog",
-            "--output",
-            "json",
-        ];
-        args.extend_from_slice(extra);
-        let out = self.p(name);
-        args.extend_from_slice(&["-o", &out]);
-        let printed: Value = serde_json::from_str(&self.vendor(&args)).unwrap();
-        printed["id"]
-            .as_str()
-            .or_else(|| printed["license"]["id"].as_str())
-            .unwrap_or_else(|| panic!("no license id in {printed}"))
-            .to_owned()
+        issue_license(
+            &self.setup,
+            &self.portal.url,
+            &self.token,
+            &self.dir.path().join(name),
+            extra,
+        )
     }
 
     /// An `installer` command with this world's AWS account and installer home.

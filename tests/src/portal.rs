@@ -316,6 +316,36 @@ pub fn seed_vendor(
         .to_owned()
 }
 
+/// Through the vendor's real CLI: issues a license for the reference app to `globex` into
+/// `out`, with `extra` arguments to `license issue`; returns the license id.
+pub fn issue_license(
+    setup: &PortalSetup,
+    url: &str,
+    token: &str,
+    out: &Path,
+    extra: &[&str],
+) -> String {
+    let out = out.to_str().unwrap();
+    let mut args = vec![
+        "license",
+        "issue",
+        "--customer",
+        "globex",
+        "--app",
+        "serverless-blog",
+        "--output",
+        "json",
+        "-o",
+        out,
+    ];
+    args.extend_from_slice(extra);
+    let printed: Value = serde_json::from_str(&setup.client_ok(url, token, &args)).unwrap();
+    printed["license"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no license id in {printed}"))
+        .to_owned()
+}
+
 /// On a running portal (local blobs in `setup.data`), publishes the reference app with a
 /// `size`-byte static asset of pseudo-random bytes, through the vendor's real CLI, and issues a
 /// license for it. `dir` holds the keys, app folder and bundle.
@@ -361,16 +391,7 @@ pub fn publish_big_release(
     ]);
     std::fs::remove_file(dir.join("blog/static/big.bin")).unwrap();
     run(&["release", "push", &p("big.bundle"), "--keys", &p("keys")]);
-    run(&[
-        "license",
-        "issue",
-        "--customer",
-        "globex",
-        "--app",
-        "serverless-blog",
-        "-o",
-        &p("globex.lic"),
-    ]);
+    issue_license(setup, url, token, &dir.join("globex.lic"), &[]);
     let armored = std::fs::read_to_string(dir.join("globex.lic")).unwrap();
     let mut file = BufReader::new(std::fs::File::open(dir.join("big.bundle")).unwrap());
     let head = bundles::container::read_head(&mut file, &bundles::Limits::default()).unwrap();
