@@ -196,6 +196,94 @@ impl TemplateSummary {
     }
 }
 
+/// A reference from one resource to another in a template: `Ref`, `Fn::GetAtt`, or a
+/// `${Name}` / `${Name.Attribute}` inside `Fn::Sub`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Reference {
+    /// The logical id of the resource that refers.
+    pub from: String,
+    /// The logical id of the resource referred to.
+    pub to: String,
+}
+
+/// Every reference between the resources of a JSON template, sorted and without repeats;
+/// references to parameters and pseudo parameters (`AWS::Region`) are left out. A template that
+/// does not parse gives none: [`TemplateSummary::parse`] is where templates are judged.
+pub fn references(bytes: &[u8]) -> Vec<Reference> {
+    let Ok(doc) = serde_json::from_slice::<Value>(bytes) else {
+        return Vec::new();
+    };
+    let Some(resources) = doc.get("Resources").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut found = BTreeSet::new();
+    for (from, resource) in resources {
+        let mut targets = BTreeSet::new();
+        collect_targets(resource, &mut targets);
+        for to in targets {
+            if to != *from && resources.contains_key(&to) {
+                found.insert(Reference {
+                    from: from.clone(),
+                    to,
+                });
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+fn collect_targets(value: &Value, into: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                match (key.as_str(), inner) {
+                    ("Ref", Value::String(name)) => {
+                        into.insert(name.clone());
+                    }
+                    ("Fn::GetAtt", Value::Array(parts)) => {
+                        if let Some(Value::String(name)) = parts.first() {
+                            into.insert(name.clone());
+                        }
+                    }
+                    ("Fn::GetAtt", Value::String(dotted)) => {
+                        into.insert(dotted.split('.').next().unwrap_or_default().to_owned());
+                    }
+                    ("Fn::Sub", sub) => {
+                        let text = match sub {
+                            Value::String(text) => Some(text.as_str()),
+                            Value::Array(parts) => parts.first().and_then(Value::as_str),
+                            _ => None,
+                        };
+                        for name in text.map(sub_names).unwrap_or_default() {
+                            into.insert(name);
+                        }
+                    }
+                    _ => {}
+                }
+                collect_targets(inner, into);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_targets(item, into)),
+        _ => {}
+    }
+}
+
+/// The names a `Fn::Sub` string refers to: `${Name}` and `${Name.Attr}`, not `${!Literal}`.
+fn sub_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        rest = &rest[start + 2..];
+        let Some(end) = rest.find('}') else { break };
+        let inner = &rest[..end];
+        if !inner.starts_with('!') {
+            names.push(inner.split('.').next().unwrap_or_default().to_owned());
+        }
+        rest = &rest[end + 1..];
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,6 +316,35 @@ mod tests {
         );
         assert_eq!(s.parameters, ["CodeKey"]);
         assert_eq!(s.outputs, ["Url"]);
+    }
+
+    #[test]
+    fn finds_references_between_resources() {
+        let t = br#"{"AWSTemplateFormatVersion":"2010-09-09",
+          "Parameters":{"Stage":{"Type":"String"}},
+          "Resources":{
+            "Fn":{"Type":"AWS::Lambda::Function","Properties":{
+              "Role":{"Fn::GetAtt":["Role","Arn"]},
+              "Environment":{"Variables":{"TABLE":{"Ref":"Posts"},"STAGE":{"Ref":"Stage"},
+                "REGION":{"Ref":"AWS::Region"},"Q":{"Fn::Sub":"${Queue.Arn}/${!Literal}"}}}}},
+            "Role":{"Type":"AWS::IAM::Role","Properties":{"Policies":[{"PolicyDocument":{"Statement":[
+              {"Effect":"Allow","Action":"dynamodb:Query","Resource":{"Fn::GetAtt":"Posts.Arn"}}]}}]}},
+            "Posts":{"Type":"AWS::DynamoDB::Table"},
+            "Queue":{"Type":"AWS::SQS::Queue"},
+            "Loop":{"Type":"AWS::SNS::Topic","Properties":{"Name":{"Ref":"Loop"}}}}}"#;
+        let edges: Vec<(String, String)> =
+            references(t).into_iter().map(|r| (r.from, r.to)).collect();
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(
+            edges,
+            [
+                pair("Fn", "Posts"),
+                pair("Fn", "Queue"),
+                pair("Fn", "Role"),
+                pair("Role", "Posts")
+            ]
+        );
+        assert!(references(b"not json").is_empty());
     }
 
     #[test]

@@ -182,6 +182,7 @@ async fn rate_limits_answer_429(db: Db) {
         license_writes_per_minute: 3,
         auth_failures_per_minute: 2,
         logins_per_minute: 2,
+        ..Limits::default()
     };
     let portal = start_with(db, limits).await;
     portal.seed_catalog(&portal.token).await;

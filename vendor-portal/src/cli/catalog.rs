@@ -22,6 +22,16 @@ pub enum AppCommand {
     },
     /// Change an app's listing (the slug stays).
     Update(AppUpdateArgs),
+    /// Publish the app's listing on the marketplace, where buyers find it.
+    Publish {
+        /// The app's slug.
+        slug: String,
+    },
+    /// Take the app's listing off the marketplace (existing licenses are unaffected).
+    Unpublish {
+        /// The app's slug.
+        slug: String,
+    },
 }
 
 /// Arguments of `app update`.
@@ -87,12 +97,19 @@ impl AppCommand {
             }
             AppCommand::List => {
                 let apps = portal.get("/api/v1/apps")?;
-                list(ctx.output, &apps, &["slug", "name", "summary"], &[])
+                list(
+                    ctx.output,
+                    &apps,
+                    &["slug", "name", "listed", "summary"],
+                    &[],
+                )
             }
             AppCommand::Show { slug } => {
                 let app = portal.get(&format!("/api/v1/apps/{}", path_part(&slug)))?;
                 show(ctx.output, &app, &format!("App {}", field(&app, "slug")))
             }
+            AppCommand::Publish { slug } => set_listed(ctx, &portal, &slug, true),
+            AppCommand::Unpublish { slug } => set_listed(ctx, &portal, &slug, false),
             AppCommand::Update(args) => {
                 let mut changes = serde_json::Map::new();
                 if let Some(name) = args.name {
@@ -125,6 +142,19 @@ impl AppCommand {
             }
         }
     }
+}
+
+fn set_listed(ctx: &Ctx, portal: &crate::client::Portal, slug: &str, listed: bool) -> Result<()> {
+    let app = portal.patch(
+        &format!("/api/v1/apps/{}", path_part(slug)),
+        &json!({"listed": listed}),
+    )?;
+    let message = if listed {
+        format!("Published the listing of {slug} on the marketplace")
+    } else {
+        format!("Took the listing of {slug} off the marketplace")
+    };
+    show(ctx.output, &app, &message)
 }
 
 /// `plan` subcommands.

@@ -72,6 +72,12 @@ pub struct ServeArgs {
     /// Failed logins per source address per minute (0: unlimited).
     #[arg(long, default_value_t = Limits::default().logins_per_minute)]
     logins_per_minute: u64,
+    /// Marketplace sign-ups per source address per hour (0: unlimited).
+    #[arg(long, default_value_t = Limits::default().signups_per_hour)]
+    signups_per_hour: u64,
+    /// Marketplace trials started per source address per hour (0: unlimited).
+    #[arg(long, default_value_t = Limits::default().trials_per_hour)]
+    trials_per_hour: u64,
     /// Database connections per process.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
@@ -96,6 +102,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 license_writes_per_minute: args.license_writes_per_minute,
                 auth_failures_per_minute: args.auth_failures_per_minute,
                 logins_per_minute: args.logins_per_minute,
+                signups_per_hour: args.signups_per_hour,
+                trials_per_hour: args.trials_per_hour,
             },
             max_connections: args.max_connections.max(1),
             ..args.storage.config()
@@ -113,12 +121,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
         say!(out, "  database: {}", server::db::redact(&config.database_url()));
         say!(out, "  blobs:    {}", state.blobs.url);
         say!(out, "  API:      {url}/api/v1/openapi.json");
+        say!(out, "  pages:    {url}/ (marketplace), {url}/console (vendor console)");
         if args.demo {
             let demo = demo::seed(&state).await?;
             say!(out, "");
             say!(out, "Demo vendor {} ({}):", demo::VENDOR, demo::OWNER);
             if let Some(password) = &demo.password {
                 say!(out, "  owner password (shown once): {password}");
+                say!(out, "  console sign-in: {url}/console/login (vendor {}, {})", demo::VENDOR, demo::OWNER);
             }
             say!(out, "  export PORTAL_URL={url}");
             say!(out, "  export PORTAL_TOKEN={}", demo.token);

@@ -61,6 +61,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/0003_installations.sqlite.sql"),
         postgres: include_str!("../../migrations/0003_installations.postgres.sql"),
     },
+    Migration {
+        version: 4,
+        name: "web",
+        common: include_str!("../../migrations/0004_web.sql"),
+        sqlite: include_str!("../../migrations/0004_web.sqlite.sql"),
+        postgres: include_str!("../../migrations/0004_web.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

@@ -113,6 +113,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         "summary": "A blog on Lambda, API Gateway, DynamoDB and S3 that runs in your own AWS account.",
         "description": "Posts by user, a user list and a static front page. Every function checks its entitlement with the local license agent; nothing leaves your account.",
         "categories": ["content", "web"],
+        "listed": true,
     })).await?;
     let policies = json!({"checkin_interval": 86400, "offline_grace": 604800});
     for (slug, name, trial, days, features, extra) in [
@@ -164,12 +165,49 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
     )
     .await?;
     let release = publish_reference_app(state, &t, &vendor.id).await?;
+    seed_other_listings(state).await?;
     Ok(Demo {
         password: Some(vendor.owner_password),
         token: vendor.token,
         license_id: license.get("id").and_then(Value::as_str).map(str::to_owned),
         release,
     })
+}
+
+/// Two more vendors with listed apps and plans (no releases), so the catalogue has something to
+/// search, filter and sort.
+async fn seed_other_listings(state: &AppState) -> Result<()> {
+    let vendors = [
+        ("northwind", "Northwind Labs", "owner@northwind.example", vec![
+            ("invoice-flow", "Invoice Flow", "Turns purchase orders into invoices with Lambda and Step Functions, inside your account.", vec!["finance", "automation"]),
+            ("ledger-sync", "Ledger Sync", "Keeps your ERP ledger and a DynamoDB copy in step, without data leaving your account.", vec!["finance", "data"]),
+        ]),
+        ("initech", "Initech Cloud", "owner@initech.example", vec![
+            ("log-lens", "Log Lens", "Searches CloudWatch logs across accounts with a serverless index you own.", vec!["observability", "data"]),
+            ("cost-radar", "Cost Radar", "Daily AWS cost anomalies, explained, from Cost Explorer data that stays with you.", vec!["finance", "observability"]),
+            ("form-relay", "Form Relay", "Website forms to email and Slack through API Gateway and SQS.", vec!["web", "automation"]),
+        ]),
+    ];
+    for (slug, name, owner, apps) in vendors {
+        let vendor = create_vendor(state, slug, name, owner)
+            .await
+            .map_err(|e| anyhow::anyhow!(e.detail))
+            .with_context(|| format!("cannot create the demo vendor {slug}"))?;
+        for (app, app_name, summary, categories) in apps {
+            call(state, &vendor.token, Method::POST, "/api/v1/apps", json!({
+                "slug": app, "name": app_name, "summary": summary,
+                "description": format!("{summary}\n\nDeployed with CloudFormation by the Consign installer; licensed per installation."),
+                "categories": categories, "listed": true,
+            })).await?;
+            for (plan, plan_name, trial, days) in [("trial", "30-day trial", true, 30), ("business", "Business", false, 365)] {
+                call(state, &vendor.token, Method::POST, &format!("/api/v1/apps/{app}/plans"), json!({
+                    "slug": plan, "name": plan_name, "trial": trial, "duration_days": days,
+                    "entitlements": {"features": ["core"], "max_installations": if trial { 1 } else { 5 }},
+                })).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The reference app's folder: `examples/serverless-blog` under the working folder, else beside

@@ -17,6 +17,7 @@ pub mod state;
 pub mod tuf_repo;
 pub mod tx;
 pub mod vendor_keys;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -154,8 +155,12 @@ pub fn app(state: AppState) -> Router {
     ));
     routes::router()
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; the API is described at /api/v1/openapi.json")
+        .fallback(|uri: axum::http::Uri| async move {
+            if web::is_page_path(uri.path()) {
+                web::not_found_page()
+            } else {
+                axum::response::IntoResponse::into_response(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; the API is described at /api/v1/openapi.json"))
+            }
         })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/v1/openapi.json")
@@ -164,6 +169,12 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30)))
         .merge(streaming)
+        .merge(
+            web::router()
+                .layer(axum::middleware::from_fn(web::layer))
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
+        )
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))
         }))

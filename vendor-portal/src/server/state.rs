@@ -18,6 +18,10 @@ pub struct Limits {
     pub auth_failures_per_minute: u64,
     /// Login attempts per source address.
     pub logins_per_minute: u64,
+    /// Marketplace sign-ups per source address per hour.
+    pub signups_per_hour: u64,
+    /// Marketplace trials started per source address per hour.
+    pub trials_per_hour: u64,
 }
 
 impl Default for Limits {
@@ -26,6 +30,8 @@ impl Default for Limits {
             license_writes_per_minute: 1200,
             auth_failures_per_minute: 30,
             logins_per_minute: 10,
+            signups_per_hour: 20,
+            trials_per_hour: 10,
         }
     }
 }

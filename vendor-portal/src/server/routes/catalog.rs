@@ -91,6 +91,9 @@ pub struct AppCreate {
     /// Marketplace categories.
     #[serde(default)]
     pub categories: Vec<String>,
+    /// Whether the listing is on the marketplace (false until the vendor publishes it).
+    #[serde(default)]
+    pub listed: bool,
 }
 
 /// An app.
@@ -108,6 +111,9 @@ pub struct App {
     pub description: String,
     /// Categories.
     pub categories: Vec<String>,
+    /// Whether the listing is on the marketplace.
+    #[serde(default)]
+    pub listed: bool,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -121,11 +127,12 @@ fn app_from(row: &sqlx::any::AnyRow) -> ApiResult<App> {
         summary: row.try_get("summary")?,
         description: row.try_get("description")?,
         categories: serde_json::from_str(&categories).unwrap_or_default(),
+        listed: row.try_get::<i64, _>("listed")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
 
-const APP_COLUMNS: &str = "id, slug, name, summary, description, categories, created_at";
+const APP_COLUMNS: &str = "id, slug, name, summary, description, categories, listed, created_at";
 
 /// Finds an app of the vendor by slug (404 otherwise, whoever owns it).
 pub async fn find_app(conn: &mut AnyConnection, vendor_id: &str, slug: &str) -> ApiResult<App> {
@@ -164,12 +171,13 @@ pub async fn create_app(
         summary: body.summary,
         description: body.description,
         categories: body.categories,
+        listed: body.listed,
         created_at: now(),
     };
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let inserted = sqlx::query(
-        "INSERT INTO apps (id, vendor_id, slug, name, summary, description, categories, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO apps (id, vendor_id, slug, name, summary, description, categories, listed, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $8)",
     )
     .bind(&app.id)
     .bind(&caller.vendor_id)
@@ -179,6 +187,7 @@ pub async fn create_app(
     .bind(&app.description)
     .bind(serde_json::to_string(&app.categories).map_err(ApiError::internal)?)
     .bind(app.created_at)
+    .bind(i64::from(app.listed))
     .execute(tx.conn())
     .await;
     match inserted {
@@ -247,6 +256,9 @@ pub struct AppUpdate {
     /// Marketplace categories.
     #[serde(default)]
     pub categories: Option<Vec<String>>,
+    /// Publish (true) or unpublish (false) the listing on the marketplace.
+    #[serde(default)]
+    pub listed: Option<bool>,
 }
 
 /// Updates an app's listing.
@@ -278,9 +290,13 @@ pub async fn update_app(
         app.categories = categories;
         changed.push("categories");
     }
+    if let Some(listed) = body.listed {
+        app.listed = listed;
+        changed.push(if listed { "listed" } else { "unlisted" });
+    }
     check_listing(&app.name, &app.summary, &app.description, &app.categories)?;
     sqlx::query(
-        "UPDATE apps SET name = $3, summary = $4, description = $5, categories = $6, updated_at = $7 \
+        "UPDATE apps SET name = $3, summary = $4, description = $5, categories = $6, updated_at = $7, listed = $8 \
          WHERE vendor_id = $1 AND id = $2",
     )
     .bind(&caller.vendor_id)
@@ -290,6 +306,7 @@ pub async fn update_app(
     .bind(&app.description)
     .bind(serde_json::to_string(&app.categories).map_err(ApiError::internal)?)
     .bind(now())
+    .bind(i64::from(app.listed))
     .execute(tx.conn())
     .await?;
     tx.audit(
@@ -747,7 +764,7 @@ pub async fn find_for_license(
     let sql = format!(
         "SELECT {}, {}, {}, c.id AS c_id, c.slug AS c_slug, c.name AS c_name, c.email AS c_email, c.aws_accounts AS c_accounts, \
                 c.created_at AS c_created, a.id AS a_id, a.slug AS a_slug, a.name AS a_name, a.summary AS a_summary, \
-                a.description AS a_description, a.categories AS a_categories, a.created_at AS a_created, \
+                a.description AS a_description, a.categories AS a_categories, a.listed AS a_listed, a.created_at AS a_created, \
                 p.id AS p_id, p.slug AS p_slug, p.name AS p_name, p.description AS p_description, p.trial AS p_trial, \
                 p.duration_days AS p_days, p.entitlements AS p_entitlements \
          FROM customers c JOIN apps a ON a.vendor_id = c.vendor_id \
@@ -787,6 +804,7 @@ pub async fn find_for_license(
         summary: row.try_get("a_summary")?,
         description: row.try_get("a_description")?,
         categories: serde_json::from_str(&categories).unwrap_or_default(),
+        listed: row.try_get::<i64, _>("a_listed")? != 0,
         created_at: row.try_get("a_created")?,
     };
     let plan = match (plan, row.try_get::<Option<String>, _>("p_id")?) {

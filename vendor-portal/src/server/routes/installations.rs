@@ -729,8 +729,18 @@ pub async fn customer_usage(
     ApiPath(customer): ApiPath<String>,
 ) -> ApiResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
+    let usage = customer_usage_of(&mut conn, &caller.vendor_id, customer).await?;
+    Ok(json_response(StatusCode::OK, usage))
+}
+
+/// The usage of the vendor's customer `customer` (a slug), over all its licenses.
+pub async fn customer_usage_of(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    customer: String,
+) -> ApiResult<CustomerUsage> {
     let known = sqlx::query("SELECT id FROM customers WHERE vendor_id = $1 AND slug = $2")
-        .bind(&caller.vendor_id)
+        .bind(vendor_id)
         .bind(&customer)
         .fetch_optional(&mut *conn)
         .await?
@@ -739,13 +749,13 @@ pub async fn customer_usage(
     let ids = sqlx::query(
         "SELECT id FROM licenses WHERE vendor_id = $1 AND customer_id = $2 ORDER BY issued_at DESC, id",
     )
-    .bind(&caller.vendor_id)
+    .bind(vendor_id)
     .bind(&customer_id)
     .fetch_all(&mut *conn)
     .await?;
     let mut licenses = Vec::with_capacity(ids.len());
     for row in ids {
-        licenses.push(license_usage(&mut conn, &caller.vendor_id, row.try_get("id")?).await?);
+        licenses.push(license_usage(&mut *conn, vendor_id, row.try_get("id")?).await?);
     }
     let mut totals: Vec<DimensionTotal> = Vec::new();
     for d in licenses.iter().flat_map(|l| &l.usage) {
@@ -758,19 +768,16 @@ pub async fn customer_usage(
         }
     }
     totals.sort_by(|a, b| a.dimension.cmp(&b.dimension));
-    Ok(json_response(
-        StatusCode::OK,
-        CustomerUsage {
-            customer,
-            seats_in_use: licenses.iter().map(|l| l.seats_in_use).sum(),
-            totals,
-            licenses,
-        },
-    ))
+    Ok(CustomerUsage {
+        customer,
+        seats_in_use: licenses.iter().map(|l| l.seats_in_use).sum(),
+        totals,
+        licenses,
+    })
 }
 
 /// License `id`'s installations, versions in use and usage.
-async fn license_usage(
+pub async fn license_usage(
     conn: &mut AnyConnection,
     vendor_id: &str,
     id: String,

@@ -505,6 +505,40 @@ pub async fn releases_of(conn: &mut AnyConnection, app_id: &str) -> ApiResult<Ve
     Ok(releases)
 }
 
+/// The references between the template's resources, for the marketplace's architecture diagram.
+/// The template is opened here, once, with the keys the vendor just handed over: its plaintext
+/// digest is in the signed manifest, so what the diagram shows is what the vendor signed.
+async fn template_references(
+    state: &AppState,
+    vendor_id: &str,
+    manifest: &bundles::BundleManifest,
+    keys: &KeysFile,
+) -> ApiResult<Vec<bundles::template::Reference>> {
+    let entry = manifest
+        .object(&manifest.template)
+        .ok_or_else(|| ApiError::invalid("the manifest does not list its template object"))?;
+    let key = keys
+        .key_for(&entry.digest)
+        .ok_or_else(|| ApiError::invalid("the keys file has no key for the template"))?;
+    let sealed = state
+        .blobs
+        .get(&object_key(vendor_id, &entry.sealed_digest))
+        .await
+        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?
+        .ok_or_else(|| ApiError::conflict("the template object is not uploaded"))?;
+    let mut plain = Vec::new();
+    bundles::seal::open(
+        key,
+        entry.path.as_str(),
+        &entry.digest,
+        entry.size,
+        sealed.as_ref(),
+        &mut plain,
+    )
+    .map_err(|e| ApiError::invalid(format!("the template object does not open: {e}")))?;
+    Ok(bundles::template::references(&plain))
+}
+
 /// The staged release and the TUF target to sign for it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Staged {
@@ -609,6 +643,7 @@ pub async fn stage(
         "permissions": manifest.permissions,
         "capabilities": manifest.capabilities,
         "parameters": manifest.parameters,
+        "references": template_references(&state, &caller.vendor_id, &manifest, &keys).await?,
     });
     let total: u64 = manifest.objects.iter().map(|o| o.sealed_size).sum();
     let entitlement = manifest.release_entitlement().map(|f| f.to_string());

@@ -1,0 +1,804 @@
+//! Buyers: sign-up and sign-in on the marketplace, self-service trials, and the buyer's pages
+//! (licenses, the versions each entitles, expiry, downloads and install commands).
+//!
+//! A trial makes the buyer a customer of the vendor (one customer per buyer and vendor) and
+//! issues a license from the trial plan, bound to the buyer's AWS account, through the same
+//! handlers the API uses, audited in the vendor's log as done by `buyer:<id>`. One trial per app
+//! and AWS account: the `trials` row is written before the license, so two tries at once cannot
+//! both win.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use serde::Deserialize;
+use sqlx::Row as _;
+
+use super::{Page, PageParts, WebError, WebForm, render, see_other, set_cookie};
+use crate::server::auth::{Caller, Role};
+use crate::server::db::is_unique_violation;
+use crate::server::error::ApiError;
+use crate::server::extract::{ApiJson, ApiPath, RequestMeta};
+use crate::server::routes::{catalog, licenses};
+use crate::server::secrets::{hash_password, new_id, new_secret, secret_hash, verify_password};
+use crate::server::state::AppState;
+use crate::server::{now, ratelimit};
+
+/// The buyer's session cookie.
+pub const BUYER_COOKIE: &str = "consign_buyer";
+/// Buyer session secrets start with this.
+const BUYER_PREFIX: &str = "cnbs_";
+/// Buyer sessions last 12 hours.
+const SESSION_SECONDS: i64 = 12 * 3600;
+
+/// A signed-in buyer.
+#[derive(Clone, Debug)]
+pub struct Buyer {
+    /// Id.
+    pub id: String,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Company.
+    pub company: String,
+    /// The AWS account trials are bound to.
+    pub aws_account: String,
+}
+
+/// The buyer the request's session cookie belongs to, if any.
+pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Buyer>, WebError> {
+    let Some(secret) = super::cookie(headers, BUYER_COOKIE) else {
+        return Ok(None);
+    };
+    let row = sqlx::query(
+        "SELECT b.id, b.email, b.name, b.company, b.aws_account, s.expires_at FROM buyer_sessions s \
+         JOIN buyers b ON b.id = s.buyer_id WHERE s.id_hash = $1",
+    )
+    .bind(secret_hash(&secret))
+    .fetch_optional(&state.db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if row.try_get::<i64, _>("expires_at")? <= now() {
+        return Ok(None);
+    }
+    Ok(Some(Buyer {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        company: row.try_get("company")?,
+        aws_account: row.try_get("aws_account")?,
+    }))
+}
+
+async fn required(state: &AppState, headers: &HeaderMap, next: &str) -> Result<Buyer, WebError> {
+    current(state, headers)
+        .await?
+        .ok_or_else(|| WebError::redirect(format!("/login?next={}", super::encode(next))))
+}
+
+/// Only paths on this site (`/x`, not `//host` or `https://…`) are followed after sign-in.
+fn local_path(next: &str) -> Option<&str> {
+    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+}
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage<'a> {
+    page: Page,
+    form: &'a SignupForm,
+    error: Option<String>,
+}
+
+/// The sign-up form.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignupForm {
+    /// Full name.
+    #[serde(default)]
+    pub name: String,
+    /// Company.
+    #[serde(default)]
+    pub company: String,
+    /// Email.
+    #[serde(default)]
+    pub email: String,
+    /// Password.
+    #[serde(default)]
+    pub password: String,
+    /// The 12-digit AWS account id trials are bound to.
+    #[serde(default)]
+    pub aws_account: String,
+    /// Where to go afterwards.
+    #[serde(default)]
+    pub next: String,
+}
+
+/// `GET /signup`.
+pub async fn signup_form(
+    parts: PageParts,
+    axum::extract::Query(query): axum::extract::Query<NextQuery>,
+) -> Response {
+    let form = SignupForm {
+        next: query.next,
+        ..SignupForm::default()
+    };
+    render(&SignupPage {
+        page: Page::new(&parts, "account", "Sign up to try apps"),
+        form: &form,
+        error: None,
+    })
+}
+
+/// `?next=` on sign-in pages.
+#[derive(Debug, Default, Deserialize)]
+pub struct NextQuery {
+    /// Where to go after signing in.
+    #[serde(default)]
+    pub next: String,
+}
+
+fn check_signup(form: &SignupForm) -> Result<(), String> {
+    let name_ok = |s: &str| {
+        let n = s.trim().chars().count();
+        (1..=100).contains(&n) && !s.chars().any(char::is_control)
+    };
+    if !name_ok(&form.name) {
+        return Err("Give your name (1 to 100 characters).".into());
+    }
+    if !name_ok(&form.company) {
+        return Err("Give your company's name (1 to 100 characters).".into());
+    }
+    let email = form.email.trim();
+    if email.len() > 200 || !email.contains('@') || email.contains(char::is_whitespace) {
+        return Err("Give an email address such as you@example.com.".into());
+    }
+    if form.password.chars().count() < 12 || form.password.len() > 200 {
+        return Err("Choose a password of at least 12 characters.".into());
+    }
+    if form.aws_account.len() != 12 || !form.aws_account.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(
+            "The AWS account id is 12 digits (the number in the AWS console's account menu)."
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// `POST /signup`.
+pub async fn signup(
+    State(state): State<AppState>,
+    parts: PageParts,
+    meta: RequestMeta,
+    WebForm(form): WebForm<SignupForm>,
+) -> Result<Response, WebError> {
+    let page = |parts: &PageParts| Page::new(parts, "account", "Sign up to try apps");
+    if let Err(message) = check_signup(&form) {
+        let mut response = render(&SignupPage {
+            page: page(&parts),
+            form: &form,
+            error: Some(message),
+        });
+        *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(response);
+    }
+    {
+        let _turn = state.write_turn().await;
+        ratelimit::hit(
+            &state.db.pool,
+            &format!("signup:{}", meta.ip),
+            3600,
+            state.limits.signups_per_hour,
+            "sign-ups from this address",
+        )
+        .await?;
+    }
+    let hash = crate::server::routes::vendor::hash_in_background(form.password.clone()).await?;
+    let id = new_id("buy")?;
+    let inserted = {
+        let _turn = state.write_turn().await;
+        sqlx::query(
+            "INSERT INTO buyers (id, email, name, company, aws_account, password_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(form.email.trim().to_lowercase())
+        .bind(form.name.trim())
+        .bind(form.company.trim())
+        .bind(&form.aws_account)
+        .bind(&hash)
+        .bind(now())
+        .execute(&state.db.pool)
+        .await
+    };
+    match inserted {
+        Err(e) if is_unique_violation(&e) => {
+            let mut response = render(&SignupPage {
+                page: page(&parts),
+                form: &form,
+                error: Some("An account with this email exists already: sign in instead.".into()),
+            });
+            *response.status_mut() = StatusCode::CONFLICT;
+            return Ok(response);
+        }
+        other => other?,
+    };
+    let to = local_path(&form.next).unwrap_or("/account?done=signup");
+    start_session(&state, &id, to).await
+}
+
+async fn start_session(state: &AppState, buyer_id: &str, to: &str) -> Result<Response, WebError> {
+    let secret = new_secret(BUYER_PREFIX).map_err(ApiError::internal)?;
+    {
+        let _turn = state.write_turn().await;
+        sqlx::query(
+            "INSERT INTO buyer_sessions (id_hash, buyer_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(secret_hash(&secret))
+        .bind(buyer_id)
+        .bind(now())
+        .bind(now() + SESSION_SECONDS)
+        .execute(&state.db.pool)
+        .await?;
+    }
+    let mut response = see_other(to);
+    if let Some(cookie) = set_cookie(BUYER_COOKIE, &secret, SESSION_SECONDS) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    page: Page,
+    action: &'a str,
+    vendor_field: bool,
+    vendor: &'a str,
+    email: &'a str,
+    next: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The buyer's sign-in form.
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    /// Email.
+    #[serde(default)]
+    pub email: String,
+    /// Password.
+    #[serde(default)]
+    pub password: String,
+    /// Where to go afterwards.
+    #[serde(default)]
+    pub next: String,
+}
+
+/// `GET /login`.
+pub async fn login_form(
+    parts: PageParts,
+    axum::extract::Query(query): axum::extract::Query<NextQuery>,
+) -> Response {
+    render(&LoginPage {
+        page: Page::new(&parts, "account", "Buyer sign in"),
+        action: "/login",
+        vendor_field: false,
+        vendor: "",
+        email: "",
+        next: &query.next,
+        error: None,
+    })
+}
+
+/// `POST /login`.
+pub async fn login(
+    State(state): State<AppState>,
+    parts: PageParts,
+    meta: RequestMeta,
+    WebForm(form): WebForm<LoginForm>,
+) -> Result<Response, WebError> {
+    let bucket = format!("buyer-login:{}", meta.ip);
+    let (hits, retry) = ratelimit::current(&state.db.pool, &bucket, 60).await?;
+    let limit = state.limits.logins_per_minute;
+    if limit > 0 && hits >= limit {
+        return Err(ApiError::rate_limited(
+            format!(
+                "Too many failed sign-ins from this address. Wait {retry} seconds and try again."
+            ),
+            retry,
+        )
+        .into());
+    }
+    let row = sqlx::query("SELECT id, password_hash FROM buyers WHERE email = $1")
+        .bind(form.email.trim().to_lowercase())
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let stored: Option<(String, String)> = match row {
+        Some(r) => Some((r.try_get("id")?, r.try_get("password_hash")?)),
+        None => None,
+    };
+    let password = zeroize::Zeroizing::new(form.password.clone());
+    let hash = stored.as_ref().map(|(_, h)| h.clone());
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(hash) => verify_password(&password, &hash),
+        None => {
+            // Spend the same time as a real check, so timing does not tell who has an account.
+            let _ = hash_password(&password);
+            false
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let Some((id, _)) = stored.filter(|_| ok) else {
+        {
+            let _turn = state.write_turn().await;
+            ratelimit::hit(&state.db.pool, &bucket, 60, u64::MAX, "sign-ins").await?;
+        }
+        let mut response = render(&LoginPage {
+            page: Page::new(&parts, "account", "Buyer sign in"),
+            action: "/login",
+            vendor_field: false,
+            vendor: "",
+            email: &form.email,
+            next: &form.next,
+            error: Some("The email or password is wrong."),
+        });
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        return Ok(response);
+    };
+    start_session(&state, &id, local_path(&form.next).unwrap_or("/account")).await
+}
+
+/// `POST /logout`.
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    if let Some(secret) = super::cookie(&headers, BUYER_COOKIE) {
+        let _turn = state.write_turn().await;
+        sqlx::query("DELETE FROM buyer_sessions WHERE id_hash = $1")
+            .bind(secret_hash(&secret))
+            .execute(&state.db.pool)
+            .await?;
+    }
+    let mut response = see_other("/");
+    if let Some(cookie) = set_cookie(BUYER_COOKIE, "", 0) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The trial form.
+#[derive(Debug, Deserialize)]
+pub struct TrialForm {
+    /// The trial plan's slug.
+    #[serde(default)]
+    pub plan: String,
+}
+
+/// Acting for the vendor on a buyer's behalf: the vendor's audit log names the buyer.
+fn marketplace_caller(
+    vendor_id: String,
+    vendor_slug: String,
+    buyer: &Buyer,
+    meta: RequestMeta,
+) -> Caller {
+    Caller {
+        vendor_id,
+        vendor_slug,
+        member_id: format!("buyer:{}", buyer.id),
+        email: buyer.email.clone(),
+        role: Role::Publisher,
+        token_id: None,
+        meta,
+    }
+}
+
+async fn body_json(response: Response) -> Result<serde_json::Value, WebError> {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .map_err(ApiError::internal)?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(e).into())
+}
+
+fn customer_slug(company: &str) -> Result<String, WebError> {
+    let mut slug: String = company
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    while slug.contains("--") {
+        slug = slug.replace("--", "-");
+    }
+    let slug: String = slug.trim_matches('-').chars().take(40).collect();
+    let suffix = new_id("x").map_err(ApiError::internal)?;
+    let tail = &suffix[suffix.len() - 6..];
+    Ok(if slug.is_empty() {
+        format!("buyer-{tail}")
+    } else {
+        format!("{}-{tail}", slug.trim_end_matches('-'))
+    })
+}
+
+/// `POST /apps/{vendor}/{app}/trial`.
+pub async fn start_trial(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    meta: RequestMeta,
+    Path((vendor, app)): Path<(String, String)>,
+    WebForm(form): WebForm<TrialForm>,
+) -> Result<Response, WebError> {
+    let back = format!("/apps/{vendor}/{app}");
+    let buyer = required(&state, &headers, &back).await?;
+    {
+        let _turn = state.write_turn().await;
+        ratelimit::hit(
+            &state.db.pool,
+            &format!("trial:{}", meta.ip),
+            3600,
+            state.limits.trials_per_hour,
+            "trials started from this address",
+        )
+        .await?;
+    }
+    let row = sqlx::query(
+        "SELECT a.id AS app_id, a.name AS app_name, v.id AS vendor_id, v.name AS vendor_name, p.trial \
+         FROM apps a JOIN vendors v ON v.id = a.vendor_id LEFT JOIN plans p ON p.app_id = a.id AND p.slug = $3 \
+         WHERE v.slug = $1 AND a.slug = $2 AND a.listed = 1",
+    )
+    .bind(&vendor)
+    .bind(&app)
+    .bind(&form.plan)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| WebError::not_found("app on the marketplace"))?;
+    let app_id: String = row.try_get("app_id")?;
+    let app_name: String = row.try_get("app_name")?;
+    let vendor_id: String = row.try_get("vendor_id")?;
+    let vendor_name: String = row.try_get("vendor_name")?;
+    if row.try_get::<Option<i64>, _>("trial")? != Some(1) {
+        return Err(WebError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Not a trial plan",
+            format!(
+                "{app_name} has no trial plan {:?}. Go back and pick a plan marked trial.",
+                form.plan
+            ),
+        ));
+    }
+    // Reserve the trial first: the primary key refuses a second one for this app and account.
+    let reserved = {
+        let _turn = state.write_turn().await;
+        sqlx::query(
+            "INSERT INTO trials (app_id, aws_account, buyer_id, license_id, created_at) VALUES ($1, $2, $3, NULL, $4)",
+        )
+        .bind(&app_id)
+        .bind(&buyer.aws_account)
+        .bind(&buyer.id)
+        .bind(now())
+        .execute(&state.db.pool)
+        .await
+    };
+    match reserved {
+        Err(e) if is_unique_violation(&e) => {
+            let when: i64 =
+                sqlx::query("SELECT created_at FROM trials WHERE app_id = $1 AND aws_account = $2")
+                    .bind(&app_id)
+                    .bind(&buyer.aws_account)
+                    .fetch_one(&state.db.pool)
+                    .await?
+                    .try_get("created_at")?;
+            return Err(WebError::new(
+                StatusCode::CONFLICT,
+                "A trial was started already",
+                format!(
+                    "A trial of {app_name} for AWS account {} was started on {}, and there is one trial per app and account. Your licenses are under My licenses; to go on, ask {vendor_name} for a plan.",
+                    buyer.aws_account,
+                    super::date(when)
+                ),
+            ));
+        }
+        other => other?,
+    };
+    match issue_trial(&state, &buyer, meta, &vendor_id, &vendor, &app, &form.plan).await {
+        Ok(license_id) => {
+            let _turn = state.write_turn().await;
+            sqlx::query("UPDATE trials SET license_id = $3 WHERE app_id = $1 AND aws_account = $2")
+                .bind(&app_id)
+                .bind(&buyer.aws_account)
+                .bind(&license_id)
+                .execute(&state.db.pool)
+                .await?;
+            Ok(see_other(&format!(
+                "/account/licenses/{license_id}?done=trial"
+            )))
+        }
+        Err(e) => {
+            // Nothing was issued: free the reservation so the buyer can try again.
+            let _turn = state.write_turn().await;
+            sqlx::query(
+                "DELETE FROM trials WHERE app_id = $1 AND aws_account = $2 AND license_id IS NULL",
+            )
+            .bind(&app_id)
+            .bind(&buyer.aws_account)
+            .execute(&state.db.pool)
+            .await?;
+            Err(e)
+        }
+    }
+}
+
+async fn issue_trial(
+    state: &AppState,
+    buyer: &Buyer,
+    meta: RequestMeta,
+    vendor_id: &str,
+    vendor: &str,
+    app: &str,
+    plan: &str,
+) -> Result<String, WebError> {
+    let caller = marketplace_caller(vendor_id.to_owned(), vendor.to_owned(), buyer, meta);
+    let existing = sqlx::query("SELECT slug FROM customers WHERE vendor_id = $1 AND buyer_id = $2")
+        .bind(vendor_id)
+        .bind(&buyer.id)
+        .fetch_optional(&state.db.pool)
+        .await?;
+    let customer = match existing {
+        Some(row) => row.try_get::<String, _>("slug")?,
+        None => {
+            let slug = customer_slug(&buyer.company)?;
+            let body: catalog::CustomerCreate = serde_json::from_value(serde_json::json!({
+                "slug": slug, "name": buyer.company, "email": buyer.email, "aws_accounts": [buyer.aws_account],
+            }))
+            .map_err(ApiError::internal)?;
+            let response =
+                catalog::create_customer(State(state.clone()), caller.clone(), None, ApiJson(body))
+                    .await?;
+            if !response.status().is_success() {
+                return Err(ApiError::internal(format!(
+                    "creating the customer answered {}",
+                    response.status()
+                ))
+                .into());
+            }
+            let _turn = state.write_turn().await;
+            sqlx::query("UPDATE customers SET buyer_id = $3 WHERE vendor_id = $1 AND slug = $2")
+                .bind(vendor_id)
+                .bind(&slug)
+                .bind(&buyer.id)
+                .execute(&state.db.pool)
+                .await?;
+            slug
+        }
+    };
+    let body: licenses::LicenseIssue = serde_json::from_value(serde_json::json!({
+        "customer": customer, "app": app, "plan": plan, "aws_accounts": [buyer.aws_account],
+    }))
+    .map_err(ApiError::internal)?;
+    let response = licenses::issue(State(state.clone()), caller, None, ApiJson(body)).await?;
+    let issued = body_json(response).await?;
+    issued
+        .get("id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal("the issued license has no id").into())
+}
+
+/// A license on the buyer's pages.
+#[derive(Debug)]
+pub struct LicenseRow {
+    /// Id.
+    pub id: String,
+    /// App slug.
+    pub app: String,
+    /// App name.
+    pub app_name: String,
+    /// Vendor slug.
+    pub vendor: String,
+    /// Vendor name.
+    pub vendor_name: String,
+    /// Plan name.
+    pub plan: String,
+    /// `active`, `suspended`, `revoked` or `expired`.
+    pub state: String,
+    /// Expiry date.
+    pub expires: String,
+    /// Issue date.
+    pub issued: String,
+    /// The signed license text.
+    pub armored: String,
+    /// The app's id.
+    pub app_id: String,
+}
+
+async fn licenses_of(
+    state: &AppState,
+    buyer: &Buyer,
+    id: Option<&str>,
+) -> Result<Vec<LicenseRow>, WebError> {
+    let rows = sqlx::query(
+        "SELECT l.id, l.state, l.expires_at, l.issued_at, l.armored, a.id AS app_id, a.slug AS app, a.name AS app_name, \
+         v.slug AS vendor, v.name AS vendor_name, p.name AS plan FROM licenses l \
+         JOIN customers c ON c.id = l.customer_id JOIN apps a ON a.id = l.app_id JOIN vendors v ON v.id = l.vendor_id \
+         LEFT JOIN plans p ON p.id = l.plan_id \
+         WHERE c.buyer_id = $1 AND ($2 = '' OR l.id = $2) ORDER BY l.issued_at DESC, l.id",
+    )
+    .bind(&buyer.id)
+    .bind(id.unwrap_or(""))
+    .fetch_all(&state.db.pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let mut license_state: String = row.try_get("state")?;
+        if license_state == "active" && expires_at <= now() {
+            license_state = "expired".into();
+        }
+        out.push(LicenseRow {
+            id: row.try_get("id")?,
+            app: row.try_get("app")?,
+            app_name: row.try_get("app_name")?,
+            vendor: row.try_get("vendor")?,
+            vendor_name: row.try_get("vendor_name")?,
+            plan: row
+                .try_get::<Option<String>, _>("plan")?
+                .unwrap_or_else(|| "custom".into()),
+            state: license_state,
+            expires: super::date(expires_at),
+            issued: super::date(row.try_get("issued_at")?),
+            armored: row.try_get("armored")?,
+            app_id: row.try_get("app_id")?,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    page: Page,
+    buyer: Buyer,
+    licenses: Vec<LicenseRow>,
+}
+
+/// `GET /account`: the buyer's licenses.
+pub async fn account(
+    State(state): State<AppState>,
+    parts: PageParts,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    let buyer = required(&state, &headers, "/account").await?;
+    let licenses = licenses_of(&state, &buyer, None).await?;
+    Ok(render(&AccountPage {
+        page: Page::new(&parts, "account", "My licenses"),
+        buyer,
+        licenses,
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "license.html")]
+struct LicensePage {
+    page: Page,
+    license: LicenseRow,
+    versions: Vec<String>,
+    why_none: Option<String>,
+    fingerprint: String,
+    portal: String,
+}
+
+/// `GET /account/licenses/{id}`: one license, the versions it entitles, the install commands.
+pub async fn license_page(
+    State(state): State<AppState>,
+    parts: PageParts,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, WebError> {
+    let buyer = required(&state, &headers, &format!("/account/licenses/{id}")).await?;
+    let license = licenses_of(&state, &buyer, Some(&id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::not_found("license"))?;
+    let mut conn = state.db.pool.acquire().await?;
+    let mut versions = Vec::new();
+    let mut why_none = None;
+    use crate::server::routes::grants;
+    match grants::check_license(&mut conn, &license.armored).await {
+        Ok(checked) => {
+            for release in
+                crate::server::routes::releases::releases_of(&mut conn, &license.app_id).await?
+            {
+                if release.state != "published" {
+                    continue;
+                }
+                match grants::check_release(
+                    &mut conn,
+                    &checked,
+                    &license.app,
+                    &release.version,
+                    grants::Account::CheckedOffline,
+                )
+                .await
+                {
+                    Ok(_) => versions.push(release.version),
+                    Err(e) if e.status.is_server_error() => return Err(e.into()),
+                    Err(_) => {}
+                }
+            }
+            if versions.is_empty() {
+                why_none = Some("No published release falls within this license yet.".to_owned());
+            }
+        }
+        Err(e) if e.status.is_server_error() => return Err(e.into()),
+        Err(e) => why_none = Some(format!("Nothing can be installed with it: {}.", e.detail)),
+    }
+    let fingerprint: String = sqlx::query(
+        "SELECT k.root_fingerprint FROM keysets k JOIN vendors v ON v.id = k.vendor_id WHERE v.slug = $1 ORDER BY k.seq DESC LIMIT 1",
+    )
+    .bind(&license.vendor)
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|r| r.try_get("root_fingerprint"))
+    .transpose()?
+    .unwrap_or_default();
+    Ok(render(&LicensePage {
+        page: Page::new(&parts, "account", format!("{} license", license.app_name)),
+        license,
+        versions,
+        why_none,
+        fingerprint,
+        portal: super::market::portal_url(&headers),
+    }))
+}
+
+/// `GET /account/licenses/{id}/file`: the license file, as a download.
+pub async fn license_file(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, WebError> {
+    let buyer = required(&state, &headers, &format!("/account/licenses/{id}")).await?;
+    let license = licenses_of(&state, &buyer, Some(&id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::not_found("license"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.lic\"", license.app),
+            ),
+        ],
+        license.armored,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path("/account"), Some("/account"));
+        assert_eq!(local_path("//evil.example/x"), None);
+        assert_eq!(local_path("https://evil.example"), None);
+        assert_eq!(local_path("/\\evil.example"), None);
+    }
+
+    #[test]
+    fn customer_slugs_are_valid_slugs() {
+        for company in [
+            "Initech, Inc.",
+            "  ",
+            "Ünïcode GmbH",
+            "a--b",
+            &"x".repeat(90),
+        ] {
+            let slug = customer_slug(company).unwrap();
+            catalog::check_slug("customer", &slug).unwrap();
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The marketplace: a catalogue of every vendor's listed apps (search, filters, sort) and each
+//! app's page, with what its plans entitle, its releases, and what a release creates in the
+//! buyer's account and may do there, drawn as a diagram.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use sqlx::Row as _;
+
+use super::{Page, PageParts, WebError, render, svg};
+use crate::server::routes::releases::Release;
+use crate::server::state::AppState;
+
+/// Apps per catalogue page.
+pub const PAGE_SIZE: i64 = 24;
+
+/// The catalogue's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct CatalogueQuery {
+    /// Words that must all appear in the name, summary or description.
+    #[serde(default)]
+    pub q: String,
+    /// A category.
+    #[serde(default)]
+    pub category: String,
+    /// A vendor's slug.
+    #[serde(default)]
+    pub vendor: String,
+    /// `name`, `newest` or `vendor`.
+    #[serde(default)]
+    pub sort: String,
+    /// 1-based.
+    #[serde(default)]
+    pub page: Option<i64>,
+}
+
+/// An app on the catalogue.
+#[derive(Debug)]
+pub struct Listing {
+    /// The vendor's slug.
+    pub vendor: String,
+    /// The vendor's name.
+    pub vendor_name: String,
+    /// The app's slug.
+    pub slug: String,
+    /// Its name.
+    pub name: String,
+    /// One line.
+    pub summary: String,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Its newest published version.
+    pub version: Option<String>,
+    /// Whether a plan offers a trial.
+    pub trial: bool,
+}
+
+#[derive(Template)]
+#[template(path = "catalogue.html")]
+struct CataloguePage {
+    page: Page,
+    query: CatalogueQuery,
+    listings: Vec<Listing>,
+    total: i64,
+    categories: Vec<String>,
+    vendors: Vec<(String, String)>,
+    previous: Option<String>,
+    next: Option<String>,
+}
+
+fn like_pattern(word: &str) -> String {
+    let escaped = word
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// `GET /`: the catalogue.
+pub async fn catalogue(
+    State(state): State<AppState>,
+    parts: PageParts,
+    Query(query): Query<CatalogueQuery>,
+) -> Result<Response, WebError> {
+    let mut conditions = vec!["a.listed = 1".to_owned()];
+    let mut binds: Vec<String> = Vec::new();
+    for word in query.q.split_whitespace().take(8) {
+        binds.push(like_pattern(word));
+        let n = binds.len();
+        conditions.push(format!(
+            "(lower(a.name) LIKE ${n} ESCAPE '\\' OR lower(a.summary) LIKE ${n} ESCAPE '\\' OR lower(a.description) LIKE ${n} ESCAPE '\\')"
+        ));
+    }
+    if !query.category.is_empty() {
+        // Categories are a JSON array of strings; match the quoted element.
+        let quoted = serde_json::to_string(&query.category).unwrap_or_default();
+        binds.push(like_pattern(&quoted));
+        conditions.push(format!(
+            "lower(a.categories) LIKE ${} ESCAPE '\\'",
+            binds.len()
+        ));
+    }
+    if !query.vendor.is_empty() {
+        binds.push(query.vendor.clone());
+        conditions.push(format!("v.slug = ${}", binds.len()));
+    }
+    let filter = conditions.join(" AND ");
+    let order = match query.sort.as_str() {
+        "newest" => "a.created_at DESC, a.name",
+        "vendor" => "v.name, a.name",
+        _ => "lower(a.name), v.name",
+    };
+    let page = query.page.unwrap_or(1).clamp(1, 10_000);
+    let mut conn = state.db.pool.acquire().await?;
+    let count_sql = format!(
+        "SELECT COUNT(*) AS n FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter}"
+    );
+    let mut count = sqlx::query(&count_sql);
+    for b in &binds {
+        count = count.bind(b);
+    }
+    let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
+    let list_sql = format!(
+        "SELECT a.slug, a.name, a.summary, a.categories, v.slug AS vendor, v.name AS vendor_name, \
+         (SELECT r.version FROM releases r WHERE r.app_id = a.id AND r.state = 'published' AND r.yanked_reason IS NULL \
+          ORDER BY r.published_at DESC LIMIT 1) AS version, \
+         (SELECT COUNT(*) FROM plans p WHERE p.app_id = a.id AND p.trial = 1) AS trials \
+         FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter} ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {}",
+        (page - 1) * PAGE_SIZE
+    );
+    let mut list = sqlx::query(&list_sql);
+    for b in &binds {
+        list = list.bind(b);
+    }
+    let mut listings = Vec::new();
+    for row in list.fetch_all(&mut *conn).await? {
+        let categories: String = row.try_get("categories")?;
+        listings.push(Listing {
+            vendor: row.try_get("vendor")?,
+            vendor_name: row.try_get("vendor_name")?,
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            summary: row.try_get("summary")?,
+            categories: serde_json::from_str(&categories).unwrap_or_default(),
+            version: row.try_get("version")?,
+            trial: row.try_get::<i64, _>("trials")? > 0,
+        });
+    }
+    let mut categories = std::collections::BTreeSet::new();
+    for row in sqlx::query("SELECT DISTINCT categories FROM apps WHERE listed = 1")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let text: String = row.try_get("categories")?;
+        categories.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
+    }
+    let mut vendors = Vec::new();
+    for row in sqlx::query(
+        "SELECT v.slug, v.name FROM vendors v WHERE EXISTS (SELECT 1 FROM apps a WHERE a.vendor_id = v.id AND a.listed = 1) ORDER BY v.name",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        vendors.push((row.try_get("slug")?, row.try_get("name")?));
+    }
+    let link = |p: i64| {
+        format!(
+            "/?q={}&category={}&vendor={}&sort={}&page={p}",
+            super::encode(&query.q),
+            super::encode(&query.category),
+            super::encode(&query.vendor),
+            super::encode(&query.sort)
+        )
+    };
+    let previous = (page > 1).then(|| link(page - 1));
+    let next = (page * PAGE_SIZE < total).then(|| link(page + 1));
+    let title = if query.q.trim().is_empty() {
+        "Marketplace".to_owned()
+    } else {
+        format!("Apps matching “{}”", query.q.trim())
+    };
+    Ok(render(&CataloguePage {
+        page: Page::new(&parts, "market", title),
+        query,
+        listings,
+        total,
+        categories: categories.into_iter().collect(),
+        vendors,
+        previous,
+        next,
+    }))
+}
+
+/// A plan as buyers see it.
+#[derive(Debug)]
+pub struct PlanView {
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// A trial plan.
+    pub trial: bool,
+    /// Days a license lasts.
+    pub days: i64,
+    /// What it entitles, one line each.
+    pub entitles: Vec<String>,
+}
+
+/// What a plan's entitlements give, in words.
+pub fn entitlement_lines(entitlements: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(features) = entitlements.get("features").and_then(|f| f.as_array()) {
+        let names: Vec<&str> = features.iter().filter_map(|f| f.as_str()).collect();
+        if !names.is_empty() {
+            lines.push(format!("Features: {}", names.join(", ")));
+        }
+    }
+    if let Some(limits) = entitlements.get("limits").and_then(|l| l.as_object()) {
+        for (name, limit) in limits {
+            let max = limit.get("max").and_then(|m| m.as_u64()).unwrap_or(0);
+            match limit.get("overage").and_then(|o| o.as_u64()) {
+                Some(over) if over > 0 => {
+                    lines.push(format!("Up to {max} {name} (+{over} overage)"));
+                }
+                _ => lines.push(format!("Up to {max} {name}")),
+            }
+        }
+    }
+    if let Some(quotas) = entitlements.get("quotas").and_then(|q| q.as_object()) {
+        for (name, quota) in quotas {
+            let amount = quota.get("amount").and_then(|a| a.as_u64()).unwrap_or(0);
+            let period = quota
+                .get("period")
+                .and_then(|p| p.as_str())
+                .unwrap_or("period");
+            lines.push(format!("{amount} {name} per {period}"));
+        }
+    }
+    if let Some(seats) = entitlements
+        .get("max_installations")
+        .and_then(|m| m.as_u64())
+    {
+        lines.push(format!(
+            "{seats} installation{}",
+            if seats == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(grace) = entitlements.get("offline_grace").and_then(|g| g.as_u64()) {
+        lines.push(format!(
+            "Runs {} days without reaching the portal",
+            grace / 86_400
+        ));
+    }
+    lines
+}
+
+/// A release as buyers see it.
+#[derive(Debug)]
+pub struct ReleaseView {
+    /// Version.
+    pub version: String,
+    /// Channels.
+    pub channels: String,
+    /// Release notes.
+    pub notes: String,
+    /// Published (date).
+    pub published: String,
+    /// Why it was yanked.
+    pub yanked: Option<String>,
+}
+
+/// A permission row.
+#[derive(Debug)]
+pub struct PermissionView {
+    /// The role.
+    pub principal: String,
+    /// The IAM action.
+    pub action: String,
+    /// On what.
+    pub resource: String,
+}
+
+#[derive(Template)]
+#[template(path = "app.html")]
+struct AppPage {
+    page: Page,
+    vendor: String,
+    vendor_name: String,
+    slug: String,
+    name: String,
+    summary: String,
+    description: String,
+    categories: Vec<String>,
+    plans: Vec<PlanView>,
+    releases: Vec<ReleaseView>,
+    latest: Option<String>,
+    resources: Vec<(String, String)>,
+    actions: Vec<String>,
+    permissions: Vec<PermissionView>,
+    diagram: String,
+    signed_in: bool,
+    trial_plans: Vec<(String, String)>,
+    portal: String,
+}
+
+/// `GET /apps/{vendor}/{app}`: an app's page.
+pub async fn app_page(
+    State(state): State<AppState>,
+    parts: PageParts,
+    headers: axum::http::HeaderMap,
+    Path((vendor, slug)): Path<(String, String)>,
+) -> Result<Response, WebError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let row = sqlx::query(
+        "SELECT a.id, a.name, a.summary, a.description, a.categories, v.name AS vendor_name \
+         FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE v.slug = $1 AND a.slug = $2 AND a.listed = 1",
+    )
+    .bind(&vendor)
+    .bind(&slug)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| WebError::not_found("app on the marketplace"))?;
+    let app_id: String = row.try_get("id")?;
+    let categories: String = row.try_get("categories")?;
+    let mut plans = Vec::new();
+    for p in sqlx::query(
+        "SELECT slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 ORDER BY trial DESC, duration_days, slug",
+    )
+    .bind(&app_id)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let entitlements: String = p.try_get("entitlements")?;
+        let value: serde_json::Value = serde_json::from_str(&entitlements).unwrap_or_default();
+        plans.push(PlanView {
+            slug: p.try_get("slug")?,
+            name: p.try_get("name")?,
+            description: p.try_get("description")?,
+            trial: p.try_get::<i64, _>("trial")? != 0,
+            days: p.try_get("duration_days")?,
+            entitles: entitlement_lines(&value),
+        });
+    }
+    let published: Vec<Release> = crate::server::routes::releases::releases_of(&mut conn, &app_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.state == "published")
+        .collect();
+    let newest = published.iter().find(|r| r.yanked.is_none());
+    let summary = newest.map(|r| r.summary.clone()).unwrap_or_default();
+    let resources: Vec<(String, String)> = summary
+        .get("resources")
+        .and_then(|r| r.as_array())
+        .map(|list| {
+            list.iter()
+                .map(|r| {
+                    (
+                        r.get("logical_id")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        r.get("type")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let permissions: Vec<PermissionView> = summary
+        .get("permissions")
+        .and_then(|p| p.as_array())
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    let field = |k: &str| {
+                        p.get(k)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    PermissionView {
+                        principal: field("principal"),
+                        action: field("action"),
+                        resource: field("resource"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let actions: Vec<String> = permissions
+        .iter()
+        .map(|p| p.action.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let diagram = match newest {
+        Some(r) => svg::architecture(&r.summary, &format!("{} {}", slug, r.version)),
+        None => String::new(),
+    };
+    let releases = published
+        .iter()
+        .map(|r| ReleaseView {
+            version: r.version.clone(),
+            channels: r.channels.join(", "),
+            notes: r.release_notes.clone(),
+            published: r.published_at.map(super::date).unwrap_or_default(),
+            yanked: r.yanked.clone(),
+        })
+        .collect();
+    let trial_plans = plans
+        .iter()
+        .filter(|p| p.trial)
+        .map(|p| (p.slug.clone(), format!("{} ({} days)", p.name, p.days)))
+        .collect();
+    let name: String = row.try_get("name")?;
+    Ok(render(&AppPage {
+        signed_in: parts.viewer.buyer.is_some(),
+        page: Page::new(&parts, "market", name.clone()),
+        vendor,
+        vendor_name: row.try_get("vendor_name")?,
+        slug,
+        name,
+        summary: row.try_get("summary")?,
+        description: row.try_get("description")?,
+        categories: serde_json::from_str(&categories).unwrap_or_default(),
+        plans,
+        releases,
+        latest: newest.map(|r| r.version.clone()),
+        resources,
+        actions,
+        permissions,
+        diagram,
+        trial_plans,
+        portal: portal_url(&headers),
+    }))
+}
+
+/// The portal's own URL as the browser reached it, for the commands pages show.
+pub fn portal_url(headers: &axum::http::HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        })
+        .unwrap_or("localhost:8080");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
