@@ -178,15 +178,50 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
 /// search, filter and sort.
 async fn seed_other_listings(state: &AppState) -> Result<()> {
     let vendors = [
-        ("northwind", "Northwind Labs", "owner@northwind.example", vec![
-            ("invoice-flow", "Invoice Flow", "Turns purchase orders into invoices with Lambda and Step Functions, inside your account.", vec!["finance", "automation"]),
-            ("ledger-sync", "Ledger Sync", "Keeps your ERP ledger and a DynamoDB copy in step, without data leaving your account.", vec!["finance", "data"]),
-        ]),
-        ("initech", "Initech Cloud", "owner@initech.example", vec![
-            ("log-lens", "Log Lens", "Searches CloudWatch logs across accounts with a serverless index you own.", vec!["observability", "data"]),
-            ("cost-radar", "Cost Radar", "Daily AWS cost anomalies, explained, from Cost Explorer data that stays with you.", vec!["finance", "observability"]),
-            ("form-relay", "Form Relay", "Website forms to email and Slack through API Gateway and SQS.", vec!["web", "automation"]),
-        ]),
+        (
+            "northwind",
+            "Northwind Labs",
+            "owner@northwind.example",
+            vec![
+                (
+                    "invoice-flow",
+                    "Invoice Flow",
+                    "Turns purchase orders into invoices with Lambda and Step Functions, inside your account.",
+                    vec!["finance", "automation"],
+                ),
+                (
+                    "ledger-sync",
+                    "Ledger Sync",
+                    "Keeps your ERP ledger and a DynamoDB copy in step, without data leaving your account.",
+                    vec!["finance", "data"],
+                ),
+            ],
+        ),
+        (
+            "initech",
+            "Initech Cloud",
+            "owner@initech.example",
+            vec![
+                (
+                    "log-lens",
+                    "Log Lens",
+                    "Searches CloudWatch logs across accounts with a serverless index you own.",
+                    vec!["observability", "data"],
+                ),
+                (
+                    "cost-radar",
+                    "Cost Radar",
+                    "Daily AWS cost anomalies, explained, from Cost Explorer data that stays with you.",
+                    vec!["finance", "observability"],
+                ),
+                (
+                    "form-relay",
+                    "Form Relay",
+                    "Website forms to email and Slack through API Gateway and SQS.",
+                    vec!["web", "automation"],
+                ),
+            ],
+        ),
     ];
     for (slug, name, owner, apps) in vendors {
         let vendor = create_vendor(state, slug, name, owner)
@@ -199,7 +234,10 @@ async fn seed_other_listings(state: &AppState) -> Result<()> {
                 "description": format!("{summary}\n\nDeployed with CloudFormation by the Consign installer; licensed per installation."),
                 "categories": categories, "listed": true,
             })).await?;
-            for (plan, plan_name, trial, days) in [("trial", "30-day trial", true, 30), ("business", "Business", false, 365)] {
+            for (plan, plan_name, trial, days) in [
+                ("trial", "30-day trial", true, 30),
+                ("business", "Business", false, 365),
+            ] {
                 call(state, &vendor.token, Method::POST, &format!("/api/v1/apps/{app}/plans"), json!({
                     "slug": plan, "name": plan_name, "trial": trial, "duration_days": days,
                     "entitlements": {"features": ["core"], "max_installations": if trial { 1 } else { 5 }},

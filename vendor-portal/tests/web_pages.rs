@@ -1,0 +1,554 @@
+//! The web pages over HTTP, on SQLite and PostgreSQL: listings, search, trials, the buyer's and
+//! the vendor's pages, and the attacks each check stands against (forged forms, cross-site
+//! posts, script in listings, another buyer's license, a second trial). The same flow in a real
+//! Chromium is `tests/tests/web_browser.rs`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::server::{Db, TestPortal, start, start_with};
+use reqwest::{Method, StatusCode, header};
+use serde_json::json;
+use vendor_portal::server::state::Limits;
+
+/// A client that keeps cookies as a browser would (by name; these tests use one site) and
+/// sends every form with the CSRF token from its cookie.
+struct Visitor {
+    http: reqwest::Client,
+    url: String,
+    cookies: BTreeMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: header::HeaderMap,
+    text: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Visitor {
+    fn new(portal: &TestPortal) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            url: portal.url.clone(),
+            cookies: BTreeMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let response = request.header(header::COOKIE, cookie).send().await.unwrap();
+        for value in response.headers().get_all(header::SET_COOKIE) {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            assert!(
+                text.contains("HttpOnly")
+                    && text.contains("Secure")
+                    && text.contains("SameSite=Strict"),
+                "cookie {name} lacks a flag: {text}"
+            );
+            if value.is_empty() {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Page {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let request = self.http.get(format!("{}{path}", self.url));
+        self.send(request).await
+    }
+
+    /// Posts a form with the CSRF token (a page must have been fetched first).
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self
+            .cookies
+            .get("consign_csrf")
+            .cloned()
+            .unwrap_or_default();
+        let mut form: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        let request = self.http.post(format!("{}{path}", self.url)).form(&form);
+        self.send(request).await
+    }
+
+    async fn sign_up(&mut self, email: &str, company: &str, account: &str) {
+        self.get("/signup").await;
+        let page = self
+            .post(
+                "/signup",
+                &[
+                    ("name", "Pat Buyer"),
+                    ("company", company),
+                    ("email", email),
+                    ("password", "correct horse battery"),
+                    ("aws_account", account),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
+    }
+}
+
+async fn listed_blog(portal: &TestPortal) {
+    portal.seed_catalog(&portal.token).await;
+    portal
+        .post(
+            "/api/v1/apps/blog/plans",
+            json!({"slug": "trial", "name": "Trial", "trial": true, "duration_days": 14,
+                   "entitlements": {"features": ["posts"], "max_installations": 1}}),
+        )
+        .await
+        .expect(201);
+    let listed = portal
+        .call(
+            Method::PATCH,
+            "/api/v1/apps/blog",
+            Some(&portal.token),
+            Some(json!({"listed": true, "summary": "A blog in your account", "categories": ["content"]})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(listed["listed"], true);
+}
+
+async fn catalogue_lists_searches_and_filters(db: Db) {
+    let portal = start(db).await;
+    let mut visitor = Visitor::new(&portal);
+    // Unlisted apps are nowhere on the marketplace.
+    portal.seed_catalog(&portal.token).await;
+    let page = visitor.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("0 apps"), "{}", page.text);
+    assert_eq!(visitor.get("/apps/acme/blog").await.status, 404);
+    portal
+        .call(
+            Method::PATCH,
+            "/api/v1/apps/blog",
+            Some(&portal.token),
+            Some(json!({"listed": true, "categories": ["content"]})),
+        )
+        .await
+        .expect(200);
+    let other = portal.other_vendor("initech").await;
+    portal
+        .call(Method::POST, "/api/v1/apps", Some(&other), Some(json!({
+            "slug": "ledger", "name": "Ledger 100% Sync", "summary": "Books, in step", "categories": ["finance"], "listed": true})))
+        .await
+        .expect(201);
+    assert!(visitor.get("/").await.text.contains("2 apps"));
+    let found = visitor.get("/?q=blog").await.text;
+    assert!(
+        found.contains("1 app<") && found.contains("/apps/acme/blog"),
+        "{found}"
+    );
+    // LIKE's wildcards are escaped: "100%" matches the literal text only.
+    assert!(
+        visitor
+            .get("/?q=100%25")
+            .await
+            .text
+            .contains("/apps/initech/ledger")
+    );
+    assert!(visitor.get("/?q=1_0").await.text.contains("0 apps"));
+    assert!(
+        visitor
+            .get("/?category=finance")
+            .await
+            .text
+            .contains("/apps/initech/ledger")
+    );
+    assert!(
+        !visitor
+            .get("/?category=finance")
+            .await
+            .text
+            .contains("/apps/acme/blog")
+    );
+    assert!(visitor.get("/?vendor=acme").await.text.contains("1 app<"));
+    let by_vendor = visitor.get("/?sort=vendor").await.text;
+    assert!(by_vendor.find("/apps/acme/blog") < by_vendor.find("/apps/initech/ledger"));
+    // Unpublishing takes it off again.
+    portal
+        .call(
+            Method::PATCH,
+            "/api/v1/apps/blog",
+            Some(&portal.token),
+            Some(json!({"listed": false})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(visitor.get("/apps/acme/blog").await.status, 404);
+}
+on_both_databases!(catalogue_lists_searches_and_filters);
+
+async fn script_in_a_listing_is_escaped(db: Db) {
+    let portal = start(db).await;
+    portal
+        .post(
+            "/api/v1/apps",
+            json!({"slug": "xss", "name": "<script>alert(1)</script>",
+            "summary": "\"><img src=x onerror=alert(1)>", "categories": ["<b>"], "listed": true}),
+        )
+        .await
+        .expect(201);
+    let mut visitor = Visitor::new(&portal);
+    for path in ["/", "/apps/acme/xss", "/?q=%3Cscript%3E"] {
+        let page = visitor.get(path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(!page.text.contains("<script>"), "{path}: {}", page.text);
+        assert!(!page.text.contains("<img src=x"), "{path}");
+        assert!(
+            page.text.contains("&#60;script&#62;") || path.starts_with("/?q"),
+            "{path}"
+        );
+        let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("script-src"),
+            "{csp}"
+        );
+        assert_eq!(page.headers[header::X_FRAME_OPTIONS], "DENY");
+    }
+}
+on_both_databases!(script_in_a_listing_is_escaped);
+
+async fn forged_forms_are_refused(db: Db) {
+    let portal = start(db).await;
+    let mut visitor = Visitor::new(&portal);
+    // No token at all: a form posted from a page this portal never served.
+    let no_token = visitor
+        .send(
+            visitor
+                .http
+                .post(format!("{}/signup", portal.url))
+                .form(&[("name", "x")]),
+        )
+        .await;
+    assert_eq!(no_token.status, 403);
+    assert!(
+        no_token.text.contains("security token"),
+        "{}",
+        no_token.text
+    );
+    // A wrong token.
+    visitor.get("/signup").await;
+    let wrong = visitor
+        .send(
+            visitor
+                .http
+                .post(format!("{}/signup", portal.url))
+                .form(&[("csrf", "A".repeat(43).as_str()), ("name", "x")]),
+        )
+        .await;
+    assert_eq!(wrong.status, 403);
+    // The right token, from another site.
+    let csrf = visitor.cookies["consign_csrf"].clone();
+    let cross_site = visitor
+        .send(
+            visitor
+                .http
+                .post(format!("{}/signup", portal.url))
+                .header(header::ORIGIN, "http://evil.example")
+                .form(&[("csrf", csrf.as_str()), ("name", "x")]),
+        )
+        .await;
+    assert_eq!(cross_site.status, 403);
+    assert!(cross_site.text.contains("another site"));
+    // Nothing was created by any of them.
+    let buyers: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM buyers")
+        .fetch_one(&portal.state.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(buyers, 0);
+}
+on_both_databases!(forged_forms_are_refused);
+
+async fn trial_is_bound_to_the_account_and_once_per_app(db: Db) {
+    let portal = start(db).await;
+    listed_blog(&portal).await;
+    let mut buyer = Visitor::new(&portal);
+    // Without signing in, the trial form sends the buyer to sign in.
+    buyer.get("/apps/acme/blog").await;
+    let anonymous = buyer
+        .post("/apps/acme/blog/trial", &[("plan", "trial")])
+        .await;
+    assert_eq!(anonymous.status, 303);
+    assert!(anonymous.location().starts_with("/login?next="));
+    buyer
+        .sign_up("pat@initech.example", "Initech, Inc.", "210987654321")
+        .await;
+    // A plan that is not a trial is refused.
+    assert_eq!(
+        buyer
+            .post("/apps/acme/blog/trial", &[("plan", "standard")])
+            .await
+            .status,
+        422
+    );
+    let started = buyer
+        .post("/apps/acme/blog/trial", &[("plan", "trial")])
+        .await;
+    assert_eq!(started.status, 303, "{}", started.text);
+    let license_path = started.location().split('?').next().unwrap().to_owned();
+    let page = buyer.get(started.location()).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text.contains("Your trial license is ready"));
+    assert!(page.text.contains("installer login --portal"));
+    let file = buyer.get(&format!("{license_path}/file")).await;
+    assert_eq!(file.status, 200);
+    assert!(
+        file.text.starts_with("-----BEGIN CONSIGN LICENSE-----"),
+        "{}",
+        file.text
+    );
+    let id = license_path.rsplit('/').next().unwrap();
+    let license = portal
+        .get(&format!("/api/v1/licenses/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(license["claims"]["trial"], true);
+    assert_eq!(
+        license["claims"]["bindings"]["aws_accounts"],
+        json!(["210987654321"])
+    );
+    assert_eq!(license["plan"], "trial");
+    // The vendor's audit log names the buyer.
+    let audit = portal.get("/api/v1/audit").await.expect(200).to_string();
+    assert!(audit.contains("pat@initech.example"), "{audit}");
+    // A second trial for the same app and account is refused with the reason, whoever asks.
+    let again = buyer
+        .post("/apps/acme/blog/trial", &[("plan", "trial")])
+        .await;
+    assert_eq!(again.status, 409);
+    assert!(
+        again.text.contains("one trial per app and account"),
+        "{}",
+        again.text
+    );
+    let mut colleague = Visitor::new(&portal);
+    colleague
+        .sign_up("sam@initech.example", "Initech", "210987654321")
+        .await;
+    colleague.get("/apps/acme/blog").await;
+    assert_eq!(
+        colleague
+            .post("/apps/acme/blog/trial", &[("plan", "trial")])
+            .await
+            .status,
+        409
+    );
+    // Another buyer cannot see or download the first buyer's license.
+    assert_eq!(colleague.get(&license_path).await.status, 404);
+    assert_eq!(
+        colleague.get(&format!("{license_path}/file")).await.status,
+        404
+    );
+    assert!(!colleague.get("/account").await.text.contains(id));
+    // Revoked by the vendor: the buyer's pages say so.
+    portal
+        .post(&format!("/api/v1/licenses/{id}/revoke"), json!({}))
+        .await
+        .expect(200);
+    let account = buyer.get("/account").await.text;
+    assert!(
+        account.contains(&format!("data-license-state=\"{id}\">revoked")),
+        "{account}"
+    );
+}
+on_both_databases!(trial_is_bound_to_the_account_and_once_per_app);
+
+async fn trials_are_rate_limited(db: Db) {
+    let portal = start_with(
+        db,
+        Limits {
+            trials_per_hour: 1,
+            ..Limits::default()
+        },
+    )
+    .await;
+    listed_blog(&portal).await;
+    let mut buyer = Visitor::new(&portal);
+    buyer
+        .sign_up("pat@initech.example", "Initech", "210987654321")
+        .await;
+    buyer.get("/apps/acme/blog").await;
+    assert_eq!(
+        buyer
+            .post("/apps/acme/blog/trial", &[("plan", "trial")])
+            .await
+            .status,
+        303
+    );
+    let limited = buyer
+        .post("/apps/acme/blog/trial", &[("plan", "trial")])
+        .await;
+    assert_eq!(limited.status, 429);
+    assert!(limited.text.contains("<html"), "an error page, not JSON");
+}
+on_both_databases!(trials_are_rate_limited);
+
+async fn console_acts_through_the_api(db: Db) {
+    let portal = start(db).await;
+    listed_blog(&portal).await;
+    let license = portal.issue(&portal.token).await;
+    let id = license["id"].as_str().unwrap();
+    let mut vendor = Visitor::new(&portal);
+    // Pages need a session.
+    let page = vendor.get("/console/customers").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        page.location(),
+        "/console/login?next=%2Fconsole%2Fcustomers"
+    );
+    // The password comes from a member created through the API.
+    let member = portal
+        .post(
+            "/api/v1/members",
+            json!({"email": "ops@acme.example", "role": "publisher"}),
+        )
+        .await
+        .expect(201);
+    let password = member["password"].as_str().unwrap();
+    vendor.get("/console/login").await;
+    let wrong = vendor
+        .post(
+            "/console/login",
+            &[
+                ("vendor", "acme"),
+                ("email", "ops@acme.example"),
+                ("password", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("wrong"));
+    let signed_in = vendor
+        .post(
+            "/console/login",
+            &[
+                ("vendor", "acme"),
+                ("email", "ops@acme.example"),
+                ("password", password),
+                ("next", "/console/customers"),
+            ],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303);
+    assert_eq!(signed_in.location(), "/console/customers");
+    assert!(
+        vendor
+            .get("/console/customers")
+            .await
+            .text
+            .contains("/console/customers/globex")
+    );
+    // Suspend, reinstate, revoke: each is the API's change, audited as the member.
+    for (action, state) in [
+        ("suspend", "suspended"),
+        ("reinstate", "active"),
+        ("revoke", "revoked"),
+    ] {
+        let done = vendor
+            .post(
+                &format!("/console/licenses/{id}/{action}"),
+                &[("reason", "test")],
+            )
+            .await;
+        assert_eq!(done.status, 303, "{action}: {}", done.text);
+        assert_eq!(
+            done.location(),
+            format!("/console/customers/globex?done={action}")
+        );
+        assert_eq!(
+            portal
+                .get(&format!("/api/v1/licenses/{id}"))
+                .await
+                .expect(200)["state"],
+            state
+        );
+    }
+    let page = vendor
+        .get("/console/customers/globex?done=revoke")
+        .await
+        .text;
+    assert!(page.contains("The license is revoked"));
+    assert!(page.contains(&format!("data-license-state=\"{id}\">revoked")));
+    // Unpublish through the console.
+    let unlisted = vendor
+        .post("/console/apps/blog/listing", &[("listed", "false")])
+        .await;
+    assert_eq!(unlisted.status, 303);
+    assert_eq!(
+        portal.get("/api/v1/apps/blog").await.expect(200)["listed"],
+        false
+    );
+    let audit = vendor.get("/console/audit").await.text;
+    assert!(
+        audit.contains("license.revoke") && audit.contains("ops@acme.example"),
+        "{audit}"
+    );
+    // A member of another vendor sees none of it.
+    let other = portal.other_vendor("initech").await;
+    let _ = other;
+    assert_eq!(vendor.get("/console/customers/nobody").await.status, 404);
+    // Sign out ends the session.
+    vendor.post("/console/logout", &[]).await;
+    assert_eq!(vendor.get("/console").await.status, 303);
+}
+on_both_databases!(console_acts_through_the_api);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_pages_for_people_and_problems_for_programs() {
+    let portal = start(Db::Sqlite).await;
+    let mut visitor = Visitor::new(&portal);
+    let page = visitor.get("/no/such/page").await;
+    assert_eq!(page.status, 404);
+    assert!(
+        page.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text.contains("Start from the marketplace"));
+    let api = visitor.get("/api/v1/nothing").await;
+    assert_eq!(api.status, 404);
+    assert!(
+        api.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .contains("problem+json")
+    );
+    // A malformed form is a page saying what to do.
+    visitor.get("/signup").await;
+    let bad = visitor.post("/signup", &[("aws_account", "12")]).await;
+    assert_eq!(bad.status, 422);
+    assert!(bad.text.contains("Give your name"));
+}
