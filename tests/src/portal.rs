@@ -175,6 +175,39 @@ impl PortalSetup {
         PortalProcess { child, url }
     }
 
+    /// Starts `serve --demo` on a free port; the process and the demo owner's password.
+    pub fn start_demo(&self) -> (PortalProcess, String) {
+        let mut args = vec!["serve", "--demo", "--bind", "127.0.0.1:0"];
+        args.extend(self.extra.iter().map(String::as_str));
+        let mut child = self
+            .command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut printed = String::new();
+        let mut line = String::new();
+        // The demo's last line names the seeded license's status URL.
+        while !line.contains("license status:") {
+            line.clear();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                panic!("serve --demo stopped before seeding:\n{printed}");
+            }
+            printed.push_str(&line);
+        }
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let field = |label: &str| {
+            printed
+                .lines()
+                .find_map(|l| l.split_once(label).map(|(_, rest)| rest.trim().to_owned()))
+                .unwrap_or_else(|| panic!("serve --demo printed no {label:?}:\n{printed}"))
+        };
+        let url = field("listening on ");
+        let password = field("owner password (shown once): ");
+        (PortalProcess { child, url }, password)
+    }
+
     /// Runs a `vendor-portal` client command that must succeed; its stdout.
     pub fn client_ok(&self, url: &str, token: &str, args: &[&str]) -> String {
         let out = self.client(url, token, args);
@@ -430,4 +463,89 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
+}
+
+/// Signs a new member of the token's vendor in to the web console (through the sign-in form,
+/// with its CSRF token) and returns the HTML of the console page at `path`.
+pub fn console_page(url: &str, token: &str, path: &str) -> String {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let email = format!("viewer-{}@acme.example", std::process::id());
+        let member: Value = http
+            .post(format!("{url}/api/v1/members"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"email": email, "role": "support"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let password = member["password"].as_str().unwrap().to_owned();
+        let cookie_of = |response: &reqwest::Response, name: &str| -> Option<String> {
+            response
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| {
+                    v.split(';')
+                        .next()?
+                        .strip_prefix(&format!("{name}="))
+                        .map(str::to_owned)
+                })
+        };
+        let form = http
+            .get(format!("{url}/console/login"))
+            .send()
+            .await
+            .unwrap();
+        let csrf = cookie_of(&form, "consign_csrf").unwrap();
+        let vendor = token_vendor(&http, url, token).await;
+        let signed_in = http
+            .post(format!("{url}/console/login"))
+            .header(reqwest::header::COOKIE, format!("consign_csrf={csrf}"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("vendor", vendor.as_str()),
+                ("email", email.as_str()),
+                ("password", password.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signed_in.status(), 303, "the console sign-in failed");
+        let session = cookie_of(&signed_in, "consign_session").unwrap();
+        let page = http
+            .get(format!("{url}{path}"))
+            .header(
+                reqwest::header::COOKIE,
+                format!("consign_csrf={csrf}; consign_session={session}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{path}");
+        page.text().await.unwrap()
+    })
+}
+
+async fn token_vendor(http: &reqwest::Client, url: &str, token: &str) -> String {
+    let vendor: Value = http
+        .get(format!("{url}/api/v1/vendor"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    vendor["slug"].as_str().unwrap().to_owned()
 }

@@ -244,6 +244,15 @@ fn kill_9_while_metering(postgres: bool) {
         .count();
     assert_eq!(refused, 2, "{audit}");
     assert_eq!(total(&world), i64::try_from(expected).unwrap());
+    // The vendor console draws it: one chart for the dimension, whose description states the
+    // exact total (today's bar holds it all).
+    let page =
+        tests::portal::console_page(&world.portal.url, &world.token, "/console/customers/globex");
+    assert_eq!(page.matches("<svg").count(), 1, "{page}");
+    assert!(
+        page.contains(&format!("{expected} api-calls in all")),
+        "the usage chart does not state {expected} api-calls: {page}"
+    );
 }
 
 #[test]

@@ -1,0 +1,159 @@
+//! The marketplace and the vendor console in a real Chromium (Debian's, over WebDriver), on the
+//! portal's demo data: a buyer searches, opens the reference blog's page, reads what it creates
+//! and which IAM actions it holds, signs up, starts a trial, downloads the license, and
+//! `license-agent verify` accepts it; the vendor signs in, finds the trial customer and revokes
+//! the license; the buyer's page then shows it revoked. Each step's screenshot is saved under
+//! `target/test-artifacts/web_browser/<database>/`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use tests::bin;
+use tests::browser::Browser;
+use tests::portal::PortalSetup;
+
+fn artifacts(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CONSIGN_TEST_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+        })
+        .join("web_browser")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn buyer_and_vendor_in_chromium(postgres: bool) {
+    let name = if postgres { "postgres" } else { "sqlite" };
+    let dir = tempfile::tempdir().unwrap();
+    let setup = PortalSetup::new(dir.path(), postgres);
+    let (portal, password) = setup.start_demo();
+    let url = portal.url.clone();
+    let shots = artifacts(name);
+
+    // The buyer searches the catalogue and opens the blog.
+    let mut buyer = Browser::start(&shots.join("buyer"), &dir.path().join("downloads"));
+    buyer.goto(&format!("{url}/"));
+    assert!(
+        buyer.text("#result-count").contains("6 apps"),
+        "{}",
+        buyer.source()
+    );
+    buyer.screenshot("catalogue");
+    buyer.type_into("#q", "blog");
+    buyer.click("#search");
+    assert_eq!(buyer.text("#result-count"), "1 app");
+    buyer.screenshot("search-blog");
+    buyer.click("a[href='/apps/acme/serverless-blog']");
+    assert!(buyer.url().ends_with("/apps/acme/serverless-blog"));
+    let page = buyer.source();
+    for expected in [
+        "AWS::DynamoDB::Table",
+        "AWS::Lambda::Function",
+        "AWS::ApiGateway::Method",
+        "dynamodb:Query",
+        "s3:GetObject",
+        "PostsFunction uses PostsTable",
+    ] {
+        assert!(page.contains(expected), "the blog's page lacks {expected}");
+    }
+    assert_eq!(buyer.count("figure svg.architecture"), 1);
+    buyer.screenshot("blog-page");
+
+    // Sign up, then start the trial from the blog's page.
+    buyer.click("a[href='/signup']");
+    buyer.type_into("#name", "Pat Buyer");
+    buyer.type_into("#company", "Initech");
+    buyer.type_into("#email", "pat@initech.example");
+    buyer.type_into("#password", "correct horse battery");
+    buyer.type_into("#aws_account", "210987654321");
+    buyer.screenshot("signup");
+    buyer.click("#signup");
+    assert!(buyer.url().contains("/account"), "{}", buyer.source());
+    buyer.goto(&format!("{url}/apps/acme/serverless-blog"));
+    buyer.click("#start-trial");
+    assert!(
+        buyer.url().contains("/account/licenses/lic_"),
+        "{}",
+        buyer.source()
+    );
+    assert_eq!(buyer.text("#license-state"), "active");
+    assert!(buyer.text("#versions").contains("1.0.0"));
+    assert!(buyer.text("#commands").contains("installer login --portal"));
+    buyer.screenshot("trial-license");
+    let license_url = buyer.url();
+    let license_id = license_url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The downloaded file verifies against the vendor's published keyset.
+    buyer.click("#download");
+    let file = buyer.downloaded("serverless-blog.lic");
+    let keyset = tests::agent::http::get_json(&format!("{url}/api/v1/vendors/acme/keyset")).1;
+    let trust = dir.path().join("keyset.json");
+    std::fs::write(&trust, keyset.to_string()).unwrap();
+    let verified = Command::new(bin("license-agent"))
+        .args(["verify", "--license"])
+        .arg(&file)
+        .arg("--trust")
+        .arg(&trust)
+        .args(["--aws-account", "210987654321", "--region", "eu-west-1"])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "license-agent verify refused the downloaded trial: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verified.stdout).contains(&license_id));
+
+    // The vendor signs in to the console, finds the trial customer and revokes the license.
+    let mut vendor = Browser::start(&shots.join("vendor"), &dir.path().join("vendor-downloads"));
+    vendor.goto(&format!("{url}/console"));
+    assert!(vendor.url().contains("/console/login"));
+    vendor.type_into("#vendor", "acme");
+    vendor.type_into("#email", "owner@acme.example");
+    vendor.type_into("#password", &password);
+    vendor.screenshot("console-login");
+    vendor.click("#login");
+    assert!(vendor.url().ends_with("/console"), "{}", vendor.source());
+    vendor.screenshot("console");
+    vendor.click("a[href='/console/customers']");
+    let customers = vendor.text("#customers");
+    assert!(
+        customers.contains("Initech") && customers.contains("marketplace trial"),
+        "{customers}"
+    );
+    vendor.screenshot("customers");
+    vendor.click("#customers a[href^='/console/customers/initech-']");
+    vendor.type_into(&format!("#reason-{license_id}"), "trial abuse");
+    vendor.click(&format!("#revoke-{license_id}"));
+    assert_eq!(
+        vendor.text(&format!("[data-license-state='{license_id}']")),
+        "revoked"
+    );
+    assert!(vendor.source().contains("The license is revoked"));
+    vendor.screenshot("revoked-in-console");
+
+    // The buyer's page shows it revoked, with nothing left to install.
+    buyer.goto(&license_url);
+    assert_eq!(buyer.text("#license-state"), "revoked");
+    assert!(buyer.source().contains("Nothing can be installed with it"));
+    buyer.screenshot("revoked-for-buyer");
+}
+
+#[test]
+fn buyer_and_vendor_in_chromium_on_sqlite() {
+    buyer_and_vendor_in_chromium(false);
+}
+
+#[test]
+fn buyer_and_vendor_in_chromium_on_postgres() {
+    buyer_and_vendor_in_chromium(true);
+}
