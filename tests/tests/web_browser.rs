@@ -5,6 +5,8 @@
 //! the license; the buyer's page then shows it revoked. Each step's screenshot is saved under
 //! `target/test-artifacts/web_browser/<database>/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
 use std::path::PathBuf;
 use std::process::Command;
 

@@ -64,6 +64,8 @@ pub struct Inner {
     /// What licenses were recently issued from: (vendor, customer, app, plan) to rows and key.
     pub catalog:
         TtlCache<(String, String, String, Option<String>), super::routes::catalog::LicenseSource>,
+    /// The marketplace's filter choices: categories and (slug, name) of vendors with listings.
+    pub facets: TtlCache<(), Facets>,
     /// Writes new licenses in shared transactions.
     pub issuer: super::issuer::Issuer,
 }
@@ -142,6 +144,9 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
     }
 }
 
+/// The marketplace's filter choices: categories, and (slug, name) of vendors with listings.
+pub type Facets = (Vec<String>, Vec<(String, String)>);
+
 /// License states by (vendor slug, license id).
 pub type StatusCache = TtlCache<(String, String), CachedStatus>;
 
@@ -160,6 +165,7 @@ impl AppState {
             statuses: StatusCache::default(),
             credentials: TtlCache::default(),
             catalog: TtlCache::default(),
+            facets: TtlCache::default(),
             issuer,
         }))
     }

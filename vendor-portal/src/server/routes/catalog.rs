@@ -210,6 +210,7 @@ pub async fn create_app(
         .commit(idem.as_deref(), StatusCode::CREATED, &app)
         .await?;
     state.catalog.clear();
+    state.facets.clear();
     Ok(response)
 }
 
@@ -318,6 +319,7 @@ pub async fn update_app(
     .await?;
     let response = tx.commit(None, StatusCode::OK, &app).await?;
     state.catalog.clear();
+    state.facets.clear();
     Ok(response)
 }
 

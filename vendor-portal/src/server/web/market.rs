@@ -10,7 +10,7 @@ use sqlx::Row as _;
 
 use super::{Page, PageParts, WebError, render, svg};
 use crate::server::routes::releases::Release;
-use crate::server::state::AppState;
+use crate::server::state::{AppState, Facets};
 
 /// Apps per catalogue page.
 pub const PAGE_SIZE: i64 = 24;
@@ -148,23 +148,14 @@ pub async fn catalogue(
             trial: row.try_get::<i64, _>("trials")? > 0,
         });
     }
-    let mut categories = std::collections::BTreeSet::new();
-    for row in sqlx::query("SELECT DISTINCT categories FROM apps WHERE listed = 1")
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let text: String = row.try_get("categories")?;
-        categories.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
-    }
-    let mut vendors = Vec::new();
-    for row in sqlx::query(
-        "SELECT v.slug, v.name FROM vendors v WHERE EXISTS (SELECT 1 FROM apps a WHERE a.vendor_id = v.id AND a.listed = 1) ORDER BY v.name",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        vendors.push((row.try_get("slug")?, row.try_get("name")?));
-    }
+    let (categories, vendors) = match state.facets.get(&()) {
+        Some(hit) => hit,
+        None => {
+            let found = facets(&mut conn).await?;
+            state.facets.put((), found.clone());
+            found
+        }
+    };
     let link = |p: i64| {
         format!(
             "/?q={}&category={}&vendor={}&sort={}&page={p}",
@@ -186,11 +177,33 @@ pub async fn catalogue(
         query,
         listings,
         total,
-        categories: categories.into_iter().collect(),
+        categories,
         vendors,
         previous,
         next,
     }))
+}
+
+/// The categories of listed apps and the vendors that have any, for the catalogue's filters.
+async fn facets(conn: &mut sqlx::AnyConnection) -> Result<Facets, WebError> {
+    let mut categories = std::collections::BTreeSet::new();
+    for row in sqlx::query("SELECT DISTINCT categories FROM apps WHERE listed = 1")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let text: String = row.try_get("categories")?;
+        categories.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
+    }
+    let mut vendors = Vec::new();
+    for row in sqlx::query(
+        "SELECT v.slug, v.name FROM vendors v WHERE EXISTS (SELECT 1 FROM apps a WHERE a.vendor_id = v.id AND a.listed = 1) ORDER BY v.name",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        vendors.push((row.try_get("slug")?, row.try_get("name")?));
+    }
+    Ok((categories.into_iter().collect(), vendors))
 }
 
 /// A plan as buyers see it.
