@@ -245,6 +245,25 @@ impl Browser {
         .to_owned()
     }
 
+    /// Resizes the window (CSS pixels).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.command(
+            "POST",
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        );
+    }
+
+    /// Runs `script` in the page through WebDriver (which the page's content security policy
+    /// does not govern) and returns its value; for measuring layout, never for driving the UI.
+    pub fn evaluate(&self, script: &str) -> Value {
+        self.command(
+            "POST",
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+
     /// Saves a screenshot as `NN-name.png` in the artifacts folder; returns its path.
     pub fn screenshot(&mut self, name: &str) -> PathBuf {
         use base64::Engine as _;

@@ -62,6 +62,15 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     }
     assert_eq!(buyer.count("figure svg.architecture"), 1);
     buyer.screenshot("blog-page");
+    // On a phone's width the page does not scroll sideways: wide tables and the diagram scroll
+    // inside their own boxes.
+    buyer.resize(390, 844);
+    let overflow = buyer.evaluate(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+    );
+    assert_eq!(overflow.as_i64(), Some(0), "the page is wider than a phone");
+    buyer.screenshot("blog-page-on-a-phone");
+    buyer.resize(1280, 1000);
 
     // Sign up, then start the trial from the blog's page.
     buyer.click("a[href='/signup']");

@@ -246,16 +246,17 @@ async fn start_session(state: &AppState, buyer_id: &str, to: &str) -> Result<Res
     Ok(response)
 }
 
+/// The sign-in page, for buyers and (with the vendor field) for the console.
 #[derive(Template)]
 #[template(path = "login.html")]
-struct LoginPage<'a> {
-    page: Page,
-    action: &'a str,
-    vendor_field: bool,
-    vendor: &'a str,
-    email: &'a str,
-    next: &'a str,
-    error: Option<&'a str>,
+pub(super) struct LoginPage<'a> {
+    pub page: Page,
+    pub action: &'a str,
+    pub vendor_field: bool,
+    pub vendor: &'a str,
+    pub email: &'a str,
+    pub next: &'a str,
+    pub error: Option<&'a str>,
 }
 
 /// The buyer's sign-in form.

@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use sqlx::Row as _;
 
+use super::buyer::LoginPage;
 use super::{Page, PageParts, WebError, WebForm, render, see_other, svg};
 use crate::server::auth::{Caller, SESSION_COOKIE};
 use crate::server::error::ApiError;
@@ -40,18 +41,6 @@ impl axum::extract::FromRequestParts<AppState> for Member {
             ))),
         }
     }
-}
-
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LoginPage<'a> {
-    page: Page,
-    action: &'a str,
-    vendor_field: bool,
-    vendor: &'a str,
-    email: &'a str,
-    next: &'a str,
-    error: Option<&'a str>,
 }
 
 /// `GET /console/login`.
