@@ -538,6 +538,8 @@ async fn errors_are_pages_for_people_and_problems_for_programs() {
             .starts_with("text/html")
     );
     assert!(page.text.contains("Start from the marketplace"));
+    // Odd query strings are not errors on the catalogue.
+    assert_eq!(visitor.get("/?page=x&sort=%00&q=%FF").await.status, 200);
     let api = visitor.get("/api/v1/nothing").await;
     assert_eq!(api.status, 404);
     assert!(

@@ -30,9 +30,9 @@ pub struct CatalogueQuery {
     /// `name`, `newest` or `vendor`.
     #[serde(default)]
     pub sort: String,
-    /// 1-based.
+    /// 1-based; anything else is the first page.
     #[serde(default)]
-    pub page: Option<i64>,
+    pub page: String,
 }
 
 /// An app on the catalogue.
@@ -112,7 +112,7 @@ pub async fn catalogue(
         "vendor" => "v.name, a.name",
         _ => "lower(a.name), v.name",
     };
-    let page = query.page.unwrap_or(1).clamp(1, 10_000);
+    let page = query.page.parse::<i64>().unwrap_or(1).clamp(1, 10_000);
     let mut conn = state.db.pool.acquire().await?;
     let count_sql = format!(
         "SELECT COUNT(*) AS n FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter}"
