@@ -517,6 +517,13 @@ async fn template_references(
     let entry = manifest
         .object(&manifest.template)
         .ok_or_else(|| ApiError::invalid("the manifest does not list its template object"))?;
+    if entry.size > bundles::template::MAX_TEMPLATE_LEN as u64 {
+        return Err(ApiError::invalid(format!(
+            "the template is {} bytes; templates are at most {} bytes",
+            entry.size,
+            bundles::template::MAX_TEMPLATE_LEN
+        )));
+    }
     let key = keys
         .key_for(&entry.digest)
         .ok_or_else(|| ApiError::invalid("the keys file has no key for the template"))?;
