@@ -148,9 +148,11 @@ impl PortalSetup {
         created["token"].as_str().unwrap().to_owned()
     }
 
-    /// Starts a portal process on a free port.
-    pub fn start(&self) -> PortalProcess {
+    /// Spawns `serve` on a free port with `more` and the extra arguments; the process and its
+    /// stdout.
+    fn spawn_serve(&self, more: &[&str]) -> (Child, BufReader<std::process::ChildStdout>) {
         let mut args = vec!["serve", "--bind", "127.0.0.1:0"];
+        args.extend_from_slice(more);
         args.extend(self.extra.iter().map(String::as_str));
         let mut child = self
             .command(&args)
@@ -158,7 +160,13 @@ impl PortalSetup {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let reader = BufReader::new(child.stdout.take().unwrap());
+        (child, reader)
+    }
+
+    /// Starts a portal process on a free port.
+    pub fn start(&self) -> PortalProcess {
+        let (child, mut reader) = self.spawn_serve(&[]);
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
@@ -177,15 +185,7 @@ impl PortalSetup {
 
     /// Starts `serve --demo` on a free port; the process and the demo owner's password.
     pub fn start_demo(&self) -> (PortalProcess, String) {
-        let mut args = vec!["serve", "--demo", "--bind", "127.0.0.1:0"];
-        args.extend(self.extra.iter().map(String::as_str));
-        let mut child = self
-            .command(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let (child, mut reader) = self.spawn_serve(&["--demo"]);
         let mut printed = String::new();
         let mut line = String::new();
         // The demo's last line names the seeded license's status URL.

@@ -538,6 +538,14 @@ async fn errors_are_pages_for_people_and_problems_for_programs() {
             .starts_with("text/html")
     );
     assert!(page.text.contains("Start from the marketplace"));
+    // A page path with the wrong method is a page too.
+    let wrong_method = visitor.get("/logout").await;
+    assert_eq!(wrong_method.status, 405);
+    assert!(
+        wrong_method.text.contains("use its button"),
+        "{}",
+        wrong_method.text
+    );
     // Odd query strings are not errors on the catalogue.
     assert_eq!(visitor.get("/?page=x&sort=%00&q=%FF").await.status, 200);
     let api = visitor.get("/api/v1/nothing").await;

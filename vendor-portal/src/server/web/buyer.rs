@@ -652,6 +652,20 @@ async fn licenses_of(
     Ok(out)
 }
 
+/// License `id` of the signed-in buyer; another buyer's, or none, is a 404.
+async fn own_license(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<LicenseRow, WebError> {
+    let buyer = required(state, headers, &format!("/account/licenses/{id}")).await?;
+    licenses_of(state, &buyer, Some(id))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| WebError::not_found("license"))
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
@@ -693,12 +707,7 @@ pub async fn license_page(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, WebError> {
-    let buyer = required(&state, &headers, &format!("/account/licenses/{id}")).await?;
-    let license = licenses_of(&state, &buyer, Some(&id))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| WebError::not_found("license"))?;
+    let license = own_license(&state, &headers, &id).await?;
     let mut conn = state.db.pool.acquire().await?;
     let mut versions = Vec::new();
     let mut why_none = None;
@@ -757,12 +766,7 @@ pub async fn license_file(
     headers: HeaderMap,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, WebError> {
-    let buyer = required(&state, &headers, &format!("/account/licenses/{id}")).await?;
-    let license = licenses_of(&state, &buyer, Some(&id))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| WebError::not_found("license"))?;
+    let license = own_license(&state, &headers, &id).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),

@@ -390,14 +390,26 @@ pub async fn update_app(
         .map(|c| c.trim().to_lowercase())
         .filter(|c| !c.is_empty())
         .collect();
-    let body: catalog::AppUpdate = serde_json::from_value(serde_json::json!({
+    let changes = serde_json::json!({
         "name": form.name.trim(), "summary": form.summary.trim(), "description": form.description.replace("\r\n", "\n"),
         "categories": categories,
-    }))
-    .map_err(ApiError::internal)?;
+    });
+    patch_app(state, caller, slug, changes, "saved").await
+}
+
+/// Changes an app through `PATCH /api/v1/apps/{app}`'s handler, then back to its page with the
+/// notice `done`.
+async fn patch_app(
+    state: AppState,
+    caller: Caller,
+    slug: String,
+    changes: serde_json::Value,
+    done: &str,
+) -> Result<Response, WebError> {
+    let body: catalog::AppUpdate = serde_json::from_value(changes).map_err(ApiError::internal)?;
     catalog::update_app(State(state), caller, ApiPath(slug.clone()), ApiJson(body)).await?;
     Ok(see_other(&format!(
-        "/console/apps/{}?done=saved",
+        "/console/apps/{}?done={done}",
         super::encode(&slug)
     )))
 }
@@ -417,15 +429,15 @@ pub async fn set_listed(
     ApiPath(slug): ApiPath<String>,
     WebForm(form): WebForm<ListedForm>,
 ) -> Result<Response, WebError> {
-    let body: catalog::AppUpdate =
-        serde_json::from_value(serde_json::json!({"listed": form.listed}))
-            .map_err(ApiError::internal)?;
-    catalog::update_app(State(state), caller, ApiPath(slug.clone()), ApiJson(body)).await?;
     let done = if form.listed { "listed" } else { "unlisted" };
-    Ok(see_other(&format!(
-        "/console/apps/{}?done={done}",
-        super::encode(&slug)
-    )))
+    patch_app(
+        state,
+        caller,
+        slug,
+        serde_json::json!({"listed": form.listed}),
+        done,
+    )
+    .await
 }
 
 /// A customer in the console.

@@ -78,6 +78,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/installations", get(console::installations))
         .route("/console/audit", get(console::audit))
+        .method_not_allowed_fallback(|| async {
+            WebError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Not this way",
+                "This address takes a form from one of the portal's pages. Go back to the page and use its button.",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
 }
 
