@@ -197,6 +197,31 @@ impl Browser {
             .to_owned()
     }
 
+    /// Waits until the URL satisfies `ok` (a click that submits a form returns before the
+    /// browser has followed the redirect), for up to 10 seconds; the URL. `what` names it.
+    pub fn wait_for_url(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url();
+            if ok(&url) {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the browser stayed at {url}, never reaching {what}: {}",
+                self.source()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the path (without the query) ends with `end`; the URL.
+    pub fn wait_for_path(&self, end: &str) -> String {
+        self.wait_for_url(end, |url| {
+            url.split('?').next().unwrap_or_default().ends_with(end)
+        })
+    }
+
     /// The page's HTML as the browser holds it.
     pub fn source(&self) -> String {
         self.command("GET", "/source", Value::Null)

@@ -43,12 +43,13 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
         buyer.source()
     );
     buyer.screenshot("catalogue");
-    buyer.type_into("#q", "blog");
-    buyer.click("#search");
+    // From the keyboard: the search form submits on Enter (WebDriver's key U+E007).
+    buyer.type_into("#q", "blog\u{E007}");
+    buyer.wait_for_url("the search's results", |url| url.contains("q=blog"));
     assert_eq!(buyer.text("#result-count"), "1 app");
     buyer.screenshot("search-blog");
     buyer.click("a[href='/apps/acme/serverless-blog']");
-    assert!(buyer.url().ends_with("/apps/acme/serverless-blog"));
+    buyer.wait_for_path("/apps/acme/serverless-blog");
     let page = buyer.source();
     for expected in [
         "AWS::DynamoDB::Table",
@@ -81,19 +82,16 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     buyer.type_into("#aws_account", "210987654321");
     buyer.screenshot("signup");
     buyer.click("#signup");
-    assert!(buyer.url().contains("/account"), "{}", buyer.source());
+    buyer.wait_for_path("/account");
     buyer.goto(&format!("{url}/apps/acme/serverless-blog"));
     buyer.click("#start-trial");
-    assert!(
-        buyer.url().contains("/account/licenses/lic_"),
-        "{}",
-        buyer.source()
-    );
+    let license_url = buyer.wait_for_url("the new license's page", |url| {
+        url.contains("/account/licenses/lic_")
+    });
     assert_eq!(buyer.text("#license-state"), "active");
     assert!(buyer.text("#versions").contains("1.0.0"));
     assert!(buyer.text("#commands").contains("installer login --portal"));
     buyer.screenshot("trial-license");
-    let license_url = buyer.url();
     let license_id = license_url
         .rsplit('/')
         .next()
@@ -127,13 +125,13 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     // The vendor signs in to the console, finds the trial customer and revokes the license.
     let mut vendor = Browser::start(&shots.join("vendor"), &dir.path().join("vendor-downloads"));
     vendor.goto(&format!("{url}/console"));
-    assert!(vendor.url().contains("/console/login"));
+    vendor.wait_for_path("/console/login");
     vendor.type_into("#vendor", "acme");
     vendor.type_into("#email", "owner@acme.example");
     vendor.type_into("#password", &password);
     vendor.screenshot("console-login");
     vendor.click("#login");
-    assert!(vendor.url().ends_with("/console"), "{}", vendor.source());
+    vendor.wait_for_path("/console");
     vendor.screenshot("console");
     vendor.click("a[href='/console/customers']");
     let customers = vendor.text("#customers");
@@ -145,6 +143,7 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     vendor.click("#customers a[href^='/console/customers/initech-']");
     vendor.type_into(&format!("#reason-{license_id}"), "trial abuse");
     vendor.click(&format!("#revoke-{license_id}"));
+    vendor.wait_for_url("the page after revoking", |url| url.contains("done=revoke"));
     assert_eq!(
         vendor.text(&format!("[data-license-state='{license_id}']")),
         "revoked"
