@@ -515,9 +515,20 @@ async fn console_acts_through_the_api(db: Db) {
         audit.contains("license.revoke") && audit.contains("ops@acme.example"),
         "{audit}"
     );
-    // A member of another vendor sees none of it.
+    // Another vendor's customer is as absent as one that does not exist.
     let other = portal.other_vendor("initech").await;
-    let _ = other;
+    portal
+        .call(
+            Method::POST,
+            "/api/v1/customers",
+            Some(&other),
+            Some(json!({"slug": "hooli", "name": "Hooli"})),
+        )
+        .await
+        .expect(201);
+    let foreign = vendor.get("/console/customers/hooli").await;
+    assert_eq!(foreign.status, 404);
+    assert!(!foreign.text.contains("Hooli"));
     assert_eq!(vendor.get("/console/customers/nobody").await.status, 404);
     // Sign out ends the session.
     vendor.post("/console/logout", &[]).await;
