@@ -56,6 +56,8 @@ pub struct OpenedKit {
     pub all: Vec<ReleaseTarget>,
     /// The bundle's path in `dir`.
     pub bundle: PathBuf,
+    /// The manifest's signature, from the bundle (checked by the caller against the keyset).
+    pub signature: bundles::manifest::ManifestSignature,
 }
 
 fn safe_name(name: &str) -> bool {
@@ -178,10 +180,10 @@ pub async fn open(
         );
     }
     let metadata = dir.path().join("tuf/metadata");
-    let root = read_small(&metadata, "1.root.json")?;
-    tuf::check_pinned_root(&root, root_pin)?;
-    let repo = tuf::load(
-        &root,
+    let first_root = read_small(&metadata, "1.root.json");
+    let repo = tuf::load_pinned(
+        root_pin,
+        async { first_root },
         file_url(&metadata)?,
         file_url(&dir.path().join("tuf/targets"))?,
         datastore,
@@ -224,6 +226,7 @@ pub async fn open(
         &Digest::of(&manifest),
         &Limits::default(),
     )?;
+    let signature = reader.signature().clone();
     bundles::open::check_all(reader)?;
     let license = String::from_utf8(read_small(dir.path(), "license.lic")?)
         .map_err(|_| anyhow!("the kit's license is not text"))?;
@@ -239,5 +242,6 @@ pub async fn open(
         keyset,
         all,
         bundle,
+        signature,
     })
 }

@@ -635,11 +635,10 @@ async fn login(
         keyset_seq: licensed.keyset.keyset().seq,
         license: text,
     };
-    let first_root = portal.first_root(&vendor, &app).await?;
-    installer::tuf::check_pinned_root(&first_root, &root)?;
     let repo = installer::tuf::load_over_http(
         &portal.tuf_base(&vendor, &app),
-        &first_root,
+        &root,
+        portal.first_root(&vendor, &app),
         &login.datastore()?,
     )
     .await?;

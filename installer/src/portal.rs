@@ -10,6 +10,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bundles::KeysFile;
+use bundles::manifest::ManifestSignature;
 use bundles::wrap::RecipientSecret;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -29,6 +30,15 @@ pub struct Refusal {
     pub code: String,
     /// What was wrong and what to do.
     pub detail: String,
+}
+
+/// What a grant gives: the release's data keys and its manifest's signature, both still to be
+/// checked by the caller (the keys against the manifest, the signature against the keyset).
+pub struct Granted {
+    /// The release's keys file.
+    pub keys: KeysFile,
+    /// The manifest's signature by the vendor's release key, as the portal has it.
+    pub signature: ManifestSignature,
 }
 
 /// A portal client.
@@ -145,14 +155,14 @@ impl Portal {
     }
 
     /// Asks for `version`'s data keys for `license`, deploying into `account`; unwraps them
-    /// with a fresh key used for this grant only.
+    /// with a fresh key used for this grant only. The manifest's signature comes with them.
     pub async fn grant(
         &self,
         license: &str,
         app: &str,
         version: &str,
         account: &str,
-    ) -> Result<KeysFile> {
+    ) -> Result<Granted> {
         let secret = RecipientSecret::generate()?;
         let response = self
             .post_json(
@@ -167,8 +177,14 @@ impl Portal {
             )
             .await?;
         #[derive(Deserialize)]
+        struct Signature {
+            kid: String,
+            signature: String,
+        }
+        #[derive(Deserialize)]
         struct Grant {
             wrapped_keys: String,
+            manifest_signature: Option<Signature>,
         }
         let grant: Grant = response
             .json()
@@ -178,7 +194,22 @@ impl Portal {
             .decode(grant.wrapped_keys.trim())
             .map_err(|_| anyhow!("the portal's grant is not base64"))?;
         let bytes = bundles::wrap::unwrap(&wrapped, &secret)?;
-        Ok(KeysFile::parse(&bytes)?)
+        let keys = KeysFile::parse(&bytes)?;
+        let signature = grant.manifest_signature.ok_or_else(|| {
+            anyhow!("the portal's grant carries no manifest signature: the portal is older than this installer, or not honest; ask the vendor")
+        })?;
+        let raw: [u8; 64] = STANDARD
+            .decode(signature.signature.trim())
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| anyhow!("the portal's manifest signature is not 64 bytes of base64"))?;
+        Ok(Granted {
+            keys,
+            signature: ManifestSignature {
+                kid: signature.kid,
+                signature: raw,
+            },
+        })
     }
 
     /// Frees the seat `stack` in `account` and `region` holds on `license` (after an uninstall);

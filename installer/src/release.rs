@@ -48,6 +48,9 @@ pub struct Release {
     pub all: Vec<ReleaseTarget>,
     /// The verified license.
     pub license: VerifiedLicense,
+    /// The vendor's keyset, verified under the pinned root: its release keys must have signed
+    /// the manifest.
+    pub keyset: TrustedKeyset,
     /// The license, armoured (stored in the account for the agent).
     pub license_text: String,
     /// Where the objects come from.
@@ -105,6 +108,29 @@ pub fn parse_manifest(bytes: &[u8], target: &ReleaseTarget) -> Result<BundleMani
     Ok(manifest)
 }
 
+/// Defence in depth beside TUF: the manifest must carry a valid signature by one of the release
+/// keys of the keyset the pinned root signed, so a portal holding a stolen targets key still
+/// cannot ship a manifest the vendor's release key never signed.
+pub fn verify_manifest_signature(
+    manifest: &[u8],
+    signature: &bundles::manifest::ManifestSignature,
+    keyset: &TrustedKeyset,
+) -> Result<()> {
+    bundles::manifest::verify_manifest(
+        manifest,
+        signature,
+        keyset,
+        UnixTime::now(),
+        &Limits::default(),
+    )
+    .map(|_| ())
+    .map_err(|e| {
+        anyhow!(
+            "{e}: refusing the release (the vendor's release key did not sign this manifest; tell the vendor)"
+        )
+    })
+}
+
 /// The logged-in app's verified metadata: license, keyset and the signed list of releases.
 pub struct Catalog {
     /// The login.
@@ -136,11 +162,10 @@ impl Catalog {
             login.keyset_seq = licensed.keyset.keyset().seq;
             login.save()?;
         }
-        let root = portal.first_root(&login.vendor, &login.app).await?;
-        tuf::check_pinned_root(&root, &login.root_fingerprint)?;
         let repo = tuf::load_over_http(
             &portal.tuf_base(&login.vendor, &login.app),
-            &root,
+            &login.root_fingerprint,
+            portal.first_root(&login.vendor, &login.app),
             &login.datastore()?,
         )
         .await?;
@@ -184,6 +209,7 @@ impl Catalog {
             target,
             all: self.releases,
             license: self.licensed.license,
+            keyset: self.licensed.keyset,
             license_text: self.login.license,
             source: Source::Portal {
                 portal: self.portal,
@@ -279,6 +305,7 @@ pub async fn from_kit(kit_path: &Path, key_dir: &Path, root: &str) -> Result<Rel
         bail!("the kit's license is not the one its index names: refusing the kit");
     }
     check_target(&opened.release, &licensed.license)?;
+    verify_manifest_signature(&opened.manifest, &opened.signature, &licensed.keyset)?;
     let manifest = parse_manifest(&opened.manifest, &opened.release)?;
     let all = opened.all.clone();
     Ok(Release {
@@ -288,6 +315,7 @@ pub async fn from_kit(kit_path: &Path, key_dir: &Path, root: &str) -> Result<Rel
         target: opened.release.clone(),
         all,
         license: licensed.license,
+        keyset: licensed.keyset,
         license_text: opened.license.clone(),
         source: Source::Kit(Box::new(opened)),
     })
@@ -314,8 +342,11 @@ impl Release {
             let granted = portal
                 .grant(license_compact, &app, &version, account)
                 .await?;
-            granted.check_belongs_to(&self.manifest_bytes, &app, &self.manifest.version)?;
-            *keys = Some(Box::new(granted));
+            verify_manifest_signature(&self.manifest_bytes, &granted.signature, &self.keyset)?;
+            granted
+                .keys
+                .check_belongs_to(&self.manifest_bytes, &app, &self.manifest.version)?;
+            *keys = Some(Box::new(granted.keys));
         }
         Ok(())
     }

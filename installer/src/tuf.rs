@@ -9,10 +9,14 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use std::future::Future;
+
+use anyhow::{Context as _, Result, anyhow};
 use bundles::release::ReleaseTarget;
 use futures_util::StreamExt as _;
-use tough::schema::{Root, Signed};
+use serde::{Deserialize, Serialize};
+use tough::schema::key::Key;
+use tough::schema::{Role as _, RoleType, Root, Signed};
 use tough::{
     IntoVec as _, Repository, RepositoryLoader, TargetName, Transport, TransportError,
     TransportErrorKind, TransportStream,
@@ -83,35 +87,170 @@ impl Transport for HttpTransport {
     }
 }
 
-/// Checks that `root` (an app's first root, as fetched) is signed by the vendor's root key with
-/// fingerprint `pin`: the one trust decision TUF leaves to the client.
+/// The file in an app's datastore that records which pinned root key anchored it.
+const ANCHOR_FILE: &str = "consign-anchor.json";
+
+/// Checks an app's *first* root (the anchor, version 1) against the vendor's root key fingerprint
+/// `pin`: the one trust decision TUF leaves to the client.
+///
+/// Listing the pinned key is not enough (an attacker's root can list it beside a key of its own,
+/// with threshold 1, signed only by the attacker). The root is accepted only when its root role
+/// is the pinned key alone, with threshold 1, and the pinned key's own signature over it
+/// verifies: then the threshold is met by pinned keys and by nothing else.
 pub fn check_pinned_root(root: &[u8], pin: &str) -> Result<()> {
     let signed: Signed<Root> = serde_json::from_slice(root)
         .map_err(|e| anyhow!("the app's root metadata is not valid: {e}"))?;
-    let pinned = signed
+    let refuse = |why: String| {
+        anyhow!(
+            "the app's first root metadata is refused: {why}. Only a root whose root role is the pinned vendor key {pin} alone, signed by that key, is trusted; check --trust-root with the vendor"
+        )
+    };
+    let role = signed
         .signed
-        .keys(tough::schema::RoleType::Root)
-        .any(|key| match key {
-            tough::schema::key::Key::Ed25519 { keyval, .. } => {
+        .roles
+        .get(&RoleType::Root)
+        .ok_or_else(|| refuse("it has no root role".into()))?;
+    let mut pinned = None;
+    for id in &role.keyids {
+        let key = signed
+            .signed
+            .keys
+            .get(id)
+            .ok_or_else(|| refuse("its root role names a key it does not list".into()))?;
+        if key.key_id().ok().as_ref() != Some(id) {
+            return Err(refuse(
+                "its root role names a key under another key's id".into(),
+            ));
+        }
+        let public = match key {
+            Key::Ed25519 { keyval, .. } => {
                 license::PublicKey::from_bytes(keyval.public.as_ref())
-                    .is_ok_and(|k| k.fingerprint() == pin)
+                    .map_err(|_| refuse("its root role names a malformed Ed25519 key".into()))?
             }
-            _ => false,
-        });
-    if !pinned {
-        bail!(
-            "the app's root metadata is not rooted in the vendor key {pin}: refusing it (check --trust-root with the vendor)"
-        );
+            _ => {
+                return Err(refuse(
+                    "its root role names a key that is not Ed25519".into(),
+                ));
+            }
+        };
+        let fingerprint = public.fingerprint();
+        if fingerprint != pin {
+            return Err(refuse(format!(
+                "its root role also trusts the key {fingerprint}, which is not the pinned one"
+            )));
+        }
+        pinned = Some((id.clone(), public));
     }
+    let Some((pinned_id, public)) = pinned else {
+        return Err(refuse(format!(
+            "it is not rooted in the vendor key {pin} (another vendor's root, or the wrong --trust-root)"
+        )));
+    };
+    if role.keyids.len() != 1 || role.threshold.get() != 1 {
+        return Err(refuse(format!(
+            "its root role asks for {} signatures from {} keys, which the pinned key alone cannot give",
+            role.threshold,
+            role.keyids.len()
+        )));
+    }
+    let message = signed
+        .signed
+        .canonical_form()
+        .map_err(|e| refuse(format!("it cannot be put in canonical form ({e})")))?;
+    let signed_by_pin = signed
+        .signatures
+        .iter()
+        .any(|s| s.keyid == pinned_id && public.verify(&message, s.sig.as_ref()));
+    if !signed_by_pin {
+        return Err(refuse(
+            "the pinned key's signature over it does not verify".into(),
+        ));
+    }
+    // 5.2: tough checks the same root again when it loads it; refusing here first keeps a bad
+    // root from ever reaching the datastore.
     signed
         .signed
         .verify_role(&signed)
-        .map_err(|e| anyhow!("the app's root metadata is not signed by its root key: {e}"))?;
+        .map_err(|e| refuse(format!("its signatures do not verify ({e})")))?;
     Ok(())
 }
 
-/// Loads and verifies an app's repository: `root` is the trusted root to start from (checked
-/// with [`check_pinned_root`] when first fetched); newer roots are walked one by one.
+/// What anchored an app's datastore: the pin the first root was checked against.
+#[derive(Debug, Serialize, Deserialize)]
+struct AnchorRecord {
+    pin: String,
+}
+
+/// The root a load starts from.
+enum Anchor {
+    /// The newest root this machine verified on an earlier run, anchored under the same pin.
+    Stored(Vec<u8>),
+    /// The app's first root, fetched now and checked against the pin; the datastore is reset
+    /// when it was anchored under another pin.
+    First { root: Vec<u8>, reset: bool },
+}
+
+/// The root to start from: the datastore's own `root.json` when an earlier run anchored it under
+/// `pin`; otherwise the first root that `fetch_first` returns, accepted only if it passes
+/// [`check_pinned_root`]. A first root is never fetched again once the datastore is anchored,
+/// so a portal (or a kit) that serves another `1.root.json` later is not even read.
+async fn anchor(
+    datastore: &Path,
+    pin: &str,
+    fetch_first: impl Future<Output = Result<Vec<u8>>>,
+) -> Result<Anchor> {
+    let recorded = std::fs::read(datastore.join(ANCHOR_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<AnchorRecord>(&bytes).ok());
+    if let Some(record) = &recorded
+        && record.pin == pin
+        && let Ok(stored) = std::fs::read(datastore.join("root.json"))
+    {
+        return Ok(Anchor::Stored(stored));
+    }
+    let root = fetch_first.await?;
+    check_pinned_root(&root, pin)?;
+    // A datastore anchored under another pin holds metadata from another root of trust: start
+    // again. One with no record (written by an older installer) keeps its metadata, so its
+    // rollback protection stays.
+    let reset = recorded.is_some_and(|record| record.pin != pin);
+    Ok(Anchor::First { root, reset })
+}
+
+/// Loads and verifies an app's repository, starting from the root this machine trusts for
+/// `pin` (see [`anchor`]); newer roots are walked one by one under TUF's rules, and the newest
+/// is kept in `datastore` for the next run.
+pub async fn load_pinned(
+    pin: &str,
+    fetch_first: impl Future<Output = Result<Vec<u8>>>,
+    metadata: Url,
+    targets: Url,
+    datastore: &Path,
+    transport: impl Transport + 'static,
+) -> Result<Repository> {
+    let (root, first) = match anchor(datastore, pin, fetch_first).await? {
+        Anchor::Stored(root) => (root, false),
+        Anchor::First { root, reset } => {
+            if reset {
+                std::fs::remove_dir_all(datastore)
+                    .with_context(|| format!("cannot reset {}", datastore.display()))?;
+            }
+            (root, true)
+        }
+    };
+    let repo = load(&root, metadata, targets, datastore, transport).await?;
+    if first {
+        let record = serde_json::to_vec(&AnchorRecord {
+            pin: pin.to_owned(),
+        })?;
+        std::fs::write(datastore.join(ANCHOR_FILE), record)
+            .with_context(|| format!("cannot record the pinned root in {}", datastore.display()))?;
+    }
+    Ok(repo)
+}
+
+/// Loads and verifies an app's repository from `root`, a root already trusted (use
+/// [`load_pinned`] to start from a pin); newer roots are walked one by one.
 pub async fn load(
     root: &[u8],
     metadata: Url,
@@ -136,8 +275,14 @@ pub async fn load(
 }
 
 /// Loads an app's repository from a portal: `base` is the app's TUF folder
-/// (`https://portal/tuf/{vendor}/{app}/`), with the targets under `targets/`.
-pub async fn load_over_http(base: &str, root: &[u8], datastore: &Path) -> Result<Repository> {
+/// (`https://portal/tuf/{vendor}/{app}/`), with the targets under `targets/`. The first root is
+/// fetched (with `fetch_first`) only while this machine has no root anchored under `pin`.
+pub async fn load_over_http(
+    base: &str,
+    pin: &str,
+    fetch_first: impl Future<Output = Result<Vec<u8>>>,
+    datastore: &Path,
+) -> Result<Repository> {
     let base = if base.ends_with('/') {
         base.to_owned()
     } else {
@@ -147,7 +292,15 @@ pub async fn load_over_http(base: &str, root: &[u8], datastore: &Path) -> Result
     let targets = metadata
         .join("targets/")
         .map_err(|e| anyhow!("{base}: {e}"))?;
-    load(root, metadata, targets, datastore, HttpTransport::new()?).await
+    load_pinned(
+        pin,
+        fetch_first,
+        metadata,
+        targets,
+        datastore,
+        HttpTransport::new()?,
+    )
+    .await
 }
 
 /// tough's error and its causes, as one sentence.

@@ -11,6 +11,7 @@ pub mod browser;
 pub mod bundle;
 pub mod install;
 pub mod load;
+pub mod mitm;
 pub mod moto;
 pub mod portal;
 

@@ -73,7 +73,7 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .unwrap();
     installer::tuf::check_pinned_root(&root, &pin).unwrap();
     let datastore = dir.path().join("datastore");
-    let repo = installer::tuf::load_over_http(&base, &root, &datastore)
+    let repo = installer::tuf::load_over_http(&base, &pin, async { Ok(root.to_vec()) }, &datastore)
         .await
         .unwrap();
     let releases = installer::tuf::releases(&repo).unwrap();
@@ -163,7 +163,8 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     assert!(String::from_utf8_lossy(&pushed.stderr).contains("re-anchoring serverless-blog"));
 
     // A customer still pinned to the portal-held root is refused the new chain...
-    let stale = installer::tuf::load_over_http(&base, &root, &datastore).await;
+    let stale =
+        installer::tuf::load_over_http(&base, &pin, async { Ok(root.to_vec()) }, &datastore).await;
     assert!(stale.is_err());
     // ...and one that re-pins to the vendor's root sees both releases.
     let own_keyset = std::fs::read(dir.path().join("own-keys/keyset.json")).unwrap();
@@ -179,10 +180,14 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .await
         .unwrap();
     installer::tuf::check_pinned_root(&root2, &new_pin).unwrap();
-    let repo =
-        installer::tuf::load_over_http(&base, &root2, &dir.path().join("datastore-repinned"))
-            .await
-            .unwrap();
+    let repo = installer::tuf::load_over_http(
+        &base,
+        &new_pin,
+        async { Ok(root2.to_vec()) },
+        &dir.path().join("datastore-repinned"),
+    )
+    .await
+    .unwrap();
     let versions: Vec<String> = installer::tuf::releases(&repo)
         .unwrap()
         .iter()

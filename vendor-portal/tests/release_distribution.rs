@@ -659,9 +659,10 @@ async fn distribution(db: Db) {
         .await
         .unwrap();
     let load = |datastore: PathBuf| {
-        let (root1, base) = (root1.clone(), base.clone());
+        let (root1, base, pin) = (root1.clone(), base.clone(), fingerprint.clone());
         async move {
-            let repo = installer::tuf::load_over_http(&base, &root1, &datastore).await?;
+            let first = async { Ok(root1.to_vec()) };
+            let repo = installer::tuf::load_over_http(&base, &pin, first, &datastore).await?;
             installer::tuf::releases(&repo)
         }
     };

@@ -13,6 +13,10 @@ use license::SigningKey;
 use tough::schema::{Root, Signed, Targets};
 use vendor_portal::tuf;
 
+#[path = "common/attacker.rs"]
+mod attacker;
+use attacker::RootAttack;
+
 const DAY: i64 = 86_400;
 
 fn now() -> i64 {
@@ -147,22 +151,72 @@ impl Repo {
     }
 
     async fn load(&self, datastore: &Path) -> anyhow::Result<Vec<ReleaseTarget>> {
-        let root = self.root1();
-        installer::tuf::check_pinned_root(&root, &self.pin())?;
-        let repo = installer::tuf::load(
-            &root,
-            url::Url::from_directory_path(self.metadata()).unwrap(),
-            url::Url::from_directory_path(self.targets_dir()).unwrap(),
-            datastore,
-            tough::FilesystemTransport,
-        )
-        .await?;
-        let releases = installer::tuf::releases(&repo)?;
-        for release in &releases {
-            installer::tuf::read_manifest(&repo, release).await?;
-        }
-        Ok(releases)
+        load_folder(self.dir.path(), &self.pin(), datastore).await
     }
+
+    /// The attacker's repository for `attack` over this vendor's releases, in a folder of its
+    /// own laid out like this one.
+    fn attacker(&self, attack: RootAttack) -> tempfile::TempDir {
+        let real = self.targets(2, &self.release_key).signed;
+        let files = attacker::repository(attack, &self.root_key, &real, b"{\"manifest\":1}");
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            let path = match name.strip_prefix("targets/") {
+                Some(target) => dir.path().join("targets").join(target),
+                None => dir.path().join("metadata").join(name),
+            };
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        dir
+    }
+}
+
+/// Loads the repository in `dir` (`metadata/`, `targets/`) as the installer does, pinned to
+/// `pin`, and reads every manifest.
+async fn load_folder(
+    dir: &Path,
+    pin: &str,
+    datastore: &Path,
+) -> anyhow::Result<Vec<ReleaseTarget>> {
+    let metadata = dir.join("metadata");
+    let first = std::fs::read(metadata.join("1.root.json")).map_err(anyhow::Error::from);
+    let repo = installer::tuf::load_pinned(
+        pin,
+        async { first },
+        url::Url::from_directory_path(&metadata).unwrap(),
+        url::Url::from_directory_path(dir.join("targets")).unwrap(),
+        datastore,
+        tough::FilesystemTransport,
+    )
+    .await?;
+    let releases = installer::tuf::releases(&repo)?;
+    for release in &releases {
+        installer::tuf::read_manifest(&repo, release).await?;
+    }
+    Ok(releases)
+}
+
+/// The attack is refused with a sentence naming the pinned fingerprint, and nothing reaches the
+/// datastore.
+async fn attacker_root_refused(attack: RootAttack) {
+    let repo = Repo::new();
+    repo.publish(1, &repo.targets(1, &repo.release_key), now() + DAY);
+    let evil = repo.attacker(attack);
+    let ds = tempfile::tempdir().unwrap();
+    let datastore = ds.path().join("tuf");
+    let error = format!(
+        "{:#}",
+        load_folder(evil.path(), &repo.pin(), &datastore)
+            .await
+            .expect_err("the attacker's root was accepted")
+    );
+    assert!(error.contains(&repo.pin()), "{error}");
+    assert!(error.contains("refused"), "{error}");
+    assert!(
+        !datastore.exists(),
+        "the refused root reached the datastore"
+    );
 }
 
 fn refused(result: anyhow::Result<Vec<ReleaseTarget>>, says: &str) {
@@ -371,11 +425,56 @@ async fn root_key_rotation_keeps_working_for_existing_customers() {
     refused(repo.load(ds.path()).await, "signature");
 }
 
+#[tokio::test]
+async fn root_naming_the_pinned_key_and_an_attacker_key_signed_by_the_attacker_is_refused() {
+    attacker_root_refused(RootAttack::ExtraKeySignedByAttacker).await;
+}
+
+#[tokio::test]
+async fn root_naming_the_pinned_key_and_an_attacker_key_signed_by_both_is_refused() {
+    attacker_root_refused(RootAttack::ExtraKeySignedByBoth).await;
+}
+
+#[tokio::test]
+async fn root_with_threshold_two_over_two_attacker_keys_is_refused() {
+    attacker_root_refused(RootAttack::TwoAttackerKeysThresholdTwo).await;
+}
+
+#[tokio::test]
+async fn another_first_root_served_after_the_first_load_is_never_an_anchor() {
+    let repo = Repo::new();
+    repo.publish(1, &repo.targets(1, &repo.release_key), now() + DAY);
+    let ds = tempfile::tempdir().unwrap();
+    assert_eq!(repo.load(ds.path()).await.unwrap().len(), 1);
+    // tough rewrites root.json on every load, its maps in any order: compare as JSON values.
+    let stored_root = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(ds.path().join("root.json")).unwrap()).unwrap()
+    };
+    let stored = stored_root();
+    // From now on the repository serves the attacker's metadata, first root included.
+    for attack in RootAttack::ALL {
+        let evil = repo.attacker(attack);
+        let error = format!(
+            "{:#}",
+            load_folder(evil.path(), &repo.pin(), ds.path())
+                .await
+                .expect_err("the attacker's metadata was accepted")
+        );
+        assert!(error.contains("timestamp"), "{attack:?}: {error}");
+        assert_eq!(stored_root(), stored, "{attack:?} moved the stored root");
+    }
+    // The vendor's own metadata still loads from the stored root.
+    assert_eq!(repo.load(ds.path()).await.unwrap().len(), 1);
+}
+
 #[test]
 fn a_root_from_another_vendor_is_refused_before_loading() {
     let repo = Repo::new();
     let other = SigningKey::generate().unwrap();
     let error = installer::tuf::check_pinned_root(&repo.root1(), &other.public_key().fingerprint())
         .unwrap_err();
-    assert!(format!("{error:#}").contains("not rooted"));
+    assert!(
+        format!("{error:#}").contains("is not the pinned one"),
+        "{error:#}"
+    );
 }

@@ -29,7 +29,7 @@ use crate::server::extract::{ApiJson, ApiPath};
 use crate::server::now;
 use crate::server::ratelimit;
 use crate::server::routes::decode_b64;
-use crate::server::routes::releases::{keys_context, object_key};
+use crate::server::routes::releases::{SignatureBlock, keys_context, object_key};
 use crate::server::secrets::new_id;
 use crate::server::state::AppState;
 use crate::server::tx::VendorTx;
@@ -211,6 +211,8 @@ pub struct EntitledRelease {
     pub manifest_digest: String,
     /// Its sealed keys file.
     pub keys_sealed: String,
+    /// The manifest's signature by the vendor's release key, as pushed.
+    pub signature: SignatureBlock,
 }
 
 /// How the AWS account binding is checked.
@@ -241,8 +243,8 @@ pub async fn check_release(
         ApiError::bad_request(format!("{version:?} is not a semantic version: {e}"))
     })?;
     let row = sqlx::query(
-        "SELECT id, state, manifest_digest, keys_sealed, channels, yanked_reason, entitlement, published_at \
-         FROM releases WHERE app_id = $1 AND version = $2",
+        "SELECT id, state, manifest_digest, keys_sealed, channels, yanked_reason, entitlement, published_at, \
+         signature_kid, signature FROM releases WHERE app_id = $1 AND version = $2",
     )
     .bind(&license.app_id)
     .bind(parsed.to_string())
@@ -348,6 +350,10 @@ pub async fn check_release(
         id: row.try_get("id")?,
         manifest_digest: row.try_get("manifest_digest")?,
         keys_sealed: row.try_get("keys_sealed")?,
+        signature: SignatureBlock {
+            kid: row.try_get("signature_kid")?,
+            signature: row.try_get("signature")?,
+        },
     })
 }
 
@@ -415,6 +421,9 @@ pub struct Grant {
     pub manifest_digest: String,
     /// The bundle's keys file wrapped to `public_key` (base64).
     pub wrapped_keys: String,
+    /// The manifest's signature by the vendor's release key: the installer checks it against
+    /// the release keys of the keyset its pinned root signed before it deploys anything.
+    pub manifest_signature: SignatureBlock,
 }
 
 /// Grants a release's data keys to a licensed installer.
@@ -517,6 +526,7 @@ pub async fn grant(
         version: body.version,
         manifest_digest: release.manifest_digest,
         wrapped_keys: wrapped,
+        manifest_signature: release.signature,
     };
     state.metrics.count("consign_grants_total");
     tx.commit(None, StatusCode::OK, &response).await
@@ -634,6 +644,7 @@ pub async fn kit_keys(
         version: body.version,
         manifest_digest: release.manifest_digest,
         wrapped_keys: wrapped,
+        manifest_signature: release.signature,
     };
     tx.commit(None, StatusCode::OK, &response).await
 }
