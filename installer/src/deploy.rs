@@ -22,7 +22,8 @@ use license::UnixTime;
 use license::process::Progress;
 use serde::Serialize;
 
-use crate::aws::{Aws, is_missing_stack, is_not_found};
+use crate::aws::{Aws, is_missing_stack};
+use crate::bucket::{self, artifact_key};
 use crate::record::{self, Entry, History};
 use crate::release::Release;
 
@@ -168,16 +169,6 @@ impl Stack {
     fn is_busy(&self) -> bool {
         self.status.ends_with("_IN_PROGRESS") && self.status != "REVIEW_IN_PROGRESS"
     }
-}
-
-/// The artifact bucket of an account and region.
-pub fn artifact_bucket(account: &str, region: &str) -> String {
-    format!("consign-artifacts-{account}-{region}")
-}
-
-/// A function artifact's key: its plaintext digest.
-pub fn artifact_key(entry: &ObjectEntry) -> String {
-    format!("functions/{}.zip", entry.digest.hex())
 }
 
 /// Describes `name` (`None`: no such stack).
@@ -438,7 +429,9 @@ async fn needed_objects(
         match entry.role {
             Role::Template | Role::Asset => wanted.push(entry.clone()),
             Role::Function | Role::Layer => {
-                if bucket_exists && object_exists(aws, bucket, &artifact_key(entry)).await? {
+                if bucket_exists
+                    && bucket::is_proven(aws, bucket, &artifact_key(entry), &entry.digest).await?
+                {
                     skipped += 1;
                 } else if !wanted
                     .iter()
@@ -450,113 +443,6 @@ async fn needed_objects(
         }
     }
     Ok((wanted, skipped))
-}
-
-async fn object_exists(aws: &Aws, bucket: &str, key: &str) -> Result<bool> {
-    match aws.s3.head_object().bucket(bucket).key(key).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(aws.explain(e, "s3:GetObject", &format!("s3://{bucket}/{key}"))),
-    }
-}
-
-pub(crate) async fn bucket_exists(aws: &Aws, bucket: &str) -> Result<bool> {
-    match aws.s3.head_bucket().bucket(bucket).send().await {
-        Ok(_) => Ok(true),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(aws.explain(e, "s3:ListBucket", &format!("arn:aws:s3:::{bucket}"))),
-    }
-}
-
-/// Creates the artifact bucket once: encrypted, public access blocked, owner-enforced.
-async fn ensure_bucket(aws: &Aws, bucket: &str, ui: Ui) -> Result<()> {
-    if bucket_exists(aws, bucket).await? {
-        return Ok(());
-    }
-    let arn = format!("arn:aws:s3:::{bucket}");
-    let mut create = aws.s3.create_bucket().bucket(bucket);
-    if aws.region != "us-east-1" {
-        create = create.create_bucket_configuration(
-            aws_sdk_s3::types::CreateBucketConfiguration::builder()
-                .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
-                    aws.region.as_str(),
-                ))
-                .build(),
-        );
-    }
-    create
-        .send()
-        .await
-        .map_err(|e| aws.explain(e, "s3:CreateBucket", &arn))?;
-    use aws_sdk_s3::types::{
-        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    };
-    aws.s3
-        .put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| aws.explain(e, "s3:PutBucketPublicAccessBlock", &arn))?;
-    let default = ServerSideEncryptionByDefault::builder()
-        .sse_algorithm(ServerSideEncryption::Aes256)
-        .build()
-        .map_err(|e| anyhow!("{e}"))?;
-    aws.s3
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(default)
-                        .build(),
-                )
-                .build()
-                .map_err(|e| anyhow!("{e}"))?,
-        )
-        .send()
-        .await
-        .map_err(|e| aws.explain(e, "s3:PutEncryptionConfiguration", &arn))?;
-    ui.say(format!(
-        "created the artifact bucket {bucket} (encrypted, public access blocked)"
-    ));
-    Ok(())
-}
-
-async fn upload(
-    aws: &Aws,
-    bucket: &str,
-    key: &str,
-    file: &Path,
-    content_type: &str,
-    digest: Option<&str>,
-) -> Result<()> {
-    let body = aws_sdk_s3::primitives::ByteStream::from_path(file)
-        .await
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let mut put = aws
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type(content_type)
-        .body(body);
-    if let Some(digest) = digest {
-        put = put.metadata("consign-digest", digest);
-    }
-    put.send()
-        .await
-        .map_err(|e| aws.explain(e, "s3:PutObject", &format!("s3://{bucket}/{key}")))?;
-    Ok(())
 }
 
 /// Uploads the decrypted function zips the bucket lacks, in parallel.
@@ -573,7 +459,7 @@ async fn upload_functions(
             && let Some(file) = files.get(entry.path.as_str())
             && seen.insert(artifact_key(entry))
         {
-            jobs.push((artifact_key(entry), file.clone(), entry.size));
+            jobs.push((artifact_key(entry), file.clone(), entry.size, &entry.digest));
         }
     }
     if jobs.is_empty() {
@@ -582,15 +468,16 @@ async fn upload_functions(
     let total = jobs.iter().map(|j| j.2).sum();
     let progress = Progress::new(&format!("uploading {} functions", jobs.len()), total);
     let tick = progress.tick();
-    let mut tasks = futures_util::stream::iter(jobs.into_iter().map(|(key, file, size)| {
-        let tick = &tick;
-        async move {
-            upload(aws, bucket, &key, &file, "application/zip", None).await?;
-            tick(size);
-            Ok::<_, anyhow::Error>(key)
-        }
-    }))
-    .buffer_unordered(UPLOADS);
+    let mut tasks =
+        futures_util::stream::iter(jobs.into_iter().map(|(key, file, size, digest)| {
+            let tick = &tick;
+            async move {
+                bucket::upload(aws, bucket, &key, &file, "application/zip", digest).await?;
+                tick(size);
+                Ok::<_, anyhow::Error>(key)
+            }
+        }))
+        .buffer_unordered(UPLOADS);
     let mut uploaded = Vec::new();
     while let Some(result) = tasks.next().await {
         uploaded.push(result?);
@@ -643,23 +530,13 @@ async fn upload_assets(
                 .manifest
                 .object(path)
                 .ok_or_else(|| anyhow!("the manifest has no object {path}"))?;
-            let digest = entry.digest.to_string();
-            let current = aws.s3.head_object().bucket(bucket).key(key).send().await;
-            let same = match &current {
-                Ok(head) => head
-                    .metadata()
-                    .and_then(|m| m.get("consign-digest"))
-                    .is_some_and(|d| *d == digest),
-                Err(e) if is_not_found(e) => false,
-                Err(_) => false,
-            };
-            if same {
+            if bucket::is_proven(aws, bucket, key, &entry.digest).await? {
                 continue;
             }
             let file = files
                 .get(path.as_str())
                 .ok_or_else(|| anyhow!("asset {path} was not decrypted"))?;
-            upload(aws, bucket, key, file, content_type(key), Some(&digest)).await?;
+            bucket::upload(aws, bucket, key, file, content_type(key), &entry.digest).await?;
             count += 1;
         }
     }
@@ -891,13 +768,13 @@ async fn template_ref(
         return Ok(TemplateRef::Body(body));
     }
     let key = format!("templates/{}.json", entry.digest.hex());
-    if !object_exists(aws, bucket, &key).await? {
+    if !bucket::is_proven(aws, bucket, &key, &entry.digest).await? {
         if !may_upload {
             bail!(
                 "the template is over {MAX_TEMPLATE_BODY} bytes and must be read from the artifact bucket, which has no copy yet: run `installer install` (plan works once the bucket has it)"
             );
         }
-        upload(aws, bucket, &key, file, "application/json", None).await?;
+        bucket::upload(aws, bucket, &key, file, "application/json", &entry.digest).await?;
     }
     Ok(TemplateRef::Url(format!(
         "https://{bucket}.s3.{}.amazonaws.com/{key}",
@@ -945,7 +822,7 @@ async fn prepare(
         check_against_installed(release, options, stack.as_ref(), history.as_ref())?.cloned();
     let capabilities = check_capabilities(release)?;
     check_params(release, options)?;
-    let bucket = artifact_bucket(&aws.account, &aws.region);
+    let (bucket, bucket_exists) = bucket::for_deploy(aws).await?;
     let template_entry = release
         .manifest
         .object(&release.manifest.template)
@@ -973,7 +850,6 @@ async fn prepare(
         });
     }
     release.grant(&aws.account).await?;
-    let bucket_exists = bucket_exists(aws, &bucket).await?;
     let (wanted, skipped) = needed_objects(aws, release, &bucket, bucket_exists).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let total = wanted.iter().map(|w| w.sealed_size).sum();
@@ -1171,7 +1047,13 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
     }
 
     // From here on the account changes.
-    ensure_bucket(aws, &p.bucket, ui).await?;
+    let recorded = bucket::ensure(aws, &p.bucket, ui).await?;
+    if recorded != p.bucket {
+        bail!(
+            "another installer recorded the artifact bucket {recorded} while this one prepared {}: run the command again",
+            p.bucket
+        );
+    }
     let uploaded = upload_functions(aws, &release, &p.bucket, &p.files).await?;
     ui.say(format!(
         "artifacts in s3://{}: {} uploaded, {} already there",
@@ -1529,9 +1411,5 @@ mod tests {
         assert!(!stack("UPDATE_ROLLBACK_COMPLETE").is_vacant());
         assert!(stack("UPDATE_IN_PROGRESS").is_busy());
         assert!(!stack("REVIEW_IN_PROGRESS").is_busy());
-        assert_eq!(
-            artifact_bucket("123456789012", "eu-west-1"),
-            "consign-artifacts-123456789012-eu-west-1"
-        );
     }
 }

@@ -174,6 +174,8 @@ pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<Str
             "cloudformation:DescribeStackResource", "cloudformation:ListStackResources", "cloudformation:GetTemplate",
             "cloudformation:DeleteStack"],
             "Resource": format!("arn:aws:cloudformation:*:*:stack/{stack}/*")}),
+        json!({"Sid": "ArtifactBucketOwner", "Effect": "Allow", "Action": ["s3:ListAllMyBuckets"],
+            "Resource": "*"}),
         json!({"Sid": "ArtifactBucket", "Effect": "Allow", "Action": [
             "s3:CreateBucket", "s3:PutBucketPublicAccessBlock", "s3:PutEncryptionConfiguration",
             "s3:ListBucket", "s3:DeleteBucket"],

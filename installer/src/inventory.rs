@@ -9,11 +9,9 @@ use anyhow::{Result, bail};
 use license::UnixTime;
 use serde::Serialize;
 
-use crate::aws::{Aws, is_not_found};
-use crate::deploy::{
-    Ui, artifact_bucket, bucket_exists, delete_stack_quietly, describe_stack, newest_event,
-    outputs, watch,
-};
+use crate::aws::Aws;
+use crate::bucket;
+use crate::deploy::{Ui, delete_stack_quietly, describe_stack, newest_event, outputs, watch};
 use crate::record::{self, Entry, History};
 
 /// Unix seconds as a UTC time.
@@ -163,7 +161,7 @@ pub async fn uninstall(
         .flat_map(|h| h.entries.iter().flat_map(|e| e.asset_buckets.clone()))
         .collect();
     for bucket in &buckets {
-        assets_removed += empty_bucket(aws, bucket).await?;
+        assets_removed += bucket::empty(aws, bucket).await?;
     }
     let mut deleted = false;
     if stack.is_some() {
@@ -175,48 +173,41 @@ pub async fn uninstall(
     }
     let license = record::read_license(aws, stack_name).await?;
     record::forget(aws, stack_name).await?;
-    let bucket = artifact_bucket(&aws.account, &aws.region);
+    let artifact_bucket = bucket::find(aws).await?.filter(|(_, exists)| *exists);
     let mut artifacts_removed = 0;
     let mut left = Vec::new();
-    if purge {
-        let others = record::all_histories(aws).await?;
-        let in_use: BTreeSet<String> = others
-            .iter()
-            .filter(|(name, _)| name != stack_name)
-            .flat_map(|(_, h)| h.entries.iter().flat_map(|e| e.artifacts.clone()))
-            .collect();
-        let ours: BTreeSet<String> = history
-            .iter()
-            .flat_map(|h| h.entries.iter().flat_map(|e| e.artifacts.clone()))
-            .filter(|k| !in_use.contains(k))
-            .collect();
-        for key in &ours {
-            match aws.s3.delete_object().bucket(&bucket).key(key).send().await {
-                Ok(_) => artifacts_removed += 1,
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(aws.explain(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}")));
+    if let Some((bucket, _)) = &artifact_bucket {
+        if purge {
+            let others = record::all_histories(aws).await?;
+            let in_use: BTreeSet<String> = others
+                .iter()
+                .filter(|(name, _)| name != stack_name)
+                .flat_map(|(_, h)| h.entries.iter().flat_map(|e| e.artifacts.clone()))
+                .collect();
+            let ours: BTreeSet<String> = history
+                .iter()
+                .flat_map(|h| h.entries.iter().flat_map(|e| e.artifacts.clone()))
+                .filter(|k| !in_use.contains(k))
+                .collect();
+            for key in &ours {
+                if bucket::delete_object(aws, bucket, key).await? {
+                    artifacts_removed += 1;
                 }
             }
-        }
-        if in_use.is_empty() && bucket_exists(aws, &bucket).await? {
-            empty_bucket(aws, &bucket).await?;
-            aws.s3
-                .delete_bucket()
-                .bucket(&bucket)
-                .send()
-                .await
-                .map_err(|e| aws.explain(e, "s3:DeleteBucket", &bucket))?;
-        } else if bucket_exists(aws, &bucket).await? {
+            if in_use.is_empty() {
+                bucket::empty(aws, bucket).await?;
+                bucket::delete(aws, bucket).await?;
+            } else {
+                left.push(format!(
+                    "the artifact bucket {bucket}, which other installations in this account use"
+                ));
+            }
+        } else {
             left.push(format!(
-                "the artifact bucket {bucket}, which other installations in this account use"
+                "the artifact bucket {bucket} (shared by every Consign installation in {} {}; --purge-artifacts removes this stack's artifacts)",
+                aws.account, aws.region
             ));
         }
-    } else if bucket_exists(aws, &bucket).await? {
-        left.push(format!(
-            "the artifact bucket {bucket} (shared by every Consign installation in {} {}; --purge-artifacts removes this stack's artifacts)",
-            aws.account, aws.region
-        ));
     }
     Ok(Uninstalled {
         stack: stack_name.to_owned(),
@@ -227,32 +218,4 @@ pub async fn uninstall(
         license,
         seat_freed: None,
     })
-}
-
-async fn empty_bucket(aws: &Aws, bucket: &str) -> Result<usize> {
-    let mut removed = 0;
-    loop {
-        let listed = match aws.s3.list_objects_v2().bucket(bucket).send().await {
-            Ok(listed) => listed,
-            Err(e) if is_not_found(&e) => return Ok(removed),
-            Err(e) => return Err(aws.explain(e, "s3:ListBucket", bucket)),
-        };
-        if listed.contents().is_empty() {
-            return Ok(removed);
-        }
-        for object in listed.contents() {
-            if let Some(key) = object.key() {
-                aws.s3
-                    .delete_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        aws.explain(e, "s3:DeleteObject", &format!("s3://{bucket}/{key}"))
-                    })?;
-                removed += 1;
-            }
-        }
-    }
 }

@@ -98,7 +98,7 @@ pub fn license_parameter(stack: &str) -> String {
 }
 
 /// The value of parameter `name`, decrypted (`None`: there is none).
-async fn get(aws: &Aws, name: &str) -> Result<Option<String>> {
+pub(crate) async fn get(aws: &Aws, name: &str) -> Result<Option<String>> {
     match aws
         .ssm
         .get_parameter()
@@ -132,6 +132,48 @@ async fn put(
         .await
         .map_err(|e| aws.explain(e, "ssm:PutParameter", name))?;
     Ok(())
+}
+
+/// Writes parameter `name` unless it exists: `None` when this call wrote `value`, else the value
+/// that was already there (written first by another run).
+pub(crate) async fn put_once(
+    aws: &Aws,
+    name: &str,
+    value: &str,
+    description: &str,
+) -> Result<Option<String>> {
+    if let Some(existing) = get(aws, name).await? {
+        return Ok(Some(existing));
+    }
+    match aws
+        .ssm
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(false)
+        .description(description)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_parameter_already_exists()) =>
+        {
+            get(aws, name).await
+        }
+        Err(e) => Err(aws.explain(e, "ssm:PutParameter", name)),
+    }
+}
+
+/// Deletes parameter `name` (a missing one is fine).
+pub(crate) async fn delete(aws: &Aws, name: &str) -> Result<()> {
+    match aws.ssm.delete_parameter().name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(aws.explain(e, "ssm:DeleteParameter", name)),
+    }
 }
 
 /// Reads `stack`'s history (`None`: never installed, or uninstalled).
@@ -184,11 +226,7 @@ pub async fn read_license(aws: &Aws, stack: &str) -> Result<Option<String>> {
 /// Deletes both parameters (after an uninstall); missing ones are fine.
 pub async fn forget(aws: &Aws, stack: &str) -> Result<()> {
     for name in [history_parameter(stack), license_parameter(stack)] {
-        match aws.ssm.delete_parameter().name(&name).send().await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(aws.explain(e, "ssm:DeleteParameter", &name)),
-        }
+        delete(aws, &name).await?;
     }
     Ok(())
 }

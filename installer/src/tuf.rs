@@ -111,6 +111,7 @@ pub fn check_pinned_root(root: &[u8], pin: &str) -> Result<()> {
         .get(&RoleType::Root)
         .ok_or_else(|| refuse("it has no root role".into()))?;
     let mut pinned = None;
+    let mut others = Vec::new();
     for id in &role.keyids {
         let key = signed
             .signed
@@ -134,18 +135,23 @@ pub fn check_pinned_root(root: &[u8], pin: &str) -> Result<()> {
             }
         };
         let fingerprint = public.fingerprint();
-        if fingerprint != pin {
-            return Err(refuse(format!(
-                "its root role also trusts the key {fingerprint}, which is not the pinned one"
-            )));
+        if fingerprint == pin {
+            pinned = Some((id.clone(), public));
+        } else {
+            others.push(fingerprint);
         }
-        pinned = Some((id.clone(), public));
     }
     let Some((pinned_id, public)) = pinned else {
         return Err(refuse(format!(
             "it is not rooted in the vendor key {pin} (another vendor's root, or the wrong --trust-root)"
         )));
     };
+    if !others.is_empty() {
+        return Err(refuse(format!(
+            "its root role also trusts {}, which the pin does not name",
+            others.join(", ")
+        )));
+    }
     if role.keyids.len() != 1 || role.threshold.get() != 1 {
         return Err(refuse(format!(
             "its root role asks for {} signatures from {} keys, which the pinned key alone cannot give",

@@ -21,6 +21,10 @@ use crate::portal::{PortalProcess, PortalSetup, copy_tree, issue_license, seed_v
 pub const ACCOUNT: &str = "123456789012";
 /// The region the tests deploy into.
 pub const REGION: &str = "us-east-1";
+/// Another AWS account on the same moto server: the customer's neighbour.
+pub const NEIGHBOUR: &str = "111111111111";
+/// The SSM parameter where the installer records the account's artifact bucket.
+pub const ARTIFACT_BUCKET_RECORD: &str = "/consign/artifact-bucket";
 
 /// A vendor with a portal and published releases, and a customer's AWS account.
 pub struct World {
@@ -297,8 +301,23 @@ print(json.dumps({"functions": functions, "layers": layers, "stacks": stacks}, s
     /// Runs a Python script with boto3 against this world's moto (`boto3`, `json` and the client
     /// arguments `kw` are defined); its stdout, parsed as JSON.
     pub fn boto3(&self, body: &str) -> Value {
+        self.python(body, "")
+    }
+
+    /// [`World::boto3`] as the neighbour: another AWS account ([`NEIGHBOUR`]) on the same moto,
+    /// reached by assuming a role in it.
+    pub fn neighbour(&self, body: &str) -> Value {
+        self.python(
+            body,
+            &format!(
+                "c = boto3.client(\"sts\", **kw).assume_role(RoleArn=\"arn:aws:iam::{NEIGHBOUR}:role/neighbour\", RoleSessionName=\"neighbour\")[\"Credentials\"]\nkw.update(aws_access_key_id=c[\"AccessKeyId\"], aws_secret_access_key=c[\"SecretAccessKey\"], aws_session_token=c[\"SessionToken\"])\n"
+            ),
+        )
+    }
+
+    fn python(&self, body: &str, prelude: &str) -> Value {
         let script = format!(
-            "import boto3, json, sys\nkw = dict(endpoint_url=sys.argv[1], region_name=\"{REGION}\",\n          aws_access_key_id=\"testing\", aws_secret_access_key=\"testing\")\n{body}"
+            "import boto3, json, sys\nkw = dict(endpoint_url=sys.argv[1], region_name=\"{REGION}\",\n          aws_access_key_id=\"testing\", aws_secret_access_key=\"testing\")\n{prelude}{body}"
         );
         let out = Command::new(venv_python())
             .args(["-c", &script, &self.moto.endpoint()])
@@ -312,10 +331,20 @@ print(json.dumps({"functions": functions, "layers": layers, "stacks": stacks}, s
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The artifact bucket the installer recorded in the account, if any.
+    pub fn artifact_bucket(&self) -> Option<String> {
+        self.account()["parameters"][ARTIFACT_BUCKET_RECORD]
+            .as_str()
+            .map(str::to_owned)
+    }
+
     /// The function artifacts in the artifact bucket.
     pub fn artifacts(&self) -> Vec<String> {
         let account = self.account();
-        account["buckets"][format!("consign-artifacts-{ACCOUNT}-{REGION}")]
+        let Some(bucket) = account["parameters"][ARTIFACT_BUCKET_RECORD].as_str() else {
+            return Vec::new();
+        };
+        account["buckets"][bucket]
             .as_array()
             .map(|keys| {
                 keys.iter()

@@ -255,7 +255,7 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(
-            "AWS denied s3:CreateBucket on arn:aws:s3:::consign-artifacts-123456789012-us-east-1"
+            "AWS denied s3:CreateBucket on arn:aws:s3:::consign-artifacts-123456789012-us-east-1-"
         ),
         "{stderr}"
     );

@@ -474,7 +474,7 @@ fn a_root_from_another_vendor_is_refused_before_loading() {
     let error = installer::tuf::check_pinned_root(&repo.root1(), &other.public_key().fingerprint())
         .unwrap_err();
     assert!(
-        format!("{error:#}").contains("is not the pinned one"),
+        format!("{error:#}").contains("is not rooted in the vendor key"),
         "{error:#}"
     );
 }
