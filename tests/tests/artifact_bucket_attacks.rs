@@ -165,8 +165,8 @@ fn planted_artifact_with_the_right_key_and_wrong_bytes_is_uploaded_again() {
     let world = World::new();
     world.license("globex.lic", &[]);
     world.login("globex.lic");
-    world.installer_ok(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
-    let bucket = world.artifact_bucket().unwrap();
+    let done = world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
+    let bucket = done["artifact_bucket"].as_str().unwrap().to_owned();
     // 1.1.0 changes only the posts function: users' zip keeps its key. Someone with write
     // access to the bucket replaces it, with an honest SHA-256 checksum of the wrong bytes.
     let v11 = manifest(&world, "1.1.0");
@@ -203,8 +203,8 @@ fn template_planted_in_the_bucket_is_not_deployed() {
     });
     world.license("globex.lic", &[]);
     world.login("globex.lic");
-    world.installer_ok(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
-    let bucket = world.artifact_bucket().unwrap();
+    let done = world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
+    let bucket = done["artifact_bucket"].as_str().unwrap().to_owned();
     let template = objects(&manifest(&world, "1.2.0"), Role::Template).remove(0);
     let key = format!("templates/{}.json", template.digest.hex());
     // Planted before the upgrade, under the key the installer will use.
