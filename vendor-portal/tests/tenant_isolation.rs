@@ -253,3 +253,71 @@ async fn every_endpoint_isolates_vendors(db: Db) {
     );
 }
 on_both_databases!(every_endpoint_isolates_vendors);
+
+/// Installations are freed by the license's own vendor only: vendor B registers keys of its
+/// own and signs a license carrying vendor A's license id, then asks to free A's seat.
+async fn another_vendors_seat_cannot_be_freed(db: Db) {
+    let portal = start_with(db, Default::default()).await;
+    let a = portal.token.clone();
+    portal.seed_catalog(&a).await;
+    let license = portal.issue(&a).await;
+    let license_id = license["id"].as_str().unwrap().to_owned();
+    // A's customer runs the license in a stack (the seat, as an activation records it).
+    let vendor_id: String = sqlx::Row::get(
+        &sqlx::query("SELECT vendor_id FROM licenses WHERE id = $1")
+            .bind(&license_id)
+            .fetch_one(&portal.state.db.pool)
+            .await
+            .unwrap(),
+        "vendor_id",
+    );
+    sqlx::query(
+        "INSERT INTO installations (id, vendor_id, license_id, aws_account, region, stack, version, \
+         created_at, last_seen_at) VALUES ('ins_a', $1, $2, '123456789012', 'eu-west-1', 'blog', '1.0.0', 1, 1)",
+    )
+    .bind(&vendor_id)
+    .bind(&license_id)
+    .execute(&portal.state.db.pool)
+    .await
+    .unwrap();
+
+    // Vendor B holds its own keys, registered with the portal.
+    let b = portal.other_vendor("initech").await;
+    let mut keys = tests::Vendor::with_seq(7);
+    keys.keyset.issuer = Some("initech".parse().unwrap());
+    keys.keyset_json = keys.keyset.sign(&keys.root).unwrap();
+    portal
+        .call(
+            Method::POST,
+            "/api/v1/keys/register",
+            Some(&b),
+            Some(json!({"keyset": keys.keyset_json,
+                        "license_signing_key": keys.signer.to_pem().as_str()})),
+        )
+        .await
+        .expect(200);
+    let mut claims = keys.claims();
+    claims.jti = license_id.parse().unwrap();
+    let forged = keys.sign(&claims);
+    let remove = json!({"license": forged, "aws_account": "123456789012",
+                        "region": "eu-west-1", "stack": "blog"});
+    let r = portal
+        .call(
+            Method::POST,
+            "/api/v1/installations/remove",
+            None,
+            Some(remove),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert!(r.text.contains("was not issued by initech"), "{}", r.text);
+    let removed: Option<i64> = sqlx::Row::get(
+        &sqlx::query("SELECT removed_at FROM installations WHERE id = 'ins_a'")
+            .fetch_one(&portal.state.db.pool)
+            .await
+            .unwrap(),
+        "removed_at",
+    );
+    assert_eq!(removed, None, "vendor B freed vendor A's seat");
+}
+on_both_databases!(another_vendors_seat_cannot_be_freed);

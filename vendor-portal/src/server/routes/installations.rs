@@ -570,7 +570,7 @@ pub struct Removed {
 /// Frees the seat of an uninstalled stack (the installer calls this after `uninstall`).
 #[utoipa::path(post, path = "/api/v1/installations/remove", tag = "agents", request_body = RemoveRequest,
     responses((status = 200, body = Removed), (status = 401, body = crate::server::error::Problem),
-              (status = 403, body = crate::server::error::Problem)))]
+              (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem)))]
 pub async fn remove(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -579,18 +579,36 @@ pub async fn remove(
     let mut conn = state.db.pool.acquire().await?;
     // A revoked or expired license may still free its seats; only a genuine one may.
     let license = verify_license(&mut conn, &body.license).await?;
-    drop(conn);
     let license_id = license.claims.jti.as_str().to_owned();
+    // The signature proves only who signed: the license must also be one this vendor issued on
+    // this portal (a vendor could sign another vendor's license id with its own key).
+    let issued = sqlx::query("SELECT id FROM licenses WHERE id = $1 AND vendor_id = $2")
+        .bind(&license_id)
+        .bind(&license.vendor_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    drop(conn);
+    if issued.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_license",
+            format!(
+                "license {license_id} was not issued by {} on this portal: there is no seat of it to free",
+                license.claims.iss
+            ),
+        ));
+    }
     let mut tx = VendorTx::begin(&state, &license.vendor_id).await?;
     let row = sqlx::query(
         "UPDATE installations SET removed_at = $5 WHERE license_id = $1 AND aws_account = $2 \
-         AND region = $3 AND stack = $4 AND removed_at IS NULL RETURNING id",
+         AND region = $3 AND stack = $4 AND vendor_id = $6 AND removed_at IS NULL RETURNING id",
     )
     .bind(&license_id)
     .bind(&body.aws_account)
     .bind(&body.region)
     .bind(&body.stack)
     .bind(now())
+    .bind(&license.vendor_id)
     .fetch_optional(tx.conn())
     .await?;
     let installation = match row {
