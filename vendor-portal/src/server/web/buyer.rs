@@ -77,9 +77,18 @@ async fn required(state: &AppState, headers: &HeaderMap, next: &str) -> Result<B
         .ok_or_else(|| WebError::redirect(format!("/login?next={}", super::encode(next))))
 }
 
-/// Only paths on this site (`/x`, not `//host` or `https://…`) are followed after sign-in.
+/// Only paths on this site (`/x`, not `//host` or `https://…`) are followed after sign-in:
+/// `next` when it starts with one `/` and holds no backslash, no
+/// whitespace and no control character (browsers drop tabs and newlines from URLs, so `/\t/evil`
+/// would become `//evil`, another site).
 fn local_path(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\')).then_some(next)
+    (next.len() <= 2048
+        && next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || c.is_whitespace()))
+    .then_some(next)
 }
 
 #[derive(Template)]
@@ -786,11 +795,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_local_paths_are_followed() {
+    fn sign_in_next_cannot_leave_the_site() {
         assert_eq!(local_path("/account"), Some("/account"));
         assert_eq!(local_path("//evil.example/x"), None);
         assert_eq!(local_path("https://evil.example"), None);
         assert_eq!(local_path("/\\evil.example"), None);
+        // Browsers strip tabs and newlines: these would become //evil.example.
+        for attack in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/ /evil",
+        ] {
+            assert_eq!(local_path(attack), None, "{attack:?}");
+        }
+        assert_eq!(
+            local_path("/account/licenses/lic_1?x=1"),
+            Some("/account/licenses/lic_1?x=1")
+        );
     }
 
     #[test]
