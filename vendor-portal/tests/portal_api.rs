@@ -233,6 +233,57 @@ async fn rate_limits_answer_429(db: Db) {
 }
 on_both_databases!(rate_limits_answer_429);
 
+/// Sends a wrong-password login with `X-Forwarded-For: forwarded`; its status.
+async fn guess_with_forwarded_for(portal: &common::server::TestPortal, forwarded: &str) -> u16 {
+    portal
+        .http
+        .post(format!("{}/api/v1/session", portal.url))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({"vendor": "acme", "email": "owner@acme.example", "password": "wrong-password!"}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn rotating_forwarded_for_does_not_escape_rate_limits(db: Db) {
+    // No trusted proxy: the header is the client's own word, and ignored.
+    let limits = Limits {
+        logins_per_minute: 2,
+        ..Limits::default()
+    };
+    let portal = start_with(db.clone(), limits).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        statuses.push(guess_with_forwarded_for(&portal, &format!("198.51.100.{i}")).await);
+    }
+    assert!(
+        statuses.contains(&429),
+        "a fresh X-Forwarded-For escaped the limit: {statuses:?}"
+    );
+
+    // Behind a trusted proxy (the test's own loopback), each client has its own budget, and a
+    // client that prepends addresses of its choosing still counts as itself.
+    let limits = Limits {
+        logins_per_minute: 2,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        ..Limits::default()
+    };
+    let portal = start_with(db, limits).await;
+    let mut first = Vec::new();
+    for i in 0..6 {
+        first.push(guess_with_forwarded_for(&portal, &format!("10.9.9.{i}, 203.0.113.1")).await);
+    }
+    assert!(first.contains(&429), "{first:?}");
+    assert_eq!(
+        guess_with_forwarded_for(&portal, "203.0.113.2").await,
+        401,
+        "another client behind the proxy was limited too"
+    );
+}
+on_both_databases!(rotating_forwarded_for_does_not_escape_rate_limits);
+
 async fn roles_tokens_and_sessions(db: Db) {
     let portal = start(db).await;
     portal.seed_catalog(&portal.token).await;

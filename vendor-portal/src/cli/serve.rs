@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// Marketplace trials started per source address per hour (0: unlimited).
     #[arg(long, default_value_t = Limits::default().trials_per_hour)]
     trials_per_hour: u64,
+    /// A reverse proxy (address or CIDR range) whose X-Forwarded-For names the client, for the
+    /// per-address rate limits and the audit log (repeatable). Without it the header is ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<server::proxy::Cidr>,
     /// Database connections per process.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
@@ -104,6 +108,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 logins_per_minute: args.logins_per_minute,
                 signups_per_hour: args.signups_per_hour,
                 trials_per_hour: args.trials_per_hour,
+                trusted_proxies: args.trusted_proxies,
             },
             max_connections: args.max_connections.max(1),
             ..args.storage.config()

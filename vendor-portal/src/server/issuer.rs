@@ -81,7 +81,8 @@ impl Issuer {
         // A few writers take turns at the queue, so one batch's round trips and commit overlap
         // the next batch's start; batches for one vendor still serialise on its row lock.
         for _ in 0..WRITERS {
-            let (db, writer, jobs) = (db.clone(), writer.clone(), jobs.clone());
+            let (db, writer, jobs, limits) =
+                (db.clone(), writer.clone(), jobs.clone(), limits.clone());
             tokio::spawn(async move {
                 loop {
                     let batch = {
@@ -107,7 +108,7 @@ impl Issuer {
                     }
                     let groups = by_vendor
                         .into_values()
-                        .map(|group| commit_group(&db, &writer, limits, group));
+                        .map(|group| commit_group(&db, &writer, limits.clone(), group));
                     futures_util::future::join_all(groups).await;
                 }
             });

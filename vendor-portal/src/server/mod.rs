@@ -10,6 +10,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod issuer;
 pub mod metrics;
+pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
 pub mod secrets;
@@ -108,7 +109,7 @@ pub async fn open(config: &Config) -> Result<AppState> {
         .mark_ready()
         .await
         .with_context(|| format!("the blob store {blob_url} is not writable"))?;
-    Ok(AppState::new(db, blobs, master, config.limits))
+    Ok(AppState::new(db, blobs, master, config.limits.clone()))
 }
 
 async fn master_key(config: &Config, db: &Database) -> Result<MasterKey> {
@@ -192,6 +193,7 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), proxy::layer))
         .with_state(state)
 }
 

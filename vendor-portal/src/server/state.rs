@@ -9,8 +9,9 @@ use super::db::Database;
 use super::metrics::Metrics;
 use super::secrets::MasterKey;
 
-/// Rate limits, per minute; 0 turns one off.
-#[derive(Clone, Copy, Debug)]
+/// Rate limits, per minute; 0 turns one off. Per-address limits count the client's address,
+/// which `X-Forwarded-For` gives only behind [`Limits::trusted_proxies`].
+#[derive(Clone, Debug)]
 pub struct Limits {
     /// Licenses issued (or changed) per vendor.
     pub license_writes_per_minute: u64,
@@ -22,6 +23,9 @@ pub struct Limits {
     pub signups_per_hour: u64,
     /// Marketplace trials started per source address per hour.
     pub trials_per_hour: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`); empty:
+    /// the header is ignored.
+    pub trusted_proxies: Vec<super::proxy::Cidr>,
 }
 
 impl Default for Limits {
@@ -32,6 +36,7 @@ impl Default for Limits {
             logins_per_minute: 10,
             signups_per_hour: 20,
             trials_per_hour: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -154,7 +159,7 @@ impl AppState {
     /// Wraps the parts.
     pub fn new(db: Database, blobs: Blobs, master: MasterKey, limits: Limits) -> Self {
         let writer = Arc::new(tokio::sync::Mutex::new(()));
-        let issuer = super::issuer::Issuer::start(db.clone(), writer.clone(), limits);
+        let issuer = super::issuer::Issuer::start(db.clone(), writer.clone(), limits.clone());
         Self(Arc::new(Inner {
             db,
             blobs,
