@@ -507,11 +507,14 @@ pub fn console_page(url: &str, token: &str, path: &str) -> String {
             .send()
             .await
             .unwrap();
-        let csrf = cookie_of(&form, "consign_csrf").unwrap();
+        let csrf = cookie_of(&form, "__Host-consign_csrf").unwrap();
         let vendor = token_vendor(&http, url, token).await;
         let signed_in = http
             .post(format!("{url}/console/login"))
-            .header(reqwest::header::COOKIE, format!("consign_csrf={csrf}"))
+            .header(
+                reqwest::header::COOKIE,
+                format!("__Host-consign_csrf={csrf}"),
+            )
             .form(&[
                 ("csrf", csrf.as_str()),
                 ("vendor", vendor.as_str()),
@@ -522,12 +525,12 @@ pub fn console_page(url: &str, token: &str, path: &str) -> String {
             .await
             .unwrap();
         assert_eq!(signed_in.status(), 303, "the console sign-in failed");
-        let session = cookie_of(&signed_in, "consign_session").unwrap();
+        let session = cookie_of(&signed_in, "__Host-consign_session").unwrap();
         let page = http
             .get(format!("{url}{path}"))
             .header(
                 reqwest::header::COOKIE,
-                format!("consign_csrf={csrf}; consign_session={session}"),
+                format!("__Host-consign_csrf={csrf}; __Host-consign_session={session}"),
             )
             .send()
             .await

@@ -284,6 +284,70 @@ async fn rotating_forwarded_for_does_not_escape_rate_limits(db: Db) {
 }
 on_both_databases!(rotating_forwarded_for_does_not_escape_rate_limits);
 
+/// A page on another site (or a sibling subdomain) that gets the browser to send the session
+/// cookie cannot change anything through the API: cookie-authenticated writes need this
+/// site's `Origin`. Tokens are unaffected.
+async fn cross_site_writes_with_the_session_cookie_are_refused(db: Db) {
+    let portal = start(db).await;
+    portal
+        .post("/api/v1/members", json!({"email": "ops@acme.example", "role": "owner", "password": "a long owner password"}))
+        .await
+        .expect(201);
+    let login = portal
+        .http
+        .post(format!("{}/api/v1/session", portal.url))
+        .json(&json!({"vendor": "acme", "email": "ops@acme.example", "password": "a long owner password"}))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-consign_session="), "{cookie}");
+    assert!(cookie.contains("Path=/") && cookie.contains("Secure") && !cookie.contains("Domain"));
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let create = |origin: Option<&str>, slug: &str| {
+        let mut r = portal
+            .http
+            .post(format!("{}/api/v1/customers", portal.url))
+            .header("cookie", session.clone())
+            .json(&json!({"slug": slug, "name": "Made by a page"}));
+        if let Some(origin) = origin {
+            r = r.header("origin", origin);
+        }
+        r.send()
+    };
+    for origin in [
+        None,
+        Some("https://evil.example"),
+        Some("null"),
+        Some("http://127.0.0.1.evil.example"),
+    ] {
+        let r = create(origin, "cross-site").await.unwrap();
+        assert_eq!(r.status(), 403, "{origin:?}");
+        assert!(r.text().await.unwrap().contains("Origin"));
+    }
+    assert_eq!(portal.get("/api/v1/customers/cross-site").await.status, 404);
+    // From the portal's own pages it works, and reads never need an Origin.
+    let own = portal.url.clone();
+    assert_eq!(create(Some(&own), "same-site").await.unwrap().status(), 201);
+    let read = portal
+        .http
+        .get(format!("{}/api/v1/customers", portal.url))
+        .header("cookie", session.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    // A token needs no Origin.
+    portal
+        .post(
+            "/api/v1/customers",
+            json!({"slug": "by-token", "name": "Token"}),
+        )
+        .await
+        .expect(201);
+}
+on_both_databases!(cross_site_writes_with_the_session_cookie_are_refused);
+
 async fn roles_tokens_and_sessions(db: Db) {
     let portal = start(db).await;
     portal.seed_catalog(&portal.token).await;

@@ -89,7 +89,7 @@ impl Visitor {
     async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let csrf = self
             .cookies
-            .get("consign_csrf")
+            .get("__Host-consign_csrf")
             .cloned()
             .unwrap_or_default();
         let mut form: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
@@ -270,7 +270,7 @@ async fn forged_forms_are_refused(db: Db) {
         .await;
     assert_eq!(wrong.status, 403);
     // The right token, from another site.
-    let csrf = visitor.cookies["consign_csrf"].clone();
+    let csrf = visitor.cookies["__Host-consign_csrf"].clone();
     let cross_site = visitor
         .send(
             visitor

@@ -15,8 +15,9 @@ use super::secrets::{SESSION_PREFIX, TOKEN_PREFIX, secret_hash};
 use super::state::AppState;
 use super::{now, ratelimit};
 
-/// The session cookie's name.
-pub const SESSION_COOKIE: &str = "consign_session";
+/// The session cookie's name. `__Host-`: the browser keeps it only when it is Secure, for the
+/// whole site and for this host alone, so a sibling subdomain cannot set or shadow it.
+pub const SESSION_COOKIE: &str = "__Host-consign_session";
 
 /// A member's role, ordered by what it may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
@@ -106,6 +107,46 @@ pub fn credential(parts: &Parts) -> Option<String> {
             .or_else(|| text.strip_prefix("bearer "))?;
         return Some(token.trim().to_owned());
     }
+    session_cookie(parts)
+}
+
+/// Whether the request's `Origin` is this site (its `Host`); `None` when it sends no `Origin`.
+pub fn origin_matches_host(headers: &axum::http::HeaderMap) -> Option<bool> {
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Some(
+        origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host)),
+    )
+}
+
+/// A browser session may change things through the API only from the portal's own pages: a
+/// state-changing API request authenticated by the session cookie must carry this site's
+/// `Origin` (browsers always send it on such requests). API clients use tokens instead.
+fn check_session_origin(parts: &Parts) -> ApiResult<()> {
+    let safe = matches!(
+        parts.method,
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if safe || !parts.uri.path().starts_with("/api/") || session_cookie(parts).is_none() {
+        return Ok(());
+    }
+    if parts.headers.contains_key(header::AUTHORIZATION) {
+        return Ok(());
+    }
+    match origin_matches_host(&parts.headers) {
+        Some(true) => Ok(()),
+        _ => Err(ApiError::forbidden(
+            "a browser session changes things only from this portal's own pages (the request's Origin must be this site): from other clients, use an API token (Authorization: Bearer cns_...)",
+        )),
+    }
+}
+
+fn session_cookie(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get_all(header::COOKIE)
@@ -122,6 +163,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
         let meta = RequestMeta::from_parts(parts);
+        check_session_origin(parts)?;
         let Some(secret) = credential(parts) else {
             return Err(ApiError::unauthorized(
                 "this needs a vendor API token: pass --token or set PORTAL_TOKEN (Authorization: Bearer cns_...)",

@@ -534,11 +534,10 @@ pub async fn logout(
         state.credentials.forget(&secret_hash(&secret));
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "consign_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"
+    )) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
     Ok(response)
 }

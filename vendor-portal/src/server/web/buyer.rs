@@ -25,7 +25,7 @@ use crate::server::state::AppState;
 use crate::server::{now, ratelimit};
 
 /// The buyer's session cookie.
-pub const BUYER_COOKIE: &str = "consign_buyer";
+pub const BUYER_COOKIE: &str = "__Host-consign_buyer";
 /// Buyer session secrets start with this.
 const BUYER_PREFIX: &str = "cnbs_";
 /// Buyer sessions last 12 hours.

@@ -30,7 +30,7 @@ use super::error::ApiError;
 use super::state::AppState;
 
 /// The CSRF cookie's name.
-pub const CSRF_COOKIE: &str = "consign_csrf";
+pub const CSRF_COOKIE: &str = "__Host-consign_csrf";
 
 /// Form posts are small; this bounds what the CSRF check buffers.
 const MAX_FORM: usize = 64 * 1024;
@@ -131,18 +131,9 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> 
 }
 
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        // Browsers send Origin with every cross-site form post; its absence means a same-site
-        // navigation or a non-browser client, which the token check still covers.
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+    // Browsers send Origin with every cross-site form post; its absence means a same-site
+    // navigation or a non-browser client, which the token check still covers.
+    crate::server::auth::origin_matches_host(headers).unwrap_or(true)
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
