@@ -8,7 +8,7 @@ mod common;
 
 use common::server::{Db, start, start_with};
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use vendor_portal::server::state::Limits;
 
 async fn malformed_requests_get_problems(db: Db) {
@@ -347,6 +347,127 @@ async fn cross_site_writes_with_the_session_cookie_are_refused(db: Db) {
         .expect(201);
 }
 on_both_databases!(cross_site_writes_with_the_session_cookie_are_refused);
+
+/// POSTs `body` to `path` with `token` and `Idempotency-Key: key`: (status, replayed, body).
+async fn post_keyed(
+    portal: &common::server::TestPortal,
+    token: &str,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> (u16, bool, Value) {
+    let r = portal
+        .http
+        .post(format!("{}{path}", portal.url))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let replayed = r.headers().contains_key("idempotency-replayed");
+    (status, replayed, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn idempotency_replays_need_a_live_credential_and_hold_no_secret(db: Db) {
+    let portal = start(db).await;
+    let a = portal.token.clone();
+    // A new token: the first answer shows its secret, a replay does not, nor does the store.
+    let (status, _, first) = post_keyed(
+        &portal,
+        &a,
+        "k-token",
+        "/api/v1/tokens",
+        json!({"name": "ci"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let secret = first["token"].as_str().unwrap().to_owned();
+    let (status, replayed, again) = post_keyed(
+        &portal,
+        &a,
+        "k-token",
+        "/api/v1/tokens",
+        json!({"name": "ci"}),
+    )
+    .await;
+    assert_eq!((status, replayed), (201, true));
+    assert_eq!(again["id"], first["id"]);
+    assert!(
+        !again.to_string().contains(&secret),
+        "a replay leaked the token: {again}"
+    );
+    // The same for a generated password.
+    let (status, _, member) = post_keyed(
+        &portal,
+        &a,
+        "k-member",
+        "/api/v1/members",
+        json!({"email": "new@acme.example", "role": "support"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let password = member["password"].as_str().unwrap().to_owned();
+    let (_, replayed, again) = post_keyed(
+        &portal,
+        &a,
+        "k-member",
+        "/api/v1/members",
+        json!({"email": "new@acme.example", "role": "support"}),
+    )
+    .await;
+    assert!(replayed);
+    assert!(
+        again["password"].is_null(),
+        "a replay leaked the password: {again}"
+    );
+    let stored: Vec<String> = sqlx::query("SELECT body FROM idempotency_keys")
+        .fetch_all(&portal.state.db.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| sqlx::Row::get(row, "body"))
+        .collect();
+    for body in &stored {
+        assert!(
+            !body.contains(&secret) && !body.contains(&password),
+            "stored: {body}"
+        );
+    }
+
+    // A token that is revoked gets no replay of what it did while it was valid.
+    let (status, _, made) = post_keyed(
+        &portal,
+        &secret,
+        "k-made",
+        "/api/v1/tokens",
+        json!({"name": "made"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    portal
+        .post(
+            &format!("/api/v1/tokens/{}/revoke", first["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await
+        .expect(200);
+    let (status, replayed, answer) = post_keyed(
+        &portal,
+        &secret,
+        "k-made",
+        "/api/v1/tokens",
+        json!({"name": "made"}),
+    )
+    .await;
+    assert_eq!((status, replayed), (401, false), "{answer}");
+    assert!(
+        !answer.to_string().contains(made["id"].as_str().unwrap()),
+        "{answer}"
+    );
+}
+on_both_databases!(idempotency_replays_need_a_live_credential_and_hold_no_secret);
 
 async fn roles_tokens_and_sessions(db: Db) {
     let portal = start(db).await;

@@ -3,9 +3,12 @@
 //! with a different request is refused. The record is written in the same transaction as the
 //! change it describes, so a crash leaves either both or neither; two concurrent requests with
 //! one key race on the record's primary key and the loser replays the winner's response.
+//!
+//! A replay goes only to a credential that still authenticates, and replies that carry a secret
+//! shown once are recorded without it (`VendorTx::commit_redacted`).
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts as _, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -126,7 +129,13 @@ async fn prepare(state: &AppState, key: HeaderValue, request: Request) -> ApiRes
         )
     })?;
     // Keys are scoped to the credential, so one caller's keys never collide with another's.
-    let scope = auth::credential(&parts)
+    let credential = auth::credential(&parts);
+    // A replay is served only to a credential that still authenticates (a revoked token, an
+    // expired session or a removed member gets 401, as without the key).
+    if credential.is_some() {
+        auth::Caller::from_request_parts(&mut parts, state).await?;
+    }
+    let scope = credential
         .map(|c| secret_hash(&c))
         .unwrap_or_else(|| "anonymous".to_owned());
     let mut hashed = format!("{} {}\n", parts.method, parts.uri).into_bytes();

@@ -192,9 +192,24 @@ impl VendorTx {
         status: StatusCode,
         body: &T,
     ) -> ApiResult<Response> {
+        self.commit_redacted(idempotency, status, body, body).await
+    }
+
+    /// [`VendorTx::commit`] for a reply that carries a secret shown once (a new token, a
+    /// generated password): the caller gets `body`, and an `Idempotency-Key` replay gets
+    /// `stored`, the same reply with the secret taken out. No secret is ever written to the
+    /// idempotency records.
+    pub async fn commit_redacted<T: Serialize, R: Serialize>(
+        self,
+        idempotency: Option<&IdempotencyContext>,
+        status: StatusCode,
+        body: &T,
+        stored: &R,
+    ) -> ApiResult<Response> {
         let json = serde_json::to_string(body).map_err(ApiError::internal)?;
+        let stored = serde_json::to_string(stored).map_err(ApiError::internal)?;
         let record: Vec<_> = idempotency
-            .map(|ctx| (ctx, status, json.as_str()))
+            .map(|ctx| (ctx, status, stored.as_str()))
             .into_iter()
             .collect();
         self.commit_all(&record).await?;

@@ -42,7 +42,7 @@ pub struct VendorInfo {
 }
 
 /// A member of a vendor.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct MemberInfo {
     /// The member's id.
     pub id: String,
@@ -174,7 +174,11 @@ pub async fn add_member(
         },
         password: generated.then(|| password.to_string()),
     };
-    tx.commit(idem.as_deref(), StatusCode::CREATED, &created)
+    let stored = MemberCreated {
+        member: created.member.clone(),
+        password: None,
+    };
+    tx.commit_redacted(idem.as_deref(), StatusCode::CREATED, &created, &stored)
         .await
 }
 
@@ -220,7 +224,7 @@ pub struct TokenCreate {
 }
 
 /// An API token (never its secret, except once at creation).
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {
     /// The token's id (not secret).
     pub id: String,
@@ -321,9 +325,18 @@ pub async fn create_token(
         serde_json::json!({"name": name, "expires_at": expires_at}),
     )
     .await?;
-    tx.commit(idem.as_deref(), StatusCode::CREATED, &created)
+    let stored = TokenCreated {
+        info: created.info.clone(),
+        token: REDACTED.to_owned(),
+    };
+    tx.commit_redacted(idem.as_deref(), StatusCode::CREATED, &created, &stored)
         .await
 }
+
+/// What an `Idempotency-Key` replay of a new token says in place of the secret, which is
+/// shown once and never stored.
+pub const REDACTED: &str =
+    "(shown once, to the first request: create another token if it was lost)";
 
 fn token_from(row: &sqlx::any::AnyRow) -> ApiResult<TokenInfo> {
     Ok(TokenInfo {
