@@ -206,10 +206,14 @@ impl Inner {
     }
 
     fn report(&mut self, at: UnixTime, code: &str, detail: String) -> TamperReport {
+        // Within what the portal accepts (details can quote what a portal sent).
         let report = TamperReport {
             at,
-            code: code.into(),
-            detail,
+            code: code.chars().take(crate::checkin::MAX_REPORT_CODE).collect(),
+            detail: detail
+                .chars()
+                .take(crate::checkin::MAX_REPORT_DETAIL)
+                .collect(),
         };
         if self.memory.reports.len() >= MAX_REPORTS {
             self.memory.reports.remove(0);

@@ -253,6 +253,20 @@ pub struct UsageRecord {
 /// The most characters in a dimension name.
 pub const MAX_DIMENSION_LEN: usize = 64;
 
+/// The most units (and events) one usage record may carry: a trillion per dimension and hour
+/// from one agent. Agents split anything larger into several records.
+pub const MAX_RECORD_QUANTITY: u64 = 1_000_000_000_000;
+
+/// The most units of one dimension the portal keeps for a license in one hour, over all its
+/// agents: far above any real use, and far below what would overflow a sum of 64-bit integers
+/// over every hour of a century (8.8e17 < 9.2e18).
+pub const MAX_HOUR_QUANTITY: u64 = 1_000_000_000_000_000;
+
+/// The most characters in a tamper report's code and detail.
+pub const MAX_REPORT_CODE: usize = 64;
+/// See [`MAX_REPORT_CODE`].
+pub const MAX_REPORT_DETAIL: usize = 1024;
+
 /// Whether `name` may name a metered dimension: 1 to 64 of `a-z 0-9 _ - . :`, starting with a
 /// letter or digit (the same alphabet as feature names, so a quota and its dimension match).
 pub fn valid_dimension(name: &str) -> bool {
@@ -299,6 +313,12 @@ impl UsageRecord {
         }
         if !b.hour.as_secs().is_multiple_of(3600) {
             return Err(invalid("usage record", "its hour is not on the hour"));
+        }
+        if b.quantity > MAX_RECORD_QUANTITY || b.events > MAX_RECORD_QUANTITY {
+            return Err(invalid(
+                "usage record",
+                format!("it carries more than {MAX_RECORD_QUANTITY} units or events"),
+            ));
         }
         if self.body.hash()? != self.hash {
             return Err(invalid(

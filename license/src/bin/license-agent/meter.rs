@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use anyhow::{Context as _, Result};
 use license::SigningKey;
 use license::UnixTime;
-use license::checkin::{GENESIS, RecordBody, UsageRecord};
+use license::checkin::{GENESIS, MAX_RECORD_QUANTITY, RecordBody, UsageRecord};
 use license::claims::LicenseId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
@@ -293,24 +293,26 @@ impl Meter {
         }
         let mut next = ledger.clone();
         for ((hour, dimension), (quantity, count)) in groups {
-            let n = next.head_n + 1;
-            let record = UsageRecord::seal(
-                RecordBody {
-                    id: format!("{agent}:{n}"),
-                    agent: agent.to_owned(),
-                    license: license.clone(),
-                    n,
-                    dimension: dimension.clone(),
-                    hour: UnixTime::from_secs(hour).unwrap_or(UnixTime::now()),
-                    quantity,
-                    events: count,
-                    prev: next.head_hash.clone(),
-                },
-                key,
-            )?;
-            next.head_n = n;
-            next.head_hash.clone_from(&record.hash);
-            next.pending.push(record);
+            for (part, events) in split(quantity, count) {
+                let n = next.head_n + 1;
+                let record = UsageRecord::seal(
+                    RecordBody {
+                        id: format!("{agent}:{n}"),
+                        agent: agent.to_owned(),
+                        license: license.clone(),
+                        n,
+                        dimension: dimension.clone(),
+                        hour: UnixTime::from_secs(hour).unwrap_or(UnixTime::now()),
+                        quantity: part,
+                        events,
+                        prev: next.head_hash.clone(),
+                    },
+                    key,
+                )?;
+                next.head_n = n;
+                next.head_hash.clone_from(&record.hash);
+                next.pending.push(record);
+            }
             let total = next
                 .totals
                 .entry(dimension)
@@ -489,10 +491,35 @@ fn compact(file: &mut File, path: &Path, through: u64) -> Result<()> {
     Ok(())
 }
 
+/// One hour's units of a dimension as records the portal accepts: at most
+/// [`MAX_RECORD_QUANTITY`] units each, the event count on the last.
+fn split(quantity: u64, events: u64) -> Vec<(u64, u64)> {
+    let mut parts = Vec::new();
+    let mut left = quantity;
+    while left > MAX_RECORD_QUANTITY {
+        parts.push((MAX_RECORD_QUANTITY, 0));
+        left -= MAX_RECORD_QUANTITY;
+    }
+    parts.push((left, events.min(MAX_RECORD_QUANTITY)));
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    #[test]
+    fn an_hour_over_the_record_limit_becomes_several_records() {
+        let max = MAX_RECORD_QUANTITY;
+        assert_eq!(split(7, 3), [(7, 3)]);
+        assert_eq!(split(max, 1), [(max, 1)]);
+        assert_eq!(split(2 * max + 5, 4), [(max, 0), (max, 0), (5, 4)]);
+        let parts = split(10 * max + 1, 9);
+        assert_eq!(parts.len(), 11);
+        assert_eq!(parts.iter().map(|p| p.0).sum::<u64>(), 10 * max + 1);
+        assert!(parts.iter().all(|p| p.0 <= max));
+    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

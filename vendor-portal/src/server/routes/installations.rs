@@ -17,7 +17,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use license::checkin::{
     ACTIVATION, Activation, ActivationAnswer, CHECKIN, Checkin, CheckinAnswer, GENESIS,
-    MAX_RECORDS_PER_CHECKIN, Signed, UsageRecord, agent_key_id,
+    MAX_HOUR_QUANTITY, MAX_RECORDS_PER_CHECKIN, MAX_REPORT_CODE, MAX_REPORT_DETAIL, Signed,
+    UsageRecord, agent_key_id,
 };
 use license::status::valid_nonce;
 use serde::{Deserialize, Serialize};
@@ -388,6 +389,31 @@ async fn store_records(
                 b.id, agent_id
             )));
         }
+        // Every SQL sum groups by (license, dimension, hour) at the finest: keeping each group
+        // below MAX_HOUR_QUANTITY keeps every sum, in SQL and in Rust, far from overflow.
+        let held: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS held FROM usage_records \
+             WHERE license_id = $1 AND dimension = $2 AND hour = $3",
+        )
+        .bind(&agent.license_id)
+        .bind(&b.dimension)
+        .bind(i64::try_from(b.hour.as_secs()).map_err(ApiError::internal)?)
+        .fetch_one(tx.conn())
+        .await?
+        .try_get("held")?;
+        let after = u64::try_from(held)
+            .ok()
+            .and_then(|held| held.checked_add(b.quantity));
+        if after.is_none_or(|after| after > MAX_HOUR_QUANTITY) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "usage_over_bound",
+                format!(
+                    "usage record {} would take the license's {} units in the hour of {} past {MAX_HOUR_QUANTITY}: refused",
+                    b.id, b.dimension, b.hour
+                ),
+            ));
+        }
         let text = serde_json::to_string(record).map_err(ApiError::internal)?;
         sqlx::query(
             "INSERT INTO usage_records (id, vendor_id, license_id, installation_id, agent_id, n, \
@@ -453,6 +479,18 @@ pub async fn checkin(
             "uninstalled",
             "this installation was uninstalled: the agent must activate again",
         ));
+    }
+    if checkin.version.len() > 64 || semver::Version::parse(&checkin.version).is_err() {
+        return Err(ApiError::invalid(
+            "version must be a semver version of at most 64 characters",
+        ));
+    }
+    if checkin.reports.iter().any(|r| {
+        r.code.chars().count() > MAX_REPORT_CODE || r.detail.chars().count() > MAX_REPORT_DETAIL
+    }) {
+        return Err(ApiError::invalid(format!(
+            "a report's code is at most {MAX_REPORT_CODE} and its detail at most {MAX_REPORT_DETAIL} characters"
+        )));
     }
     if checkin.records.len() > MAX_RECORDS_PER_CHECKIN {
         return Err(ApiError::invalid(format!(
@@ -778,7 +816,7 @@ pub async fn customer_usage_of(
     let mut totals: Vec<DimensionTotal> = Vec::new();
     for d in licenses.iter().flat_map(|l| &l.usage) {
         match totals.iter_mut().find(|t| t.dimension == d.dimension) {
-            Some(t) => t.total += d.total,
+            Some(t) => t.total = t.total.saturating_add(d.total),
             None => totals.push(DimensionTotal {
                 dimension: d.dimension.clone(),
                 total: d.total,
@@ -865,8 +903,8 @@ pub async fn license_usage(
             });
         }
         if let Some(d) = usage.last_mut() {
-            d.total += quantity;
-            d.records += records;
+            d.total = d.total.saturating_add(quantity);
+            d.records = d.records.saturating_add(records);
             if hour >= since {
                 d.hours.push(HourUsage { hour, quantity });
             }

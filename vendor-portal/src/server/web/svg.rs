@@ -208,7 +208,7 @@ pub fn usage_chart(dimension: &str, days: &[(i64, i64)]) -> String {
     const BOTTOM: i64 = 30;
     const TOP: i64 = 16;
     let max = days.iter().map(|d| d.1).max().unwrap_or(0).max(1);
-    let total: i64 = days.iter().map(|d| d.1).sum();
+    let total = days.iter().fold(0i64, |sum, d| sum.saturating_add(d.1));
     let n = days.len().max(1) as i64;
     let plot_w = W - LEFT - 10;
     let plot_h = H - TOP - BOTTOM;
@@ -242,7 +242,9 @@ pub fn usage_chart(dimension: &str, days: &[(i64, i64)]) -> String {
         TOP + plot_h + 4
     );
     for (i, (day, units)) in days.iter().enumerate() {
-        let h = units * plot_h / max;
+        // In 128 bits: units near i64::MAX times the plot's height would overflow 64.
+        let h = i64::try_from(i128::from(*units) * i128::from(plot_h) / i128::from(max))
+            .unwrap_or(plot_h);
         let x = LEFT + i as i64 * bar_w;
         let _ = write!(
             svg,
@@ -283,7 +285,7 @@ pub fn daily(
         if day >= first && day <= today {
             let i = ((day - first) / 86_400) as usize;
             if let Some(slot) = out.get_mut(i) {
-                slot.1 += units;
+                slot.1 = slot.1.saturating_add(units);
             }
         }
     }
