@@ -86,6 +86,13 @@ impl Portal {
             .with_context(|| format!("the portal's answer to PATCH {path} is not JSON"))
     }
 
+    /// DELETE `path` with the token; the JSON answer.
+    pub fn delete(&self, path: &str) -> Result<Value> {
+        let text = self.send(Method::DELETE, path, None, true)?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the portal's answer to DELETE {path} is not JSON"))
+    }
+
     /// PUT `body` (JSON) to `path` with the token; the JSON answer.
     pub fn put(&self, path: &str, body: &Value) -> Result<Value> {
         let text = self.send(Method::PUT, path, Some(body), true)?;

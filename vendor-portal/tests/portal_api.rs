@@ -469,6 +469,214 @@ async fn idempotency_replays_need_a_live_credential_and_hold_no_secret(db: Db) {
 }
 on_both_databases!(idempotency_replays_need_a_live_credential_and_hold_no_secret);
 
+/// A member's credentials as a client holds them: a session cookie and an API token.
+struct MemberAccess {
+    session: String,
+    token: String,
+}
+
+async fn sign_in(
+    portal: &common::server::TestPortal,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    portal
+        .http
+        .post(format!("{}/api/v1/session", portal.url))
+        .json(&json!({"vendor": "acme", "email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+impl MemberAccess {
+    async fn open(portal: &common::server::TestPortal, email: &str, password: &str) -> Self {
+        let login = sign_in(portal, email, password).await;
+        assert_eq!(login.status(), 200);
+        let cookie = login.headers()["set-cookie"].to_str().unwrap();
+        let session = cookie.split(';').next().unwrap().to_owned();
+        let token: Value = portal
+            .http
+            .post(format!("{}/api/v1/tokens", portal.url))
+            .header("cookie", &session)
+            .header("origin", &portal.url)
+            .json(&json!({"name": "laptop"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            session,
+            token: token["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// (session status, token status) for a read, twice each (the second from the cache).
+    async fn statuses(&self, portal: &common::server::TestPortal) -> (u16, u16) {
+        let mut out = (0, 0);
+        for _ in 0..2 {
+            out.0 = portal
+                .http
+                .get(format!("{}/api/v1/apps", portal.url))
+                .header("cookie", &self.session)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            out.1 = portal
+                .call(Method::GET, "/api/v1/apps", Some(&self.token), None)
+                .await
+                .status
+                .as_u16();
+        }
+        out
+    }
+}
+
+async fn members_lose_access_at_once(db: Db) {
+    let portal = start(db).await;
+    let password = "a long member password";
+    let member = portal
+        .post(
+            "/api/v1/members",
+            json!({"email": "dev@acme.example", "role": "publisher", "password": password}),
+        )
+        .await
+        .expect(201);
+    let id = member["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/members/{id}");
+    let patch = |body: Value| {
+        let path = path.clone();
+        let portal = &portal;
+        async move {
+            portal
+                .call(Method::PATCH, &path, Some(&portal.token), Some(body))
+                .await
+        }
+    };
+
+    // Disabled: the session and the token (both just used, so cached) stop working at once,
+    // and signing in is refused until an owner enables the member again.
+    let access = MemberAccess::open(&portal, "dev@acme.example", password).await;
+    assert_eq!(access.statuses(&portal).await, (200, 200));
+    let changed = patch(json!({"disabled": true})).await.expect(200);
+    assert_eq!(
+        (
+            changed["sessions_ended"].as_u64(),
+            changed["tokens_revoked"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(access.statuses(&portal).await, (401, 401));
+    let refused = sign_in(&portal, "dev@acme.example", password).await;
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("disabled"));
+    patch(json!({"disabled": false})).await.expect(200);
+    assert_eq!(
+        access.statuses(&portal).await,
+        (401, 401),
+        "old credentials stay ended"
+    );
+
+    // A role change ends what was issued under the old role.
+    let access = MemberAccess::open(&portal, "dev@acme.example", password).await;
+    assert_eq!(access.statuses(&portal).await, (200, 200));
+    let changed = patch(json!({"role": "support"})).await.expect(200);
+    assert_eq!(changed["role"], "support");
+    assert_eq!(access.statuses(&portal).await, (401, 401));
+
+    // A password reset: the old password and credentials end, the generated one works.
+    let access = MemberAccess::open(&portal, "dev@acme.example", password).await;
+    let reset = portal
+        .post(&format!("{path}/password"), json!({}))
+        .await
+        .expect(200);
+    let fresh = reset["password"].as_str().unwrap().to_owned();
+    assert_eq!(access.statuses(&portal).await, (401, 401));
+    assert_eq!(
+        sign_in(&portal, "dev@acme.example", password)
+            .await
+            .status(),
+        401
+    );
+    let access = MemberAccess::open(&portal, "dev@acme.example", &fresh).await;
+    assert_eq!(access.statuses(&portal).await, (200, 200));
+
+    // Removed: nothing of theirs works, and they are gone from the list.
+    portal
+        .call(Method::DELETE, &path, Some(&portal.token), None)
+        .await
+        .expect(200);
+    assert_eq!(access.statuses(&portal).await, (401, 401));
+    assert_eq!(
+        sign_in(&portal, "dev@acme.example", &fresh).await.status(),
+        401
+    );
+    let members = portal.get("/api/v1/members").await.expect(200);
+    assert!(
+        !members.to_string().contains("dev@acme.example"),
+        "{members}"
+    );
+    assert_eq!(
+        portal
+            .call(Method::DELETE, &path, Some(&portal.token), None)
+            .await
+            .status,
+        404
+    );
+
+    // Only owners manage members, and the vendor always keeps an enabled owner.
+    let support = portal
+        .post(
+            "/api/v1/members",
+            json!({"email": "help@acme.example", "role": "support", "password": password}),
+        )
+        .await
+        .expect(201);
+    let helper = MemberAccess::open(&portal, "help@acme.example", password).await;
+    let me = portal.get("/api/v1/vendor").await.expect(200);
+    let owner_path = format!("/api/v1/members/{}", me["member"]["id"].as_str().unwrap());
+    let r = portal
+        .call(
+            Method::PATCH,
+            &owner_path,
+            Some(&helper.token),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    for (method, body) in [
+        (Method::PATCH, Some(json!({"disabled": true}))),
+        (Method::PATCH, Some(json!({"role": "support"}))),
+        (Method::DELETE, None),
+    ] {
+        let r = portal
+            .call(method, &owner_path, Some(&portal.token), body)
+            .await;
+        assert_eq!(r.status, 409, "{}", r.text);
+        assert!(r.text.contains("owner"), "{}", r.text);
+    }
+    assert_eq!(portal.get("/api/v1/apps").await.status, 200);
+    // Every change is in the audit log.
+    let audit = portal.get("/api/v1/audit").await.expect(200);
+    for action in [
+        "member.disable",
+        "member.enable",
+        "member.update",
+        "member.password",
+        "member.remove",
+    ] {
+        assert!(
+            audit.to_string().contains(action),
+            "{action} is not audited: {audit}"
+        );
+    }
+}
+on_both_databases!(members_lose_access_at_once);
+
 async fn roles_tokens_and_sessions(db: Db) {
     let portal = start(db).await;
     portal.seed_catalog(&portal.token).await;

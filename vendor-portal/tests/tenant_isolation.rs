@@ -27,6 +27,8 @@ fn body_for(path: &str) -> Value {
             json!({"reason": "attack"})
         }
         "/api/v1/members" => json!({"email": "new@initech.example", "role": "owner"}),
+        "/api/v1/members/{id}" => json!({"disabled": true}),
+        "/api/v1/members/{id}/password" => json!({"password": "a long stolen password"}),
         "/api/v1/tokens" => json!({"name": "stolen"}),
         "/api/v1/tokens/{id}/revoke" => json!({}),
         "/api/v1/keys/register" => json!({"keyset": "{}"}),

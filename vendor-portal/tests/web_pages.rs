@@ -536,6 +536,120 @@ async fn console_acts_through_the_api(db: Db) {
 }
 on_both_databases!(console_acts_through_the_api);
 
+/// Signs `visitor` in to the console as `email`.
+async fn console_sign_in(visitor: &mut Visitor, email: &str, password: &str) {
+    visitor.get("/console/login").await;
+    let signed_in = visitor
+        .post(
+            "/console/login",
+            &[("vendor", "acme"), ("email", email), ("password", password)],
+        )
+        .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text);
+}
+
+async fn console_members_page_ends_access(db: Db) {
+    let portal = start(db).await;
+    for (email, role) in [
+        ("boss@acme.example", "owner"),
+        ("dev@acme.example", "publisher"),
+    ] {
+        portal
+            .post(
+                "/api/v1/members",
+                json!({"email": email, "role": role, "password": "a long member password"}),
+            )
+            .await
+            .expect(201);
+    }
+    let mut developer = Visitor::new(&portal);
+    console_sign_in(&mut developer, "dev@acme.example", "a long member password").await;
+    // A publisher sees the members but no forms.
+    let page = developer.get("/console/members").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text.contains("Owners manage members."),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains("Reset password"));
+
+    let mut boss = Visitor::new(&portal);
+    console_sign_in(&mut boss, "boss@acme.example", "a long member password").await;
+    let members = portal.get("/api/v1/members").await.expect(200);
+    let dev_id = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "dev@acme.example")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = boss.get("/console/members").await;
+    assert!(
+        page.text
+            .contains(&format!("/console/members/{dev_id}/disable")),
+        "{}",
+        page.text
+    );
+    // Disabling from the console ends the developer's console session at once.
+    let done = boss
+        .post(&format!("/console/members/{dev_id}/disable"), &[])
+        .await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    assert_eq!(done.location(), "/console/members?done=member-disable");
+    assert!(boss.get(done.location()).await.text.contains("disabled"));
+    assert_eq!(
+        developer.get("/console/members").await.status,
+        303,
+        "the session survived"
+    );
+    // A password reset shows the new password once, on the page that answers the form.
+    boss.post(&format!("/console/members/{dev_id}/enable"), &[])
+        .await;
+    let reset = boss
+        .post(&format!("/console/members/{dev_id}/password"), &[])
+        .await;
+    assert_eq!(reset.status, 200);
+    assert!(reset.text.contains("is shown only now"), "{}", reset.text);
+    assert!(
+        !boss
+            .get("/console/members")
+            .await
+            .text
+            .contains("is shown only now")
+    );
+    // A forged form (no CSRF token) changes nothing.
+    let forged = boss
+        .send(
+            boss.http
+                .post(format!("{}/console/members/{dev_id}/remove", boss.url))
+                .form(&[("csrf", "forged")]),
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(
+        portal
+            .get("/api/v1/members")
+            .await
+            .text
+            .contains("dev@acme.example")
+    );
+    let removed = boss
+        .post(&format!("/console/members/{dev_id}/remove"), &[])
+        .await;
+    assert_eq!(removed.location(), "/console/members?done=member-remove");
+    assert!(
+        !portal
+            .get("/api/v1/members")
+            .await
+            .text
+            .contains("dev@acme.example")
+    );
+}
+on_both_databases!(console_members_page_ends_access);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_pages_for_people_and_problems_for_programs() {
     let portal = start(Db::Sqlite).await;

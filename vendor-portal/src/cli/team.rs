@@ -92,6 +92,68 @@ pub enum MemberCommand {
     },
     /// List members.
     List,
+    /// Change a member's role (owners only); ends their sessions and tokens.
+    Role {
+        /// The member's id (mem_...) or email.
+        member: String,
+        /// owner, publisher or support.
+        #[arg(long)]
+        role: String,
+    },
+    /// Disable a member (owners only): no sign-in, and their sessions and tokens end at once.
+    Disable {
+        /// The member's id (mem_...) or email.
+        member: String,
+    },
+    /// Enable a disabled member again (their old tokens stay revoked).
+    Enable {
+        /// The member's id (mem_...) or email.
+        member: String,
+    },
+    /// Set a member's password (owners only); prints a generated one once. Ends their sessions
+    /// and tokens.
+    ResetPassword {
+        /// The member's id (mem_...) or email.
+        member: String,
+        /// The new password (at least 12 characters); generated if omitted.
+        #[arg(long, env = "CONSIGN_MEMBER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// Remove a member (owners only): their sessions end and their tokens are deleted.
+    Remove {
+        /// The member's id (mem_...) or email.
+        member: String,
+    },
+}
+
+/// The id of `member` (an id, or an email looked up in the member list).
+fn member_id(portal: &crate::client::Portal, member: &str) -> Result<String> {
+    if !member.contains('@') {
+        return Ok(member.to_owned());
+    }
+    let members = portal.get("/api/v1/members")?;
+    members
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["email"].as_str() == Some(member))
+        .and_then(|m| m["id"].as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            anyhow::anyhow!("{member} is not a member: `vendor-portal member list` shows who is")
+        })
+}
+
+/// Prints what a member change ended.
+fn changed(ctx: &Ctx, answer: &serde_json::Value, what: &str) -> Result<()> {
+    show(
+        ctx.output,
+        answer,
+        &format!(
+            "{what}; {} sessions ended, {} tokens revoked",
+            answer["sessions_ended"], answer["tokens_revoked"]
+        ),
+    )
 }
 
 impl MemberCommand {
@@ -110,7 +172,60 @@ impl MemberCommand {
             }
             MemberCommand::List => {
                 let members = portal.get("/api/v1/members")?;
-                list(ctx.output, &members, &["id", "email", "role"], &[])
+                list(
+                    ctx.output,
+                    &members,
+                    &["id", "email", "role", "disabled"],
+                    &[],
+                )
+            }
+            MemberCommand::Role { member, role } => {
+                let id = member_id(&portal, &member)?;
+                let answer = portal.patch(
+                    &format!("/api/v1/members/{}", path_part(&id)),
+                    &json!({"role": role}),
+                )?;
+                changed(ctx, &answer, &format!("{member} is now {role}"))
+            }
+            MemberCommand::Disable { member } => {
+                let id = member_id(&portal, &member)?;
+                let answer = portal.patch(
+                    &format!("/api/v1/members/{}", path_part(&id)),
+                    &json!({"disabled": true}),
+                )?;
+                changed(ctx, &answer, &format!("Disabled {member}"))
+            }
+            MemberCommand::Enable { member } => {
+                let id = member_id(&portal, &member)?;
+                let answer = portal.patch(
+                    &format!("/api/v1/members/{}", path_part(&id)),
+                    &json!({"disabled": false}),
+                )?;
+                changed(ctx, &answer, &format!("Enabled {member}"))
+            }
+            MemberCommand::ResetPassword { member, password } => {
+                let id = member_id(&portal, &member)?;
+                let answer = portal.post(
+                    &format!("/api/v1/members/{}/password", path_part(&id)),
+                    &json!({"password": password}),
+                )?;
+                show(
+                    ctx.output,
+                    &answer,
+                    &format!(
+                        "Set a new password for {member}; their sessions and tokens ended{}",
+                        if answer["password"].is_string() {
+                            " (the generated password is shown once)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+            MemberCommand::Remove { member } => {
+                let id = member_id(&portal, &member)?;
+                let answer = portal.delete(&format!("/api/v1/members/{}", path_part(&id)))?;
+                changed(ctx, &answer, &format!("Removed {member}"))
             }
         }
     }

@@ -240,7 +240,7 @@ async fn resolve_in_database(
             "SELECT t.id, t.vendor_id, t.member_id, t.expires_at, t.last_used_at, t.revoked_at, \
                     m.email, m.role, v.slug \
              FROM api_tokens t JOIN members m ON m.id = t.member_id JOIN vendors v ON v.id = t.vendor_id \
-             WHERE t.token_hash = $1",
+             WHERE t.token_hash = $1 AND m.disabled_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(&state.db.pool)
@@ -269,7 +269,7 @@ async fn resolve_in_database(
         let row = sqlx::query(
             "SELECT s.vendor_id, s.member_id, s.expires_at, m.email, m.role, v.slug \
              FROM sessions s JOIN members m ON m.id = s.member_id JOIN vendors v ON v.id = s.vendor_id \
-             WHERE s.id_hash = $1",
+             WHERE s.id_hash = $1 AND m.disabled_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(&state.db.pool)

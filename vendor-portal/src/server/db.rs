@@ -68,6 +68,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../migrations/0004_web.sqlite.sql"),
         postgres: include_str!("../../migrations/0004_web.postgres.sql"),
     },
+    Migration {
+        version: 5,
+        name: "members",
+        common: include_str!("../../migrations/0005_members.sql"),
+        sqlite: include_str!("../../migrations/0005_members.sqlite.sql"),
+        postgres: include_str!("../../migrations/0005_members.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

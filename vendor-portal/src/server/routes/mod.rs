@@ -10,11 +10,12 @@ pub mod health;
 pub mod installations;
 pub mod keys;
 pub mod licenses;
+pub mod members;
 pub mod releases;
 pub mod vendor;
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{get, patch, post, put};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -32,6 +33,7 @@ use super::state::AppState;
     paths(
         health::healthz, health::readyz, health::metrics,
         vendor::show, vendor::add_member, vendor::list_members,
+        members::update, members::reset_password, members::remove,
         vendor::create_token, vendor::list_tokens, vendor::revoke_token,
         vendor::login, vendor::logout,
         catalog::create_app, catalog::list_apps, catalog::show_app, catalog::update_app,
@@ -106,6 +108,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/tokens",
             get(vendor::list_tokens).post(vendor::create_token),
+        )
+        .route(
+            "/api/v1/members/{id}",
+            patch(members::update).delete(members::remove),
+        )
+        .route(
+            "/api/v1/members/{id}/password",
+            post(members::reset_password),
         )
         .route("/api/v1/tokens/{id}/revoke", post(vendor::revoke_token))
         .route(

@@ -50,6 +50,9 @@ pub struct MemberInfo {
     pub email: String,
     /// The member's role.
     pub role: Role,
+    /// Whether an owner disabled the member.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 /// Who am I.
@@ -73,6 +76,7 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
                 id: caller.member_id,
                 email: caller.email,
                 role: caller.role,
+                disabled: false,
             },
         },
     ))
@@ -171,6 +175,7 @@ pub async fn add_member(
             id,
             email: body.email,
             role: body.role,
+            disabled: false,
         },
         password: generated.then(|| password.to_string()),
     };
@@ -194,10 +199,16 @@ pub async fn hash_in_background(password: String) -> ApiResult<String> {
 /// Lists the vendor's members.
 #[utoipa::path(get, path = "/api/v1/members", tag = "vendor", security(("token" = [])), responses((status = 200, body = Vec<MemberInfo>)))]
 pub async fn list_members(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let out = members_of(&state, &caller.vendor_id).await?;
+    Ok(json_response(StatusCode::OK, out))
+}
+
+/// The vendor's members, oldest first.
+pub async fn members_of(state: &AppState, vendor_id: &str) -> ApiResult<Vec<MemberInfo>> {
     let rows = sqlx::query(
-        "SELECT id, email, role FROM members WHERE vendor_id = $1 ORDER BY created_at, email",
+        "SELECT id, email, role, disabled_at FROM members WHERE vendor_id = $1 ORDER BY created_at, email",
     )
-    .bind(&caller.vendor_id)
+    .bind(vendor_id)
     .fetch_all(&state.db.pool)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
@@ -207,9 +218,10 @@ pub async fn list_members(State(state): State<AppState>, caller: Caller) -> ApiR
             id: row.try_get("id")?,
             email: row.try_get("email")?,
             role: Role::parse(&role).unwrap_or(Role::Support),
+            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
         });
     }
-    Ok(json_response(StatusCode::OK, out))
+    Ok(out)
 }
 
 /// A new API token.
@@ -444,8 +456,8 @@ pub async fn login(
         ));
     }
     let row = sqlx::query(
-        "SELECT m.id, m.vendor_id, m.role, m.password_hash FROM members m JOIN vendors v ON v.id = m.vendor_id \
-         WHERE v.slug = $1 AND m.email = $2",
+        "SELECT m.id, m.vendor_id, m.role, m.password_hash, m.disabled_at FROM members m \
+         JOIN vendors v ON v.id = m.vendor_id WHERE v.slug = $1 AND m.email = $2",
     )
     .bind(&body.vendor)
     .bind(&body.email)
@@ -480,6 +492,12 @@ pub async fn login(
             "the vendor, email or password is wrong",
         ));
     };
+    if row.try_get::<Option<i64>, _>("disabled_at")?.is_some() {
+        return Err(ApiError::forbidden(format!(
+            "{} is disabled on {}: ask an owner to enable the account",
+            body.email, body.vendor
+        )));
+    }
     let vendor_id: String = row.try_get("vendor_id")?;
     let member_id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
@@ -501,6 +519,7 @@ pub async fn login(
             id: member_id,
             email: body.email,
             role: Role::parse(&role).unwrap_or(Role::Support),
+            disabled: false,
         },
         expires_at,
     };

@@ -135,7 +135,7 @@ pub async fn logout(
     Ok(response)
 }
 
-async fn json_of(response: Response) -> Result<serde_json::Value, WebError> {
+pub(super) async fn json_of(response: Response) -> Result<serde_json::Value, WebError> {
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 8 << 20)
         .await

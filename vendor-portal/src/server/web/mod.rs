@@ -13,6 +13,7 @@
 pub mod buyer;
 pub mod console;
 pub mod market;
+pub mod members;
 pub mod svg;
 
 use askama::Template;
@@ -78,6 +79,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/console/installations", get(console::installations))
         .route("/console/audit", get(console::audit))
+        .route("/console/members", get(members::page))
+        .route("/console/members/{id}/{action}", post(members::action))
         .method_not_allowed_fallback(|| async {
             WebError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -319,6 +322,10 @@ fn notice_text(code: &str) -> &'static str {
         "saved" => "The listing is saved.",
         "signup" => "Welcome. Pick a plan marked trial on an app's page to start a trial.",
         "trial" => "Your trial license is ready.",
+        "member-role" => "The role is changed; the member's sessions and tokens ended.",
+        "member-disable" => "The member is disabled; their sessions and tokens ended.",
+        "member-enable" => "The member is enabled again. Their old tokens stay revoked.",
+        "member-remove" => "The member is removed; their sessions ended and tokens are deleted.",
         _ => "",
     }
 }
