@@ -64,7 +64,7 @@ async fn malformed_requests_get_problems(db: Db) {
             "application/problem+json",
             "{what}"
         );
-        let problem: serde_json::Value = r.json().await.unwrap();
+        let problem: Value = r.json().await.unwrap();
         assert!(!problem["detail"].as_str().unwrap().is_empty(), "{what}");
     }
     let huge = "x".repeat(2 * 1024 * 1024);
@@ -140,11 +140,11 @@ async fn idempotency_key_replays(db: Db) {
     let first = issue("key-1", "standard").await.unwrap();
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotency-replayed").is_none());
-    let first: serde_json::Value = first.json().await.unwrap();
+    let first: Value = first.json().await.unwrap();
     let second = issue("key-1", "standard").await.unwrap();
     assert_eq!(second.status(), 201);
     assert_eq!(second.headers()["idempotency-replayed"], "true");
-    let second: serde_json::Value = second.json().await.unwrap();
+    let second: Value = second.json().await.unwrap();
     assert_eq!(first["id"], second["id"], "the replay is the same license");
     let listed = portal.get("/api/v1/licenses").await.expect(200);
     assert_eq!(listed.as_array().unwrap().len(), 1, "nothing issued twice");
@@ -157,7 +157,7 @@ async fn idempotency_key_replays(db: Db) {
     for r in futures_util::future::join_all(racers).await {
         let r = r.unwrap();
         assert_eq!(r.status(), 201);
-        let v: serde_json::Value = r.json().await.unwrap();
+        let v: Value = r.json().await.unwrap();
         ids.insert(v["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
@@ -253,7 +253,7 @@ async fn rotating_forwarded_for_does_not_escape_rate_limits(db: Db) {
         logins_per_minute: 2,
         ..Limits::default()
     };
-    let portal = start_with(db.clone(), limits).await;
+    let portal = start_with(db, limits).await;
     let mut statuses = Vec::new();
     for i in 0..6 {
         statuses.push(guess_with_forwarded_for(&portal, &format!("198.51.100.{i}")).await);
@@ -629,7 +629,7 @@ async fn members_lose_access_at_once(db: Db) {
     );
 
     // Only owners manage members, and the vendor always keeps an enabled owner.
-    let support = portal
+    portal
         .post(
             "/api/v1/members",
             json!({"email": "help@acme.example", "role": "support", "password": password}),
@@ -700,7 +700,7 @@ async fn roles_tokens_and_sessions(db: Db) {
     let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
     let session = cookie.split(';').next().unwrap().to_owned();
-    let as_support = |method: Method, path: &str, body: Option<serde_json::Value>| {
+    let as_support = |method: Method, path: &str, body: Option<Value>| {
         let mut r = portal
             .http
             .request(method, format!("{}{path}", portal.url))
@@ -710,7 +710,7 @@ async fn roles_tokens_and_sessions(db: Db) {
         }
         r.send()
     };
-    let me: serde_json::Value = as_support(Method::GET, "/api/v1/vendor", None)
+    let me: Value = as_support(Method::GET, "/api/v1/vendor", None)
         .await
         .unwrap()
         .json()
@@ -913,7 +913,7 @@ async fn registered_keys_take_over(db: Db) {
             .problem(422)
             .contains("issuer")
     );
-    let mut doc: serde_json::Value = serde_json::from_str(&keyset).unwrap();
+    let mut doc: Value = serde_json::from_str(&keyset).unwrap();
     doc["signed"]["seq"] = json!(9);
     let tampered = serde_json::to_string_pretty(&doc).unwrap();
     portal

@@ -102,7 +102,7 @@ pub fn repository(
         .unwrap();
     let mut release = tuf::release_of(&template).unwrap();
     release.version = semver::Version::parse(ATTACK_RELEASE).unwrap();
-    release.manifest = digest.clone();
+    release.manifest = digest;
     let forged = target_name(release.app.as_str(), &release.version);
     targets.targets.insert(
         TargetName::new(forged.clone()).unwrap(),
