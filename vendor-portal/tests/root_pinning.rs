@@ -296,6 +296,53 @@ fn kit_carrying_an_attacker_root_is_refused() {
 }
 
 #[test]
+fn kit_whose_manifest_signature_does_not_verify_is_refused() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
+    world.vendor(&[
+        "kit",
+        "export",
+        "--license",
+        &world.p("globex.lic"),
+        "--version",
+        "1.0.0",
+        "--recipient",
+        public.trim(),
+        "-o",
+        &world.p("blog.kit"),
+    ]);
+    // The TUF metadata pins the manifest's digest, not its signature block: change the
+    // signature inside the kit's bundle and nothing else.
+    let mut file =
+        std::io::BufReader::new(std::fs::File::open(world.p("blog-1.0.0.bundle")).unwrap());
+    let head = bundles::container::read_head(&mut file, &bundles::Limits::default()).unwrap();
+    let mut kit = std::fs::read(world.p("blog.kit")).unwrap();
+    let at = kit
+        .windows(64)
+        .position(|w| w == head.signature.signature)
+        .expect("the kit carries the bundle's signature");
+    kit[at + 10] ^= 0x01;
+    std::fs::write(world.p("resigned.kit"), kit).unwrap();
+    let before = world.account();
+    let stderr = world.installer_err(&[
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        &world.p("resigned.kit"),
+        "--key",
+        &world.p("install-key"),
+        "--trust-root",
+        &world.fingerprint,
+        "--yes",
+    ]);
+    assert!(stderr.contains("does not verify"), "{stderr}");
+    assert!(stderr.contains("release key"), "{stderr}");
+    assert_eq!(world.account(), before);
+}
+
+#[test]
 fn manifest_signature_not_by_a_release_key_is_refused() {
     let world = World::new();
     world.license("globex.lic", &[]);
