@@ -180,10 +180,9 @@ pub async fn open(
         );
     }
     let metadata = dir.path().join("tuf/metadata");
-    let first_root = read_small(&metadata, "1.root.json");
     let repo = tuf::load_pinned(
         root_pin,
-        async { first_root },
+        |n| std::future::ready(read_small(&metadata, &format!("{n}.root.json"))),
         file_url(&metadata)?,
         file_url(&dir.path().join("tuf/targets"))?,
         datastore,

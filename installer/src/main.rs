@@ -638,7 +638,7 @@ async fn login(
     let repo = installer::tuf::load_over_http(
         &portal.tuf_base(&vendor, &app),
         &root,
-        portal.first_root(&vendor, &app),
+        |n| portal.root(&vendor, &app, n),
         &login.datastore()?,
     )
     .await?;

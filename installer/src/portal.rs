@@ -142,11 +142,12 @@ impl Portal {
             .with_context(|| format!("cannot fetch vendor {vendor}'s keyset"))
     }
 
-    /// The app's first root metadata (checked by the caller against the pinned root key).
-    pub async fn first_root(&self, vendor: &str, app: &str) -> Result<Vec<u8>> {
-        self.get_small(&format!("/tuf/{vendor}/{app}/1.root.json"))
+    /// Version `version` of the app's root metadata (checked by the caller against the pinned
+    /// root key).
+    pub async fn root(&self, vendor: &str, app: &str, version: u64) -> Result<Vec<u8>> {
+        self.get_small(&format!("/tuf/{vendor}/{app}/{version}.root.json"))
             .await
-            .with_context(|| format!("cannot fetch {app}'s release metadata"))
+            .with_context(|| format!("cannot fetch {app}'s release metadata ({version}.root.json)"))
     }
 
     /// The app's TUF folder.

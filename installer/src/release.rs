@@ -165,7 +165,7 @@ impl Catalog {
         let repo = tuf::load_over_http(
             &portal.tuf_base(&login.vendor, &login.app),
             &login.root_fingerprint,
-            portal.first_root(&login.vendor, &login.app),
+            |n| portal.root(&login.vendor, &login.app, n),
             &login.datastore()?,
         )
         .await?;

@@ -98,13 +98,30 @@ const ANCHOR_FILE: &str = "consign-anchor.json";
 /// is the pinned key alone, with threshold 1, and the pinned key's own signature over it
 /// verifies: then the threshold is met by pinned keys and by nothing else.
 pub fn check_pinned_root(root: &[u8], pin: &str) -> Result<()> {
-    let signed: Signed<Root> = serde_json::from_slice(root)
-        .map_err(|e| anyhow!("the app's root metadata is not valid: {e}"))?;
-    let refuse = |why: String| {
+    match pinned_root(root, pin) {
+        Ok(()) => Ok(()),
+        Err(PinRefusal::NotRooted(e) | PinRefusal::Refused(e)) => Err(e),
+    }
+}
+
+/// Why a root is not an anchor for a pin.
+enum PinRefusal {
+    /// Its root role does not name the pinned key at all (a root of another key: an older
+    /// root of an app that was re-anchored since, another vendor's, or the wrong pin).
+    NotRooted(anyhow::Error),
+    /// It names the pinned key but is not rooted in it alone, or does not verify: an attack.
+    Refused(anyhow::Error),
+}
+
+fn pinned_root(root: &[u8], pin: &str) -> std::result::Result<(), PinRefusal> {
+    let sentence = |why: String| {
         anyhow!(
             "the app's first root metadata is refused: {why}. Only a root whose root role is the pinned vendor key {pin} alone, signed by that key, is trusted; check --trust-root with the vendor"
         )
     };
+    let refuse = |why: String| PinRefusal::Refused(sentence(why));
+    let signed: Signed<Root> = serde_json::from_slice(root)
+        .map_err(|e| refuse(format!("it is not valid root metadata ({e})")))?;
     let role = signed
         .signed
         .roles
@@ -123,17 +140,13 @@ pub fn check_pinned_root(root: &[u8], pin: &str) -> Result<()> {
                 "its root role names a key under another key's id".into(),
             ));
         }
-        let public = match key {
-            Key::Ed25519 { keyval, .. } => {
-                license::PublicKey::from_bytes(keyval.public.as_ref())
-                    .map_err(|_| refuse("its root role names a malformed Ed25519 key".into()))?
-            }
-            _ => {
-                return Err(refuse(
-                    "its root role names a key that is not Ed25519".into(),
-                ));
-            }
+        let Key::Ed25519 { keyval, .. } = key else {
+            return Err(refuse(
+                "its root role names a key that is not Ed25519".into(),
+            ));
         };
+        let public = license::PublicKey::from_bytes(keyval.public.as_ref())
+            .map_err(|_| refuse("its root role names a malformed Ed25519 key".into()))?;
         let fingerprint = public.fingerprint();
         if fingerprint == pin {
             pinned = Some((id.clone(), public));
@@ -142,9 +155,9 @@ pub fn check_pinned_root(root: &[u8], pin: &str) -> Result<()> {
         }
     }
     let Some((pinned_id, public)) = pinned else {
-        return Err(refuse(format!(
+        return Err(PinRefusal::NotRooted(sentence(format!(
             "it is not rooted in the vendor key {pin} (another vendor's root, or the wrong --trust-root)"
-        )));
+        ))));
     };
     if !others.is_empty() {
         return Err(refuse(format!(
@@ -197,14 +210,17 @@ enum Anchor {
 }
 
 /// The root to start from: the datastore's own `root.json` when an earlier run anchored it under
-/// `pin`; otherwise the first root that `fetch_first` returns, accepted only if it passes
-/// [`check_pinned_root`]. A first root is never fetched again once the datastore is anchored,
-/// so a portal (or a kit) that serves another `1.root.json` later is not even read.
-async fn anchor(
-    datastore: &Path,
-    pin: &str,
-    fetch_first: impl Future<Output = Result<Vec<u8>>>,
-) -> Result<Anchor> {
+/// `pin`; otherwise the oldest root that `fetch_root(n)` returns (`1.root.json`, `2.root.json`,
+/// ...) that passes [`check_pinned_root`]. Roots that do not name the pinned key at all are
+/// skipped (an app re-anchored in a new root key keeps its older roots); one that names it
+/// but fails any other check is an attack and refused at once. A root is never fetched as an
+/// anchor again once the datastore is anchored, so a portal (or a kit) that serves another
+/// `1.root.json` later is not even read.
+async fn anchor<F, Fut>(datastore: &Path, pin: &str, fetch_root: F) -> Result<Anchor>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Vec<u8>>>,
+{
     let recorded = std::fs::read(datastore.join(ANCHOR_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<AnchorRecord>(&bytes).ok());
@@ -214,27 +230,44 @@ async fn anchor(
     {
         return Ok(Anchor::Stored(stored));
     }
-    let root = fetch_first.await?;
-    check_pinned_root(&root, pin)?;
     // A datastore anchored under another pin holds metadata from another root of trust: start
     // again. One with no record (written by an older installer) keeps its metadata, so its
     // rollback protection stays.
     let reset = recorded.is_some_and(|record| record.pin != pin);
-    Ok(Anchor::First { root, reset })
+    let mut first_refusal = None;
+    for version in 1..=limits().max_root_updates {
+        let root = match fetch_root(version).await {
+            Ok(root) => root,
+            // No more roots: the first one's refusal says what is wrong.
+            Err(e) => return Err(first_refusal.unwrap_or(e)),
+        };
+        match pinned_root(&root, pin) {
+            Ok(()) => return Ok(Anchor::First { root, reset }),
+            Err(PinRefusal::NotRooted(e)) => {
+                first_refusal.get_or_insert(e);
+            }
+            Err(PinRefusal::Refused(e)) => return Err(e),
+        }
+    }
+    Err(first_refusal.unwrap_or_else(|| anyhow!("the app has no root metadata")))
 }
 
 /// Loads and verifies an app's repository, starting from the root this machine trusts for
 /// `pin` (see [`anchor`]); newer roots are walked one by one under TUF's rules, and the newest
 /// is kept in `datastore` for the next run.
-pub async fn load_pinned(
+pub async fn load_pinned<F, Fut>(
     pin: &str,
-    fetch_first: impl Future<Output = Result<Vec<u8>>>,
+    fetch_root: F,
     metadata: Url,
     targets: Url,
     datastore: &Path,
     transport: impl Transport + 'static,
-) -> Result<Repository> {
-    let (root, first) = match anchor(datastore, pin, fetch_first).await? {
+) -> Result<Repository>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Vec<u8>>>,
+{
+    let (root, first) = match anchor(datastore, pin, fetch_root).await? {
         Anchor::Stored(root) => (root, false),
         Anchor::First { root, reset } => {
             if reset {
@@ -282,13 +315,18 @@ pub async fn load(
 
 /// Loads an app's repository from a portal: `base` is the app's TUF folder
 /// (`https://portal/tuf/{vendor}/{app}/`), with the targets under `targets/`. The first root is
-/// fetched (with `fetch_first`) only while this machine has no root anchored under `pin`.
-pub async fn load_over_http(
+/// fetched (`fetch_root(n)` for `n.root.json`) only while this machine has no root anchored
+/// under `pin`.
+pub async fn load_over_http<F, Fut>(
     base: &str,
     pin: &str,
-    fetch_first: impl Future<Output = Result<Vec<u8>>>,
+    fetch_root: F,
     datastore: &Path,
-) -> Result<Repository> {
+) -> Result<Repository>
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Result<Vec<u8>>>,
+{
     let base = if base.ends_with('/') {
         base.to_owned()
     } else {
@@ -300,7 +338,7 @@ pub async fn load_over_http(
         .map_err(|e| anyhow!("{base}: {e}"))?;
     load_pinned(
         pin,
-        fetch_first,
+        fetch_root,
         metadata,
         targets,
         datastore,

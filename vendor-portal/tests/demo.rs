@@ -73,7 +73,17 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .unwrap();
     installer::tuf::check_pinned_root(&root, &pin).unwrap();
     let datastore = dir.path().join("datastore");
-    let repo = installer::tuf::load_over_http(&base, &pin, async { Ok(root.to_vec()) }, &datastore)
+    // Every root version, as the installer fetches them.
+    let roots = |n: u64| {
+        let (http, url) = (http.clone(), format!("{base}{n}.root.json"));
+        async move {
+            let response = http.get(url).send().await?;
+            anyhow::ensure!(response.status().is_success(), "no {n}.root.json");
+            Ok(response.bytes().await?.to_vec())
+        }
+    };
+    assert_eq!(roots(1).await.unwrap(), root.to_vec());
+    let repo = installer::tuf::load_over_http(&base, &pin, roots, &datastore)
         .await
         .unwrap();
     let releases = installer::tuf::releases(&repo).unwrap();
@@ -163,8 +173,7 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     assert!(String::from_utf8_lossy(&pushed.stderr).contains("re-anchoring serverless-blog"));
 
     // A customer still pinned to the portal-held root is refused the new chain...
-    let stale =
-        installer::tuf::load_over_http(&base, &pin, async { Ok(root.to_vec()) }, &datastore).await;
+    let stale = installer::tuf::load_over_http(&base, &pin, roots, &datastore).await;
     assert!(stale.is_err());
     // ...and one that re-pins to the vendor's root sees both releases.
     let own_keyset = std::fs::read(dir.path().join("own-keys/keyset.json")).unwrap();
@@ -180,10 +189,13 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .await
         .unwrap();
     installer::tuf::check_pinned_root(&root2, &new_pin).unwrap();
+    // A new customer pins the new root: the older, portal-held roots are skipped and the
+    // first root rooted in the new pin is the anchor.
+    installer::tuf::check_pinned_root(&root, &new_pin).unwrap_err();
     let repo = installer::tuf::load_over_http(
         &base,
         &new_pin,
-        async { Ok(root2.to_vec()) },
+        roots,
         &dir.path().join("datastore-repinned"),
     )
     .await

@@ -661,7 +661,12 @@ async fn distribution(db: Db) {
     let load = |datastore: PathBuf| {
         let (root1, base, pin) = (root1.clone(), base.clone(), fingerprint.clone());
         async move {
-            let first = async { Ok(root1.to_vec()) };
+            let first = |n: u64| {
+                let root = (n == 1)
+                    .then(|| root1.to_vec())
+                    .ok_or_else(|| anyhow::anyhow!("only 1.root.json here"));
+                std::future::ready(root)
+            };
             let repo = installer::tuf::load_over_http(&base, &pin, first, &datastore).await?;
             installer::tuf::releases(&repo)
         }

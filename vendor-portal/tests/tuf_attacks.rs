@@ -180,10 +180,12 @@ async fn load_folder(
     datastore: &Path,
 ) -> anyhow::Result<Vec<ReleaseTarget>> {
     let metadata = dir.join("metadata");
-    let first = std::fs::read(metadata.join("1.root.json")).map_err(anyhow::Error::from);
     let repo = installer::tuf::load_pinned(
         pin,
-        async { first },
+        |n| {
+            let root = std::fs::read(metadata.join(format!("{n}.root.json")));
+            std::future::ready(root.map_err(anyhow::Error::from))
+        },
         url::Url::from_directory_path(&metadata).unwrap(),
         url::Url::from_directory_path(dir.join("targets")).unwrap(),
         datastore,
