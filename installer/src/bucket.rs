@@ -158,16 +158,14 @@ const RECORD_DESCRIPTION: &str =
 
 async fn create(aws: &Aws, bucket: &str) -> Result<()> {
     use aws_sdk_s3::types::{
-        BucketLocationConstraint, CreateBucketConfiguration, ObjectOwnership,
-        PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
-        ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+        BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
     };
     let arn = format!("arn:aws:s3:::{bucket}");
-    let mut create = aws
-        .s3
-        .create_bucket()
-        .bucket(bucket)
-        .object_ownership(ObjectOwnership::BucketOwnerEnforced);
+    // New buckets have ACLs disabled (bucket owner enforced) by AWS's default; setting it
+    // here would need one more permission.
+    let mut create = aws.s3.create_bucket().bucket(bucket);
     if aws.region != "us-east-1" {
         create = create.create_bucket_configuration(
             CreateBucketConfiguration::builder()
