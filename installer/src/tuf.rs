@@ -7,9 +7,8 @@
 //! larger than [`limits`] (endless data), and any role not signed by the keys the root names (a
 //! portal that re-signs targets with its own key).
 
-use std::path::Path;
-
 use std::future::Future;
+use std::path::Path;
 
 use anyhow::{Context as _, Result, anyhow};
 use bundles::release::ReleaseTarget;
@@ -90,8 +89,8 @@ impl Transport for HttpTransport {
 /// The file in an app's datastore that records which pinned root key anchored it.
 const ANCHOR_FILE: &str = "consign-anchor.json";
 
-/// Checks an app's *first* root (the anchor, version 1) against the vendor's root key fingerprint
-/// `pin`: the one trust decision TUF leaves to the client.
+/// Checks an app's anchor root (the first one a machine trusts) against the vendor's root key
+/// fingerprint `pin`: the one trust decision TUF leaves to the client.
 ///
 /// Listing the pinned key is not enough (an attacker's root can list it beside a key of its own,
 /// with threshold 1, signed only by the attacker). The root is accepted only when its root role

@@ -79,6 +79,19 @@ impl AgentWorld {
         .unwrap()
     }
 
+    /// `vendor-portal usage show --customer globex --output json`: every license of the customer.
+    pub fn customer_usage(&self) -> Value {
+        serde_json::from_str(&self.vendor(&[
+            "usage",
+            "show",
+            "--customer",
+            "globex",
+            "--output",
+            "json",
+        ]))
+        .unwrap()
+    }
+
     /// A state directory for an agent.
     pub fn state_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -148,6 +148,29 @@ impl World {
         )
     }
 
+    /// Exports an air-gapped kit of `version` for globex's license (`globex.lic`) into `name`,
+    /// wrapped to the install key in `install-key` (made on first use); the kit's path.
+    pub fn export_kit(&self, version: &str, name: &str) -> PathBuf {
+        let key_dir = self.dir.path().join("install-key");
+        if !key_dir.join("install.pub").exists() {
+            self.installer_ok(&["keygen", "-o", key_dir.to_str().unwrap()]);
+        }
+        let public = std::fs::read_to_string(key_dir.join("install.pub")).unwrap();
+        self.vendor(&[
+            "kit",
+            "export",
+            "--license",
+            &self.p("globex.lic"),
+            "--version",
+            version,
+            "--recipient",
+            public.trim(),
+            "-o",
+            &self.p(name),
+        ]);
+        self.dir.path().join(name)
+    }
+
     /// An `installer` command with this world's AWS account and installer home.
     pub fn installer_command(&self, args: &[&str]) -> Command {
         self.in_account(Command::new(bin("installer")), args)

@@ -50,15 +50,7 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
         json!([{"version": "1.0.0", "installations": 1}])
     );
     // And per customer, over all its licenses.
-    let by_customer: Value = serde_json::from_str(&world.vendor(&[
-        "usage",
-        "show",
-        "--customer",
-        "globex",
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    let by_customer = world.customer_usage();
     assert_eq!(by_customer["seats_in_use"], 1, "{by_customer}");
     assert_eq!(
         by_customer["licenses"][0]["license"],

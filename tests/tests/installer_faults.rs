@@ -83,20 +83,8 @@ fn failing_stack_names_the_resource_and_the_reason() {
 fn air_gapped_install_and_upgrade_from_kits() {
     let world = World::new();
     world.license("globex.lic", &[]);
-    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
     for version in ["1.0.0", "1.1.0"] {
-        world.vendor(&[
-            "kit",
-            "export",
-            "--license",
-            &world.p("globex.lic"),
-            "--version",
-            version,
-            "--recipient",
-            public.trim(),
-            "-o",
-            &world.p(&format!("blog-{version}.kit")),
-        ]);
+        world.export_kit(version, &format!("blog-{version}.kit"));
     }
     // No login, no portal: only the kit, the install key and the vendor's root fingerprint.
     let from_kit = |command: &str, version: &str| {
@@ -135,19 +123,7 @@ fn air_gapped_install_and_upgrade_from_kits() {
 fn tampered_kit_is_refused_before_any_change() {
     let world = World::new();
     world.license("globex.lic", &[]);
-    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
-    world.vendor(&[
-        "kit",
-        "export",
-        "--license",
-        &world.p("globex.lic"),
-        "--version",
-        "1.0.0",
-        "--recipient",
-        public.trim(),
-        "-o",
-        &world.p("blog.kit"),
-    ]);
+    world.export_kit("1.0.0", "blog.kit");
     // Flip one byte near the end of the kit: inside the bundle's last sealed object.
     let mut bytes = std::fs::read(world.p("blog.kit")).unwrap();
     let at = bytes.len() - 2048;

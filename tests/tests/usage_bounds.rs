@@ -174,15 +174,7 @@ fn usage_that_would_overflow_is_refused_with_a_4xx(postgres: bool) {
         Some(MAX_HOUR_QUANTITY),
         "{usage}"
     );
-    let customer: Value = serde_json::from_str(&world.vendor(&[
-        "usage",
-        "show",
-        "--customer",
-        "globex",
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    let customer = world.customer_usage();
     assert_eq!(
         customer["totals"][0]["total"].as_u64(),
         Some(MAX_HOUR_QUANTITY)

@@ -76,6 +76,20 @@ fn login_through(world: &World, portal: &str) -> std::process::Output {
     ])
 }
 
+/// A world whose customer logged in through a man in the middle (forwarding, for now).
+fn logged_in_through_a_man_in_the_middle() -> (World, Mitm) {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    let mitm = Mitm::start(&world.portal.url);
+    let out = login_through(&world, &mitm.url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (world, mitm)
+}
+
 fn home(world: &World) -> PathBuf {
     world.dir.path().join("installer-home")
 }
@@ -146,15 +160,7 @@ fn login_to_a_portal_serving_an_attacker_root_is_refused() {
 
 #[test]
 fn a_portal_serving_another_first_root_after_login_is_refused() {
-    let world = World::new();
-    world.license("globex.lic", &[]);
-    let mitm = Mitm::start(&world.portal.url);
-    let out = login_through(&world, &mitm.url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (world, mitm) = logged_in_through_a_man_in_the_middle();
     let logged_in = home_files(&world);
     assert!(datastore(&world).join("root.json").is_file());
     let (pinned, real, manifest) = (root_key(&world), portal_targets(&world), manifest(&world));
@@ -237,20 +243,7 @@ fn kit_targets(kit: &Path) -> Targets {
 fn kit_carrying_an_attacker_root_is_refused() {
     let world = World::new();
     world.license("globex.lic", &[]);
-    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
-    world.vendor(&[
-        "kit",
-        "export",
-        "--license",
-        &world.p("globex.lic"),
-        "--version",
-        "1.0.0",
-        "--recipient",
-        public.trim(),
-        "-o",
-        &world.p("blog.kit"),
-    ]);
-    let kit = PathBuf::from(world.p("blog.kit"));
+    let kit = world.export_kit("1.0.0", "blog.kit");
     let (pinned, real, manifest) = (root_key(&world), kit_targets(&kit), manifest(&world));
     for attack in RootAttack::ALL {
         let evil = PathBuf::from(world.p("evil.kit"));
@@ -299,19 +292,7 @@ fn kit_carrying_an_attacker_root_is_refused() {
 fn kit_whose_manifest_signature_does_not_verify_is_refused() {
     let world = World::new();
     world.license("globex.lic", &[]);
-    let public = world.installer_ok(&["keygen", "-o", &world.p("install-key")]);
-    world.vendor(&[
-        "kit",
-        "export",
-        "--license",
-        &world.p("globex.lic"),
-        "--version",
-        "1.0.0",
-        "--recipient",
-        public.trim(),
-        "-o",
-        &world.p("blog.kit"),
-    ]);
+    world.export_kit("1.0.0", "blog.kit");
     // The TUF metadata pins the manifest's digest, not its signature block: change the
     // signature inside the kit's bundle and nothing else.
     let mut file =
@@ -344,15 +325,7 @@ fn kit_whose_manifest_signature_does_not_verify_is_refused() {
 
 #[test]
 fn manifest_signature_not_by_a_release_key_is_refused() {
-    let world = World::new();
-    world.license("globex.lic", &[]);
-    let mitm = Mitm::start(&world.portal.url);
-    let out = login_through(&world, &mitm.url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (world, mitm) = logged_in_through_a_man_in_the_middle();
     // A compromised portal answers grants with a signature by a key of its own (here: the
     // vendor's license-signing key id, a key in the keyset that is not a release key, and then
     // a release key id with the attacker's signature).

@@ -18,8 +18,9 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{ApiJson, ApiPath};
 use crate::server::idempotency::IdempotencyContext;
 use crate::server::now;
-use crate::server::routes::vendor::{MemberCreated, MemberInfo, hash_in_background};
-use crate::server::secrets::new_password;
+use crate::server::routes::vendor::{
+    MemberCreated, MemberInfo, chosen_password, hash_in_background,
+};
 use crate::server::state::AppState;
 use crate::server::tx::VendorTx;
 
@@ -212,15 +213,7 @@ pub async fn reset_password(
 ) -> ApiResult<Response> {
     caller.require(Role::Owner)?;
     let generated = body.password.is_none();
-    let password = match body.password {
-        Some(p) if p.chars().count() < 12 => {
-            return Err(ApiError::invalid(
-                "passwords must be at least 12 characters",
-            ));
-        }
-        Some(p) => zeroize::Zeroizing::new(p),
-        None => new_password()?,
-    };
+    let password = chosen_password(body.password)?;
     let hash = hash_in_background(password.to_string()).await?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let found = find(tx.conn(), &caller.vendor_id, &id).await?;

@@ -114,6 +114,17 @@ fn valid_email(email: &str) -> bool {
         })
 }
 
+/// The password a member is given: `given` when it is long enough, else a generated one.
+pub fn chosen_password(given: Option<String>) -> ApiResult<zeroize::Zeroizing<String>> {
+    match given {
+        Some(p) if p.chars().count() < 12 => Err(ApiError::invalid(
+            "passwords must be at least 12 characters",
+        )),
+        Some(p) => Ok(zeroize::Zeroizing::new(p)),
+        None => Ok(new_password()?),
+    }
+}
+
 /// Adds a member (owners only).
 #[utoipa::path(post, path = "/api/v1/members", tag = "vendor", security(("token" = [])), request_body = MemberCreate, responses(
     (status = 201, body = MemberCreated), (status = 403, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
@@ -131,15 +142,7 @@ pub async fn add_member(
         )));
     }
     let generated = body.password.is_none();
-    let password = match body.password {
-        Some(p) if p.chars().count() < 12 => {
-            return Err(ApiError::invalid(
-                "passwords must be at least 12 characters",
-            ));
-        }
-        Some(p) => zeroize::Zeroizing::new(p),
-        None => new_password()?,
-    };
+    let password = chosen_password(body.password)?;
     let hash = hash_in_background(password.to_string()).await?;
     let id = new_id("mem")?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
