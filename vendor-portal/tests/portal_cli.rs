@@ -58,6 +58,128 @@ fn license_agent() -> std::path::PathBuf {
     Path::new(env!("CARGO_BIN_EXE_vendor-portal")).with_file_name("license-agent")
 }
 
+/// `vendor-portal member ...`: an owner manages a member by email; every change ends the
+/// member's token at once, and keeping the last owner is enforced.
+#[test]
+fn member_commands_end_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let created = ok(common::portal(&[
+        "admin",
+        "create-vendor",
+        "--slug",
+        "acme",
+        "--name",
+        "Acme",
+        "--output",
+        "json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]));
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let owner = created["token"].as_str().unwrap().to_owned();
+    let served = serve(&data);
+    let json = |out: std::process::Output| -> serde_json::Value {
+        serde_json::from_str(&ok(out)).unwrap()
+    };
+    json(vp(
+        &served,
+        &owner,
+        &[
+            "member",
+            "add",
+            "--email",
+            "dev@acme.example",
+            "--role",
+            "publisher",
+            "--output",
+            "json",
+        ],
+    ));
+    // The member's own token: given a fresh password, they sign in and make one.
+    let reset = json(vp(
+        &served,
+        &owner,
+        &[
+            "member",
+            "reset-password",
+            "dev@acme.example",
+            "--output",
+            "json",
+        ],
+    ));
+    let password = reset["password"].as_str().unwrap();
+    assert!(password.len() >= 12, "{reset}");
+    let member_token = || -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let http = ::reqwest::Client::new();
+            let login = http
+                .post(format!("{}/api/v1/session", served.url))
+                .json(&serde_json::json!({"vendor": "acme", "email": "dev@acme.example", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let cookie = login.headers()["set-cookie"].to_str().unwrap();
+            let session = cookie.split(';').next().unwrap().to_owned();
+            let token: serde_json::Value = http
+                .post(format!("{}/api/v1/tokens", served.url))
+                .header("cookie", session)
+                .header("origin", &served.url)
+                .json(&serde_json::json!({"name": "laptop"}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            token["token"].as_str().unwrap().to_owned()
+        })
+    };
+    for change in [
+        vec!["member", "role", "dev@acme.example", "--role", "support"],
+        vec!["member", "disable", "dev@acme.example"],
+    ] {
+        let token = member_token_or_enable(&served, &owner, &member_token);
+        assert!(vp(&served, &token, &["app", "list"]).status.success());
+        let said = ok(vp(&served, &owner, &change));
+        assert!(said.contains("1 tokens revoked"), "{said}");
+        assert_fails_with(&vp(&served, &token, &["app", "list"]), "not valid");
+    }
+    let listed = ok(vp(&served, &owner, &["member", "list"]));
+    assert!(
+        listed.contains("dev@acme.example") && listed.contains("true"),
+        "{listed}"
+    );
+    ok(vp(
+        &served,
+        &owner,
+        &["member", "remove", "dev@acme.example"],
+    ));
+    assert!(!ok(vp(&served, &owner, &["member", "list"])).contains("dev@acme.example"));
+    // The only owner cannot disable themselves.
+    let me = json(vp(&served, &owner, &["member", "list", "--output", "json"]));
+    let mine = me[0]["id"].as_str().unwrap();
+    assert_fails_with(&vp(&served, &owner, &["member", "disable", mine]), "owner");
+    assert_fails_with(
+        &vp(
+            &served,
+            &owner,
+            &["member", "disable", "nobody@acme.example"],
+        ),
+        "is not a member",
+    );
+}
+
+/// A fresh token of the member, enabling them first when disabled.
+fn member_token_or_enable(served: &Served, owner: &str, token: &dyn Fn() -> String) -> String {
+    let _ = vp(served, owner, &["member", "enable", "dev@acme.example"]);
+    token()
+}
+
 #[test]
 fn vendor_commands_drive_the_portal() {
     let dir = tempfile::tempdir().unwrap();
