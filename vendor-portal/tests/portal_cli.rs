@@ -53,17 +53,8 @@ fn vp(served: &Served, token: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn license_agent() -> std::path::PathBuf {
-    // Built by the workspace: target/<profile>/license-agent beside vendor-portal.
-    Path::new(env!("CARGO_BIN_EXE_vendor-portal")).with_file_name("license-agent")
-}
-
-/// `vendor-portal member ...`: an owner manages a member by email; every change ends the
-/// member's token at once, and keeping the last owner is enforced.
-#[test]
-fn member_commands_end_access() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// `admin create-vendor` for acme in `data`; the owner's API token.
+fn create_vendor(data: &Path) -> String {
     let created = ok(common::portal(&[
         "admin",
         "create-vendor",
@@ -77,7 +68,21 @@ fn member_commands_end_access() {
         data.to_str().unwrap(),
     ]));
     let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let owner = created["token"].as_str().unwrap().to_owned();
+    created["token"].as_str().unwrap().to_owned()
+}
+
+fn license_agent() -> std::path::PathBuf {
+    // Built by the workspace: target/<profile>/license-agent beside vendor-portal.
+    Path::new(env!("CARGO_BIN_EXE_vendor-portal")).with_file_name("license-agent")
+}
+
+/// `vendor-portal member ...`: an owner manages a member by email; every change ends the
+/// member's token at once, and keeping the last owner is enforced.
+#[test]
+fn member_commands_end_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let owner = create_vendor(&data);
     let served = serve(&data);
     let json = |out: std::process::Output| -> serde_json::Value {
         serde_json::from_str(&ok(out)).unwrap()
@@ -185,20 +190,7 @@ fn vendor_commands_drive_the_portal() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // The admin creates the vendor on the portal's machine, before or while it runs.
-    let created = ok(common::portal(&[
-        "admin",
-        "create-vendor",
-        "--slug",
-        "acme",
-        "--name",
-        "Acme",
-        "--output",
-        "json",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]));
-    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let token = created["token"].as_str().unwrap().to_owned();
+    let token = create_vendor(&data);
     assert!(token.starts_with("cns_"));
     let again = common::portal(&[
         "admin",

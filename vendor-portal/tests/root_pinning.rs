@@ -90,6 +90,31 @@ fn logged_in_through_a_man_in_the_middle() -> (World, Mitm) {
     (world, mitm)
 }
 
+/// `installer install --kit KIT` with the world's install key and pinned root: its JSON
+/// report when `succeeds`, else its stderr (a refusal, exit 1).
+fn install_kit(world: &World, kit: &Path, succeeds: bool) -> String {
+    let key = world.p("install-key");
+    let args = [
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        kit.to_str().unwrap(),
+        "--key",
+        &key,
+        "--trust-root",
+        &world.fingerprint,
+        "--yes",
+        "--output",
+        "json",
+    ];
+    if succeeds {
+        world.installer_ok(&args)
+    } else {
+        world.installer_err(&args)
+    }
+}
+
 fn home(world: &World) -> PathBuf {
     world.dir.path().join("installer-home")
 }
@@ -253,18 +278,7 @@ fn kit_carrying_an_attacker_root_is_refused() {
             &attacker::repository(attack, &pinned, &real, &manifest),
         );
         let before = world.account();
-        let stderr = world.installer_err(&[
-            "install",
-            "--stack",
-            STACK,
-            "--kit",
-            evil.to_str().unwrap(),
-            "--key",
-            &world.p("install-key"),
-            "--trust-root",
-            &world.fingerprint,
-            "--yes",
-        ]);
+        let stderr = install_kit(&world, &evil, false);
         refusal_names_the_pin(&world, &stderr);
         assert_eq!(world.account(), before, "{attack:?} changed the account");
         assert!(
@@ -273,18 +287,7 @@ fn kit_carrying_an_attacker_root_is_refused() {
         );
     }
     // The vendor's own kit still installs.
-    let done = world.installer_json(&[
-        "install",
-        "--stack",
-        STACK,
-        "--kit",
-        kit.to_str().unwrap(),
-        "--key",
-        &world.p("install-key"),
-        "--trust-root",
-        &world.fingerprint,
-        "--yes",
-    ]);
+    let done: Value = serde_json::from_str(&install_kit(&world, &kit, true)).unwrap();
     assert_eq!(done["version"], "1.0.0", "{done}");
 }
 
@@ -306,18 +309,7 @@ fn kit_whose_manifest_signature_does_not_verify_is_refused() {
     kit[at + 10] ^= 0x01;
     std::fs::write(world.p("resigned.kit"), kit).unwrap();
     let before = world.account();
-    let stderr = world.installer_err(&[
-        "install",
-        "--stack",
-        STACK,
-        "--kit",
-        &world.p("resigned.kit"),
-        "--key",
-        &world.p("install-key"),
-        "--trust-root",
-        &world.fingerprint,
-        "--yes",
-    ]);
+    let stderr = install_kit(&world, Path::new(&world.p("resigned.kit")), false);
     assert!(stderr.contains("does not verify"), "{stderr}");
     assert!(stderr.contains("release key"), "{stderr}");
     assert_eq!(world.account(), before);
