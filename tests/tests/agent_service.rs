@@ -307,3 +307,75 @@ fn bad_requests_get_one_clear_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Sends `request` (raw HTTP/1.1, `Connection: close`) to the agent at `url`; the status and
+/// the body.
+fn raw(url: &str, request: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// What a web page in the customer's browser can make the browser send to the agent: a "simple"
+/// cross-origin POST (`text/plain`, no preflight), and any request under a name of its own that
+/// it rebinds to 127.0.0.1 (its own `Host`). Neither meters nor reads anything.
+#[test]
+fn cross_origin_style_post_with_text_plain_and_a_foreign_host_is_refused() {
+    let world = AgentWorld::new(false, &[]);
+    let agent = world.agent(&world.state_dir("door"), "blog-prod", 3600);
+    let host = agent.url.trim_start_matches("http://").to_owned();
+    let port = host.rsplit(':').next().unwrap().to_owned();
+    let body = r#"{"dimension":"api-calls","quantity":7}"#;
+    let post = |host: &str, content_type: &str| {
+        format!(
+            "POST /v1/usage HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let (status, answer) = raw(&agent.url, &post(&host, "text/plain"));
+    assert_eq!(status, 415, "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+    let (status, answer) = raw(
+        &agent.url,
+        &post(&format!("evil.example:{port}"), "application/json"),
+    );
+    assert_eq!(status, 421, "{answer}");
+    assert!(answer.contains(&agent.url), "{answer}");
+    // Reads too: a rebound name cannot read the license.
+    let (status, answer) = raw(
+        &agent.url,
+        &format!(
+            "GET /v1/license HTTP/1.1\r\nHost: rebound.evil.example:{port}\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 421, "{answer}");
+    assert!(!answer.contains(&world.license_id), "{answer}");
+    // The agent's own callers still get in, by address or as localhost, and nothing refused was
+    // counted: the first accepted event is the journal's first.
+    let (status, answer) = raw(
+        &agent.url,
+        &post(
+            &format!("localhost:{port}"),
+            "application/json; charset=utf-8",
+        ),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let accepted: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(accepted["seq"], 1, "{accepted}");
+    let (status, _) = agent.get("/v1/license");
+    assert_eq!(status, 200);
+}

@@ -313,7 +313,7 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
                 shared.interval,
             ))
         });
-    let app = router(Arc::clone(&shared));
+    let app = router(Arc::clone(&shared), bound);
     let stopped = Arc::clone(&stop);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -527,7 +527,8 @@ async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<()
     Err("the portal keeps forgetting this agent".into())
 }
 
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, bound: SocketAddr) -> Router {
+    let door = Arc::new(Door::for_address(bound));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/entitlements/{name}", get(entitlement))
@@ -540,7 +541,79 @@ fn router(shared: Arc<Shared>) -> Router {
                 json!({"error": "no such route: the agent answers /v1/entitlements/{name}, /v1/license, /v1/usage, /v1/outbox and /healthz"}),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(door, Door::check))
         .with_state(shared)
+}
+
+/// The localhost service's door. A web page in a browser on the same machine can send requests
+/// to 127.0.0.1 too (directly, or through a name of its own that it rebinds to 127.0.0.1), but
+/// it cannot choose the `Host` header the browser sends, nor send `application/json` to another
+/// origin without a CORS preflight, which the agent never answers. So the agent answers only
+/// requests whose `Host` names the address it listens on (or `localhost`) with its port, and
+/// takes writes only as `application/json`: no page can meter usage or read the license.
+#[derive(Debug)]
+struct Door {
+    hosts: Vec<String>,
+    shown: String,
+}
+
+impl Door {
+    fn for_address(bound: SocketAddr) -> Self {
+        let port = bound.port();
+        let mut names = vec!["localhost".to_owned()];
+        let ip = bound.ip();
+        if ip.is_unspecified() {
+            names.extend(["127.0.0.1".to_owned(), "[::1]".to_owned()]);
+        } else if ip.is_ipv6() {
+            names.push(format!("[{ip}]"));
+        } else {
+            names.push(ip.to_string());
+        }
+        let mut hosts: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
+        if port == 80 {
+            hosts.extend(names);
+        }
+        Self {
+            hosts,
+            shown: format!("http://{bound}"),
+        }
+    }
+
+    async fn check(
+        State(door): State<Arc<Door>>,
+        request: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> Response {
+        let headers = request.headers();
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !door.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+            return answer(
+                StatusCode::MISDIRECTED_REQUEST,
+                json!({"error": format!(
+                    "the agent answers only requests for {} (Host {host:?} is refused): call it at that address",
+                    door.shown
+                )}),
+            );
+        }
+        let json_body = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if request.method() != axum::http::Method::GET
+            && request.method() != axum::http::Method::HEAD
+            && !json_body
+        {
+            return answer(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": "send the request body as JSON with Content-Type: application/json"}),
+            );
+        }
+        next.run(request).await
+    }
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
