@@ -73,6 +73,11 @@ pub struct Memory {
     /// The license's state in the newest status accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portal_state: Option<LicenseState>,
+    /// The newest time the agent has seen on its own clock at a check-in round, answered or
+    /// not. With the newest signed status time and the last check-in it floors the agent's
+    /// clock, so a clock set back never reopens a grace period that has run out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_floor: Option<UnixTime>,
     /// Tampering seen and not yet sent home.
     #[serde(default)]
     pub reports: Vec<TamperReport>,
@@ -104,8 +109,20 @@ struct Inner {
     open_from: UnixTime,
     /// Checks from this time on are refused (expiry or the end of the offline grace).
     restricted_from: UnixTime,
+    /// Time never runs back behind this: the newest signed status time, last check-in and
+    /// round the agent has seen.
+    floor: UnixTime,
     /// The vendor revoked or suspended the license.
     blocked: Option<LicenseState>,
+}
+
+/// The newest time `memory` has seen: signed status, last check-in, or a round's clock.
+fn floor_of(memory: &Memory) -> UnixTime {
+    [memory.status_time, memory.last_checkin, memory.clock_floor]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(UnixTime::EPOCH)
 }
 
 fn verify(keyset: &TrustedKeyset, armored: &str, now: UnixTime) -> Result<VerifiedLicense> {
@@ -126,13 +143,15 @@ impl Inner {
             };
         }
         memory.license_seq = memory.license_seq.max(claims.seq);
-        memory.started_at.get_or_insert(now);
+        let floor = floor_of(&memory);
+        memory.started_at.get_or_insert(now.max(floor));
         let mut inner = Inner {
             license: Arc::new(license),
             armored: armored.into(),
             memory,
             open_from: now,
             restricted_from: now,
+            floor,
             blocked: None,
         };
         inner.refresh();
@@ -153,10 +172,16 @@ impl Inner {
             );
         }
         self.restricted_from = until;
+        self.floor = floor_of(&self.memory);
         self.blocked = self
             .memory
             .portal_state
             .filter(|s| *s != LicenseState::Active);
+    }
+
+    /// `now`, but never behind the newest time the agent has seen.
+    fn clock(&self, now: UnixTime) -> UnixTime {
+        now.max(self.floor)
     }
 
     fn gate(&self, now: UnixTime) -> Result<(), Denial> {
@@ -263,6 +288,8 @@ impl Agent {
         memory: Memory,
         now: UnixTime,
     ) -> Result<Self> {
+        // A clock set back is read as the newest time the agent has seen.
+        let now = now.max(floor_of(&memory));
         let license = verify(&keyset, armored, now)?;
         let claims = license.claims();
         if memory.license.as_ref() == Some(&claims.jti) && claims.seq < memory.license_seq {
@@ -290,6 +317,7 @@ impl Agent {
     /// RESTRICTED. The hot path: no allocation unless refused.
     pub fn check(&self, feature: &str, now: UnixTime) -> Result<(), Denial> {
         let inner = self.read();
+        let now = inner.clock(now);
         inner.gate(now)?;
         inner.license.is_feature_allowed(feature, now)
     }
@@ -298,6 +326,7 @@ impl Agent {
     /// [`VerifiedLicense::limit`]), refused while RESTRICTED.
     pub fn limit(&self, name: &str, in_use: u64, now: UnixTime) -> Result<LimitStatus, Denial> {
         let inner = self.read();
+        let now = inner.clock(now);
         inner.gate(now)?;
         inner.license.limit(name, in_use, now)
     }
@@ -306,13 +335,25 @@ impl Agent {
     /// [`VerifiedLicense::quota`]), refused while RESTRICTED.
     pub fn quota(&self, name: &str, used: u64, now: UnixTime) -> Result<QuotaStatus, Denial> {
         let inner = self.read();
+        let now = inner.clock(now);
         inner.gate(now)?;
         inner.license.quota(name, used, now)
     }
 
     /// The lifecycle state at `now`, the vendor's revocation or suspension included.
     pub fn lifecycle(&self, now: UnixTime) -> Lifecycle {
-        self.read().lifecycle(now)
+        let inner = self.read();
+        inner.lifecycle(inner.clock(now))
+    }
+
+    /// Records that the agent's clock read `now` at a check-in round (answered or not): the
+    /// clock never runs back behind it. Persist the memory afterwards.
+    pub fn observe(&self, now: UnixTime) {
+        let mut inner = self.write();
+        if inner.memory.clock_floor.is_none_or(|seen| seen < now) {
+            inner.memory.clock_floor = Some(now);
+            inner.refresh();
+        }
     }
 
     /// The license in force.
@@ -338,7 +379,9 @@ impl Agent {
     /// Offers a license read again from its file or parameter: a newer revision of the same
     /// license takes over (`Ok(true)`), the same one changes nothing, an older one is refused.
     pub fn offer_license(&self, armored: &str, now: UnixTime) -> Result<bool> {
-        self.write().offer(&self.keyset, armored, now)
+        let mut inner = self.write();
+        let now = inner.clock(now);
+        inner.offer(&self.keyset, armored, now)
     }
 
     /// Forgets the first `sent` tamper reports once a check-in carried them home.

@@ -18,6 +18,8 @@ pub struct UnixTime(u64);
 impl UnixTime {
     /// 9999-12-31T23:59:59Z, the latest time a license may name.
     pub const MAX: UnixTime = UnixTime(253_402_300_799);
+    /// 1970-01-01T00:00:00Z.
+    pub const EPOCH: UnixTime = UnixTime(0);
 
     /// A time from Unix seconds, refused beyond [`UnixTime::MAX`].
     pub fn from_secs(secs: u64) -> Option<Self> {

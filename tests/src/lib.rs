@@ -60,6 +60,11 @@ impl Vendor {
     }
 
     pub fn with_seq(seq: u64) -> Self {
+        Self::with_keys_from(seq, now().minus(86_400))
+    }
+
+    /// A vendor whose keys (and keyset) are valid from `from` on: for licenses issued long ago.
+    pub fn with_keys_from(seq: u64, from: UnixTime) -> Self {
         let root = SigningKey::generate().unwrap();
         let signer = SigningKey::generate().unwrap();
         let release = SigningKey::generate().unwrap();
@@ -67,14 +72,14 @@ impl Vendor {
         let entry = |key: &SigningKey, prefix| KeyEntry {
             kid: key.public_key().derive_kid(prefix),
             public_key: key.public_key(),
-            not_before: now().minus(86_400),
+            not_before: from,
             not_after: now().plus(5 * 365 * 86_400),
         };
         let keyset = Keyset {
             kind: license::KEYSET_TYPE.into(),
             issuer: Some("acme".parse().unwrap()),
             seq,
-            issued_at: now().minus(86_400),
+            issued_at: from,
             root: root.public_key(),
             license_keys: vec![entry(&signer, "lic")],
             release_keys: vec![entry(&release, "rel")],

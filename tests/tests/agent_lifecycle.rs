@@ -394,3 +394,34 @@ fn a_status_about_another_license_is_refused() {
         .unwrap_err();
     assert_eq!(report.code, "bad_status");
 }
+
+#[test]
+fn clock_set_back_a_year_gives_no_extension() {
+    // A license issued two years ago, so a clock a year back is still inside its term.
+    let t0 = now();
+    let vendor = Vendor::with_keys_from(1, t0.minus(3 * 365 * DAY));
+    let c = claims(&vendor, "", t0.minus(2 * 365 * DAY));
+    let agent = Agent::new(vendor.trusted(), &vendor.sign(&c), Memory::default(), t0).unwrap();
+    check_in(&agent, &vendor, &c, LicenseState::Active, t0);
+    // The portal is unreachable for 15 days; the agent's daily rounds see the time pass, and the
+    // default policy (a day, then seven of grace) has run out.
+    for day in 1..=15 {
+        agent.observe(t0.plus(day * DAY));
+    }
+    let later = t0.plus(15 * DAY);
+    assert_eq!(state_at(&agent, later), State::Restricted);
+    // The customer sets the clock back a year: still RESTRICTED, and nothing is allowed.
+    let back = later.minus(365 * DAY);
+    assert_eq!(state_at(&agent, back), State::Restricted);
+    assert!(agent.check("posts", back).is_err());
+    // Nor after a restart from what the agent saved.
+    let restarted = Agent::new(vendor.trusted(), &vendor.sign(&c), agent.memory(), back).unwrap();
+    assert_eq!(state_at(&restarted, back), State::Restricted);
+    assert!(restarted.check("posts", back).is_err());
+    // Without any round recorded, time still never runs back behind the last signed status:
+    // a clock a year back reads as that status's time.
+    let fresh = Agent::new(vendor.trusted(), &vendor.sign(&c), Memory::default(), t0).unwrap();
+    check_in(&fresh, &vendor, &c, LicenseState::Active, t0);
+    let lifecycle = fresh.lifecycle(t0.minus(365 * DAY));
+    assert_eq!(lifecycle, fresh.lifecycle(t0), "{lifecycle:?}");
+}

@@ -401,6 +401,8 @@ fn set_error(shared: &Shared, error: Option<String>) {
 /// One round: re-read the license source, seal usage, activate if needed, check in, save.
 async fn checkin_once(shared: &Shared) {
     let now = UnixTime::now();
+    // Saved below with the rest: a clock set back later never reopens a grace that ran out.
+    shared.agent.observe(now);
     let complaint = match shared.source.read().await {
         Ok(text) => match shared.agent.offer_license(&text, now) {
             Ok(true) => {
