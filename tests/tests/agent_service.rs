@@ -379,3 +379,38 @@ fn cross_origin_style_post_with_text_plain_and_a_foreign_host_is_refused() {
     let (status, _) = agent.get("/v1/license");
     assert_eq!(status, 200);
 }
+
+/// The state directory holds the installation key, the license and the usage journal: another
+/// user on the host reads none of it. Every file is 0600 and the directory 0700, whatever the
+/// umask, including files made after the first check-in (the journal, the outbox, the ledger).
+#[cfg(unix)]
+#[test]
+fn state_files_are_the_owners_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let world = AgentWorld::new(false, &[]);
+    let dir = world.state_dir("private");
+    let agent = world.agent(&dir, "blog-prod", 1);
+    let (status, answer) = http::post_json(
+        &format!("{}/v1/usage", agent.url),
+        &json!({"dimension": "api-calls", "quantity": 2}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    wait_for("a check-in with the usage", LIMIT, || {
+        (sent_count(&agent) >= 2).then_some(())
+    });
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the state directory");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        seen.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    for file in ["installation-key.pem", "journal.log", "agent-state.json"] {
+        assert!(
+            seen.iter().any(|s| s == file),
+            "{file} is missing from {seen:?}"
+        );
+    }
+}

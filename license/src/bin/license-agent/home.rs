@@ -38,6 +38,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write().with_context(|| format!("cannot save {}", path.display()))
 }
 
+/// Creates `dir` (and its parents) and makes it the owner's alone (0700): the agent's state holds
+/// its installation key, the license and the usage journal.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    let made = || -> std::io::Result<()> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
+        // One that existed before keeps its mode: tighten it.
+        #[cfg(unix)]
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        Ok(())
+    };
+    made().with_context(|| format!("cannot create the state directory {}", dir.display()))
+}
+
+/// Opens `path` for appending, creating it readable by its owner only (0600).
+pub fn open_private_append(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 /// What the agent keeps besides the journal.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,10 +88,9 @@ pub struct Home {
 }
 
 impl Home {
-    /// Opens (creating) `dir`.
+    /// Opens (creating) `dir`, readable by its owner only.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+        create_private_dir(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
         })

@@ -218,11 +218,8 @@ fn verify(args: VerifyArgs, output: Output) -> Result<()> {
         .with_context(|| format!("the keyset {} is not trusted", args.trust.display()))?;
     let verified = state.accept_license(&keyset, &license_text, now)?;
     if let (Some(dir), Some(path)) = (&args.state_dir, &state_path) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = dir.join(format!(".{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .with_context(|| format!("cannot save {}", path.display()))?;
+        home::create_private_dir(dir)?;
+        home::write_atomic(path, &serde_json::to_vec_pretty(&state)?)?;
     }
     if let (Some(account), Some(region)) = (&args.aws_account, &args.region) {
         verified.check_placement(account, region).with_context(|| {

@@ -191,10 +191,7 @@ impl Meter {
             }
         };
         let (events, good_len) = read_journal(&journal)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal)
+        let file = crate::home::open_private_append(&journal)
             .with_context(|| format!("cannot open {}", journal.display()))?;
         if file.metadata().map(|m| m.len()).unwrap_or(0) > good_len {
             file.set_len(good_len)

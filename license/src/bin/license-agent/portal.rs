@@ -104,10 +104,7 @@ impl PortalClient {
             if rotate {
                 let _ = std::fs::rename(&self.log, self.log.with_extension("jsonl.1"));
             }
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.log)
+            let written = crate::home::open_private_append(&self.log)
                 .and_then(|mut f| f.write_all(&[line.as_slice(), b"\n"].concat()));
             if let Err(e) = written {
                 tracing::warn!(error = %e, "the outbox log could not be written");
