@@ -135,12 +135,17 @@ pub async fn for_deploy(aws: &Aws) -> Result<(String, bool)> {
 
 /// Makes sure `bucket` exists and is recorded: creates it (encrypted, public access blocked) when
 /// it does not exist; returns the name to use (another installer that recorded first wins).
-pub async fn ensure(aws: &Aws, bucket: &str, ui: Ui) -> Result<String> {
+/// `proven_ours` is [`for_deploy`]'s answer that the bucket exists and is this account's: then
+/// only the record is made sure of.
+pub async fn ensure(aws: &Aws, bucket: &str, proven_ours: bool, ui: Ui) -> Result<String> {
     // Record first, then create: two installers racing agree on the first recorded name.
     let bucket = match record::put_once(aws, RECORD, bucket, RECORD_DESCRIPTION).await? {
         Some(recorded) => recorded,
         None => bucket.to_owned(),
     };
+    if proven_ours {
+        return Ok(bucket);
+    }
     match owner(aws, &bucket).await? {
         Owner::Us => return Ok(bucket),
         Owner::Someone => return Err(foreign(&bucket, &aws.account)),

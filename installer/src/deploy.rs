@@ -788,6 +788,8 @@ struct Prepared {
     /// and no object fetched.
     noop: bool,
     bucket: String,
+    /// The bucket exists and was proven to be this account's.
+    bucket_ours: bool,
     stack: Option<Stack>,
     history: Option<History>,
     installed: Option<Entry>,
@@ -838,6 +840,7 @@ async fn prepare(
         return Ok(Prepared {
             noop: true,
             bucket,
+            bucket_ours: bucket_exists,
             stack,
             history,
             installed,
@@ -872,6 +875,7 @@ async fn prepare(
     Ok(Prepared {
         noop: false,
         bucket,
+        bucket_ours: bucket_exists,
         stack,
         history,
         installed,
@@ -1047,7 +1051,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
     }
 
     // From here on the account changes.
-    let recorded = bucket::ensure(aws, &p.bucket, ui).await?;
+    let recorded = bucket::ensure(aws, &p.bucket, p.bucket_ours, ui).await?;
     if recorded != p.bucket {
         bail!(
             "another installer recorded the artifact bucket {recorded} while this one prepared {}: run the command again",

@@ -57,11 +57,7 @@ pub struct MemberChanged {
     pub tokens_revoked: u64,
 }
 
-struct Found {
-    info: MemberInfo,
-}
-
-async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<Found> {
+async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<MemberInfo> {
     let row = sqlx::query(
         "SELECT id, email, role, disabled_at FROM members WHERE vendor_id = $1 AND id = $2",
     )
@@ -71,13 +67,11 @@ async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<
     .await?
     .ok_or_else(|| ApiError::not_found("member", id))?;
     let role: String = row.try_get("role")?;
-    Ok(Found {
-        info: MemberInfo {
-            id: row.try_get("id")?,
-            email: row.try_get("email")?,
-            role: Role::parse(&role).unwrap_or(Role::Support),
-            disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
-        },
+    Ok(MemberInfo {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        role: Role::parse(&role).unwrap_or(Role::Support),
+        disabled: row.try_get::<Option<i64>, _>("disabled_at")?.is_some(),
     })
 }
 
@@ -155,9 +149,9 @@ pub async fn update(
     }
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let found = find(tx.conn(), &caller.vendor_id, &id).await?;
-    let role = body.role.unwrap_or(found.info.role);
-    let disabled = body.disabled.unwrap_or(found.info.disabled);
-    let was_owner = found.info.role == Role::Owner && !found.info.disabled;
+    let role = body.role.unwrap_or(found.role);
+    let disabled = body.disabled.unwrap_or(found.disabled);
+    let was_owner = found.role == Role::Owner && !found.disabled;
     if was_owner && (role != Role::Owner || disabled) {
         keep_an_owner(tx.conn(), &caller.vendor_id, &id).await?;
     }
@@ -173,7 +167,7 @@ pub async fn update(
     .execute(tx.conn())
     .await?;
     let (sessions_ended, tokens_revoked) = end_access(tx.conn(), &caller.vendor_id, &id).await?;
-    let action = match (body.disabled, found.info.disabled) {
+    let action = match (body.disabled, found.disabled) {
         (Some(true), false) => "member.disable",
         (Some(false), true) => "member.enable",
         _ => "member.update",
@@ -182,7 +176,7 @@ pub async fn update(
         &caller,
         action,
         &id,
-        serde_json::json!({"email": found.info.email, "role": role, "was": found.info.role,
+        serde_json::json!({"email": found.email, "role": role, "was": found.role,
             "disabled": disabled, "sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
     )
     .await?;
@@ -190,7 +184,7 @@ pub async fn update(
         member: MemberInfo {
             role,
             disabled,
-            ..found.info
+            ..found
         },
         sessions_ended,
         tokens_revoked,
@@ -228,16 +222,16 @@ pub async fn reset_password(
         &caller,
         "member.password",
         &id,
-        serde_json::json!({"email": found.info.email, "generated": generated,
+        serde_json::json!({"email": found.email, "generated": generated,
             "sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
     )
     .await?;
     let reply = MemberCreated {
-        member: found.info.clone(),
+        member: found.clone(),
         password: generated.then(|| password.to_string()),
     };
     let stored = MemberCreated {
-        member: found.info,
+        member: found,
         password: None,
     };
     let response = tx
@@ -261,7 +255,7 @@ pub async fn remove(
     caller.require(Role::Owner)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let found = find(tx.conn(), &caller.vendor_id, &id).await?;
-    if found.info.role == Role::Owner && !found.info.disabled {
+    if found.role == Role::Owner && !found.disabled {
         keep_an_owner(tx.conn(), &caller.vendor_id, &id).await?;
     }
     let (sessions_ended, tokens_revoked) = end_access(tx.conn(), &caller.vendor_id, &id).await?;
@@ -279,12 +273,12 @@ pub async fn remove(
         &caller,
         "member.remove",
         &id,
-        serde_json::json!({"email": found.info.email, "role": found.info.role,
+        serde_json::json!({"email": found.email, "role": found.role,
             "sessions_ended": sessions_ended, "tokens_revoked": tokens_revoked}),
     )
     .await?;
     let changed = MemberChanged {
-        member: found.info,
+        member: found,
         sessions_ended,
         tokens_revoked,
     };
