@@ -81,6 +81,77 @@ pub struct Memory {
     /// Tampering seen and not yet sent home.
     #[serde(default)]
     pub reports: Vec<TamperReport>,
+    /// Digests of the last reports a check-in carried home, so that merging with another
+    /// environment's memory (which may still hold them) does not send them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered: Vec<String>,
+}
+
+/// A short digest naming one tamper report.
+fn report_digest(report: &TamperReport) -> String {
+    let text = format!("{}\n{}\n{}", report.at.as_secs(), report.code, report.detail);
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn newest<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    a.max(b)
+}
+
+fn oldest<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Memory {
+    /// Joins what another run remembers into this one: the agents of several Lambda execution
+    /// environments share one memory in a table, and each merges the stored memory with its
+    /// own before writing it back. The join keeps the most restrictive view: the newest license
+    /// revision, status (with its state), check-in and clock, the earliest start, and every
+    /// tamper report not yet carried home. Memory about another license is left alone.
+    pub fn merge(&mut self, other: &Memory) {
+        if other.license.is_none() {
+            return;
+        }
+        if self.license.is_none() {
+            *self = other.clone();
+            return;
+        }
+        if self.license != other.license {
+            return;
+        }
+        self.license_seq = self.license_seq.max(other.license_seq);
+        self.started_at = oldest(self.started_at, other.started_at);
+        self.last_checkin = newest(self.last_checkin, other.last_checkin);
+        if other.status_time > self.status_time {
+            self.status_time = other.status_time;
+            self.portal_state = other.portal_state;
+        }
+        self.clock_floor = newest(self.clock_floor, other.clock_floor);
+        for digest in &other.delivered {
+            if !self.delivered.contains(digest) {
+                self.delivered.push(digest.clone());
+            }
+        }
+        let excess = self.delivered.len().saturating_sub(MAX_REPORTS);
+        self.delivered.drain(..excess);
+        for report in &other.reports {
+            if !self.reports.contains(report) {
+                self.reports.push(report.clone());
+            }
+        }
+        let delivered = &self.delivered;
+        self.reports
+            .retain(|r| !delivered.contains(&report_digest(r)));
+        self.reports.sort_by_key(|r| r.at);
+        let excess = self.reports.len().saturating_sub(MAX_REPORTS);
+        self.reports.drain(..excess);
+    }
 }
 
 /// What a check-in changed.
@@ -144,7 +215,9 @@ impl Inner {
         }
         memory.license_seq = memory.license_seq.max(claims.seq);
         let floor = floor_of(&memory);
-        memory.started_at.get_or_insert(now.max(floor));
+        // With no memory of this license the offline clock runs from when the license was
+        // signed, not from now: deleting the agent's state never buys a new grace period.
+        memory.started_at.get_or_insert(claims.iat.min(now.max(floor)));
         let mut inner = Inner {
             license: Arc::new(license),
             armored: armored.into(),
@@ -388,7 +461,19 @@ impl Agent {
     pub fn reports_delivered(&self, sent: usize) {
         let mut inner = self.write();
         let n = sent.min(inner.memory.reports.len());
-        inner.memory.reports.drain(..n);
+        let digests: Vec<String> = inner.memory.reports.drain(..n).map(|r| report_digest(&r)).collect();
+        let memory = &mut inner.memory;
+        memory.delivered.extend(digests);
+        let excess = memory.delivered.len().saturating_sub(MAX_REPORTS);
+        memory.delivered.drain(..excess);
+    }
+
+    /// Takes in what another run remembers (see [`Memory::merge`]): a revocation, a newer
+    /// status or check-in another Lambda environment saw applies here at once.
+    pub fn absorb(&self, other: &Memory) {
+        let mut inner = self.write();
+        inner.memory.merge(other);
+        inner.refresh();
     }
 
     /// Records tampering the caller saw (a response that does not parse, for instance).

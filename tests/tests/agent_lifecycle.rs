@@ -425,3 +425,90 @@ fn clock_set_back_a_year_gives_no_extension() {
     let lifecycle = fresh.lifecycle(t0.minus(365 * DAY));
     assert_eq!(lifecycle, fresh.lifecycle(t0), "{lifecycle:?}");
 }
+
+#[test]
+fn deleting_the_agents_state_buys_no_new_grace_period() {
+    // A license signed thirty days ago under the default policy (a check-in a day, seven days of
+    // grace). The customer deletes the agent's state and keeps the portal away: the agent starts
+    // from nothing, but its offline clock runs from when the license was signed, so it is
+    // RESTRICTED at once rather than granted eight fresh days.
+    let t0 = now();
+    let vendor = Vendor::with_keys_from(1, t0.minus(60 * DAY));
+    let c = claims(&vendor, "", t0.minus(30 * DAY));
+    let agent = Agent::new(vendor.trusted(), &vendor.sign(&c), Memory::default(), t0).unwrap();
+    assert_eq!(state_at(&agent, t0), State::Restricted);
+    assert!(matches!(
+        agent.check("posts", t0),
+        Err(Denial::Restricted { .. })
+    ));
+    // Until the next signed status: one check-in and work goes on.
+    check_in(&agent, &vendor, &c, LicenseState::Active, t0);
+    assert_eq!(state_at(&agent, t0), State::Active);
+    assert!(agent.check("posts", t0).is_ok());
+
+    // A license signed an hour ago keeps the grace it was issued with, from its signing time.
+    let fresh = claims(&vendor, "", t0.minus(HOUR));
+    let agent = Agent::new(vendor.trusted(), &vendor.sign(&fresh), Memory::default(), t0).unwrap();
+    assert_eq!(state_at(&agent, t0), State::Active);
+    let grace = agent.lifecycle(t0.plus(3 * DAY));
+    assert_eq!(grace.state, State::Grace);
+    assert_eq!(grace.until, Some(t0.minus(HOUR).plus(8 * DAY)));
+}
+
+#[test]
+fn a_revocation_one_environment_saw_applies_in_another_that_merges_its_memory() {
+    // Two Lambda environments of one installation share their memory through a table: each
+    // merges what is stored with its own before writing it back.
+    let vendor = Vendor::new();
+    let t0 = now();
+    let c = claims(&vendor, "", t0);
+    let armored = vendor.sign(&c);
+    let a = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    let b = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    check_in(&a, &vendor, &c, LicenseState::Active, t0);
+    check_in(&b, &vendor, &c, LicenseState::Active, t0.plus(HOUR));
+    // A hears of the revocation; B does not reach the portal.
+    check_in(&a, &vendor, &c, LicenseState::Revoked, t0.plus(2 * HOUR));
+    b.absorb(&a.memory());
+    assert!(matches!(
+        b.check("posts", t0.plus(2 * HOUR)),
+        Err(Denial::Revoked)
+    ));
+    // An older memory merged in never undoes the newer status, in either order.
+    let mut stale = Memory::default();
+    stale.merge(&b.memory());
+    stale.portal_state = Some(LicenseState::Active);
+    stale.status_time = Some(t0);
+    b.absorb(&stale);
+    assert!(matches!(
+        b.check("posts", t0.plus(2 * HOUR)),
+        Err(Denial::Revoked)
+    ));
+    let mut merged = stale.clone();
+    merged.merge(&a.memory());
+    assert_eq!(merged.portal_state, Some(LicenseState::Revoked));
+    assert_eq!(merged.status_time, Some(t0.plus(2 * HOUR)));
+    assert_eq!(merged.started_at, a.memory().started_at.min(stale.started_at));
+}
+
+#[test]
+fn tamper_reports_carried_home_by_one_environment_are_not_sent_again_by_another() {
+    let vendor = Vendor::new();
+    let t0 = now();
+    let c = claims(&vendor, "", t0);
+    let armored = vendor.sign(&c);
+    let a = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    let b = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    a.report(t0, "bad_status", "one".into());
+    b.absorb(&a.memory());
+    b.report(t0.plus(1), "clock_skew", "two".into());
+    // B's check-in carries both home; A, merging B's memory, keeps neither.
+    assert_eq!(b.memory().reports.len(), 2);
+    b.reports_delivered(2);
+    a.absorb(&b.memory());
+    assert!(a.memory().reports.is_empty(), "{:?}", a.memory().reports);
+    // A report A sees afterwards is still kept.
+    a.report(t0.plus(2), "old_status", "three".into());
+    a.absorb(&b.memory());
+    assert_eq!(a.memory().reports.len(), 1);
+}

@@ -65,7 +65,7 @@ pub fn open_private_append(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 /// What the agent keeps besides the journal.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Saved {
     /// The license agent core's memory.

@@ -11,6 +11,7 @@ mod home;
 mod meter;
 mod portal;
 mod serve;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

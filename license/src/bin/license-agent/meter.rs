@@ -14,6 +14,10 @@
 //! A torn last line (a crash in the middle of a write that was never acknowledged) is dropped
 //! when the journal is opened.
 //!
+//! With a state table (in Lambda, see `table.rs`) the journal is the table: each batch is one
+//! conditional put of a `jrn#` item, and sealing takes the batches of every environment of the
+//! installation into records in the transaction that moves the chain head and deletes them.
+//!
 //! An event may carry an id. A caller that did not get an answer (the agent was killed, say)
 //! sends the event again with the same id; an id the agent already holds is answered as a
 //! duplicate and not counted again. Ids are remembered for events not yet sealed and for the
@@ -34,11 +38,22 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::home::write_atomic;
+use crate::table::{Snapshot, Table};
 
-/// Hourly totals are kept this long, for quotas up to a year.
+/// Totals are kept this long, for quotas up to a year.
 const KEEP_TOTALS: u64 = 367 * 86_400;
+/// Totals are kept by the hour this long (hourly and daily quotas), by the day beyond.
+const KEEP_HOURS: u64 = 48 * 3600;
 /// Ids of sealed events remembered for recognising retries.
 pub const KEEP_IDS: usize = 4096;
+/// With a state table, ids are kept as digests, and fewer (the state item is read and written
+/// every round).
+const KEEP_TABLE_IDS: usize = 512;
+/// The most events in one journal batch (a table item is at most 400 KB).
+const MAX_BATCH: usize = 1000;
+/// The most records one table batch may need (with the state item and the batch's deletion,
+/// well within a transaction's 100 actions).
+const MAX_GROUPS: usize = 80;
 
 /// Whether `id` may name an event: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
 pub fn valid_event_id(id: &str) -> bool {
@@ -85,8 +100,12 @@ pub struct Ledger {
 }
 
 struct Shared {
-    /// Acknowledged events not sealed yet.
+    /// Acknowledged events not sealed yet (this environment's).
     unsealed: Vec<Event>,
+    /// Other environments' events not sealed yet, as of the last round (state table only).
+    others: Vec<Event>,
+    /// This environment's journal batches in the table not yet seen sealed: first seq → last.
+    batches: BTreeMap<u64, u64>,
     /// The highest seq acknowledged.
     last_seq: u64,
     /// Event ids held (unsealed events and the last sealed ones), with the seq of each (0 for
@@ -113,6 +132,164 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// Where the journal and the ledger live.
+enum Backend {
+    /// `journal.log` and `records.json` in the state directory.
+    Files(PathBuf),
+    /// The state table.
+    Table(Arc<Table>),
+}
+
+/// What the journal writer appends to.
+enum Sink {
+    File { file: File, path: PathBuf },
+    Table { table: Arc<Table>, runtime: tokio::runtime::Handle },
+}
+
+impl Sink {
+    fn append(&mut self, events: &[Event]) -> Result<(), String> {
+        match self {
+            Sink::File { file, .. } => {
+                let mut bytes = Vec::new();
+                for event in events {
+                    let line = serde_json::to_vec(event).map_err(|e| e.to_string())?;
+                    bytes.extend_from_slice(&line);
+                    bytes.push(b'\n');
+                }
+                file.write_all(&bytes)
+                    .and_then(|()| file.sync_data())
+                    .map_err(|e| e.to_string())
+            }
+            Sink::Table { table, runtime } => runtime
+                .block_on(table.put_batch(events))
+                .map_err(|e| license::process::error_sentence(&e)),
+        }
+    }
+
+    /// Whether a failed append leaves the journal's end unknown (a file's does).
+    fn breaks_on_failure(&self) -> bool {
+        matches!(self, Sink::File { .. })
+    }
+
+    fn compact(&mut self, through: u64) {
+        if let Sink::File { file, path } = self
+            && let Err(e) = compact(file, path, through)
+        {
+            tracing::warn!(error = %e, "the journal could not be compacted; it keeps growing until the next try");
+        }
+    }
+}
+
+/// The short digest an event id is kept as with a state table.
+fn id_digest(id: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+    digest.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What a round with the state table writes: the ledger moved on, the records it sealed and the
+/// journal batches they hold.
+pub struct TablePlan {
+    /// The ledger after sealing (pending records included).
+    pub ledger: Ledger,
+    /// New records to put.
+    pub records: Vec<UsageRecord>,
+    /// Journal batches sealed into them, to delete.
+    pub sealed: Vec<String>,
+    /// Batches left for another transaction (the transaction's action limit).
+    pub more: bool,
+}
+
+/// Folds `events` into records continuing `ledger`'s chain: one per dimension and hour (split
+/// at the portal's bound), signed by `key`. Events whose id the ledger already sealed, or
+/// that repeat an id, are left out. Returns the ledger moved on; its new pending records are
+/// the ones past the old head.
+pub fn fold(
+    ledger: &Ledger,
+    events: &[Event],
+    agent: &str,
+    license: &LicenseId,
+    key: &SigningKey,
+    keep_ids: usize,
+) -> Result<Ledger> {
+    let mut seen: std::collections::HashSet<&str> =
+        ledger.recent_ids.iter().map(String::as_str).collect();
+    let mut groups: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
+    let mut next = ledger.clone();
+    for e in events {
+        if let Some(id) = &e.id {
+            if !seen.insert(id) {
+                continue;
+            }
+            next.recent_ids.push(id.clone());
+        }
+        let hour = e.at.as_secs() - e.at.as_secs() % 3600;
+        let entry = groups.entry((hour, e.dimension.clone())).or_default();
+        entry.0 = entry.0.saturating_add(e.quantity);
+        entry.1 += 1;
+    }
+    for ((hour, dimension), (quantity, count)) in groups {
+        for (part, events) in split(quantity, count) {
+            let n = next.head_n + 1;
+            let record = UsageRecord::seal(
+                RecordBody {
+                    id: format!("{agent}:{n}"),
+                    agent: agent.to_owned(),
+                    license: license.clone(),
+                    n,
+                    dimension: dimension.clone(),
+                    hour: UnixTime::from_secs(hour).unwrap_or(UnixTime::now()),
+                    quantity: part,
+                    events,
+                    prev: next.head_hash.clone(),
+                },
+                key,
+            )?;
+            next.head_n = n;
+            next.head_hash.clone_from(&record.hash);
+            next.pending.push(record);
+        }
+        let total = next
+            .totals
+            .entry(dimension)
+            .or_default()
+            .entry(hour)
+            .or_default();
+        *total = total.saturating_add(quantity);
+    }
+    if let Some(last) = events.last() {
+        next.sealed_through = next.sealed_through.max(last.seq);
+    }
+    let excess = next.recent_ids.len().saturating_sub(keep_ids);
+    next.recent_ids.drain(..excess);
+    coarsen(&mut next.totals, UnixTime::now());
+    Ok(next)
+}
+
+/// Keeps totals by the hour for [`KEEP_HOURS`], by the UTC day up to [`KEEP_TOTALS`], and
+/// none older: every quota period starts on an hour within the first or on a day.
+fn coarsen(totals: &mut BTreeMap<String, BTreeMap<u64, u64>>, now: UnixTime) {
+    let now = now.as_secs();
+    let cutoff = now.saturating_sub(KEEP_TOTALS);
+    let hourly = now.saturating_sub(KEEP_HOURS);
+    for hours in totals.values_mut() {
+        let old: Vec<(u64, u64)> = hours.range(..hourly).map(|(h, q)| (*h, *q)).collect();
+        for (hour, quantity) in old {
+            let day = hour - hour % 86_400;
+            if day == hour {
+                continue;
+            }
+            hours.remove(&hour);
+            let total = hours.entry(day).or_default();
+            *total = total.saturating_add(quantity);
+        }
+        hours.retain(|h, _| *h >= cutoff);
+    }
+    totals.retain(|_, hours| !hours.is_empty());
+}
+
 enum Job {
     Append {
         dimension: String,
@@ -128,7 +305,7 @@ enum Job {
 
 /// The meter: the journal's writer and the ledger.
 pub struct Meter {
-    dir: PathBuf,
+    backend: Backend,
     /// `None` once the meter is being dropped.
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -182,10 +359,7 @@ impl Meter {
                     ledger_path.display()
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger {
-                head_hash: GENESIS.into(),
-                ..Ledger::default()
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::new(),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", ledger_path.display()));
             }
@@ -204,8 +378,40 @@ impl Meter {
             .into_iter()
             .filter(|e| e.seq > ledger.sealed_through)
             .collect();
+        Self::start(
+            Backend::Files(dir.to_owned()),
+            Sink::File {
+                file,
+                path: journal,
+            },
+            ledger,
+            unsealed,
+            last_seq,
+        )
+    }
+
+    /// Meters into the state table, starting from `snapshot` (read at start-up).
+    pub fn open_table(table: Arc<Table>, snapshot: &Snapshot) -> Result<Self> {
+        let sink = Sink::Table {
+            table: Arc::clone(&table),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let meter = Self::start(Backend::Table(table), sink, Ledger::new(), Vec::new(), 0)?;
+        meter.refresh(snapshot, &BTreeMap::new());
+        Ok(meter)
+    }
+
+    fn start(
+        backend: Backend,
+        sink: Sink,
+        ledger: Ledger,
+        unsealed: Vec<Event>,
+        last_seq: u64,
+    ) -> Result<Self> {
         let mut state = Shared {
             unsealed,
+            others: Vec::new(),
+            batches: BTreeMap::new(),
             last_seq,
             ids: std::collections::HashMap::new(),
         };
@@ -213,13 +419,12 @@ impl Meter {
         let shared = Arc::new(Mutex::new(state));
         let (tx, rx) = mpsc::channel();
         let writer_shared = Arc::clone(&shared);
-        let writer_path = journal.clone();
         let handle = std::thread::Builder::new()
             .name("journal".into())
-            .spawn(move || writer(file, &writer_path, rx, &writer_shared))
+            .spawn(move || writer(sink, rx, &writer_shared))
             .context("cannot start the journal writer")?;
         Ok(Self {
-            dir: dir.to_owned(),
+            backend,
             jobs: Mutex::new(Some(tx)),
             writer: Some(handle),
             shared,
@@ -227,7 +432,14 @@ impl Meter {
         })
     }
 
-    /// Journals one event; resolves once it is on disk.
+    fn keep_ids(&self) -> usize {
+        match self.backend {
+            Backend::Files(_) => KEEP_IDS,
+            Backend::Table(_) => KEEP_TABLE_IDS,
+        }
+    }
+
+    /// Journals one event; resolves once it is on disk (or in the table).
     pub async fn record(
         &self,
         dimension: String,
@@ -235,6 +447,10 @@ impl Meter {
         at: UnixTime,
         id: Option<String>,
     ) -> Result<Recorded> {
+        let id = match self.backend {
+            Backend::Files(_) => id,
+            Backend::Table(_) => id.as_deref().map(id_digest),
+        };
         let (done, wait) = oneshot::channel();
         lock(&self.jobs)
             .as_ref()
@@ -254,7 +470,8 @@ impl Meter {
         }
     }
 
-    /// Units of `dimension` used from `since` on (sealed and unsealed).
+    /// Units of `dimension` used from `since` on (sealed and unsealed; with a state table,
+    /// every environment's as of the last round, and this one's since).
     pub fn used_since(&self, dimension: &str, since: UnixTime) -> u64 {
         let hour = since.as_secs() - since.as_secs() % 3600;
         let sealed: u64 = lock(&self.ledger)
@@ -262,9 +479,11 @@ impl Meter {
             .get(dimension)
             .map(|hours| hours.range(hour..).map(|(_, q)| *q).sum())
             .unwrap_or(0);
-        let unsealed: u64 = lock(&self.shared)
+        let shared = lock(&self.shared);
+        let unsealed: u64 = shared
             .unsealed
             .iter()
+            .chain(&shared.others)
             .filter(|e| e.dimension == dimension && e.at >= since)
             .map(|e| e.quantity)
             .sum();
@@ -272,63 +491,19 @@ impl Meter {
     }
 
     /// Seals every acknowledged event into records signed by `key`; returns how many records.
+    /// State directory only: with a state table, see [`Meter::plan`].
     pub fn seal(&self, agent: &str, license: &LicenseId, key: &SigningKey) -> Result<usize> {
-        let mut ledger = lock(&self.ledger);
-        let (events, through) = {
-            let shared = lock(&self.shared);
-            (shared.unsealed.clone(), shared.last_seq)
+        let Backend::Files(dir) = &self.backend else {
+            return Ok(0);
         };
+        let mut ledger = lock(&self.ledger);
+        let events = lock(&self.shared).unsealed.clone();
         if events.is_empty() {
             return Ok(0);
         }
-        let mut groups: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
-        for e in &events {
-            let hour = e.at.as_secs() - e.at.as_secs() % 3600;
-            let entry = groups.entry((hour, e.dimension.clone())).or_default();
-            entry.0 = entry.0.saturating_add(e.quantity);
-            entry.1 += 1;
-        }
-        let mut next = ledger.clone();
-        for ((hour, dimension), (quantity, count)) in groups {
-            for (part, events) in split(quantity, count) {
-                let n = next.head_n + 1;
-                let record = UsageRecord::seal(
-                    RecordBody {
-                        id: format!("{agent}:{n}"),
-                        agent: agent.to_owned(),
-                        license: license.clone(),
-                        n,
-                        dimension: dimension.clone(),
-                        hour: UnixTime::from_secs(hour).unwrap_or(UnixTime::now()),
-                        quantity: part,
-                        events,
-                        prev: next.head_hash.clone(),
-                    },
-                    key,
-                )?;
-                next.head_n = n;
-                next.head_hash.clone_from(&record.hash);
-                next.pending.push(record);
-            }
-            let total = next
-                .totals
-                .entry(dimension)
-                .or_default()
-                .entry(hour)
-                .or_default();
-            *total = total.saturating_add(quantity);
-        }
-        next.sealed_through = events.last().map_or(through, |e| e.seq);
-        next.recent_ids
-            .extend(events.iter().filter_map(|e| e.id.clone()));
-        let excess = next.recent_ids.len().saturating_sub(KEEP_IDS);
-        next.recent_ids.drain(..excess);
-        let cutoff = UnixTime::now().as_secs().saturating_sub(KEEP_TOTALS);
-        for hours in next.totals.values_mut() {
-            hours.retain(|h, _| *h >= cutoff);
-        }
+        let next = fold(&ledger, &events, agent, license, key, KEEP_IDS)?;
         let sealed = next.pending.len() - ledger.pending.len();
-        write_atomic(&self.dir.join("records.json"), &serde_json::to_vec(&next)?)?;
+        write_atomic(&dir.join("records.json"), &serde_json::to_vec(&next)?)?;
         *ledger = next;
         {
             let mut shared = lock(&self.shared);
@@ -343,6 +518,100 @@ impl Meter {
         Ok(sealed)
     }
 
+    /// This environment's journal batches written so far (to tell, after a snapshot, which of
+    /// them another environment sealed).
+    pub fn written(&self) -> BTreeMap<u64, u64> {
+        lock(&self.shared).batches.clone()
+    }
+
+    /// Takes the table's view: the sealed side from the state item, pending records, other
+    /// environments' unsealed events; this environment's batches no longer in the table (of
+    /// those in `written`, taken before the snapshot was read) were sealed.
+    pub fn refresh(&self, snapshot: &Snapshot, written: &BTreeMap<u64, u64>) {
+        let mut ledger = snapshot
+            .state
+            .as_ref()
+            .map(|s| s.ledger.clone())
+            .unwrap_or_else(Ledger::new);
+        ledger.pending = snapshot.records.clone();
+        let Backend::Table(table) = &self.backend else {
+            return;
+        };
+        let mine: std::collections::HashSet<u64> = snapshot
+            .batches
+            .iter()
+            .filter(|b| b.env == table.env())
+            .filter_map(|b| b.events.first().map(|e| e.seq))
+            .collect();
+        let mut shared = lock(&self.shared);
+        for (first, last) in written {
+            if !mine.contains(first) {
+                shared.batches.remove(first);
+                shared
+                    .unsealed
+                    .retain(|e| e.seq < *first || e.seq > *last);
+            }
+        }
+        shared.others = snapshot
+            .batches
+            .iter()
+            .filter(|b| b.env != table.env())
+            .flat_map(|b| b.events.iter().cloned())
+            .collect();
+        shared.remember_ids(&ledger.recent_ids);
+        *lock(&self.ledger) = ledger;
+    }
+
+    /// Seals the journal batches of `snapshot` (every environment's) into records continuing
+    /// its chain, as many as one transaction can take.
+    pub fn plan(
+        &self,
+        snapshot: &Snapshot,
+        agent: &str,
+        license: &LicenseId,
+        key: &SigningKey,
+    ) -> Result<TablePlan> {
+        let mut ledger = snapshot
+            .state
+            .as_ref()
+            .map(|s| s.ledger.clone())
+            .unwrap_or_else(Ledger::new);
+        ledger.pending = snapshot.records.clone();
+        // The state item, the records and the batches' deletions go in one transaction: take
+        // batches while the records they need (an upper bound: one per dimension and hour,
+        // more past the portal's bound per record) fit beside them.
+        let mut groups: BTreeMap<(u64, &str), u64> = BTreeMap::new();
+        let mut taken = 0;
+        for batch in &snapshot.batches {
+            let mut trial = groups.clone();
+            for e in &batch.events {
+                let hour = e.at.as_secs() - e.at.as_secs() % 3600;
+                let q = trial.entry((hour, e.dimension.as_str())).or_default();
+                *q = q.saturating_add(e.quantity);
+            }
+            let records: usize = trial.values().map(|q| split(*q, 1).len()).sum();
+            if 1 + records + taken + 1 > crate::table::MAX_ACTIONS {
+                break;
+            }
+            groups = trial;
+            taken += 1;
+        }
+        let chosen = &snapshot.batches[..taken];
+        let events: Vec<Event> = chosen
+            .iter()
+            .flat_map(|b| b.events.iter().cloned())
+            .collect();
+        let next = fold(&ledger, &events, agent, license, key, self.keep_ids())?;
+        let records = next.pending[ledger.pending.len()..].to_vec();
+        let more = taken < snapshot.batches.len();
+        Ok(TablePlan {
+            ledger: next,
+            records,
+            sealed: chosen.iter().map(|b| b.sk.clone()).collect(),
+            more,
+        })
+    }
+
     /// The records waiting for the portal, oldest first, at most `max`.
     pub fn pending(&self, max: usize) -> Vec<UsageRecord> {
         lock(&self.ledger)
@@ -353,22 +622,41 @@ impl Meter {
             .collect()
     }
 
-    /// Events acknowledged and not sealed yet.
+    /// Events acknowledged and not sealed yet (this environment's).
     pub fn unsealed(&self) -> Vec<Event> {
         lock(&self.shared).unsealed.clone()
     }
 
-    /// Forgets pending records up to number `through`, which the portal holds.
-    pub fn acknowledged(&self, through: u64) -> Result<()> {
+    /// Forgets pending records up to number `through`, which the portal holds. With a state
+    /// table, returns the numbers forgotten, whose items the next state write deletes.
+    pub fn acknowledged(&self, through: u64) -> Result<Vec<u64>> {
         let mut ledger = lock(&self.ledger);
-        if !ledger.pending.iter().any(|r| r.body.n <= through) {
-            return Ok(());
+        let gone: Vec<u64> = ledger
+            .pending
+            .iter()
+            .map(|r| r.body.n)
+            .filter(|n| *n <= through)
+            .collect();
+        if gone.is_empty() {
+            return Ok(gone);
         }
         let mut next = ledger.clone();
         next.pending.retain(|r| r.body.n > through);
-        write_atomic(&self.dir.join("records.json"), &serde_json::to_vec(&next)?)?;
+        if let Backend::Files(dir) = &self.backend {
+            write_atomic(&dir.join("records.json"), &serde_json::to_vec(&next)?)?;
+        }
         *ledger = next;
-        Ok(())
+        Ok(gone)
+    }
+}
+
+impl Ledger {
+    /// An empty ledger at the start of the chain.
+    pub fn new() -> Self {
+        Self {
+            head_hash: GENESIS.into(),
+            ..Self::default()
+        }
     }
 }
 
@@ -384,17 +672,35 @@ impl Drop for Meter {
 }
 
 /// The writer thread: appends batches, syncs once per batch, then acknowledges the batch.
-fn writer(mut file: File, path: &Path, jobs: mpsc::Receiver<Job>, shared: &Mutex<Shared>) {
+fn writer(mut sink: Sink, jobs: mpsc::Receiver<Job>, shared: &Mutex<Shared>) {
     let mut broken: Option<String> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
+        // A table batch is sealed in one transaction with the records it needs: keep that
+        // under DynamoDB's action limit.
+        let mut groups: BTreeMap<(u64, String), u64> = BTreeMap::new();
+        let mut parts = |job: &Job| {
+            if let Job::Append {
+                dimension,
+                quantity,
+                at,
+                ..
+            } = job
+            {
+                let hour = at.as_secs() - at.as_secs() % 3600;
+                let q = groups.entry((hour, dimension.clone())).or_default();
+                *q = q.saturating_add(*quantity);
+            }
+            groups.values().map(|q| split(*q, 1).len()).sum::<usize>()
+        };
+        parts(&batch[0]);
         while let Ok(more) = jobs.try_recv() {
+            let needed = parts(&more);
             batch.push(more);
-            if batch.len() >= 4096 {
+            if batch.len() >= MAX_BATCH || (matches!(sink, Sink::Table { .. }) && needed >= MAX_GROUPS) {
                 break;
             }
         }
-        let mut bytes = Vec::new();
         let mut appended = Vec::new();
         let mut next_seq = lock(shared).last_seq;
         let mut batch_ids = std::collections::HashSet::new();
@@ -421,35 +727,32 @@ fn writer(mut file: File, path: &Path, jobs: mpsc::Receiver<Job>, shared: &Mutex
                         quantity,
                         id,
                     };
-                    if let Ok(line) = serde_json::to_vec(&event) {
-                        bytes.extend_from_slice(&line);
-                        bytes.push(b'\n');
-                    }
                     appended.push((event, done));
                 }
-                Job::Compact { through } => {
-                    if let Err(e) = compact(&mut file, path, through) {
-                        tracing::warn!(error = %e, "the journal could not be compacted; it keeps growing until the next try");
-                    }
-                }
+                Job::Compact { through } => sink.compact(through),
             }
         }
         if appended.is_empty() {
             continue;
         }
+        let events: Vec<Event> = appended.iter().map(|(e, _)| e.clone()).collect();
         let written = match &broken {
             Some(e) => Err(e.clone()),
-            None => file
-                .write_all(&bytes)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| e.to_string()),
+            None => sink.append(&events),
         };
-        if let Err(e) = &written {
+        if let Err(e) = &written
+            && sink.breaks_on_failure()
+        {
             // After a failed write the file's end is unknown: refuse everything from here on
             // rather than acknowledge events that might not be there.
             broken = Some(e.clone());
         }
         let mut state = lock(shared);
+        if written.is_ok()
+            && let (Some(first), Some(last)) = (events.first(), events.last())
+        {
+            state.batches.insert(first.seq, last.seq);
+        }
         for (event, done) in appended {
             let answer = match &written {
                 Ok(()) => {

@@ -40,6 +40,7 @@ use crate::home::{Home, Saved};
 use crate::meter::{Meter, Recorded, valid_event_id};
 use crate::portal::{Failure, PortalClient};
 use crate::read_limited;
+use crate::table::{Snapshot, Stored, Table};
 
 /// The most units one usage event may carry.
 const MAX_QUANTITY: u64 = 1_000_000_000_000;
@@ -77,9 +78,16 @@ pub struct ServeArgs {
     /// follows the license's policy.
     #[arg(long, env = "CONSIGN_CHECKIN_INTERVAL", value_parser = clap::value_parser!(u64).range(1..))]
     pub checkin_interval: Option<u64>,
-    /// The state directory (installation key, journal, ledger, memory).
+    /// The state directory (installation key, journal, ledger, memory; with --state-table only
+    /// the outbox log).
     #[arg(long, env = "CONSIGN_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Keep the agent's state in this DynamoDB table instead (partition key `pk`, sort key
+    /// `sk`, both strings): what a Lambda stack declares, so that every execution environment
+    /// of the installation shares one memory, one installation key and one usage journal, and
+    /// none of it dies with an environment. Empty means none.
+    #[arg(long, env = "CONSIGN_AGENT_STATE_TABLE")]
+    pub state_table: Option<String>,
     /// The AWS account the app runs in (asked of STS when not given).
     #[arg(long, env = "CONSIGN_AWS_ACCOUNT")]
     pub aws_account: Option<String>,
@@ -132,7 +140,12 @@ struct Shared {
     agent: Agent,
     meter: Meter,
     home: Home,
+    /// The state table, when the state lives there rather than in `home`.
+    table: Option<Arc<Table>>,
     saved: Mutex<Saved>,
+    /// The newest record number the portal said it holds (with a state table, the next state
+    /// write deletes the records up to it).
+    acknowledged: Mutex<u64>,
     portal: Option<PortalClient>,
     key: SigningKey,
     agent_id: String,
@@ -185,8 +198,22 @@ async fn account_from_sts() -> Result<String> {
 async fn serve(mut args: ServeArgs) -> Result<()> {
     // A template passes an empty portal URL to mean "no check-ins".
     args.portal = args.portal.take().filter(|url| !url.trim().is_empty());
+    args.state_table = args.state_table.take().filter(|t| !t.trim().is_empty());
     let home = Home::open(&args.state_dir.clone().unwrap_or_else(default_state_dir))?;
-    let mut saved = home.load()?;
+    let (table, snapshot) = match &args.state_table {
+        Some(name) => {
+            let stack = args.stack.as_deref().unwrap_or("default");
+            let table = Arc::new(Table::open(name, stack).await?);
+            let snapshot = first_snapshot(&table).await?;
+            (Some(table), Some(snapshot))
+        }
+        None => (None, None),
+    };
+    let stored = snapshot.as_ref().and_then(|s| s.state.as_ref());
+    let mut saved = match stored {
+        Some(stored) => stored.saved.clone(),
+        None => home.load()?,
+    };
     let keyset_bytes = read_limited(&args.trust, "keyset")?;
     if let (Some(pin), Some(pinned)) = (&args.trust_root, &saved.root_fingerprint) {
         anyhow::ensure!(
@@ -221,7 +248,11 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
             .map(|v| v.claims().seq)
     };
     let source_seq = seq_of(&from_source).context("the license is not valid")?;
-    let armored = match home.license() {
+    let kept = match stored {
+        Some(stored) => stored.license.clone(),
+        None => home.license(),
+    };
+    let armored = match kept {
         Some(kept) if seq_of(&kept).is_ok_and(|seq| seq > source_seq) => kept,
         _ => from_source,
     };
@@ -258,9 +289,20 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
             )?,
         }),
     };
-    let key = home.installation_key()?;
+    let key = match stored {
+        Some(stored) => SigningKey::from_pem(&stored.key).with_context(|| {
+            format!(
+                "the installation key in DynamoDB table {} is damaged",
+                args.state_table.as_deref().unwrap_or_default()
+            )
+        })?,
+        None => home.installation_key()?,
+    };
     let agent_id = agent_key_id(&key.public_key());
-    let meter = Meter::open(home.dir())?;
+    let meter = match (&table, &snapshot) {
+        (Some(table), Some(snapshot)) => Meter::open_table(Arc::clone(table), snapshot)?,
+        _ => Meter::open(home.dir())?,
+    };
     let portal = match &args.portal {
         Some(url) => Some(PortalClient::new(url, home.dir().join("outbox.jsonl"))?),
         None => {
@@ -283,7 +325,9 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
         agent,
         meter,
         home,
+        table,
         saved: Mutex::new(saved),
+        acknowledged: Mutex::new(0),
         portal,
         key,
         agent_id,
@@ -293,7 +337,7 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
         source_complaint: Mutex::new(None),
         wake: Arc::new(Notify::new()),
     });
-    save(&shared)?;
+    save(&shared).await?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -359,25 +403,186 @@ async fn shutdown_signal() {
 async fn finish(shared: &Shared) {
     if shared.portal.is_some() {
         let _ = tokio::time::timeout(Duration::from_secs(2), checkin_once(shared)).await;
-    } else if let Err(e) = seal(shared) {
+    } else if let Err(e) = seal(shared).await {
         tracing::warn!(error = %e, "usage could not be sealed at shutdown; it stays in the journal");
     }
-    if let Err(e) = save(shared) {
+    if let Err(e) = save(shared).await {
         tracing::warn!(error = %e, "the agent's state could not be saved");
     }
 }
 
-fn save(shared: &Shared) -> Result<()> {
-    let mut saved = lock(&shared.saved);
-    saved.memory = shared.agent.memory();
-    shared.home.save(&saved)
+/// How often a state-table write lost to another environment's is tried again.
+const TABLE_RETRIES: usize = 8;
+
+/// The first read of the state table; the first environment of an installation creates the
+/// state with a fresh installation key (a conditional put: of two at once, one wins and the
+/// other takes its key).
+async fn first_snapshot(table: &Table) -> Result<Snapshot> {
+    let snapshot = table.snapshot().await?;
+    if snapshot.state.is_some() {
+        return Ok(snapshot);
+    }
+    let mut stored = Stored {
+        key: SigningKey::generate()?.to_pem().to_string(),
+        ..Stored::default()
+    };
+    stored.ledger = crate::meter::Ledger::new();
+    if table.commit(0, &mut stored, &[], &[]).await?.is_err() {
+        tracing::info!("another environment created the agent's state first; this one joins it");
+    }
+    let snapshot = table.snapshot().await?;
+    anyhow::ensure!(
+        snapshot.state.is_some(),
+        "the agent's state in DynamoDB table {} could not be created",
+        table.name()
+    );
+    Ok(snapshot)
 }
 
-fn seal(shared: &Shared) -> Result<usize> {
+/// Takes in what the table holds: a newer license revision, another environment's memory
+/// (a revocation it saw applies here at once), the installation.
+fn absorb(shared: &Shared, snapshot: &Snapshot) {
+    let Some(stored) = &snapshot.state else {
+        return;
+    };
+    if let Some(license) = &stored.license
+        && let Ok(true) = shared.agent.offer_license(license, UnixTime::now())
+    {
+        tracing::info!("a renewed license another environment took is in force here too");
+    }
+    shared.agent.absorb(&stored.saved.memory);
+    let mut saved = lock(&shared.saved);
+    if saved.installation.is_none() {
+        saved.installation.clone_from(&stored.saved.installation);
+    }
+    saved.keyset_seq = saved.keyset_seq.max(stored.saved.keyset_seq);
+}
+
+/// The state item to write over `snapshot`, with the sealed side `ledger`.
+fn compose(shared: &Shared, snapshot: &Snapshot, ledger: crate::meter::Ledger) -> Stored {
+    let mut saved = lock(&shared.saved);
+    saved.memory = shared.agent.memory();
+    Stored {
+        saved: saved.clone(),
+        key: snapshot
+            .state
+            .as_ref()
+            .map(|s| s.key.clone())
+            .unwrap_or_else(|| shared.key.to_pem().to_string()),
+        license: Some(shared.agent.armored().to_string()),
+        ledger,
+    }
+}
+
+/// Saves the agent's state: the state directory, or the table (merged with what other
+/// environments wrote, and deleting the records the portal acknowledged).
+async fn save(shared: &Shared) -> Result<()> {
+    let Some(table) = &shared.table else {
+        let mut saved = lock(&shared.saved);
+        saved.memory = shared.agent.memory();
+        return shared.home.save(&saved);
+    };
+    let acknowledged = *lock(&shared.acknowledged);
+    for _ in 0..TABLE_RETRIES {
+        let snapshot = table.snapshot().await?;
+        absorb(shared, &snapshot);
+        let ledger = snapshot
+            .state
+            .as_ref()
+            .map_or_else(crate::meter::Ledger::new, |s| s.ledger.clone());
+        let delete: Vec<String> = snapshot
+            .records
+            .iter()
+            .map(|r| r.body.n)
+            .filter(|n| *n <= acknowledged)
+            .take(crate::table::MAX_ACTIONS - 1)
+            .map(crate::table::record_key)
+            .collect();
+        let mut stored = compose(shared, &snapshot, ledger);
+        if table
+            .commit(snapshot.version, &mut stored, &[], &delete)
+            .await?
+            .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    bail!(
+        "the agent's state in DynamoDB table {} kept changing under this write; it is tried again next round",
+        table.name()
+    )
+}
+
+/// Seals acknowledged usage into records: from the journal file, or from every environment's
+/// batches in the table (one transaction per up to 100 items, each moving the chain head it
+/// read, so that no batch is sealed twice).
+async fn seal(shared: &Shared) -> Result<usize> {
     let license = shared.agent.license();
-    shared
-        .meter
-        .seal(&shared.agent_id, &license.claims().jti, &shared.key)
+    let jti = &license.claims().jti;
+    let Some(table) = &shared.table else {
+        return shared.meter.seal(&shared.agent_id, jti, &shared.key);
+    };
+    let mut sealed = 0;
+    let mut conflicts = 0;
+    loop {
+        let written = shared.meter.written();
+        let snapshot = table.snapshot().await?;
+        absorb(shared, &snapshot);
+        shared.meter.refresh(&snapshot, &written);
+        if snapshot.batches.is_empty() {
+            return Ok(sealed);
+        }
+        let plan = shared
+            .meter
+            .plan(&snapshot, &shared.agent_id, jti, &shared.key)?;
+        let mut sealed_side = plan.ledger.clone();
+        sealed_side.pending.clear();
+        let mut stored = compose(shared, &snapshot, sealed_side);
+        match table
+            .commit(snapshot.version, &mut stored, &plan.records, &plan.sealed)
+            .await?
+        {
+            Ok(()) => {
+                sealed += plan.records.len();
+                // The table as this transaction left it.
+                let mut records = snapshot.records;
+                records.extend(plan.records);
+                let after = Snapshot {
+                    version: snapshot.version + 1,
+                    state: Some(stored),
+                    records,
+                    batches: snapshot
+                        .batches
+                        .into_iter()
+                        .filter(|b| !plan.sealed.contains(&b.sk))
+                        .collect(),
+                };
+                shared.meter.refresh(&after, &written);
+                if !plan.more {
+                    return Ok(sealed);
+                }
+            }
+            Err(crate::table::Conflict) => {
+                conflicts += 1;
+                if conflicts >= TABLE_RETRIES {
+                    bail!(
+                        "the agent's state in DynamoDB table {} kept changing under this seal; it is tried again next round",
+                        table.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a renewed license so that a restart runs it (with a state table the next state
+/// write keeps it).
+fn keep_license(shared: &Shared, armored: &str) {
+    if shared.table.is_none()
+        && let Err(e) = shared.home.save_license(armored)
+    {
+        tracing::warn!(error = %e, "the renewed license could not be kept");
+    }
 }
 
 async fn checkin_loop(shared: Arc<Shared>) {
@@ -407,9 +612,7 @@ async fn checkin_once(shared: &Shared) {
         Ok(text) => match shared.agent.offer_license(&text, now) {
             Ok(true) => {
                 tracing::info!("a renewed license was picked up from the license source");
-                if let Err(e) = shared.home.save_license(&text) {
-                    tracing::warn!(error = %e, "the renewed license could not be kept");
-                }
+                keep_license(shared, &text);
                 None
             }
             // Older than a renewal the portal sent: the agent runs the newer one.
@@ -433,15 +636,17 @@ async fn checkin_once(shared: &Shared) {
         }
         *last = complaint;
     }
-    if let Err(e) = seal(shared) {
+    if let Err(e) = seal(shared).await {
         tracing::warn!(error = %e, "usage could not be sealed; it stays in the journal");
     }
     let Some(portal) = &shared.portal else {
-        let _ = save(shared);
+        if let Err(e) = save(shared).await {
+            tracing::warn!(error = %e, "the agent's state could not be saved");
+        }
         return;
     };
     set_error(shared, round(shared, portal).await.err());
-    if let Err(e) = save(shared) {
+    if let Err(e) = save(shared).await {
         tracing::warn!(error = %e, "the agent's state could not be saved");
     }
 }
@@ -459,9 +664,7 @@ fn accept(
         .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
     if accepted.renewed {
         tracing::info!("a renewed license from the portal took over");
-        if let Err(e) = shared.home.save_license(&shared.agent.armored()) {
-            tracing::warn!(error = %e, "the renewed license could not be kept");
-        }
+        keep_license(shared, &shared.agent.armored());
     }
     Ok(())
 }
@@ -524,6 +727,8 @@ async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<()
             .meter
             .acknowledged(answer.records_through)
             .map_err(|e| e.to_string())?;
+        let mut acknowledged = lock(&shared.acknowledged);
+        *acknowledged = (*acknowledged).max(answer.records_through);
         return Ok(());
     }
     Err("the portal keeps forgetting this agent".into())

@@ -1,0 +1,307 @@
+//! The agent's state in a DynamoDB table of the customer's own account, for Lambda, where each
+//! execution environment has its own `/tmp` and lives only as long as Lambda keeps it.
+//!
+//! Every environment of an installation's functions shares one partition (`pk` =
+//! `agent#STACK`) and with it one agent: one installation key, one memory, one chain of usage
+//! records. The partition holds:
+//!
+//! - `state`: the memory, the pinned root and keyset seq, the installation, the installation
+//!   key, the newest license revision and the sealed side of the meter (chain head, quota totals,
+//!   recent event ids), with a version `v`. Every write of it is conditional on the version it
+//!   read, so two environments never overwrite each other: the loser reads again, merges and
+//!   retries.
+//! - `rec#N`: usage record N, sealed and not yet acknowledged by the portal.
+//! - `jrn#ENV#SEQ`: a batch of usage events that environment ENV acknowledged (one conditional
+//!   put per batch, before the caller's `POST /v1/usage` is answered). Any environment's
+//!   check-in round seals the batches of all of them into records and deletes them in the same
+//!   transaction as it moves the chain head, so an event is sealed exactly once, whichever
+//!   environment took it and whether or not that environment still lives.
+//!
+//! The entitlement check never touches the table: it reads the agent in memory.
+
+use std::collections::HashMap;
+
+use anyhow::{Context as _, Result};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use license::checkin::UsageRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::home::Saved;
+use crate::meter::{Event, Ledger};
+
+/// DynamoDB's limit on one item is 400 KB; the state item is kept below this.
+const MAX_STATE_BYTES: usize = 350 * 1024;
+/// DynamoDB's limit on the actions of one transaction.
+pub const MAX_ACTIONS: usize = 100;
+
+/// What the `state` item holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stored {
+    /// Memory, root, keyset seq, installation.
+    #[serde(default)]
+    pub saved: Saved,
+    /// The installation key (PEM), shared by every environment of the installation.
+    pub key: String,
+    /// The newest license revision taken (a renewal from the portal), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    /// The sealed side of the meter, its pending records aside (they are `rec#N` items).
+    #[serde(default)]
+    pub ledger: Ledger,
+}
+
+impl Stored {
+    /// Trims the quota totals and remembered ids until the item fits DynamoDB's item limit.
+    fn fit(&mut self) -> Result<Vec<u8>> {
+        loop {
+            let bytes = serde_json::to_vec(self)?;
+            if bytes.len() <= MAX_STATE_BYTES {
+                return Ok(bytes);
+            }
+            if self.ledger.recent_ids.len() > 16 {
+                let half = self.ledger.recent_ids.len() / 2;
+                self.ledger.recent_ids.drain(..half);
+                continue;
+            }
+            let oldest = self
+                .ledger
+                .totals
+                .iter()
+                .filter_map(|(dimension, hours)| Some((*hours.keys().next()?, dimension.clone())))
+                .min();
+            let Some((hour, dimension)) = oldest else {
+                anyhow::bail!("the agent's state is over {MAX_STATE_BYTES} bytes")
+            };
+            if let Some(hours) = self.ledger.totals.get_mut(&dimension) {
+                hours.remove(&hour);
+                if hours.is_empty() {
+                    self.ledger.totals.remove(&dimension);
+                }
+            }
+            tracing::warn!(%dimension, "quota totals trimmed to keep the agent's state within DynamoDB's item limit");
+        }
+    }
+}
+
+/// A batch of usage events one environment acknowledged.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Its sort key.
+    pub sk: String,
+    /// The environment that wrote it.
+    pub env: String,
+    /// Its events.
+    pub events: Vec<Event>,
+}
+
+/// The whole partition, read at once.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The state item's version (0: there is none yet).
+    pub version: u64,
+    /// The state item.
+    pub state: Option<Stored>,
+    /// Records not yet acknowledged, by number.
+    pub records: Vec<UsageRecord>,
+    /// Batches not yet sealed, oldest environment and seq first.
+    pub batches: Vec<Batch>,
+}
+
+/// A write lost to another environment's.
+#[derive(Debug)]
+pub struct Conflict;
+
+/// The table.
+pub struct Table {
+    client: Client,
+    name: String,
+    pk: String,
+    /// This execution environment's name in journal keys.
+    env: String,
+}
+
+fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// The sort key of record `n`.
+pub fn record_key(n: u64) -> String {
+    format!("rec#{n:020}")
+}
+
+impl Table {
+    /// The table `name` (from `CONSIGN_AGENT_STATE_TABLE`), partition of `stack`.
+    pub async fn open(name: &str, stack: &str) -> Result<Self> {
+        let config = aws_config::load_from_env().await;
+        let env = license::checkin::fresh_nonce()
+            .map_err(|e| anyhow::anyhow!("cannot name this environment: {e}"))?;
+        Ok(Self {
+            client: Client::new(&config),
+            name: name.to_owned(),
+            pk: format!("agent#{stack}"),
+            env: env.chars().filter(char::is_ascii_alphanumeric).take(16).collect(),
+        })
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This execution environment's name in journal keys.
+    pub fn env(&self) -> &str {
+        &self.env
+    }
+
+    fn key(&self, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([("pk".to_owned(), s(&self.pk)), ("sk".to_owned(), s(sk))])
+    }
+
+    fn failed(&self, what: &str, e: impl std::error::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "cannot {what} the agent's state in DynamoDB table {}: {}; the functions' role needs dynamodb:Query, PutItem, DeleteItem and the transaction on it",
+            self.name,
+            DisplayErrorContext(e)
+        )
+    }
+
+    /// Reads the whole partition (strongly consistent).
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&self.pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| self.failed("read", e))?;
+            for item in page.items() {
+                self.take(item, &mut snapshot)?;
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        snapshot.records.sort_by_key(|r| r.body.n);
+        Ok(snapshot)
+    }
+
+    fn take(&self, item: &HashMap<String, AttributeValue>, into: &mut Snapshot) -> Result<()> {
+        let sk = text(item, "sk").unwrap_or_default();
+        let body = text(item, "body").unwrap_or_default();
+        let damaged = || {
+            format!(
+                "item {sk} of DynamoDB table {} is damaged; it holds the agent's state, so it was left as it is",
+                self.name
+            )
+        };
+        if sk == "state" {
+            into.version = item
+                .get("v")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .with_context(damaged)?;
+            into.state = Some(serde_json::from_str(body).with_context(damaged)?);
+        } else if sk.starts_with("rec#") {
+            into.records
+                .push(serde_json::from_str(body).with_context(damaged)?);
+        } else if let Some(rest) = sk.strip_prefix("jrn#") {
+            let env = rest.split('#').next().unwrap_or_default().to_owned();
+            into.batches.push(Batch {
+                sk: sk.to_owned(),
+                env,
+                events: serde_json::from_str(body).with_context(damaged)?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Journals a batch of this environment's events: one conditional put.
+    pub async fn put_batch(&self, events: &[Event]) -> Result<()> {
+        let first = events.first().map_or(0, |e| e.seq);
+        let mut item = self.key(&format!("jrn#{}#{first:020}", self.env));
+        item.insert("body".into(), s(&serde_json::to_string(events)?));
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| self.failed("journal usage in", e))?;
+        Ok(())
+    }
+
+    /// Writes the state item over `version` (0: none yet), puts `records` and deletes the items
+    /// `delete`, all or nothing. `Conflict` when another environment wrote the state first.
+    pub async fn commit(
+        &self,
+        version: u64,
+        stored: &mut Stored,
+        records: &[UsageRecord],
+        delete: &[String],
+    ) -> Result<std::result::Result<(), Conflict>> {
+        let mut item = self.key("state");
+        item.insert("v".into(), AttributeValue::N((version + 1).to_string()));
+        item.insert("body".into(), s(&String::from_utf8(stored.fit()?)?));
+        let mut state = Put::builder().table_name(&self.name).set_item(Some(item));
+        state = if version == 0 {
+            state.condition_expression("attribute_not_exists(pk)")
+        } else {
+            state
+                .condition_expression("v = :v")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+        };
+        let mut actions = vec![TransactWriteItem::builder().put(state.build()?).build()];
+        for record in records {
+            let mut item = self.key(&record_key(record.body.n));
+            item.insert("body".into(), s(&serde_json::to_string(record)?));
+            let put = Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(item))
+                .build()?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        for sk in delete {
+            let gone = Delete::builder()
+                .table_name(&self.name)
+                .set_key(Some(self.key(sk)))
+                .build()?;
+            actions.push(TransactWriteItem::builder().delete(gone).build());
+        }
+        anyhow::ensure!(
+            actions.len() <= MAX_ACTIONS,
+            "a state write of {} actions is over DynamoDB's limit of {MAX_ACTIONS}",
+            actions.len()
+        );
+        let written = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(Ok(())),
+            Err(e)
+                if e.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) =>
+            {
+                Ok(Err(Conflict))
+            }
+            Err(e) => Err(self.failed("write", e)),
+        }
+    }
+}
