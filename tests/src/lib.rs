@@ -10,6 +10,7 @@ pub mod agent;
 pub mod browser;
 pub mod bundle;
 pub mod install;
+pub mod lambda;
 pub mod load;
 pub mod mitm;
 pub mod moto;

@@ -20,6 +20,8 @@ struct Rules {
     prefix: Option<String>,
     files: BTreeMap<String, Vec<u8>>,
     rewrites: BTreeMap<String, Rewrite>,
+    /// Answer every request 503, as a gateway in front of a portal that is down does.
+    down: bool,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,11 @@ impl Mitm {
         rules.files = files;
     }
 
+    /// Takes the portal behind it down (every request answered 503) or brings it back.
+    pub fn set_down(&self, down: bool) {
+        self.rules.lock().unwrap().down = down;
+    }
+
     /// From now on, rewrites the body of the replies to `path`.
     pub fn rewrite(&self, path: &str, rewrite: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) {
         self.rules
@@ -86,6 +93,9 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let (answer, rewrite) = {
         let rules = shared.rules.lock().unwrap();
+        if rules.down {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
         let answer = rules
             .prefix
             .as_deref()

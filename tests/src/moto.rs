@@ -90,6 +90,67 @@ impl Moto {
         )
     }
 
+    /// A DynamoDB call (`target` such as `CreateTable`, JSON protocol): the status and the
+    /// answer.
+    pub fn dynamodb(&self, target: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/eu-west-1/dynamodb/aws4_request, \
+             SignedHeaders=host, Signature=0";
+        let target = format!("DynamoDB_20120810.{target}");
+        let (status, text) = self
+            .request(
+                "POST",
+                "/",
+                &[
+                    ("Content-Type", "application/x-amz-json-1.0"),
+                    ("X-Amz-Target", &target),
+                    ("Authorization", auth),
+                ],
+                &body.to_string(),
+            )
+            .unwrap_or_else(|| panic!("moto did not answer {target}"));
+        (status, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Creates the license agent's state table `name` (what a stack declares for the agent
+    /// layer: `pk` and `sk`, both strings, on demand).
+    pub fn create_agent_state_table(&self, name: &str) {
+        let (status, answer) = self.dynamodb(
+            "CreateTable",
+            &serde_json::json!({
+                "TableName": name,
+                "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"}
+                ],
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"}
+                ]
+            }),
+        );
+        assert_eq!(status, 200, "CreateTable {name}: {answer}");
+    }
+
+    /// The items of table `name` (a scan, every page).
+    pub fn scan(&self, name: &str) -> Vec<serde_json::Value> {
+        let mut items = Vec::new();
+        let mut start = serde_json::Value::Null;
+        loop {
+            let mut body = serde_json::json!({"TableName": name});
+            if !start.is_null() {
+                body["ExclusiveStartKey"] = start;
+            }
+            let (status, answer) = self.dynamodb("Scan", &body);
+            assert_eq!(status, 200, "Scan {name}: {answer}");
+            items.extend(answer["Items"].as_array().cloned().unwrap_or_default());
+            start = answer["LastEvaluatedKey"].clone();
+            if start.is_null() {
+                return items;
+            }
+        }
+    }
+
     /// A raw HTTP/1.1 request; returns the status and body, or `None` if nothing answered.
     pub fn request(
         &self,

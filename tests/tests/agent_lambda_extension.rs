@@ -7,98 +7,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use serde_json::{Value, json};
+use serde_json::json;
 use tests::agent::{ACCOUNT, AgentProcess, AgentWorld, REGION, http, wait_for};
-use tokio::sync::Notify;
-
-#[derive(Default)]
-struct Seen {
-    registered: Vec<(String, Value)>,
-    polls: usize,
-}
-
-/// The Extensions API: one INVOKE, then SHUTDOWN once `shutdown` is rung.
-fn extensions_api(seen: Arc<Mutex<Seen>>, shutdown: Arc<Notify>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let register_seen = Arc::clone(&seen);
-            let app = Router::new()
-                .route(
-                    "/2020-01-01/extension/register",
-                    post(move |headers: HeaderMap, body: String| {
-                        let seen = Arc::clone(&register_seen);
-                        async move {
-                            let name = headers
-                                .get("Lambda-Extension-Name")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or_default()
-                                .to_owned();
-                            let events: Value = serde_json::from_str(&body).unwrap_or_default();
-                            seen.lock().unwrap().registered.push((name, events));
-                            (
-                                [("Lambda-Extension-Identifier", "ext-0001")],
-                                axum::Json(json!({"functionName": "blog-posts", "functionVersion": "$LATEST", "handler": "app.handler"})),
-                            )
-                                .into_response()
-                        }
-                    }),
-                )
-                .route(
-                    "/2020-01-01/extension/event/next",
-                    get(move |headers: HeaderMap| {
-                        let (seen, shutdown) = (Arc::clone(&seen), Arc::clone(&shutdown));
-                        async move {
-                            if headers.get("Lambda-Extension-Identifier").and_then(|v| v.to_str().ok())
-                                != Some("ext-0001")
-                            {
-                                return StatusCode::FORBIDDEN.into_response();
-                            }
-                            let poll = {
-                                let mut seen = seen.lock().unwrap();
-                                seen.polls += 1;
-                                seen.polls
-                            };
-                            if poll == 1 {
-                                return axum::Json(json!({"eventType": "INVOKE", "deadlineMs": 0, "requestId": "r-1"}))
-                                    .into_response();
-                            }
-                            shutdown.notified().await;
-                            axum::Json(json!({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0}))
-                                .into_response()
-                        }
-                    }),
-                );
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    addr.to_string()
-}
+use tests::lambda::ExtensionsApi;
 
 #[test]
 fn runs_as_a_lambda_extension_and_flushes_usage_on_shutdown() {
     let world = AgentWorld::new(false, &[]);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let shutdown = Arc::new(Notify::new());
-    let api = extensions_api(Arc::clone(&seen), Arc::clone(&shutdown));
+    let api = ExtensionsApi::start();
+    let seen = &api.seen;
     let state = world.state_dir("lambda-tmp");
     let mut agent = AgentProcess::start(
         Command::new(tests::bin("license-agent"))
-            .env("AWS_LAMBDA_RUNTIME_API", &api)
+            .env("AWS_LAMBDA_RUNTIME_API", &api.addr)
             .env("CONSIGN_LICENSE_FILE", &world.license)
             .env("CONSIGN_TRUST", &world.keyset)
             .env("CONSIGN_PORTAL_URL", &world.portal.url)
@@ -131,7 +54,7 @@ fn runs_as_a_lambda_extension_and_flushes_usage_on_shutdown() {
     }
 
     // Lambda spins the environment down: the agent seals, checks in and exits on its own.
-    shutdown.notify_one();
+    api.shutdown();
     let exit = agent.wait();
     assert!(exit.success(), "{exit:?}\n{}", agent.log.lock().unwrap());
     let usage = world.usage();

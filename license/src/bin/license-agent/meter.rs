@@ -46,13 +46,12 @@ const KEEP_TOTALS: u64 = 367 * 86_400;
 const KEEP_HOURS: u64 = 48 * 3600;
 /// Ids of sealed events remembered for recognising retries.
 pub const KEEP_IDS: usize = 4096;
-/// With a state table, ids are kept as digests, and fewer (the state item is read and written
-/// every round).
-const KEEP_TABLE_IDS: usize = 512;
+/// With a state table, ids are kept as 64-bit digests (11 characters), so that as many fit in
+/// the state item at 57 KB.
+const KEEP_TABLE_IDS: usize = KEEP_IDS;
 /// The most events in one journal batch (a table item is at most 400 KB).
 const MAX_BATCH: usize = 1000;
-/// The most records one table batch may need (with the state item and the batch's deletion,
-/// well within a transaction's 100 actions).
+/// The most records one table batch may need (well within what one seal puts in one item).
 const MAX_GROUPS: usize = 80;
 
 /// Whether `id` may name an event: 1 to 128 of `A-Z a-z 0-9 _ - . :`.
@@ -180,13 +179,11 @@ impl Sink {
     }
 }
 
-/// The short digest an event id is kept as with a state table.
+/// The short digest an event id is kept as with a state table (64 bits, base64url).
 fn id_digest(id: &str) -> String {
+    use base64::Engine as _;
     let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
-    digest.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..8])
 }
 
 /// What a round with the state table writes: the ledger moved on, the records it sealed and the
@@ -198,7 +195,7 @@ pub struct TablePlan {
     pub records: Vec<UsageRecord>,
     /// Journal batches sealed into them, to delete.
     pub sealed: Vec<String>,
-    /// Batches left for another transaction (the transaction's action limit).
+    /// Batches left for another seal.
     pub more: bool,
 }
 
@@ -577,9 +574,8 @@ impl Meter {
             .map(|s| s.ledger.clone())
             .unwrap_or_else(Ledger::new);
         ledger.pending = snapshot.records.clone();
-        // The state item, the records and the batches' deletions go in one transaction: take
-        // batches while the records they need (an upper bound: one per dimension and hour,
-        // more past the portal's bound per record) fit beside them.
+        // The records of one seal go in one item: take batches while the records they need (an
+        // upper bound: one per dimension and hour, more past the portal's bound per record) fit.
         let mut groups: BTreeMap<(u64, &str), u64> = BTreeMap::new();
         let mut taken = 0;
         for batch in &snapshot.batches {
@@ -590,7 +586,9 @@ impl Meter {
                 *q = q.saturating_add(e.quantity);
             }
             let records: usize = trial.values().map(|q| split(*q, 1).len()).sum();
-            if 1 + records + taken + 1 > crate::table::MAX_ACTIONS {
+            if records > crate::table::MAX_RECORDS_PER_ITEM
+                || taken >= crate::table::MAX_BATCHES_PER_SEAL
+            {
                 break;
             }
             groups = trial;
@@ -676,8 +674,7 @@ fn writer(mut sink: Sink, jobs: mpsc::Receiver<Job>, shared: &Mutex<Shared>) {
     let mut broken: Option<String> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
-        // A table batch is sealed in one transaction with the records it needs: keep that
-        // under DynamoDB's action limit.
+        // A table batch is sealed whole, its records in one item: keep them few.
         let mut groups: BTreeMap<(u64, String), u64> = BTreeMap::new();
         let mut parts = |job: &Job| {
             if let Job::Append {

@@ -427,7 +427,7 @@ async fn first_snapshot(table: &Table) -> Result<Snapshot> {
         ..Stored::default()
     };
     stored.ledger = crate::meter::Ledger::new();
-    if table.commit(0, &mut stored, &[], &[]).await?.is_err() {
+    if table.commit(0, &mut stored, &[]).await?.is_err() {
         tracing::info!("another environment created the agent's state first; this one joins it");
     }
     let snapshot = table.snapshot().await?;
@@ -458,8 +458,14 @@ fn absorb(shared: &Shared, snapshot: &Snapshot) {
     saved.keyset_seq = saved.keyset_seq.max(stored.saved.keyset_seq);
 }
 
-/// The state item to write over `snapshot`, with the sealed side `ledger`.
-fn compose(shared: &Shared, snapshot: &Snapshot, ledger: crate::meter::Ledger) -> Stored {
+/// The state item to write over `snapshot`, with the sealed side `ledger` and the sealed
+/// batches `sealed` not deleted yet.
+fn compose(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    ledger: crate::meter::Ledger,
+    sealed: Vec<String>,
+) -> Stored {
     let mut saved = lock(&shared.saved);
     saved.memory = shared.agent.memory();
     Stored {
@@ -471,6 +477,7 @@ fn compose(shared: &Shared, snapshot: &Snapshot, ledger: crate::meter::Ledger) -
             .unwrap_or_else(|| shared.key.to_pem().to_string()),
         license: Some(shared.agent.armored().to_string()),
         ledger,
+        sealed,
     }
 }
 
@@ -490,21 +497,16 @@ async fn save(shared: &Shared) -> Result<()> {
             .state
             .as_ref()
             .map_or_else(crate::meter::Ledger::new, |s| s.ledger.clone());
-        let delete: Vec<String> = snapshot
-            .records
+        let mut delete: Vec<String> = snapshot
+            .record_items
             .iter()
-            .map(|r| r.body.n)
-            .filter(|n| *n <= acknowledged)
-            .take(crate::table::MAX_ACTIONS - 1)
-            .map(crate::table::record_key)
+            .filter(|(_, last)| *last <= acknowledged)
+            .map(|(sk, _)| sk.clone())
             .collect();
-        let mut stored = compose(shared, &snapshot, ledger);
-        if table
-            .commit(snapshot.version, &mut stored, &[], &delete)
-            .await?
-            .is_ok()
-        {
-            return Ok(());
+        let mut stored = compose(shared, &snapshot, ledger, snapshot.stale.clone());
+        if table.commit(snapshot.version, &mut stored, &[]).await?.is_ok() {
+            delete.extend(snapshot.stale);
+            return table.delete(&delete).await;
         }
     }
     bail!(
@@ -514,8 +516,8 @@ async fn save(shared: &Shared) -> Result<()> {
 }
 
 /// Seals acknowledged usage into records: from the journal file, or from every environment's
-/// batches in the table (one transaction per up to 100 items, each moving the chain head it
-/// read, so that no batch is sealed twice).
+/// batches in the table (each seal one transaction that moves the chain head it read and names
+/// the batches it took, so that no batch is sealed twice).
 async fn seal(shared: &Shared) -> Result<usize> {
     let license = shared.agent.license();
     let jti = &license.claims().jti;
@@ -537,13 +539,18 @@ async fn seal(shared: &Shared) -> Result<usize> {
             .plan(&snapshot, &shared.agent_id, jti, &shared.key)?;
         let mut sealed_side = plan.ledger.clone();
         sealed_side.pending.clear();
-        let mut stored = compose(shared, &snapshot, sealed_side);
+        let mut tombstones = snapshot.stale.clone();
+        tombstones.extend(plan.sealed.iter().cloned());
+        let mut stored = compose(shared, &snapshot, sealed_side, tombstones.clone());
         match table
-            .commit(snapshot.version, &mut stored, &plan.records, &plan.sealed)
+            .commit(snapshot.version, &mut stored, &plan.records)
             .await?
         {
             Ok(()) => {
                 sealed += plan.records.len();
+                if let Err(e) = table.delete(&tombstones).await {
+                    tracing::warn!(error = %e, "sealed usage batches could not be deleted yet; the next round does");
+                }
                 // The table as this transaction left it.
                 let mut records = snapshot.records;
                 records.extend(plan.records);
@@ -551,11 +558,13 @@ async fn seal(shared: &Shared) -> Result<usize> {
                     version: snapshot.version + 1,
                     state: Some(stored),
                     records,
+                    record_items: Vec::new(),
                     batches: snapshot
                         .batches
                         .into_iter()
                         .filter(|b| !plan.sealed.contains(&b.sk))
                         .collect(),
+                    stale: Vec::new(),
                 };
                 shared.meter.refresh(&after, &written);
                 if !plan.more {

@@ -10,12 +10,15 @@
 //!   recent event ids), with a version `v`. Every write of it is conditional on the version it
 //!   read, so two environments never overwrite each other: the loser reads again, merges and
 //!   retries.
-//! - `rec#N`: usage record N, sealed and not yet acknowledged by the portal.
+//! - `rec#N`: the usage records one seal made, from number N, not yet all acknowledged by the
+//!   portal (deleted once they are).
 //! - `jrn#ENV#SEQ`: a batch of usage events that environment ENV acknowledged (one conditional
 //!   put per batch, before the caller's `POST /v1/usage` is answered). Any environment's
-//!   check-in round seals the batches of all of them into records and deletes them in the same
-//!   transaction as it moves the chain head, so an event is sealed exactly once, whichever
-//!   environment took it and whether or not that environment still lives.
+//!   check-in round seals the batches of all of them: one transaction puts the new records and
+//!   the state item with the chain head moved and the sealed batches named (`sealed`), so an
+//!   event is sealed exactly once, whichever environment took it and whether or not that
+//!   environment still lives. The sealed batches are deleted afterwards; until they are gone,
+//!   their names in the state item keep them from being sealed again.
 //!
 //! The entitlement check never touches the table: it reads the agent in memory.
 
@@ -24,7 +27,7 @@ use std::collections::HashMap;
 use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, TransactWriteItem, WriteRequest};
 use license::checkin::UsageRecord;
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +36,11 @@ use crate::meter::{Event, Ledger};
 
 /// DynamoDB's limit on one item is 400 KB; the state item is kept below this.
 const MAX_STATE_BYTES: usize = 350 * 1024;
-/// DynamoDB's limit on the actions of one transaction.
-pub const MAX_ACTIONS: usize = 100;
+/// The most records one seal puts in one `rec#` item (each is under 1 KB; an item is at most
+/// 400 KB).
+pub const MAX_RECORDS_PER_ITEM: usize = 300;
+/// The most batches one seal takes (their names go in the state item until they are deleted).
+pub const MAX_BATCHES_PER_SEAL: usize = 500;
 
 /// What the `state` item holds.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -51,6 +57,9 @@ pub struct Stored {
     /// The sealed side of the meter, its pending records aside (they are `rec#N` items).
     #[serde(default)]
     pub ledger: Ledger,
+    /// Journal batches already sealed whose items may not be deleted yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed: Vec<String>,
 }
 
 impl Stored {
@@ -106,8 +115,12 @@ pub struct Snapshot {
     pub state: Option<Stored>,
     /// Records not yet acknowledged, by number.
     pub records: Vec<UsageRecord>,
+    /// The `rec#` items: each one's sort key and the highest record number in it.
+    pub record_items: Vec<(String, u64)>,
     /// Batches not yet sealed, oldest environment and seq first.
     pub batches: Vec<Batch>,
+    /// Batches sealed but not deleted yet.
+    pub stale: Vec<String>,
 }
 
 /// A write lost to another environment's.
@@ -197,6 +210,13 @@ impl Table {
             }
         }
         snapshot.records.sort_by_key(|r| r.body.n);
+        if let Some(state) = &snapshot.state {
+            let (stale, live) = std::mem::take(&mut snapshot.batches)
+                .into_iter()
+                .partition(|b| state.sealed.contains(&b.sk));
+            snapshot.batches = live;
+            snapshot.stale = stale.into_iter().map(|b: Batch| b.sk).collect();
+        }
         Ok(snapshot)
     }
 
@@ -217,8 +237,10 @@ impl Table {
                 .with_context(damaged)?;
             into.state = Some(serde_json::from_str(body).with_context(damaged)?);
         } else if sk.starts_with("rec#") {
-            into.records
-                .push(serde_json::from_str(body).with_context(damaged)?);
+            let records: Vec<UsageRecord> = serde_json::from_str(body).with_context(damaged)?;
+            let last = records.iter().map(|r| r.body.n).max().unwrap_or(0);
+            into.record_items.push((sk.to_owned(), last));
+            into.records.extend(records);
         } else if let Some(rest) = sk.strip_prefix("jrn#") {
             let env = rest.split('#').next().unwrap_or_default().to_owned();
             into.batches.push(Batch {
@@ -246,62 +268,107 @@ impl Table {
         Ok(())
     }
 
-    /// Writes the state item over `version` (0: none yet), puts `records` and deletes the items
-    /// `delete`, all or nothing. `Conflict` when another environment wrote the state first.
+    /// Writes the state item over `version` (0: none yet), with `records` (a new `rec#` item)
+    /// in the same transaction when there are any. `Conflict` when another environment wrote
+    /// the state first.
     pub async fn commit(
         &self,
         version: u64,
         stored: &mut Stored,
         records: &[UsageRecord],
-        delete: &[String],
     ) -> Result<std::result::Result<(), Conflict>> {
         let mut item = self.key("state");
         item.insert("v".into(), AttributeValue::N((version + 1).to_string()));
         item.insert("body".into(), s(&String::from_utf8(stored.fit()?)?));
-        let mut state = Put::builder().table_name(&self.name).set_item(Some(item));
-        state = if version == 0 {
-            state.condition_expression("attribute_not_exists(pk)")
+        let (condition, values) = if version == 0 {
+            ("attribute_not_exists(pk)", None)
         } else {
-            state
-                .condition_expression("v = :v")
-                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+            (
+                "v = :v",
+                Some(HashMap::from([(
+                    ":v".to_owned(),
+                    AttributeValue::N(version.to_string()),
+                )])),
+            )
         };
-        let mut actions = vec![TransactWriteItem::builder().put(state.build()?).build()];
-        for record in records {
-            let mut item = self.key(&record_key(record.body.n));
-            item.insert("body".into(), s(&serde_json::to_string(record)?));
-            let put = Put::builder()
+        let Some(first) = records.first() else {
+            let written = self
+                .client
+                .put_item()
                 .table_name(&self.name)
                 .set_item(Some(item))
-                .build()?;
-            actions.push(TransactWriteItem::builder().put(put).build());
-        }
-        for sk in delete {
-            let gone = Delete::builder()
-                .table_name(&self.name)
-                .set_key(Some(self.key(sk)))
-                .build()?;
-            actions.push(TransactWriteItem::builder().delete(gone).build());
-        }
-        anyhow::ensure!(
-            actions.len() <= MAX_ACTIONS,
-            "a state write of {} actions is over DynamoDB's limit of {MAX_ACTIONS}",
-            actions.len()
-        );
+                .condition_expression(condition)
+                .set_expression_attribute_values(values)
+                .send()
+                .await;
+            return match written {
+                Ok(_) => Ok(Ok(())),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(Err(Conflict))
+                }
+                Err(e) => Err(self.failed("write", e)),
+            };
+        };
+        let state = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .set_expression_attribute_values(values)
+            .build()?;
+        let mut sealed = self.key(&record_key(first.body.n));
+        sealed.insert("body".into(), s(&serde_json::to_string(records)?));
+        let sealed = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(sealed))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
         let written = self
             .client
             .transact_write_items()
-            .set_transact_items(Some(actions))
+            .transact_items(TransactWriteItem::builder().put(state).build())
+            .transact_items(TransactWriteItem::builder().put(sealed).build())
             .send()
             .await;
         match written {
             Ok(_) => Ok(Ok(())),
             Err(e)
-                if e.as_service_error().is_some_and(|e| e.is_transaction_canceled_exception()) =>
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_transaction_canceled_exception()) =>
             {
                 Ok(Err(Conflict))
             }
             Err(e) => Err(self.failed("write", e)),
         }
+    }
+
+    /// Deletes items no longer needed (sealed batches, acknowledged records), 25 a call. They
+    /// are named in the state or past the acknowledged record, so deleting them twice or late
+    /// is harmless.
+    pub async fn delete(&self, sks: &[String]) -> Result<()> {
+        for chunk in sks.chunks(25) {
+            let mut requests = Vec::new();
+            for sk in chunk {
+                let gone = DeleteRequest::builder().set_key(Some(self.key(sk))).build()?;
+                requests.push(WriteRequest::builder().delete_request(gone).build());
+            }
+            let mut left = HashMap::from([(self.name.clone(), requests)]);
+            for _ in 0..3 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(left))
+                    .send()
+                    .await
+                    .map_err(|e| self.failed("clean up", e))?;
+                left = out.unprocessed_items.unwrap_or_default();
+                if left.values().all(Vec::is_empty) {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
