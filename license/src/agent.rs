@@ -70,6 +70,11 @@ pub struct Memory {
     /// The portal's time in the newest status accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_time: Option<UnixTime>,
+    /// That status itself, as the portal signed it. Whoever holds the state can edit it, so
+    /// on load the agent believes `status_time` and `portal_state` only as far as this shows
+    /// them: an edited memory gets no more than a deleted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The license's state in the newest status accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portal_state: Option<LicenseState>,
@@ -131,6 +136,7 @@ impl Memory {
         if other.status_time > self.status_time {
             self.status_time = other.status_time;
             self.portal_state = other.portal_state;
+            self.status.clone_from(&other.status);
         }
         self.clock_floor = newest(self.clock_floor, other.clock_floor);
         for digest in &other.delivered {
@@ -196,6 +202,35 @@ fn floor_of(memory: &Memory) -> UnixTime {
         .unwrap_or(UnixTime::EPOCH)
 }
 
+/// Keeps of `memory` only what a signature vouches for where it matters: the status (time and
+/// state) must be the signed status kept with it, and the start of the offline clock is never
+/// later than the license's signing time. Whoever edits the agent's state then gets no more
+/// than whoever deletes it.
+fn ground(memory: &mut Memory, keyset: &TrustedKeyset, license: &VerifiedLicense) {
+    let claims = license.claims();
+    if memory.license.as_ref() != Some(&claims.jti) {
+        return;
+    }
+    let signed = memory
+        .status
+        .as_deref()
+        .and_then(|s| keyset.verify_kept_status(s, &claims.jti).ok());
+    match signed {
+        Some(status) => {
+            memory.status_time = Some(status.time);
+            memory.portal_state = Some(status.state);
+        }
+        None => {
+            memory.status = None;
+            memory.status_time = None;
+            memory.portal_state = None;
+        }
+    }
+    if let Some(started) = &mut memory.started_at {
+        *started = (*started).min(claims.iat);
+    }
+}
+
 fn verify(keyset: &TrustedKeyset, armored: &str, now: UnixTime) -> Result<VerifiedLicense> {
     let mut options = VerifyOptions::at(now);
     options.window = Window::Report;
@@ -203,7 +238,14 @@ fn verify(keyset: &TrustedKeyset, armored: &str, now: UnixTime) -> Result<Verifi
 }
 
 impl Inner {
-    fn new(license: VerifiedLicense, armored: &str, mut memory: Memory, now: UnixTime) -> Self {
+    fn new(
+        keyset: &TrustedKeyset,
+        license: VerifiedLicense,
+        armored: &str,
+        mut memory: Memory,
+        now: UnixTime,
+    ) -> Self {
+        ground(&mut memory, keyset, &license);
         let claims = license.claims();
         if memory.license.as_ref() != Some(&claims.jti) {
             // Another license (a new contract): its own history starts now.
@@ -237,7 +279,7 @@ impl Inner {
         self.open_from = c.nbf;
         let mut until = c.exp;
         if c.policy.checkin_required
-            && let Some(base) = self.memory.last_checkin.or(self.memory.started_at)
+            && let Some(base) = self.memory.status_time.or(self.memory.started_at)
         {
             until = until.min(
                 base.plus(c.policy.checkin_interval)
@@ -299,7 +341,7 @@ impl Inner {
                 warning: None,
             };
         }
-        let base = self.memory.last_checkin.or(self.memory.started_at);
+        let base = self.memory.status_time.or(self.memory.started_at);
         self.license.lifecycle(now, base)
     }
 
@@ -372,9 +414,10 @@ impl Agent {
                 seen: memory.license_seq,
             });
         }
+        let inner = Inner::new(&keyset, license, armored, memory, now);
         Ok(Self {
             keyset,
-            inner: RwLock::new(Inner::new(license, armored, memory, now)),
+            inner: RwLock::new(inner),
         })
     }
 
@@ -473,6 +516,8 @@ impl Agent {
     pub fn absorb(&self, other: &Memory) {
         let mut inner = self.write();
         inner.memory.merge(other);
+        let license = Arc::clone(&inner.license);
+        ground(&mut inner.memory, &self.keyset, &license);
         inner.refresh();
     }
 
@@ -560,6 +605,7 @@ impl Agent {
             }
         }
         inner.memory.status_time = Some(status.time);
+        inner.memory.status = Some(signed_status.to_owned());
         inner.memory.last_checkin = Some(now);
         inner.memory.portal_state = Some(status.state);
         inner.refresh();

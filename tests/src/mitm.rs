@@ -22,6 +22,8 @@ struct Rules {
     rewrites: BTreeMap<String, Rewrite>,
     /// Answer every request 503, as a gateway in front of a portal that is down does.
     down: bool,
+    /// Requests seen, by AWS operation (`X-Amz-Target`) or else by path.
+    counts: BTreeMap<String, usize>,
 }
 
 #[derive(Clone)]
@@ -74,6 +76,12 @@ impl Mitm {
         rules.files = files;
     }
 
+    /// The requests it saw, by AWS operation (`X-Amz-Target`, for an AWS JSON API behind it)
+    /// or else by path.
+    pub fn counts(&self) -> BTreeMap<String, usize> {
+        self.rules.lock().unwrap().counts.clone()
+    }
+
     /// Takes the portal behind it down (every request answered 503) or brings it back.
     pub fn set_down(&self, down: bool) {
         self.rules.lock().unwrap().down = down;
@@ -92,7 +100,13 @@ impl Mitm {
 async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let (answer, rewrite) = {
-        let rules = shared.rules.lock().unwrap();
+        let mut rules = shared.rules.lock().unwrap();
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| path.clone(), |t| t.rsplit('.').next().unwrap_or(t).to_owned());
+        *rules.counts.entry(operation).or_default() += 1;
         if rules.down {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }

@@ -512,3 +512,41 @@ fn tamper_reports_carried_home_by_one_environment_are_not_sent_again_by_another(
     a.absorb(&b.memory());
     assert_eq!(a.memory().reports.len(), 1);
 }
+
+#[test]
+fn edited_state_gets_no_more_than_deleted_state() {
+    // The customer holds the agent's state (a file on their host, an item in their table) and
+    // edits it. A license signed thirty days ago, checked in daily, revoked yesterday.
+    let t0 = now();
+    let vendor = Vendor::with_keys_from(1, t0.minus(60 * DAY));
+    let c = claims(&vendor, "", t0.minus(30 * DAY));
+    let armored = vendor.sign(&c);
+    let agent = Agent::new(vendor.trusted(), &armored, Memory::default(), t0.minus(20 * DAY)).unwrap();
+    check_in(&agent, &vendor, &c, LicenseState::Active, t0.minus(20 * DAY));
+    let before_revocation = agent.memory();
+    check_in(&agent, &vendor, &c, LicenseState::Revoked, t0.minus(DAY));
+    let revoked = agent.memory();
+    let restart = |memory: Memory| Agent::new(vendor.trusted(), &armored, memory, t0).unwrap();
+
+    // "Active" written over the portal's answer: the signed status kept with it says revoked.
+    let mut edited = revoked.clone();
+    edited.portal_state = Some(LicenseState::Active);
+    assert!(matches!(restart(edited).check("posts", t0), Err(Denial::Revoked)));
+
+    // The signed status removed and every time moved to now: nothing vouches for a check-in,
+    // and the offline clock runs from the license's signing time.
+    let mut edited = revoked.clone();
+    edited.status = None;
+    edited.portal_state = Some(LicenseState::Active);
+    edited.status_time = Some(t0);
+    edited.last_checkin = Some(t0);
+    edited.started_at = Some(t0);
+    let agent = restart(edited);
+    assert_eq!(state_at(&agent, t0), State::Restricted);
+    assert!(matches!(agent.check("posts", t0), Err(Denial::Restricted { .. })));
+
+    // An older genuine answer played back: its time is its time, twenty days ago, long past
+    // the grace it gave.
+    let agent = restart(before_revocation);
+    assert_eq!(state_at(&agent, t0), State::Restricted);
+}
