@@ -94,7 +94,12 @@ pub struct Memory {
 
 /// A short digest naming one tamper report.
 fn report_digest(report: &TamperReport) -> String {
-    let text = format!("{}\n{}\n{}", report.at.as_secs(), report.code, report.detail);
+    let text = format!(
+        "{}\n{}\n{}",
+        report.at.as_secs(),
+        report.code,
+        report.detail
+    );
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref()[..12]
         .iter()
@@ -259,7 +264,9 @@ impl Inner {
         let floor = floor_of(&memory);
         // With no memory of this license the offline clock runs from when the license was
         // signed, not from now: deleting the agent's state never buys a new grace period.
-        memory.started_at.get_or_insert(claims.iat.min(now.max(floor)));
+        memory
+            .started_at
+            .get_or_insert(claims.iat.min(now.max(floor)));
         let mut inner = Inner {
             license: Arc::new(license),
             armored: armored.into(),
@@ -504,7 +511,12 @@ impl Agent {
     pub fn reports_delivered(&self, sent: usize) {
         let mut inner = self.write();
         let n = sent.min(inner.memory.reports.len());
-        let digests: Vec<String> = inner.memory.reports.drain(..n).map(|r| report_digest(&r)).collect();
+        let digests: Vec<String> = inner
+            .memory
+            .reports
+            .drain(..n)
+            .map(|r| report_digest(&r))
+            .collect();
         let memory = &mut inner.memory;
         memory.delivered.extend(digests);
         let excess = memory.delivered.len().saturating_sub(MAX_REPORTS);

@@ -31,6 +31,8 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     rules: Arc<Mutex<Rules>>,
+    /// Held around each forwarded request when requests go upstream one at a time.
+    serial: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// A running man in the middle.
@@ -44,6 +46,18 @@ pub struct Mitm {
 impl Mitm {
     /// Starts one in front of `upstream` (a base URL), forwarding everything.
     pub fn start(upstream: &str) -> Self {
+        Self::begin(upstream, false)
+    }
+
+    /// Starts one that forwards one request at a time. moto's DynamoDB runs requests on
+    /// concurrent threads with no lock on a table, so two writes conditional on the same
+    /// version can both succeed there, which DynamoDB never allows; one at a time, moto keeps
+    /// that promise.
+    pub fn serial(upstream: &str) -> Self {
+        Self::begin(upstream, true)
+    }
+
+    fn begin(upstream: &str, serial: bool) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -54,6 +68,7 @@ impl Mitm {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             rules: rules.clone(),
+            serial: serial.then(|| Arc::new(tokio::sync::Mutex::new(()))),
         };
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -105,7 +120,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             .headers()
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
-            .map_or_else(|| path.clone(), |t| t.rsplit('.').next().unwrap_or(t).to_owned());
+            .map_or_else(
+                || path.clone(),
+                |t| t.rsplit('.').next().unwrap_or(t).to_owned(),
+            );
         *rules.counts.entry(operation).or_default() += 1;
         if rules.down {
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -136,6 +154,10 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     headers.remove(axum::http::header::HOST);
     let Ok(body) = axum::body::to_bytes(request.into_body(), 64 * 1024 * 1024).await else {
         return StatusCode::BAD_REQUEST.into_response();
+    };
+    let _turn = match &shared.serial {
+        Some(serial) => Some(serial.lock().await),
+        None => None,
     };
     let upstream = match shared
         .http

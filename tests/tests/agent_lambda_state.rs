@@ -23,16 +23,20 @@ use tests::moto::Moto;
 const TABLE: &str = "blog-prod-LicenseAgentState";
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn function(world: &AgentWorld, portal: &Mitm, moto: &Moto) -> Function {
+/// The function, and the way to its table: moto, one request at a time (DynamoDB applies
+/// conditional writes atomically; moto's threads do not).
+fn function(world: &AgentWorld, portal: &Mitm, moto: &Moto) -> (Function, Mitm) {
     moto.create_agent_state_table(TABLE);
-    Function {
+    let dynamodb = Mitm::serial(&moto.endpoint());
+    let function = Function {
         license: world.license.clone(),
         keyset: world.keyset.clone(),
         portal: portal.url.clone(),
         stack: "blog-prod".into(),
-        table: Some((TABLE.into(), moto.endpoint())),
+        table: Some((TABLE.into(), dynamodb.url.clone())),
         interval: 1,
-    }
+    };
+    (function, dynamodb)
 }
 
 fn activated(env: &Environment) {
@@ -55,7 +59,7 @@ fn revoked_license_with_the_portal_unreachable_stays_restricted_in_every_cold_st
     let world = AgentWorld::new(false, &[]);
     let moto = Moto::start();
     let portal = Mitm::start(&world.portal.url);
-    let function = function(&world, &portal, &moto);
+    let (function, _dynamodb) = function(&world, &portal, &moto);
     let tmp = |n: usize| world.dir.path().join(format!("env-{n}"));
 
     let mut first = function.cold_start(&tmp(1));
@@ -101,7 +105,11 @@ fn revoked_license_with_the_portal_unreachable_stays_restricted_in_every_cold_st
 
 /// One usage event of the test: its id, dimension and quantity.
 fn event(i: usize) -> Value {
-    let dimension = if i % 3 == 0 { "gb-processed" } else { "api-calls" };
+    let dimension = if i.is_multiple_of(3) {
+        "gb-processed"
+    } else {
+        "api-calls"
+    };
     json!({"id": format!("ev-{i}"), "dimension": dimension, "quantity": i % 13 + 1})
 }
 
@@ -113,15 +121,18 @@ fn ten_thousand_usage_events_across_three_recycled_environments_reach_the_portal
     let world = AgentWorld::new(false, &[]);
     let moto = Moto::start();
     let portal = Mitm::start(&world.portal.url);
-    let function = function(&world, &portal, &moto);
+    let (function, _dynamodb) = function(&world, &portal, &moto);
     let tmp = |name: &str| world.dir.path().join(name);
 
     let mut envs: Vec<Environment> = (0..SLOTS)
         .map(|slot| function.cold_start(&tmp(&format!("slot-{slot}-0"))))
         .collect();
     activated(&envs[0]);
-    let urls: Arc<Vec<Mutex<String>>> =
-        Arc::new(envs.iter().map(|e| Mutex::new(e.agent.url.clone())).collect());
+    let urls: Arc<Vec<Mutex<String>>> = Arc::new(
+        envs.iter()
+            .map(|e| Mutex::new(e.agent.url.clone()))
+            .collect(),
+    );
 
     // Functions in the three environments meter concurrently; an event whose answer did not
     // come (its environment was killed under it) is sent again, with the same id, to whatever
@@ -169,9 +180,11 @@ fn ten_thousand_usage_events_across_three_recycled_environments_reach_the_portal
         })
         .collect();
     let reached = |n: usize| {
-        wait_for(&format!("{n} events acknowledged"), Duration::from_secs(300), || {
-            (done.load(Ordering::Relaxed) >= n).then_some(())
-        });
+        wait_for(
+            &format!("{n} events acknowledged"),
+            Duration::from_secs(300),
+            || (done.load(Ordering::Relaxed) >= n).then_some(()),
+        );
     };
 
     reached(EVENTS / 5);

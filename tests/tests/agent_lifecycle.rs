@@ -448,7 +448,13 @@ fn deleting_the_agents_state_buys_no_new_grace_period() {
 
     // A license signed an hour ago keeps the grace it was issued with, from its signing time.
     let fresh = claims(&vendor, "", t0.minus(HOUR));
-    let agent = Agent::new(vendor.trusted(), &vendor.sign(&fresh), Memory::default(), t0).unwrap();
+    let agent = Agent::new(
+        vendor.trusted(),
+        &vendor.sign(&fresh),
+        Memory::default(),
+        t0,
+    )
+    .unwrap();
     assert_eq!(state_at(&agent, t0), State::Active);
     let grace = agent.lifecycle(t0.plus(3 * DAY));
     assert_eq!(grace.state, State::Grace);
@@ -488,7 +494,10 @@ fn a_revocation_one_environment_saw_applies_in_another_that_merges_its_memory() 
     merged.merge(&a.memory());
     assert_eq!(merged.portal_state, Some(LicenseState::Revoked));
     assert_eq!(merged.status_time, Some(t0.plus(2 * HOUR)));
-    assert_eq!(merged.started_at, a.memory().started_at.min(stale.started_at));
+    assert_eq!(
+        merged.started_at,
+        a.memory().started_at.min(stale.started_at)
+    );
 }
 
 #[test]
@@ -521,8 +530,20 @@ fn edited_state_gets_no_more_than_deleted_state() {
     let vendor = Vendor::with_keys_from(1, t0.minus(60 * DAY));
     let c = claims(&vendor, "", t0.minus(30 * DAY));
     let armored = vendor.sign(&c);
-    let agent = Agent::new(vendor.trusted(), &armored, Memory::default(), t0.minus(20 * DAY)).unwrap();
-    check_in(&agent, &vendor, &c, LicenseState::Active, t0.minus(20 * DAY));
+    let agent = Agent::new(
+        vendor.trusted(),
+        &armored,
+        Memory::default(),
+        t0.minus(20 * DAY),
+    )
+    .unwrap();
+    check_in(
+        &agent,
+        &vendor,
+        &c,
+        LicenseState::Active,
+        t0.minus(20 * DAY),
+    );
     let before_revocation = agent.memory();
     check_in(&agent, &vendor, &c, LicenseState::Revoked, t0.minus(DAY));
     let revoked = agent.memory();
@@ -531,7 +552,10 @@ fn edited_state_gets_no_more_than_deleted_state() {
     // "Active" written over the portal's answer: the signed status kept with it says revoked.
     let mut edited = revoked.clone();
     edited.portal_state = Some(LicenseState::Active);
-    assert!(matches!(restart(edited).check("posts", t0), Err(Denial::Revoked)));
+    assert!(matches!(
+        restart(edited).check("posts", t0),
+        Err(Denial::Revoked)
+    ));
 
     // The signed status removed and every time moved to now: nothing vouches for a check-in,
     // and the offline clock runs from the license's signing time.
@@ -543,7 +567,10 @@ fn edited_state_gets_no_more_than_deleted_state() {
     edited.started_at = Some(t0);
     let agent = restart(edited);
     assert_eq!(state_at(&agent, t0), State::Restricted);
-    assert!(matches!(agent.check("posts", t0), Err(Denial::Restricted { .. })));
+    assert!(matches!(
+        agent.check("posts", t0),
+        Err(Denial::Restricted { .. })
+    ));
 
     // An older genuine answer played back: its time is its time, twenty days ago, long past
     // the grace it gave.

@@ -80,7 +80,7 @@ pub struct Event {
 }
 
 /// The sealed side: the chain head, the records not yet acknowledged and the hourly totals.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ledger {
     /// Every journal event up to this one is in a record.
@@ -141,8 +141,14 @@ enum Backend {
 
 /// What the journal writer appends to.
 enum Sink {
-    File { file: File, path: PathBuf },
-    Table { table: Arc<Table>, runtime: tokio::runtime::Handle },
+    File {
+        file: File,
+        path: PathBuf,
+    },
+    Table {
+        table: Arc<Table>,
+        runtime: tokio::runtime::Handle,
+    },
 }
 
 impl Sink {
@@ -356,7 +362,7 @@ impl Meter {
                     ledger_path.display()
                 )
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ledger::default(),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", ledger_path.display()));
             }
@@ -393,7 +399,13 @@ impl Meter {
             table: Arc::clone(&table),
             runtime: tokio::runtime::Handle::current(),
         };
-        let meter = Self::start(Backend::Table(table), sink, Ledger::new(), Vec::new(), 0)?;
+        let meter = Self::start(
+            Backend::Table(table),
+            sink,
+            Ledger::default(),
+            Vec::new(),
+            0,
+        )?;
         meter.refresh(snapshot, &BTreeMap::new());
         Ok(meter)
     }
@@ -529,7 +541,7 @@ impl Meter {
             .state
             .as_ref()
             .map(|s| s.ledger.clone())
-            .unwrap_or_else(Ledger::new);
+            .unwrap_or_default();
         ledger.pending = snapshot.records.clone();
         let Backend::Table(table) = &self.backend else {
             return;
@@ -544,9 +556,7 @@ impl Meter {
         for (first, last) in written {
             if !mine.contains(first) {
                 shared.batches.remove(first);
-                shared
-                    .unsealed
-                    .retain(|e| e.seq < *first || e.seq > *last);
+                shared.unsealed.retain(|e| e.seq < *first || e.seq > *last);
             }
         }
         shared.others = snapshot
@@ -572,7 +582,7 @@ impl Meter {
             .state
             .as_ref()
             .map(|s| s.ledger.clone())
-            .unwrap_or_else(Ledger::new);
+            .unwrap_or_default();
         ledger.pending = snapshot.records.clone();
         // The records of one seal go in one item: take batches while the records they need (an
         // upper bound: one per dimension and hour, more past the portal's bound per record) fit.
@@ -648,12 +658,16 @@ impl Meter {
     }
 }
 
-impl Ledger {
+impl Default for Ledger {
     /// An empty ledger at the start of the chain.
-    pub fn new() -> Self {
+    fn default() -> Self {
         Self {
+            sealed_through: 0,
+            head_n: 0,
             head_hash: GENESIS.into(),
-            ..Self::default()
+            pending: Vec::new(),
+            totals: BTreeMap::new(),
+            recent_ids: Vec::new(),
         }
     }
 }
@@ -694,7 +708,9 @@ fn writer(mut sink: Sink, jobs: mpsc::Receiver<Job>, shared: &Mutex<Shared>) {
         while let Ok(more) = jobs.try_recv() {
             let needed = parts(&more);
             batch.push(more);
-            if batch.len() >= MAX_BATCH || (matches!(sink, Sink::Table { .. }) && needed >= MAX_GROUPS) {
+            if batch.len() >= MAX_BATCH
+                || (matches!(sink, Sink::Table { .. }) && needed >= MAX_GROUPS)
+            {
                 break;
             }
         }
@@ -816,6 +832,65 @@ mod tests {
         assert_eq!(parts.len(), 11);
         assert_eq!(parts.iter().map(|p| p.0).sum::<u64>(), 10 * max + 1);
         assert!(parts.iter().all(|p| p.0 <= max));
+    }
+
+    #[test]
+    fn old_hourly_totals_become_daily_and_quota_periods_still_sum_right() {
+        let now = at(1_800_000_000 - 1_800_000_000 % 86_400 + 10 * 3600); // 10:00 UTC
+        let day = now.as_secs() - now.as_secs() % 86_400;
+        let mut totals = BTreeMap::from([(
+            "api-calls".to_owned(),
+            BTreeMap::from([
+                (day - 5 * 86_400 + 3 * 3600, 7),  // five days ago, 03:00
+                (day - 5 * 86_400 + 20 * 3600, 5), // five days ago, 20:00
+                (day - 400 * 86_400, 9),           // beyond a year: dropped
+                (day + 9 * 3600, 2),               // this morning, kept by the hour
+            ]),
+        )]);
+        coarsen(&mut totals, now);
+        let hours = &totals["api-calls"];
+        assert_eq!(hours.get(&(day - 5 * 86_400)), Some(&12));
+        assert_eq!(hours.get(&(day + 9 * 3600)), Some(&2));
+        assert_eq!(hours.len(), 2);
+    }
+
+    #[test]
+    fn an_id_sealed_before_or_twice_in_one_seal_is_counted_once() {
+        let key = SigningKey::generate().unwrap();
+        let license = LicenseId::new("lic_1").unwrap();
+        let event = |seq, id: &str| Event {
+            seq,
+            at: at(1_800_000_000),
+            dimension: "api-calls".into(),
+            quantity: 10,
+            id: Some(id.into()),
+        };
+        // The same event journaled by two environments (a retry after the first one died).
+        let first = fold(
+            &Ledger::default(),
+            &[event(1, "a"), event(1, "b"), event(2, "a")],
+            "agt_x",
+            &license,
+            &key,
+            KEEP_IDS,
+        )
+        .unwrap();
+        assert_eq!(
+            first.pending.iter().map(|r| r.body.quantity).sum::<u64>(),
+            20
+        );
+        // And once more after it was sealed.
+        let second = fold(
+            &first,
+            &[event(3, "b"), event(4, "c")],
+            "agt_x",
+            &license,
+            &key,
+            KEEP_IDS,
+        )
+        .unwrap();
+        assert_eq!(second.pending.len(), first.pending.len() + 1);
+        assert_eq!(second.pending.last().unwrap().body.quantity, 10);
     }
 
     fn runtime() -> tokio::runtime::Runtime {

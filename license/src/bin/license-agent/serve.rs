@@ -203,7 +203,11 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
     let (table, snapshot) = match &args.state_table {
         Some(name) => {
             let stack = args.stack.as_deref().unwrap_or("default");
-            let table = Arc::new(Table::open(name, stack).await?);
+            let region = args
+                .region
+                .clone()
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok());
+            let table = Arc::new(Table::open(name, region.as_deref(), stack).await?);
             let snapshot = first_snapshot(&table).await?;
             (Some(table), Some(snapshot))
         }
@@ -426,7 +430,7 @@ async fn first_snapshot(table: &Table) -> Result<Snapshot> {
         key: SigningKey::generate()?.to_pem().to_string(),
         ..Stored::default()
     };
-    stored.ledger = crate::meter::Ledger::new();
+    stored.ledger = crate::meter::Ledger::default();
     if table.commit(0, &mut stored, &[]).await?.is_err() {
         tracing::info!("another environment created the agent's state first; this one joins it");
     }
@@ -496,7 +500,7 @@ async fn save(shared: &Shared) -> Result<()> {
         let ledger = snapshot
             .state
             .as_ref()
-            .map_or_else(crate::meter::Ledger::new, |s| s.ledger.clone());
+            .map_or_else(crate::meter::Ledger::default, |s| s.ledger.clone());
         let mut delete: Vec<String> = snapshot
             .record_items
             .iter()
@@ -504,7 +508,11 @@ async fn save(shared: &Shared) -> Result<()> {
             .map(|(sk, _)| sk.clone())
             .collect();
         let mut stored = compose(shared, &snapshot, ledger, snapshot.stale.clone());
-        if table.commit(snapshot.version, &mut stored, &[]).await?.is_ok() {
+        if table
+            .commit(snapshot.version, &mut stored, &[])
+            .await?
+            .is_ok()
+        {
             delete.extend(snapshot.stale);
             return table.delete(&delete).await;
         }

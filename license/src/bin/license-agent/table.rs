@@ -27,7 +27,9 @@ use std::collections::HashMap;
 use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, Put, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, Put, TransactWriteItem, WriteRequest,
+};
 use license::checkin::UsageRecord;
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +143,9 @@ fn s(value: &str) -> AttributeValue {
 }
 
 fn text<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 /// The sort key of record `n`.
@@ -150,16 +154,25 @@ pub fn record_key(n: u64) -> String {
 }
 
 impl Table {
-    /// The table `name` (from `CONSIGN_AGENT_STATE_TABLE`), partition of `stack`.
-    pub async fn open(name: &str, stack: &str) -> Result<Self> {
-        let config = aws_config::load_from_env().await;
+    /// The table `name` (from `CONSIGN_AGENT_STATE_TABLE`) in `region` (else the
+    /// environment's), partition of `stack`.
+    pub async fn open(name: &str, region: Option<&str>, stack: &str) -> Result<Self> {
+        let mut loader = aws_config::from_env();
+        if let Some(region) = region {
+            loader = loader.region(aws_config::Region::new(region.to_owned()));
+        }
+        let config = loader.load().await;
         let env = license::checkin::fresh_nonce()
             .map_err(|e| anyhow::anyhow!("cannot name this environment: {e}"))?;
         Ok(Self {
             client: Client::new(&config),
             name: name.to_owned(),
             pk: format!("agent#{stack}"),
-            env: env.chars().filter(char::is_ascii_alphanumeric).take(16).collect(),
+            env: env
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(16)
+                .collect(),
         })
     }
 
@@ -179,7 +192,7 @@ impl Table {
 
     fn failed(&self, what: &str, e: impl std::error::Error) -> anyhow::Error {
         anyhow::anyhow!(
-            "cannot {what} the agent's state in DynamoDB table {}: {}; the functions' role needs dynamodb:Query, PutItem, DeleteItem and the transaction on it",
+            "cannot {what} the agent's state in DynamoDB table {}: {}; check the table's name and region, and that the agent's role allows dynamodb:Query, PutItem and DeleteItem on it",
             self.name,
             DisplayErrorContext(e)
         )
@@ -351,7 +364,9 @@ impl Table {
         for chunk in sks.chunks(25) {
             let mut requests = Vec::new();
             for sk in chunk {
-                let gone = DeleteRequest::builder().set_key(Some(self.key(sk))).build()?;
+                let gone = DeleteRequest::builder()
+                    .set_key(Some(self.key(sk)))
+                    .build()?;
                 requests.push(WriteRequest::builder().delete_request(gone).build());
             }
             let mut left = HashMap::from([(self.name.clone(), requests)]);
