@@ -249,15 +249,18 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
     let seq_of = |text: &str| {
         keyset
             .verify_license(text, &options)
-            .map(|v| v.claims().seq)
+            .map(|v| (v.claims().jti.clone(), v.claims().seq))
     };
-    let source_seq = seq_of(&from_source).context("the license is not valid")?;
+    let source = seq_of(&from_source).context("the license is not valid")?;
     let kept = match stored {
         Some(stored) => stored.license.clone(),
         None => home.license(),
     };
     let armored = match kept {
-        Some(kept) if seq_of(&kept).is_ok_and(|seq| seq > source_seq) => kept,
+        // Only a newer revision of the same license: a new contract in the source wins.
+        Some(kept) if seq_of(&kept).is_ok_and(|(jti, seq)| jti == source.0 && seq > source.1) => {
+            kept
+        }
         _ => from_source,
     };
     let agent = Agent::new(keyset, &armored, std::mem::take(&mut saved.memory), now)
