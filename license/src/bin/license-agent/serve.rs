@@ -251,14 +251,14 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
             .verify_license(text, &options)
             .map(|v| (v.claims().jti.clone(), v.claims().seq))
     };
-    let source = seq_of(&from_source).context("the license is not valid")?;
+    let offered = seq_of(&from_source).context("the license is not valid")?;
     let kept = match stored {
         Some(stored) => stored.license.clone(),
         None => home.license(),
     };
     let armored = match kept {
         // Only a newer revision of the same license: a new contract in the source wins.
-        Some(kept) if seq_of(&kept).is_ok_and(|(jti, seq)| jti == source.0 && seq > source.1) => {
+        Some(kept) if seq_of(&kept).is_ok_and(|(jti, seq)| jti == offered.0 && seq > offered.1) => {
             kept
         }
         _ => from_source,
