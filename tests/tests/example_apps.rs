@@ -143,7 +143,7 @@ fn the_reference_blog_deploys_with_cloudformation_on_moto() {
     let report = deploy_on_moto("serverless-blog");
     assert!(
         report.contains(
-            r#""status": "CREATE_COMPLETE", "resources": 19, "missing": [], "failed": []"#
+            r#""status": "CREATE_COMPLETE", "resources": 20, "missing": [], "failed": []"#
         ),
         "{report}"
     );

@@ -196,6 +196,8 @@ fn inspect_shows_resources_and_iam_permissions() {
     assert_eq!(
         json["iam_actions"],
         serde_json::json!([
+            "dynamodb:DeleteItem",
+            "dynamodb:PutItem",
             "dynamodb:Query",
             "dynamodb:Scan",
             "logs:CreateLogGroup",
