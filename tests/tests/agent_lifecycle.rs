@@ -461,16 +461,22 @@ fn deleting_the_agents_state_buys_no_new_grace_period() {
     assert_eq!(grace.until, Some(t0.minus(HOUR).plus(8 * DAY)));
 }
 
+/// A license and the agents of two Lambda environments of one installation, started at `t0`.
+fn two_environments(vendor: &Vendor, t0: UnixTime) -> (Claims, Agent, Agent) {
+    let c = claims(vendor, "", t0);
+    let armored = vendor.sign(&c);
+    let start = || Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    let (a, b) = (start(), start());
+    (c, a, b)
+}
+
 #[test]
 fn a_revocation_one_environment_saw_applies_in_another_that_merges_its_memory() {
     // Two Lambda environments of one installation share their memory through a table: each
     // merges what is stored with its own before writing it back.
     let vendor = Vendor::new();
     let t0 = now();
-    let c = claims(&vendor, "", t0);
-    let armored = vendor.sign(&c);
-    let a = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
-    let b = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    let (c, a, b) = two_environments(&vendor, t0);
     check_in(&a, &vendor, &c, LicenseState::Active, t0);
     check_in(&b, &vendor, &c, LicenseState::Active, t0.plus(HOUR));
     // A hears of the revocation; B does not reach the portal.
@@ -504,10 +510,7 @@ fn a_revocation_one_environment_saw_applies_in_another_that_merges_its_memory() 
 fn tamper_reports_carried_home_by_one_environment_are_not_sent_again_by_another() {
     let vendor = Vendor::new();
     let t0 = now();
-    let c = claims(&vendor, "", t0);
-    let armored = vendor.sign(&c);
-    let a = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
-    let b = Agent::new(vendor.trusted(), &armored, Memory::default(), t0).unwrap();
+    let (_, a, b) = two_environments(&vendor, t0);
     a.report(t0, "bad_status", "one".into());
     b.absorb(&a.memory());
     b.report(t0.plus(1), "clock_skew", "two".into());

@@ -537,12 +537,7 @@ impl Meter {
     /// environments' unsealed events; this environment's batches no longer in the table (of
     /// those in `written`, taken before the snapshot was read) were sealed.
     pub fn refresh(&self, snapshot: &Snapshot, written: &BTreeMap<u64, u64>) {
-        let mut ledger = snapshot
-            .state
-            .as_ref()
-            .map(|s| s.ledger.clone())
-            .unwrap_or_default();
-        ledger.pending = snapshot.records.clone();
+        let ledger = snapshot.ledger();
         let Backend::Table(table) = &self.backend else {
             return;
         };
@@ -578,12 +573,7 @@ impl Meter {
         license: &LicenseId,
         key: &SigningKey,
     ) -> Result<TablePlan> {
-        let mut ledger = snapshot
-            .state
-            .as_ref()
-            .map(|s| s.ledger.clone())
-            .unwrap_or_default();
-        ledger.pending = snapshot.records.clone();
+        let ledger = snapshot.ledger();
         // The records of one seal go in one item: take batches while the records they need (an
         // upper bound: one per dimension and hour, more past the portal's bound per record) fit.
         let mut groups: BTreeMap<(u64, &str), u64> = BTreeMap::new();

@@ -125,6 +125,20 @@ pub struct Snapshot {
     pub stale: Vec<String>,
 }
 
+impl Snapshot {
+    /// The ledger as the table holds it: the state item's sealed side with the pending
+    /// records.
+    pub fn ledger(&self) -> Ledger {
+        let mut ledger = self
+            .state
+            .as_ref()
+            .map(|s| s.ledger.clone())
+            .unwrap_or_default();
+        ledger.pending = self.records.clone();
+        ledger
+    }
+}
+
 /// A write lost to another environment's.
 #[derive(Debug)]
 pub struct Conflict;
