@@ -434,7 +434,7 @@ async fn first_snapshot(table: &Table) -> Result<Snapshot> {
         ..Stored::default()
     };
     stored.ledger = crate::meter::Ledger::default();
-    if table.commit(0, &mut stored, &[]).await?.is_err() {
+    if table.commit(0, &mut stored, &[], &[]).await?.is_err() {
         tracing::info!("another environment created the agent's state first; this one joins it");
     }
     let snapshot = table.snapshot().await?;
@@ -512,7 +512,7 @@ async fn save(shared: &Shared) -> Result<()> {
             .collect();
         let mut stored = compose(shared, &snapshot, ledger, snapshot.stale.clone());
         if table
-            .commit(snapshot.version, &mut stored, &[])
+            .commit(snapshot.version, &mut stored, &[], &[])
             .await?
             .is_ok()
         {
@@ -554,7 +554,12 @@ async fn seal(shared: &Shared) -> Result<usize> {
         tombstones.extend(plan.sealed.iter().cloned());
         let mut stored = compose(shared, &snapshot, sealed_side, tombstones.clone());
         match table
-            .commit(snapshot.version, &mut stored, &plan.records)
+            .commit(
+                snapshot.version,
+                &mut stored,
+                &plan.records,
+                &plan.ledger.recent_ids,
+            )
             .await?
         {
             Ok(()) => {
@@ -576,6 +581,7 @@ async fn seal(shared: &Shared) -> Result<usize> {
                         .filter(|b| !plan.sealed.contains(&b.sk))
                         .collect(),
                     stale: Vec::new(),
+                    ids: plan.ledger.recent_ids.clone(),
                 };
                 shared.meter.refresh(&after, &written);
                 if !plan.more {

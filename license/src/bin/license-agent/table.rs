@@ -6,10 +6,12 @@
 //! records. The partition holds:
 //!
 //! - `state`: the memory, the pinned root and keyset seq, the installation, the installation
-//!   key, the newest license revision and the sealed side of the meter (chain head, quota totals,
-//!   recent event ids), with a version `v`. Every write of it is conditional on the version it
+//!   key, the newest license revision, the sealed side of the meter (chain head, quota
+//!   totals) and the sealed batches not deleted yet, with a version `v`. Every write of it is conditional on the version it
 //!   read, so two environments never overwrite each other: the loser reads again, merges and
 //!   retries.
+//! - `ids`: the digests of the last event ids sealed, written only by a seal (the state item,
+//!   written every round, stays a few KB).
 //! - `rec#N`: the usage records one seal made, from number N, not yet all acknowledged by the
 //!   portal (deleted once they are).
 //! - `jrn#ENV#SEQ`: a batch of usage events that environment ENV acknowledged (one conditional
@@ -56,7 +58,8 @@ pub struct Stored {
     /// The newest license revision taken (a renewal from the portal), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
-    /// The sealed side of the meter, its pending records aside (they are `rec#N` items).
+    /// The sealed side of the meter, its pending records and recent ids aside (they are
+    /// `rec#N` items and the `ids` item).
     #[serde(default)]
     pub ledger: Ledger,
     /// Journal batches already sealed whose items may not be deleted yet.
@@ -71,11 +74,6 @@ impl Stored {
             let bytes = serde_json::to_vec(self)?;
             if bytes.len() <= MAX_STATE_BYTES {
                 return Ok(bytes);
-            }
-            if self.ledger.recent_ids.len() > 16 {
-                let half = self.ledger.recent_ids.len() / 2;
-                self.ledger.recent_ids.drain(..half);
-                continue;
             }
             let oldest = self
                 .ledger
@@ -123,6 +121,8 @@ pub struct Snapshot {
     pub batches: Vec<Batch>,
     /// Batches sealed but not deleted yet.
     pub stale: Vec<String>,
+    /// The digests of the last event ids sealed.
+    pub ids: Vec<String>,
 }
 
 impl Snapshot {
@@ -135,6 +135,7 @@ impl Snapshot {
             .map(|s| s.ledger.clone())
             .unwrap_or_default();
         ledger.pending = self.records.clone();
+        ledger.recent_ids = self.ids.clone();
         ledger
     }
 }
@@ -256,7 +257,9 @@ impl Table {
                 self.name
             )
         };
-        if sk == "state" {
+        if sk == "ids" {
+            into.ids = serde_json::from_str(body).with_context(damaged)?;
+        } else if sk == "state" {
             into.version = item
                 .get("v")
                 .and_then(|v| v.as_n().ok())
@@ -296,14 +299,16 @@ impl Table {
     }
 
     /// Writes the state item over `version` (0: none yet), with `records` (a new `rec#` item)
-    /// in the same transaction when there are any. `Conflict` when another environment wrote
-    /// the state first.
+    /// and the recent event ids `ids` in the same transaction when there are records.
+    /// `Conflict` when another environment wrote the state first.
     pub async fn commit(
         &self,
         version: u64,
         stored: &mut Stored,
         records: &[UsageRecord],
+        ids: &[String],
     ) -> Result<std::result::Result<(), Conflict>> {
+        stored.ledger.recent_ids.clear();
         let mut item = self.key("state");
         item.insert("v".into(), AttributeValue::N((version + 1).to_string()));
         item.insert("body".into(), s(&String::from_utf8(stored.fit()?)?));
@@ -352,11 +357,18 @@ impl Table {
             .set_item(Some(sealed))
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
+        let mut recent = self.key("ids");
+        recent.insert("body".into(), s(&serde_json::to_string(ids)?));
+        let recent = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(recent))
+            .build()?;
         let written = self
             .client
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(state).build())
             .transact_items(TransactWriteItem::builder().put(sealed).build())
+            .transact_items(TransactWriteItem::builder().put(recent).build())
             .send()
             .await;
         match written {
