@@ -70,6 +70,18 @@ fn revoked_license_with_the_portal_unreachable_stays_restricted_in_every_cold_st
         let (status, body) = first.agent.get("/v1/entitlements/posts");
         (status == 403 && body["code"] == "revoked").then_some(())
     });
+    // The round that heard it has saved it in the table.
+    wait_for("the revocation in the table", LIMIT, || {
+        moto.scan(TABLE)
+            .iter()
+            .any(|i| {
+                i["sk"]["S"] == "state"
+                    && i["body"]["S"]
+                        .as_str()
+                        .is_some_and(|b| b.contains(r#""portal_state":"revoked""#))
+            })
+            .then_some(())
+    });
 
     // The customer keeps the portal away and has Lambda throw every environment out (killed
     // frozen, /tmp gone with it), then cold-starts new ones, several at once.
