@@ -68,7 +68,7 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// Trims the quota totals and remembered ids until the item fits DynamoDB's item limit.
+    /// Trims the oldest quota totals until the item fits DynamoDB's item limit.
     fn fit(&mut self) -> Result<Vec<u8>> {
         loop {
             let bytes = serde_json::to_vec(self)?;
@@ -82,7 +82,9 @@ impl Stored {
                 .filter_map(|(dimension, hours)| Some((*hours.keys().next()?, dimension.clone())))
                 .min();
             let Some((hour, dimension)) = oldest else {
-                anyhow::bail!("the agent's state is over {MAX_STATE_BYTES} bytes")
+                anyhow::bail!(
+                    "the agent's state is over {MAX_STATE_BYTES} bytes even without quota totals: the memory holds too many tamper reports or too large a license; delete the `state` item to start over (the agent then counts as never checked in until its next round)"
+                )
             };
             if let Some(hours) = self.ledger.totals.get_mut(&dimension) {
                 hours.remove(&hour);
