@@ -19,7 +19,7 @@ pub fn chain_hash(prev_hash: &str, entry: &str) -> String {
     ctx.update(prev_hash.as_bytes());
     ctx.update(b"\n");
     ctx.update(entry.as_bytes());
-    crate::server::secrets::hex(ctx.finish().as_ref())
+    crate::server::base::secrets::hex(ctx.finish().as_ref())
 }
 
 /// One entry as the API serves it.

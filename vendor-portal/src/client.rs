@@ -248,7 +248,7 @@ impl Portal {
         } else {
             None
         };
-        let key = crate::server::secrets::new_id("idem")?;
+        let key = crate::server::base::secrets::new_id("idem")?;
         self.runtime.block_on(async {
             let mut last_error = None;
             for attempt in 0..ATTEMPTS {

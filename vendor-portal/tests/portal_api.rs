@@ -1012,7 +1012,7 @@ async fn master_key_guards_signing_keys() {
 async fn housekeeping_deletes_only_what_expired(db: Db) {
     let portal = start(db).await;
     let pool = &portal.state.db.pool;
-    let now = vendor_portal::server::now();
+    let now = vendor_portal::server::base::now();
     let owner: (String, String) = sqlx::query_as("SELECT vendor_id, id FROM members LIMIT 1")
         .fetch_one(pool)
         .await

@@ -855,7 +855,7 @@ async fn distribution(db: Db) {
     let snapshot = snapshot_named().await;
     let now = license::UnixTime::now().as_secs() as i64;
     let state = &fx.portal.state;
-    let refreshed = vendor_portal::server::tuf_repo::refresh_at(state, now + 20 * 3600)
+    let refreshed = vendor_portal::server::domain::tuf::refresh_at(state, now + 20 * 3600)
         .await
         .unwrap();
     assert_eq!(refreshed, 1);
@@ -865,7 +865,7 @@ async fn distribution(db: Db) {
         snapshot,
         "only the timestamp was due"
     );
-    vendor_portal::server::tuf_repo::refresh_at(state, now + 5 * 86_400)
+    vendor_portal::server::domain::tuf::refresh_at(state, now + 5 * 86_400)
         .await
         .unwrap();
     assert_eq!(version_of("timestamp.json").await, ts + 2);
@@ -878,7 +878,7 @@ async fn distribution(db: Db) {
     assert_eq!(seen[0].version.to_string(), "1.4.0");
     // Nothing is due now: nothing is re-signed.
     assert_eq!(
-        vendor_portal::server::tuf_repo::refresh(state)
+        vendor_portal::server::domain::tuf::refresh(state)
             .await
             .unwrap(),
         0

@@ -356,7 +356,7 @@ fn resign(
     change: impl FnOnce(&mut Targets) -> Result<()>,
 ) -> Result<Value> {
     let state = portal.get(&format!("/api/v1/apps/{app}/tuf"))?;
-    let online = crate::server::secrets::unhex(
+    let online = crate::server::base::secrets::unhex(
         state
             .get("online_key")
             .and_then(Value::as_str)

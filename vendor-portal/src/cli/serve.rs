@@ -81,7 +81,7 @@ pub struct ServeArgs {
     /// A reverse proxy (address or CIDR range) whose X-Forwarded-For names the client, for the
     /// per-address rate limits and the audit log (repeatable). Without it the header is ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
-    trusted_proxies: Vec<server::proxy::Cidr>,
+    trusted_proxies: Vec<server::http::proxy::Cidr>,
     /// Database connections per process.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
@@ -123,7 +123,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         // server, so write errors are ignored.
         let mut out = std::io::stdout();
         say!(out, "Consign portal listening on {url}");
-        say!(out, "  database: {}", server::db::redact(&config.database_url()));
+        say!(out, "  database: {}", server::base::db::redact(&config.database_url()));
         say!(out, "  blobs:    {}", state.blobs.url);
         say!(out, "  API:      {url}/api/v1/openapi.json");
         say!(out, "  pages:    {url}/ (marketplace), {url}/console (vendor console)");

@@ -10,8 +10,11 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
-use super::state::AppState;
-use super::{app, create_vendor, now, routes, vendor_keys};
+use crate::server::base::now;
+use crate::server::domain::keys as vendor_keys;
+use crate::server::http::reply::CommitReply as _;
+use crate::server::state::AppState;
+use crate::server::{app, create_vendor, routes};
 use anyhow::{Context as _, Result, bail};
 
 /// The demo vendor's slug.
@@ -75,7 +78,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         use sqlx::Row as _;
         let vendor_id: String = row.try_get("vendor_id")?;
         let member_id: String = row.try_get("member_id")?;
-        let mut tx = super::tx::VendorTx::begin(state, &vendor_id)
+        let mut tx = crate::server::domain::tx::VendorTx::begin(state, &vendor_id)
             .await
             .map_err(|e| anyhow::anyhow!(e.detail))?;
         let name = format!("demo {}", now());
@@ -274,7 +277,7 @@ async fn publish_reference_app(
         tracing::warn!("examples/serverless-blog not found: the demo has no published release");
         return Ok(None);
     };
-    let detail = |e: super::error::ApiError| anyhow::anyhow!(e.detail);
+    let detail = |e: crate::server::domain::error::DomainError| anyhow::anyhow!(e.detail);
     let mut conn = state.db.pool.acquire().await?;
     let (kid, release_key) =
         vendor_keys::private_key(&mut conn, &state.master, vendor_id, "release", None)
@@ -346,7 +349,7 @@ async fn publish_reference_app(
     let online = tuf_state
         .get("online_key")
         .and_then(Value::as_str)
-        .and_then(super::secrets::unhex)
+        .and_then(crate::server::base::secrets::unhex)
         .and_then(|b| license::PublicKey::from_bytes(&b).ok())
         .context("the portal's online key is not an Ed25519 key")?;
     let at = now();

@@ -1,23 +1,12 @@
 //! The portal server: configuration, the middleware stack around the routes, start-up (database,
 //! blob store, master key) and graceful shutdown. Handlers live in [`routes`], by domain.
 
-pub mod auth;
-pub mod blobs;
-pub mod db;
+pub mod base;
 pub mod demo;
-pub mod error;
-pub mod extract;
-pub mod idempotency;
-pub mod issuer;
-pub mod metrics;
-pub mod proxy;
-pub mod ratelimit;
+pub mod domain;
+pub mod http;
 pub mod routes;
-pub mod secrets;
 pub mod state;
-pub mod tuf_repo;
-pub mod tx;
-pub mod vendor_keys;
 pub mod web;
 
 use std::net::SocketAddr;
@@ -35,17 +24,14 @@ use tower_http::request_id::{
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use self::db::{Backend, Database};
-use self::error::ApiError;
-use self::secrets::{MASTER_KEY_ENV, MasterKey};
+use self::base::db::{Backend, Database};
+use self::base::secrets::{self, MASTER_KEY_ENV, MasterKey};
+use self::base::{blobs, db, now};
+use self::domain::error::{DomainError, Kind};
+use self::domain::keys as vendor_keys;
+use self::domain::tuf as tuf_repo;
+use self::http::{idempotency, metrics, proxy};
 use self::state::{AppState, Limits};
-
-/// Now, in Unix seconds.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 /// Where the embedded defaults keep everything.
 pub const DEFAULT_DATA_DIR: &str = "consign-data";
@@ -160,11 +146,11 @@ pub fn app(state: AppState) -> Router {
             if web::is_page_path(uri.path()) {
                 web::not_found_page()
             } else {
-                axum::response::IntoResponse::into_response(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; the API is described at /api/v1/openapi.json"))
+                axum::response::IntoResponse::into_response(DomainError::new(Kind::NotFound, "not_found", "no such endpoint; the API is described at /api/v1/openapi.json"))
             }
         })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method; see /api/v1/openapi.json")
+            DomainError::new(Kind::MethodNotAllowed, "method_not_allowed", "this endpoint does not take that method; see /api/v1/openapi.json")
         })
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .layer(DefaultBodyLimit::max(idempotency::MAX_BODY))
@@ -177,7 +163,7 @@ pub fn app(state: AppState) -> Router {
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
         )
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::internal("a handler panicked"))
+            axum::response::IntoResponse::into_response(DomainError::internal("a handler panicked"))
         }))
         .layer(
             TraceLayer::new_for_http()
@@ -307,10 +293,10 @@ pub async fn create_vendor(
     slug: &str,
     name: &str,
     owner_email: &str,
-) -> Result<NewVendor, ApiError> {
+) -> Result<NewVendor, DomainError> {
     routes::catalog::check_slug("vendor", slug)?;
     if name.trim().is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "the vendor name must be 1 to 100 characters",
         ));
     }
@@ -333,13 +319,13 @@ pub async fn create_vendor(
     .await;
     match inserted {
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "a vendor {slug:?} exists already"
             )));
         }
         other => other?,
     };
-    let mut vtx = tx::VendorTx::lock(tx, &vendor_id, turn).await?;
+    let mut vtx = domain::tx::VendorTx::lock(tx, &vendor_id, turn).await?;
     sqlx::query("INSERT INTO members (id, vendor_id, email, role, password_hash, created_at) VALUES ($1, $2, $3, 'owner', $4, $5)")
         .bind(&member_id)
         .bind(&vendor_id)
@@ -372,8 +358,7 @@ pub async fn create_vendor(
         serde_json::json!({"name": "first token"}),
     )
     .await?;
-    vtx.commit(None, StatusCode::CREATED, &serde_json::json!({}))
-        .await?;
+    vtx.commit_all(&[]).await?;
     Ok(NewVendor {
         id: vendor_id,
         slug: slug.to_owned(),

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::blobs::Blobs;
-use super::db::Database;
-use super::metrics::Metrics;
-use super::secrets::MasterKey;
+use crate::server::base::blobs::Blobs;
+use crate::server::base::db::Database;
+use crate::server::base::secrets::MasterKey;
+use crate::server::http::metrics::Metrics;
 
 /// Rate limits, per minute; 0 turns one off. Per-address limits count the client's address,
 /// which `X-Forwarded-For` gives only behind [`Limits::trusted_proxies`].
@@ -25,7 +25,7 @@ pub struct Limits {
     pub trials_per_hour: u64,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`); empty:
     /// the header is ignored.
-    pub trusted_proxies: Vec<super::proxy::Cidr>,
+    pub trusted_proxies: Vec<crate::server::http::proxy::Cidr>,
 }
 
 impl Default for Limits {
@@ -65,14 +65,16 @@ pub struct Inner {
     /// Recently read license states for the status endpoint.
     pub statuses: StatusCache,
     /// Recently resolved credentials, by secret hash.
-    pub credentials: TtlCache<String, super::auth::Resolved>,
+    pub credentials: TtlCache<String, crate::server::http::auth::Resolved>,
     /// What licenses were recently issued from: (vendor, customer, app, plan) to rows and key.
-    pub catalog:
-        TtlCache<(String, String, String, Option<String>), super::routes::catalog::LicenseSource>,
+    pub catalog: TtlCache<
+        (String, String, String, Option<String>),
+        crate::server::routes::catalog::LicenseSource,
+    >,
     /// The marketplace's filter choices: categories and (slug, name) of vendors with listings.
     pub facets: TtlCache<(), Facets>,
     /// Writes new licenses in shared transactions.
-    pub issuer: super::issuer::Issuer,
+    pub issuer: crate::server::domain::issuer::Issuer,
 }
 
 /// A license's state as read from the database, for the signed status endpoint.
@@ -159,7 +161,11 @@ impl AppState {
     /// Wraps the parts.
     pub fn new(db: Database, blobs: Blobs, master: MasterKey, limits: Limits) -> Self {
         let writer = Arc::new(tokio::sync::Mutex::new(()));
-        let issuer = super::issuer::Issuer::start(db.clone(), writer.clone(), limits.clone());
+        let issuer = crate::server::domain::issuer::Issuer::start(
+            db.clone(),
+            writer.clone(),
+            limits.clone(),
+        );
         Self(Arc::new(Inner {
             db,
             blobs,
@@ -196,7 +202,7 @@ pub async fn sqlite_turn(
     writer: &Arc<tokio::sync::Mutex<()>>,
 ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
     match db.backend {
-        super::db::Backend::Sqlite => Some(writer.clone().lock_owned().await),
-        super::db::Backend::Postgres => None,
+        crate::server::base::db::Backend::Sqlite => Some(writer.clone().lock_owned().await),
+        crate::server::base::db::Backend::Postgres => None,
     }
 }

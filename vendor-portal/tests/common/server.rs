@@ -106,7 +106,7 @@ pub async fn start(db: Db) -> TestPortal {
 pub fn master_key_file(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("master.key");
     if !path.exists() {
-        server::secrets::MasterKey::from_file(&path, true).unwrap();
+        server::base::secrets::MasterKey::from_file(&path, true).unwrap();
     }
     path
 }

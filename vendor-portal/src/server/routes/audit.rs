@@ -9,11 +9,11 @@ use sqlx::Row as _;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::audit_chain::AuditEntry;
-use crate::server::auth::Caller;
-use crate::server::error::ApiResult;
-use crate::server::extract::ApiQuery;
+use crate::server::domain::error::DomainResult;
+use crate::server::http::auth::Caller;
+use crate::server::http::extract::ApiQuery;
+use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
-use crate::server::tx::json_response;
 
 /// Which page.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,7 +42,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let after = query.after.unwrap_or(0).max(0);
     let limit = i64::from(query.limit.unwrap_or(500).clamp(1, 5000));
     let mut conn = state.db.pool.acquire().await?;

@@ -8,28 +8,30 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
-use crate::server::auth::{Caller, Role};
-use crate::server::db::is_unique_violation;
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath};
-use crate::server::idempotency::IdempotencyContext;
-use crate::server::now;
-use crate::server::secrets::new_id;
+use crate::server::base::db::is_unique_violation;
+use crate::server::base::now;
+use crate::server::base::secrets::new_id;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::tx::VendorTx;
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath};
+use crate::server::http::idempotency::IdempotencyContext;
+use crate::server::http::reply::CommitReply as _;
+use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
-use crate::server::tx::{VendorTx, json_response};
 
 /// Checks a slug: 1 to 63 of `a-z 0-9 -`, starting with a letter or digit (what licenses accept).
-pub fn check_slug(what: &str, slug: &str) -> ApiResult<()> {
+pub fn check_slug(what: &str, slug: &str) -> DomainResult<()> {
     license::claims::Slug::new(slug)
         .map(|_| ())
         .map_err(|reason| {
-            ApiError::invalid(format!("the {what} slug {slug:?} is not valid: {reason}"))
+            DomainError::invalid(format!("the {what} slug {slug:?} is not valid: {reason}"))
         })
 }
 
-fn check_text(what: &str, text: &str, max: usize) -> ApiResult<()> {
+fn check_text(what: &str, text: &str, max: usize) -> DomainResult<()> {
     if text.chars().count() > max || text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "the {what} must be at most {max} characters without control characters"
         )));
     }
@@ -41,35 +43,37 @@ fn check_listing(
     summary: &str,
     description: &str,
     categories: &[String],
-) -> ApiResult<()> {
+) -> DomainResult<()> {
     check_text("name", name, 100)?;
     check_text("summary", summary, 300)?;
     check_text("description", description, 20_000)?;
     if name.trim().is_empty() {
-        return Err(ApiError::invalid("the app needs a name"));
+        return Err(DomainError::invalid("the app needs a name"));
     }
     if categories.len() > 10 || categories.iter().any(|c| c.is_empty() || c.len() > 40) {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "at most 10 categories of 1 to 40 characters",
         ));
     }
     Ok(())
 }
 
-fn check_customer(name: &str, email: Option<&str>, aws_accounts: &[String]) -> ApiResult<()> {
+fn check_customer(name: &str, email: Option<&str>, aws_accounts: &[String]) -> DomainResult<()> {
     check_text("name", name, 200)?;
     if name.trim().is_empty() {
-        return Err(ApiError::invalid("the customer needs a name"));
+        return Err(DomainError::invalid("the customer needs a name"));
     }
     if let Some(email) = email {
         check_text("email", email, 254)?;
     }
     if aws_accounts.len() > 100 {
-        return Err(ApiError::invalid("at most 100 AWS accounts per customer"));
+        return Err(DomainError::invalid(
+            "at most 100 AWS accounts per customer",
+        ));
     }
     for account in aws_accounts {
         license::claims::AwsAccountId::new(account.clone())
-            .map_err(|reason| ApiError::invalid(format!("AWS account {account:?}: {reason}")))?;
+            .map_err(|reason| DomainError::invalid(format!("AWS account {account:?}: {reason}")))?;
     }
     Ok(())
 }
@@ -118,7 +122,7 @@ pub struct App {
     pub created_at: i64,
 }
 
-fn app_from(row: &sqlx::any::AnyRow) -> ApiResult<App> {
+fn app_from(row: &sqlx::any::AnyRow) -> DomainResult<App> {
     let categories: String = row.try_get("categories")?;
     Ok(App {
         id: row.try_get("id")?,
@@ -135,7 +139,7 @@ fn app_from(row: &sqlx::any::AnyRow) -> ApiResult<App> {
 const APP_COLUMNS: &str = "id, slug, name, summary, description, categories, listed, created_at";
 
 /// Finds an app of the vendor by slug (404 otherwise, whoever owns it).
-pub async fn find_app(conn: &mut AnyConnection, vendor_id: &str, slug: &str) -> ApiResult<App> {
+pub async fn find_app(conn: &mut AnyConnection, vendor_id: &str, slug: &str) -> DomainResult<App> {
     let row = sqlx::query(&format!(
         "SELECT {APP_COLUMNS} FROM apps WHERE vendor_id = $1 AND slug = $2"
     ))
@@ -143,19 +147,19 @@ pub async fn find_app(conn: &mut AnyConnection, vendor_id: &str, slug: &str) -> 
     .bind(slug)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("app", slug))?;
+    .ok_or_else(|| DomainError::not_found("app", slug))?;
     app_from(&row)
 }
 
 /// Creates an app.
 #[utoipa::path(post, path = "/api/v1/apps", tag = "apps", security(("token" = [])), request_body = AppCreate, responses(
-    (status = 201, body = App), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    (status = 201, body = App), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn create_app(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<AppCreate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     check_slug("app", &body.slug)?;
     check_listing(
@@ -185,14 +189,14 @@ pub async fn create_app(
     .bind(&app.name)
     .bind(&app.summary)
     .bind(&app.description)
-    .bind(serde_json::to_string(&app.categories).map_err(ApiError::internal)?)
+    .bind(serde_json::to_string(&app.categories).map_err(DomainError::internal)?)
     .bind(app.created_at)
     .bind(i64::from(app.listed))
     .execute(tx.conn())
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "an app {:?} exists already",
                 app.slug
             )));
@@ -216,25 +220,28 @@ pub async fn create_app(
 
 /// Lists the vendor's apps.
 #[utoipa::path(get, path = "/api/v1/apps", tag = "apps", security(("token" = [])), responses((status = 200, body = Vec<App>)))]
-pub async fn list_apps(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn list_apps(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let rows = sqlx::query(&format!(
         "SELECT {APP_COLUMNS} FROM apps WHERE vendor_id = $1 ORDER BY slug"
     ))
     .bind(&caller.vendor_id)
     .fetch_all(&state.db.pool)
     .await?;
-    let apps = rows.iter().map(app_from).collect::<ApiResult<Vec<_>>>()?;
+    let apps = rows
+        .iter()
+        .map(app_from)
+        .collect::<DomainResult<Vec<_>>>()?;
     Ok(json_response(StatusCode::OK, apps))
 }
 
 /// Shows an app.
 #[utoipa::path(get, path = "/api/v1/apps/{app}", tag = "apps", security(("token" = [])),
-    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = App), (status = 404, body = crate::server::error::Problem)))]
+    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = App), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn show_app(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(slug): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app = find_app(&mut conn, &caller.vendor_id, &slug).await?;
     Ok(json_response(StatusCode::OK, app))
@@ -264,13 +271,13 @@ pub struct AppUpdate {
 
 /// Updates an app's listing.
 #[utoipa::path(patch, path = "/api/v1/apps/{app}", tag = "apps", security(("token" = [])), request_body = AppUpdate,
-    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = App), (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = App), (status = 404, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn update_app(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<AppUpdate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let mut app = find_app(tx.conn(), &caller.vendor_id, &slug).await?;
@@ -305,7 +312,7 @@ pub async fn update_app(
     .bind(&app.name)
     .bind(&app.summary)
     .bind(&app.description)
-    .bind(serde_json::to_string(&app.categories).map_err(ApiError::internal)?)
+    .bind(serde_json::to_string(&app.categories).map_err(DomainError::internal)?)
     .bind(now())
     .bind(i64::from(app.listed))
     .execute(tx.conn())
@@ -386,9 +393,9 @@ const PLAN_FIELDS: &[&str] = &[
     "expiry_warning",
 ];
 
-fn check_entitlements(map: &serde_json::Map<String, serde_json::Value>) -> ApiResult<()> {
+fn check_entitlements(map: &serde_json::Map<String, serde_json::Value>) -> DomainResult<()> {
     if let Some(bad) = map.keys().find(|k| !PLAN_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "a plan cannot set {bad:?}; it may set {}",
             PLAN_FIELDS.join(", ")
         )));
@@ -398,13 +405,13 @@ fn check_entitlements(map: &serde_json::Map<String, serde_json::Value>) -> ApiRe
     probe.insert("sub".into(), "probe".into());
     probe.insert("aud".into(), "probe".into());
     probe.insert("exp".into(), serde_json::Value::from(4_000_000_000u64));
-    let bytes = serde_json::to_vec(&probe).map_err(ApiError::internal)?;
+    let bytes = serde_json::to_vec(&probe).map_err(DomainError::internal)?;
     license::LicenseRequest::from_json(&bytes)
-        .map_err(|e| ApiError::invalid(format!("the plan's entitlements are not valid: {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("the plan's entitlements are not valid: {e}")))?;
     Ok(())
 }
 
-fn plan_from(row: &sqlx::any::AnyRow, app: &str) -> ApiResult<Plan> {
+fn plan_from(row: &sqlx::any::AnyRow, app: &str) -> DomainResult<Plan> {
     let entitlements: String = row.try_get("entitlements")?;
     let trial: i64 = row.try_get("trial")?;
     let days: i64 = row.try_get("duration_days")?;
@@ -421,7 +428,7 @@ fn plan_from(row: &sqlx::any::AnyRow, app: &str) -> ApiResult<Plan> {
 }
 
 /// Finds a plan of an app.
-pub async fn find_plan(conn: &mut AnyConnection, app: &App, slug: &str) -> ApiResult<Plan> {
+pub async fn find_plan(conn: &mut AnyConnection, app: &App, slug: &str) -> DomainResult<Plan> {
     let row = sqlx::query(
         "SELECT id, slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 AND slug = $2",
     )
@@ -429,26 +436,26 @@ pub async fn find_plan(conn: &mut AnyConnection, app: &App, slug: &str) -> ApiRe
     .bind(slug)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("plan", slug))?;
+    .ok_or_else(|| DomainError::not_found("plan", slug))?;
     plan_from(&row, &app.slug)
 }
 
 /// Adds a plan to an app.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/plans", tag = "apps", security(("token" = [])), request_body = PlanCreate,
-    params(("app" = String, Path, description = "App slug")), responses((status = 201, body = Plan), (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    params(("app" = String, Path, description = "App slug")), responses((status = 201, body = Plan), (status = 404, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn create_plan(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(app_slug): ApiPath<String>,
     ApiJson(body): ApiJson<PlanCreate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     check_slug("plan", &body.slug)?;
     check_text("name", &body.name, 100)?;
     check_text("description", &body.description, 5_000)?;
     if body.duration_days == 0 || body.duration_days > 3650 {
-        return Err(ApiError::invalid("duration_days must be 1 to 3650"));
+        return Err(DomainError::invalid("duration_days must be 1 to 3650"));
     }
     check_entitlements(&body.entitlements)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
@@ -475,13 +482,13 @@ pub async fn create_plan(
     .bind(&plan.description)
     .bind(i64::from(plan.trial))
     .bind(i64::from(plan.duration_days))
-    .bind(serde_json::to_string(&plan.entitlements).map_err(ApiError::internal)?)
+    .bind(serde_json::to_string(&plan.entitlements).map_err(DomainError::internal)?)
     .bind(now())
     .execute(tx.conn())
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "app {} has a plan {:?} already",
                 app.slug, plan.slug
             )));
@@ -504,12 +511,12 @@ pub async fn create_plan(
 
 /// Lists an app's plans.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/plans", tag = "apps", security(("token" = [])),
-    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = Vec<Plan>), (status = 404, body = crate::server::error::Problem)))]
+    params(("app" = String, Path, description = "App slug")), responses((status = 200, body = Vec<Plan>), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn list_plans(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(app_slug): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app = find_app(&mut conn, &caller.vendor_id, &app_slug).await?;
     let rows = sqlx::query(
@@ -521,7 +528,7 @@ pub async fn list_plans(
     let plans = rows
         .iter()
         .map(|r| plan_from(r, &app.slug))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<_>>>()?;
     Ok(json_response(StatusCode::OK, plans))
 }
 
@@ -558,7 +565,7 @@ pub struct Customer {
     pub created_at: i64,
 }
 
-fn customer_from(row: &sqlx::any::AnyRow) -> ApiResult<Customer> {
+fn customer_from(row: &sqlx::any::AnyRow) -> DomainResult<Customer> {
     let accounts: String = row.try_get("aws_accounts")?;
     Ok(Customer {
         id: row.try_get("id")?,
@@ -577,7 +584,7 @@ pub async fn find_customer(
     conn: &mut AnyConnection,
     vendor_id: &str,
     slug: &str,
-) -> ApiResult<Customer> {
+) -> DomainResult<Customer> {
     let row = sqlx::query(&format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE vendor_id = $1 AND slug = $2"
     ))
@@ -585,19 +592,19 @@ pub async fn find_customer(
     .bind(slug)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("customer", slug))?;
+    .ok_or_else(|| DomainError::not_found("customer", slug))?;
     customer_from(&row)
 }
 
 /// Creates a customer.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", security(("token" = [])), request_body = CustomerCreate, responses(
-    (status = 201, body = Customer), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    (status = 201, body = Customer), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn create_customer(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<CustomerCreate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     check_slug("customer", &body.slug)?;
     check_customer(&body.name, body.email.as_deref(), &body.aws_accounts)?;
@@ -618,13 +625,13 @@ pub async fn create_customer(
     .bind(&customer.slug)
     .bind(&customer.name)
     .bind(&customer.email)
-    .bind(serde_json::to_string(&customer.aws_accounts).map_err(ApiError::internal)?)
+    .bind(serde_json::to_string(&customer.aws_accounts).map_err(DomainError::internal)?)
     .bind(customer.created_at)
     .execute(tx.conn())
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "a customer {:?} exists already",
                 customer.slug
             )));
@@ -647,7 +654,10 @@ pub async fn create_customer(
 
 /// Lists the vendor's customers.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", security(("token" = [])), responses((status = 200, body = Vec<Customer>)))]
-pub async fn list_customers(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn list_customers(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> DomainResult<Response> {
     let rows = sqlx::query(&format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE vendor_id = $1 ORDER BY slug"
     ))
@@ -657,18 +667,18 @@ pub async fn list_customers(State(state): State<AppState>, caller: Caller) -> Ap
     let customers = rows
         .iter()
         .map(customer_from)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<_>>>()?;
     Ok(json_response(StatusCode::OK, customers))
 }
 
 /// Shows a customer.
 #[utoipa::path(get, path = "/api/v1/customers/{customer}", tag = "customers", security(("token" = [])),
-    params(("customer" = String, Path, description = "Customer slug")), responses((status = 200, body = Customer), (status = 404, body = crate::server::error::Problem)))]
+    params(("customer" = String, Path, description = "Customer slug")), responses((status = 200, body = Customer), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn show_customer(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(slug): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let customer = find_customer(&mut conn, &caller.vendor_id, &slug).await?;
     Ok(json_response(StatusCode::OK, customer))
@@ -692,13 +702,13 @@ pub struct CustomerUpdate {
 
 /// Updates a customer.
 #[utoipa::path(patch, path = "/api/v1/customers/{customer}", tag = "customers", security(("token" = [])), request_body = CustomerUpdate,
-    params(("customer" = String, Path, description = "Customer slug")), responses((status = 200, body = Customer), (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    params(("customer" = String, Path, description = "Customer slug")), responses((status = 200, body = Customer), (status = 404, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn update_customer(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(slug): ApiPath<String>,
     ApiJson(body): ApiJson<CustomerUpdate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let mut customer = find_customer(tx.conn(), &caller.vendor_id, &slug).await?;
@@ -725,7 +735,7 @@ pub async fn update_customer(
         .bind(&customer.id)
         .bind(&customer.name)
         .bind(&customer.email)
-        .bind(serde_json::to_string(&customer.aws_accounts).map_err(ApiError::internal)?)
+        .bind(serde_json::to_string(&customer.aws_accounts).map_err(DomainError::internal)?)
         .execute(tx.conn())
         .await?;
     tx.audit(
@@ -755,7 +765,7 @@ pub async fn find_for_license(
     customer: &str,
     app: &str,
     plan: Option<&str>,
-) -> ApiResult<LicenseSource> {
+) -> DomainResult<LicenseSource> {
     let key = |column: &str| {
         format!(
             "(SELECT k.{column} FROM vendor_keys k WHERE k.vendor_id = c.vendor_id AND k.role = 'license' \
@@ -787,7 +797,7 @@ pub async fn find_for_license(
     let Some(row) = row else {
         find_customer(&mut *conn, vendor_id, customer).await?;
         let found = find_app(&mut *conn, vendor_id, app).await?;
-        return Err(ApiError::not_found("app", &found.slug));
+        return Err(DomainError::not_found("app", &found.slug));
     };
     let accounts: String = row.try_get("c_accounts")?;
     let categories: String = row.try_get("a_categories")?;
@@ -811,7 +821,7 @@ pub async fn find_for_license(
     };
     let plan = match (plan, row.try_get::<Option<String>, _>("p_id")?) {
         (None, _) => None,
-        (Some(slug), None) => return Err(ApiError::not_found("plan", slug)),
+        (Some(slug), None) => return Err(DomainError::not_found("plan", slug)),
         (Some(_), Some(id)) => {
             let entitlements: String = row.try_get("p_entitlements")?;
             let trial: i64 = row.try_get("p_trial")?;

@@ -22,17 +22,18 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
-use crate::server::auth::{Caller, Role};
-use crate::server::db::is_unique_violation;
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath};
-use crate::server::now;
-use crate::server::ratelimit;
+use crate::server::base::db::is_unique_violation;
+use crate::server::base::now;
+use crate::server::base::secrets::new_id;
+use crate::server::domain::error::{DomainError, DomainResult, Kind};
+use crate::server::domain::ratelimit;
+use crate::server::domain::tx::VendorTx;
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath};
+use crate::server::http::reply::CommitReply as _;
 use crate::server::routes::decode_b64;
 use crate::server::routes::releases::{SignatureBlock, keys_context, object_key};
-use crate::server::secrets::new_id;
 use crate::server::state::AppState;
-use crate::server::tx::VendorTx;
 
 /// Grants per license per minute.
 const GRANTS_PER_MINUTE: u64 = 30;
@@ -42,8 +43,8 @@ const REFUSALS_PER_MINUTE: u64 = 60;
 /// How long a presigned S3 download URL lives.
 const PRESIGNED_SECONDS: u64 = 300;
 
-fn refused(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, code, detail)
+fn refused(code: &'static str, detail: impl Into<String>) -> DomainError {
+    DomainError::new(Kind::Forbidden, code, detail)
 }
 
 /// A license that verified and that the portal knows, in good standing.
@@ -57,7 +58,10 @@ pub struct CheckedLicense {
 }
 
 /// Verifies a presented license (armoured or compact) and checks the portal's record of it.
-pub async fn check_license(conn: &mut AnyConnection, presented: &str) -> ApiResult<CheckedLicense> {
+pub async fn check_license(
+    conn: &mut AnyConnection,
+    presented: &str,
+) -> DomainResult<CheckedLicense> {
     let mut license = verify_license(conn, presented).await?;
     license.app_id = check_standing(conn, &license).await?;
     Ok(license)
@@ -68,15 +72,15 @@ pub async fn check_license(conn: &mut AnyConnection, presented: &str) -> ApiResu
 pub async fn verify_license(
     conn: &mut AnyConnection,
     presented: &str,
-) -> ApiResult<CheckedLicense> {
+) -> DomainResult<CheckedLicense> {
     let armored = if presented.trim_start().starts_with("-----BEGIN") {
         presented.to_owned()
     } else {
         license::armor::armor(presented.trim())
     };
     let bad = |e: &dyn std::fmt::Display| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        DomainError::new(
+            Kind::Unauthorized,
             "bad_license",
             format!("the license is not valid: {e}"),
         )
@@ -103,7 +107,7 @@ pub async fn verify_license(
     let vendor_id: String = vendor.try_get("id")?;
     let document: String = vendor.try_get("document")?;
     let trusted = license::Keyset::verify(document.as_bytes(), &TrustPin::default())
-        .map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
     let verified = match trusted.verify_license(&armored, &VerifyOptions::at(UnixTime::now())) {
         Ok(v) => v,
         Err(license::Error::Expired { .. }) => {
@@ -129,7 +133,7 @@ pub async fn verify_license(
 pub async fn check_standing(
     conn: &mut AnyConnection,
     license: &CheckedLicense,
-) -> ApiResult<String> {
+) -> DomainResult<String> {
     let claims = &license.claims;
     let record = license_record(conn, &license.vendor_id, claims.jti.as_str()).await?;
     match record.state.as_str() {
@@ -179,7 +183,7 @@ pub async fn license_record(
     conn: &mut AnyConnection,
     vendor_id: &str,
     id: &str,
-) -> ApiResult<LicenseRecord> {
+) -> DomainResult<LicenseRecord> {
     let row = sqlx::query(
         "SELECT app_id, state, seq, armored, claims FROM licenses WHERE id = $1 AND vendor_id = $2",
     )
@@ -199,7 +203,7 @@ pub async fn license_record(
         state: row.try_get("state")?,
         seq: u64::try_from(row.try_get::<i64, _>("seq")?).unwrap_or(0),
         armored: row.try_get("armored")?,
-        claims: serde_json::from_str(&claims).map_err(ApiError::internal)?,
+        claims: serde_json::from_str(&claims).map_err(DomainError::internal)?,
     })
 }
 
@@ -231,7 +235,7 @@ pub async fn check_release(
     app: &str,
     version: &str,
     account: Account<'_>,
-) -> ApiResult<EntitledRelease> {
+) -> DomainResult<EntitledRelease> {
     let claims = &license.claims;
     if claims.aud.as_str() != app {
         return Err(refused(
@@ -240,7 +244,7 @@ pub async fn check_release(
         ));
     }
     let parsed = semver::Version::parse(version).map_err(|e| {
-        ApiError::bad_request(format!("{version:?} is not a semantic version: {e}"))
+        DomainError::bad_request(format!("{version:?} is not a semantic version: {e}"))
     })?;
     let row = sqlx::query(
         "SELECT id, state, manifest_digest, keys_sealed, channels, yanked_reason, entitlement, published_at, \
@@ -252,8 +256,8 @@ pub async fn check_release(
     .await?
     .filter(|r| r.try_get::<String, _>("state").is_ok_and(|s| s == "published"))
     .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
+        DomainError::new(
+            Kind::NotFound,
             "no_such_version",
             format!("{app} {version} is not published: `installer versions` lists what is"),
         )
@@ -326,7 +330,7 @@ pub async fn check_release(
     if let (false, Account::Reported(account)) = (accounts.is_empty(), account) {
         match account {
             None => {
-                return Err(ApiError::bad_request(
+                return Err(DomainError::bad_request(
                     "the license is bound to AWS accounts: report the account you install into (aws_account)",
                 ));
             }
@@ -365,11 +369,11 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-fn parse_recipient(text: &str) -> ApiResult<[u8; 32]> {
+fn parse_recipient(text: &str) -> DomainResult<[u8; 32]> {
     decode_b64(text)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| {
-            ApiError::bad_request("public_key must be a 32-byte X25519 public key in base64")
+            DomainError::bad_request("public_key must be a 32-byte X25519 public key in base64")
         })
 }
 
@@ -379,16 +383,16 @@ pub fn wrap_keys(
     vendor_id: &str,
     release: &EntitledRelease,
     recipient: &[u8; 32],
-) -> ApiResult<String> {
+) -> DomainResult<String> {
     let keys = state
         .master
         .open(
             &keys_context(vendor_id, &release.manifest_digest),
             &release.keys_sealed,
         )
-        .map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
     let wrapped = bundles::wrap::wrap(&keys, recipient)
-        .map_err(|e| ApiError::bad_request(format!("cannot wrap to that public key: {e}")))?;
+        .map_err(|e| DomainError::bad_request(format!("cannot wrap to that public key: {e}")))?;
     Ok(STANDARD.encode(wrapped))
 }
 
@@ -428,19 +432,19 @@ pub struct Grant {
 
 /// Grants a release's data keys to a licensed installer.
 #[utoipa::path(post, path = "/api/v1/grants", tag = "public", request_body = GrantRequest,
-    responses((status = 200, body = Grant), (status = 401, body = crate::server::error::Problem),
-              (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem),
-              (status = 429, body = crate::server::error::Problem)))]
+    responses((status = 200, body = Grant), (status = 401, body = crate::server::http::problem::Problem),
+              (status = 403, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem),
+              (status = 429, body = crate::server::http::problem::Problem)))]
 pub async fn grant(
     State(state): State<AppState>,
-    meta: crate::server::extract::RequestMeta,
+    meta: crate::server::http::extract::RequestMeta,
     ApiJson(body): ApiJson<GrantRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let recipient = parse_recipient(&body.public_key)?;
     let refusals = format!("grant-refused:{}", meta.ip);
     let (refused_now, retry) = ratelimit::current(&state.db.pool, &refusals, 60).await?;
     if refused_now >= REFUSALS_PER_MINUTE {
-        return Err(ApiError::rate_limited(
+        return Err(DomainError::rate_limited(
             format!(
                 "too many refused key grants from this address: at most {REFUSALS_PER_MINUTE} per 60 s; retry in {retry} s"
             ),
@@ -537,12 +541,12 @@ pub async fn grant(
 /// reason (a license that does not verify names no vendor it can be trusted to belong to).
 async fn refusal(
     state: &AppState,
-    meta: &crate::server::extract::RequestMeta,
+    meta: &crate::server::http::extract::RequestMeta,
     license: Option<&CheckedLicense>,
     body: &GrantRequest,
-    error: ApiError,
-) -> ApiError {
-    if !error.status.is_client_error() || error.status == StatusCode::TOO_MANY_REQUESTS {
+    error: DomainError,
+) -> DomainError {
+    if !error.status().is_client_error() || error.status() == StatusCode::TOO_MANY_REQUESTS {
         return error;
     }
     {
@@ -597,13 +601,13 @@ pub struct KitKeysRequest {
 /// checks as a grant, except the AWS account (an air-gapped installer checks it itself).
 #[utoipa::path(post, path = "/api/v1/licenses/{id}/kit-keys", tag = "licenses", security(("token" = [])),
     params(("id" = String, Path, description = "License id")), request_body = KitKeysRequest,
-    responses((status = 200, body = Grant), (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = Grant), (status = 403, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn kit_keys(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<KitKeysRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let recipient = parse_recipient(&body.recipient)?;
     let mut conn = state.db.pool.acquire().await?;
@@ -614,7 +618,7 @@ pub async fn kit_keys(
     .bind(&caller.vendor_id)
     .fetch_optional(&mut *conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("license", &id))?;
+    .ok_or_else(|| DomainError::not_found("license", &id))?;
     let armored: String = row.try_get("armored")?;
     let app: String = row.try_get("slug")?;
     let license = check_license(&mut conn, &armored).await?;
@@ -689,24 +693,26 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<
 #[utoipa::path(get, path = "/api/v1/vendors/{vendor}/objects/{digest}", tag = "public",
     params(("vendor" = String, Path, description = "Vendor slug"), ("digest" = String, Path, description = "Ciphertext digest")),
     responses((status = 200, description = "The sealed object"), (status = 206, description = "Part of it"),
-              (status = 307, description = "Presigned S3 URL"), (status = 401, body = crate::server::error::Problem),
-              (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem),
-              (status = 416, body = crate::server::error::Problem)))]
+              (status = 307, description = "Presigned S3 URL"), (status = 401, body = crate::server::http::problem::Problem),
+              (status = 403, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem),
+              (status = 416, body = crate::server::http::problem::Problem)))]
 pub async fn download(
     State(state): State<AppState>,
     mut parts: axum::http::request::Parts,
     ApiPath((vendor, digest)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let headers = parts.headers.clone();
     let digest = Digest::parse(&digest)
         .filter(|d| d.kind() == bundles::digest::DigestKind::Sealed)
-        .ok_or_else(|| ApiError::bad_request("the digest must be sealed-sha256:<64 hex digits>"))?;
+        .ok_or_else(|| {
+            DomainError::bad_request("the digest must be sealed-sha256:<64 hex digits>")
+        })?;
     let mut conn = state.db.pool.acquire().await?;
     let vendor_id: String = sqlx::query("SELECT id FROM vendors WHERE slug = $1")
         .bind(&vendor)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("vendor", &vendor))?
+        .ok_or_else(|| DomainError::not_found("vendor", &vendor))?
         .try_get("id")?;
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -727,23 +733,23 @@ pub async fn download(
         .fetch_optional(&mut *conn)
         .await?
         .is_some()
-    } else if crate::server::auth::credential(&parts).is_some() {
+    } else if crate::server::http::auth::credential(&parts).is_some() {
         use axum::extract::FromRequestParts as _;
         Caller::from_request_parts(&mut parts, &state)
             .await?
             .vendor_id
             == vendor_id
     } else {
-        return Err(ApiError::unauthorized(
+        return Err(DomainError::unauthorized(
             "downloads need `Authorization: License <license>` (or a vendor token)",
         ));
     };
     drop(conn);
     if !allowed {
-        return Err(ApiError::not_found("object", &digest.to_string()));
+        return Err(DomainError::not_found("object", &digest.to_string()));
     }
     let key = object_key(&vendor_id, &digest);
-    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let unavailable = |e: anyhow::Error| DomainError::unavailable(format!("{e:#}"));
     if let Some(url) = state
         .blobs
         .presigned_get(&key, std::time::Duration::from_secs(PRESIGNED_SECONDS))
@@ -753,7 +759,7 @@ pub async fn download(
         let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
         response.headers_mut().insert(
             header::LOCATION,
-            HeaderValue::from_str(&url).map_err(ApiError::internal)?,
+            HeaderValue::from_str(&url).map_err(DomainError::internal)?,
         );
         return Ok(response);
     }
@@ -762,10 +768,10 @@ pub async fn download(
         .size(&key)
         .await
         .map_err(unavailable)?
-        .ok_or_else(|| ApiError::not_found("object", &digest.to_string()))?;
+        .ok_or_else(|| DomainError::not_found("object", &digest.to_string()))?;
     let range = parse_range(&headers, size).map_err(|()| {
-        ApiError::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
+        DomainError::new(
+            Kind::RangeNotSatisfiable,
             "range_not_satisfiable",
             format!("the object is {size} bytes; ask for one range inside it"),
         )
@@ -792,13 +798,13 @@ pub async fn download(
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", digest.hex())).map_err(ApiError::internal)?,
+        HeaderValue::from_str(&format!("\"{}\"", digest.hex())).map_err(DomainError::internal)?,
     );
     if let Some(r) = range {
         h.insert(
             header::CONTENT_RANGE,
             HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end - 1))
-                .map_err(ApiError::internal)?,
+                .map_err(DomainError::internal)?,
         );
     }
     Ok(response)

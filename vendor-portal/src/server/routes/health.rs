@@ -6,9 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::server::error::ApiError;
+use crate::server::domain::error::DomainError;
+use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
-use crate::server::tx::json_response;
 
 /// `/readyz`'s answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -28,14 +28,15 @@ pub async fn healthz() -> &'static str {
 /// The database and blob store answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, body = Readiness),
-    (status = 503, body = crate::server::error::Problem, description = "A dependency is unavailable"),
+    (status = 503, body = crate::server::http::problem::Problem, description = "A dependency is unavailable"),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if let Err(e) = state.db.ping().await {
-        return ApiError::unavailable(format!("the database does not answer: {e}")).into_response();
+        return DomainError::unavailable(format!("the database does not answer: {e}"))
+            .into_response();
     }
     if let Err(e) = state.blobs.ping().await {
-        return ApiError::unavailable(format!("the blob store does not answer: {e:#}"))
+        return DomainError::unavailable(format!("the blob store does not answer: {e:#}"))
             .into_response();
     }
     json_response(

@@ -25,18 +25,19 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
-use crate::server::auth::Caller;
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath, RequestMeta};
-use crate::server::now;
-use crate::server::ratelimit;
+use crate::server::base::now;
+use crate::server::base::secrets::new_id;
+use crate::server::domain::error::{DomainError, DomainResult, Kind};
+use crate::server::domain::ratelimit;
+use crate::server::domain::tx::VendorTx;
+use crate::server::http::auth::Caller;
+use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
+use crate::server::http::reply::json_response;
 use crate::server::routes::grants::{
     CheckedLicense, LicenseRecord, license_record, verify_license,
 };
 use crate::server::routes::licenses::signed_status;
-use crate::server::secrets::new_id;
 use crate::server::state::AppState;
-use crate::server::tx::{VendorTx, json_response};
 
 /// Activations per source address per minute.
 const ACTIVATIONS_PER_MINUTE: u64 = 60;
@@ -62,29 +63,29 @@ impl SignedRequest {
     }
 }
 
-fn refused(code: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, code, detail)
+fn refused(code: &'static str, detail: impl Into<String>) -> DomainError {
+    DomainError::new(Kind::Forbidden, code, detail)
 }
 
-fn bad_signature(e: license::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
+fn bad_signature(e: license::Error) -> DomainError {
+    DomainError::new(
+        Kind::Unauthorized,
         "bad_signature",
         format!("the request is not signed by the agent's installation key: {e}"),
     )
 }
 
-fn check_nonce(nonce: &str) -> ApiResult<()> {
+fn check_nonce(nonce: &str) -> DomainResult<()> {
     if valid_nonce(nonce) {
         Ok(())
     } else {
-        Err(ApiError::invalid(
+        Err(DomainError::invalid(
             "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
         ))
     }
 }
 
-fn check_placement(p: &license::checkin::Placement) -> ApiResult<()> {
+fn check_placement(p: &license::checkin::Placement) -> DomainResult<()> {
     let account_ok = p.aws_account.len() == 12 && p.aws_account.bytes().all(|b| b.is_ascii_digit());
     let region_ok = license::claims::Region::new(p.region.clone()).is_ok();
     // CloudFormation stack names: a letter, then letters, digits and '-', at most 128.
@@ -95,14 +96,14 @@ fn check_placement(p: &license::checkin::Placement) -> ApiResult<()> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let version_ok = semver::Version::parse(&p.version).is_ok() && p.version.len() <= 64;
     match (account_ok, region_ok, stack_ok, version_ok) {
-        (false, ..) => Err(ApiError::invalid("aws_account must be 12 digits")),
-        (_, false, ..) => Err(ApiError::invalid(
+        (false, ..) => Err(DomainError::invalid("aws_account must be 12 digits")),
+        (_, false, ..) => Err(DomainError::invalid(
             "region must be an AWS region like eu-west-1",
         )),
-        (_, _, false, _) => Err(ApiError::invalid(
+        (_, _, false, _) => Err(DomainError::invalid(
             "stack must be a CloudFormation stack name (a letter, then letters, digits and '-', at most 128)",
         )),
-        (.., false) => Err(ApiError::invalid("version must be a semver version")),
+        (.., false) => Err(DomainError::invalid("version must be a semver version")),
         _ => Ok(()),
     }
 }
@@ -115,17 +116,17 @@ fn renewal(record: &LicenseRecord, running: u64) -> Option<String> {
 /// Activates an agent: takes or joins the seat of its (account, region, stack).
 #[utoipa::path(post, path = "/api/v1/installations", tag = "agents", request_body = SignedRequest,
     responses((status = 200, body = Object, description = "installation, agent, signed status and any renewed license"),
-              (status = 401, body = crate::server::error::Problem), (status = 403, body = crate::server::error::Problem),
-              (status = 422, body = crate::server::error::Problem), (status = 429, body = crate::server::error::Problem)))]
+              (status = 401, body = crate::server::http::problem::Problem), (status = 403, body = crate::server::http::problem::Problem),
+              (status = 422, body = crate::server::http::problem::Problem), (status = 429, body = crate::server::http::problem::Problem)))]
 pub async fn activate(
     State(state): State<AppState>,
     meta: RequestMeta,
     ApiJson(body): ApiJson<SignedRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let signed = body.into_signed();
     let claimed: Activation = signed
         .peek()
-        .map_err(|e| ApiError::invalid(format!("not an activation: {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("not an activation: {e}")))?;
     let activation: Activation = signed
         .open(ACTIVATION, &claimed.public_key)
         .map_err(bad_signature)?;
@@ -257,7 +258,7 @@ pub async fn activate(
         Some(row) => {
             let bound: String = row.try_get("license_id")?;
             if bound != license_id {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "this installation key is registered to another license: give the agent a fresh state directory",
                 ));
             }
@@ -315,7 +316,7 @@ struct AgentRow {
     removed: bool,
 }
 
-async fn find_agent(conn: &mut AnyConnection, id: &str) -> ApiResult<AgentRow> {
+async fn find_agent(conn: &mut AnyConnection, id: &str) -> DomainResult<AgentRow> {
     let row = sqlx::query(
         "SELECT a.vendor_id, v.slug, a.installation_id, a.license_id, a.public_key, i.removed_at \
          FROM agents a JOIN vendors v ON v.id = a.vendor_id \
@@ -325,14 +326,14 @@ async fn find_agent(conn: &mut AnyConnection, id: &str) -> ApiResult<AgentRow> {
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
+        DomainError::new(
+            Kind::NotFound,
             "unknown_agent",
             "the portal does not know this agent: it must activate again",
         )
     })?;
     let key: String = row.try_get("public_key")?;
-    let public_key = license::PublicKey::from_base64url(&key).map_err(ApiError::internal)?;
+    let public_key = license::PublicKey::from_base64url(&key).map_err(DomainError::internal)?;
     Ok(AgentRow {
         vendor_id: row.try_get("vendor_id")?,
         vendor_slug: row.try_get("slug")?,
@@ -349,7 +350,7 @@ async fn store_records(
     agent_id: &str,
     agent: &AgentRow,
     records: &[UsageRecord],
-) -> ApiResult<u64> {
+) -> DomainResult<u64> {
     let head = sqlx::query("SELECT records_through, chain_hash FROM agents WHERE id = $1")
         .bind(agent_id)
         .fetch_one(tx.conn())
@@ -367,7 +368,7 @@ async fn store_records(
             match stored {
                 Some(row) if row.try_get::<String, _>("hash")? == record.hash => continue,
                 _ => {
-                    return Err(ApiError::conflict(format!(
+                    return Err(DomainError::conflict(format!(
                         "usage record {} was received before with other contents: the agent's records were changed",
                         b.id
                     )));
@@ -375,7 +376,7 @@ async fn store_records(
             }
         }
         if b.n > through + 1 {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "usage records {}:{}..{} are missing before {}: records were deleted",
                 agent_id,
                 through + 1,
@@ -384,7 +385,7 @@ async fn store_records(
             )));
         }
         if b.prev != chain {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "usage record {} does not follow record {}:{through} in the agent's hash chain: the records were changed",
                 b.id, agent_id
             )));
@@ -397,7 +398,7 @@ async fn store_records(
         )
         .bind(&agent.license_id)
         .bind(&b.dimension)
-        .bind(i64::try_from(b.hour.as_secs()).map_err(ApiError::internal)?)
+        .bind(i64::try_from(b.hour.as_secs()).map_err(DomainError::internal)?)
         .fetch_one(tx.conn())
         .await?
         .try_get("held")?;
@@ -405,8 +406,8 @@ async fn store_records(
             .ok()
             .and_then(|held| held.checked_add(b.quantity));
         if after.is_none_or(|after| after > MAX_HOUR_QUANTITY) {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            return Err(DomainError::new(
+                Kind::Invalid,
                 "usage_over_bound",
                 format!(
                     "usage record {} would take the license's {} units in the hour of {} past {MAX_HOUR_QUANTITY}: refused",
@@ -414,7 +415,7 @@ async fn store_records(
                 ),
             ));
         }
-        let text = serde_json::to_string(record).map_err(ApiError::internal)?;
+        let text = serde_json::to_string(record).map_err(DomainError::internal)?;
         sqlx::query(
             "INSERT INTO usage_records (id, vendor_id, license_id, installation_id, agent_id, n, \
              dimension, hour, quantity, hash, record, received_at) \
@@ -425,10 +426,10 @@ async fn store_records(
         .bind(&agent.license_id)
         .bind(&agent.installation_id)
         .bind(agent_id)
-        .bind(i64::try_from(b.n).map_err(ApiError::internal)?)
+        .bind(i64::try_from(b.n).map_err(DomainError::internal)?)
         .bind(&b.dimension)
-        .bind(i64::try_from(b.hour.as_secs()).map_err(ApiError::internal)?)
-        .bind(i64::try_from(b.quantity).map_err(|_| ApiError::invalid("quantity too large"))?)
+        .bind(i64::try_from(b.hour.as_secs()).map_err(DomainError::internal)?)
+        .bind(i64::try_from(b.quantity).map_err(|_| DomainError::invalid("quantity too large"))?)
         .bind(&record.hash)
         .bind(text)
         .bind(at)
@@ -439,7 +440,7 @@ async fn store_records(
     }
     sqlx::query("UPDATE agents SET records_through = $2, chain_hash = $3 WHERE id = $1")
         .bind(agent_id)
-        .bind(i64::try_from(through).map_err(ApiError::internal)?)
+        .bind(i64::try_from(through).map_err(DomainError::internal)?)
         .bind(&chain)
         .execute(tx.conn())
         .await?;
@@ -449,18 +450,18 @@ async fn store_records(
 /// A check-in: usage records in, signed status (and any renewed license) out.
 #[utoipa::path(post, path = "/api/v1/installations/checkin", tag = "agents", request_body = SignedRequest,
     responses((status = 200, body = Object, description = "signed status, any renewed license, records stored"),
-              (status = 401, body = crate::server::error::Problem), (status = 403, body = crate::server::error::Problem),
-              (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem),
-              (status = 410, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+              (status = 401, body = crate::server::http::problem::Problem), (status = 403, body = crate::server::http::problem::Problem),
+              (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem),
+              (status = 410, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn checkin(
     State(state): State<AppState>,
     meta: RequestMeta,
     ApiJson(body): ApiJson<SignedRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let signed = body.into_signed();
     let claimed: Checkin = signed
         .peek()
-        .map_err(|e| ApiError::invalid(format!("not a check-in: {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("not a check-in: {e}")))?;
     let mut conn = state.db.pool.acquire().await?;
     let agent = find_agent(&mut conn, &claimed.agent).await?;
     let checkin: Checkin = signed
@@ -474,39 +475,39 @@ pub async fn checkin(
         ));
     }
     if agent.removed {
-        return Err(ApiError::new(
-            StatusCode::GONE,
+        return Err(DomainError::new(
+            Kind::Gone,
             "uninstalled",
             "this installation was uninstalled: the agent must activate again",
         ));
     }
     if checkin.version.len() > 64 || semver::Version::parse(&checkin.version).is_err() {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "version must be a semver version of at most 64 characters",
         ));
     }
     if checkin.reports.iter().any(|r| {
         r.code.chars().count() > MAX_REPORT_CODE || r.detail.chars().count() > MAX_REPORT_DETAIL
     }) {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "a report's code is at most {MAX_REPORT_CODE} and its detail at most {MAX_REPORT_DETAIL} characters"
         )));
     }
     if checkin.records.len() > MAX_RECORDS_PER_CHECKIN {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "a check-in carries at most {MAX_RECORDS_PER_CHECKIN} usage records"
         )));
     }
     for record in &checkin.records {
         if record.body.agent != checkin.agent || record.body.license != checkin.license {
-            return Err(ApiError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "usage record {} belongs to another agent or license",
                 record.body.id
             )));
         }
         record.verify(&agent.public_key).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+            DomainError::new(
+                Kind::Invalid,
                 "bad_record",
                 format!("usage record {}: {e}", record.body.id),
             )
@@ -519,7 +520,7 @@ pub async fn checkin(
     let mut tx = VendorTx::begin(&state, &agent.vendor_id).await?;
     let through = match store_records(&mut tx, &checkin.agent, &agent, &checkin.records).await {
         Ok(through) => through,
-        Err(refusal) if refusal.status == StatusCode::CONFLICT => {
+        Err(refusal) if refusal.status() == StatusCode::CONFLICT => {
             // Changed or missing records: nothing is stored, and the vendor's audit log says why.
             drop(tx);
             let audited = async {
@@ -607,13 +608,13 @@ pub struct Removed {
 
 /// Frees the seat of an uninstalled stack (the installer calls this after `uninstall`).
 #[utoipa::path(post, path = "/api/v1/installations/remove", tag = "agents", request_body = RemoveRequest,
-    responses((status = 200, body = Removed), (status = 401, body = crate::server::error::Problem),
-              (status = 403, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = Removed), (status = 401, body = crate::server::http::problem::Problem),
+              (status = 403, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn remove(
     State(state): State<AppState>,
     meta: RequestMeta,
     ApiJson(body): ApiJson<RemoveRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     // A revoked or expired license may still free its seats; only a genuine one may.
     let license = verify_license(&mut conn, &body.license).await?;
@@ -627,8 +628,8 @@ pub async fn remove(
         .await?;
     drop(conn);
     if issued.is_none() {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
+        return Err(DomainError::new(
+            Kind::NotFound,
             "no_such_license",
             format!(
                 "license {license_id} was not issued by {} on this portal: there is no seat of it to free",
@@ -742,12 +743,12 @@ pub struct LicenseUsage {
 /// A license's installations, the versions they run and the usage they reported.
 #[utoipa::path(get, path = "/api/v1/licenses/{id}/usage", tag = "licenses", security(("token" = [])),
     params(("id" = String, Path, description = "License id")),
-    responses((status = 200, body = LicenseUsage), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = LicenseUsage), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn usage(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let usage = license_usage(&mut conn, &caller.vendor_id, id).await?;
     Ok(json_response(StatusCode::OK, usage))
@@ -778,12 +779,12 @@ pub struct DimensionTotal {
 /// A customer's installations, versions in use and usage, over all its licenses.
 #[utoipa::path(get, path = "/api/v1/customers/{customer}/usage", tag = "customers", security(("token" = [])),
     params(("customer" = String, Path, description = "Customer slug")),
-    responses((status = 200, body = CustomerUsage), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = CustomerUsage), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn customer_usage(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(customer): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let usage = customer_usage_of(&mut conn, &caller.vendor_id, customer).await?;
     Ok(json_response(StatusCode::OK, usage))
@@ -794,13 +795,13 @@ pub async fn customer_usage_of(
     conn: &mut AnyConnection,
     vendor_id: &str,
     customer: String,
-) -> ApiResult<CustomerUsage> {
+) -> DomainResult<CustomerUsage> {
     let known = sqlx::query("SELECT id FROM customers WHERE vendor_id = $1 AND slug = $2")
         .bind(vendor_id)
         .bind(&customer)
         .fetch_optional(&mut *conn)
         .await?
-        .ok_or_else(|| ApiError::not_found("customer", &customer))?;
+        .ok_or_else(|| DomainError::not_found("customer", &customer))?;
     let customer_id: String = known.try_get("id")?;
     let ids = sqlx::query(
         "SELECT id FROM licenses WHERE vendor_id = $1 AND customer_id = $2 ORDER BY issued_at DESC, id",
@@ -837,10 +838,10 @@ pub async fn license_usage(
     conn: &mut AnyConnection,
     vendor_id: &str,
     id: String,
-) -> ApiResult<LicenseUsage> {
+) -> DomainResult<LicenseUsage> {
     let record = license_record(&mut *conn, vendor_id, &id)
         .await
-        .map_err(|_| ApiError::not_found("license", &id))?;
+        .map_err(|_| DomainError::not_found("license", &id))?;
     let rows = sqlx::query(
         "SELECT i.id, i.aws_account, i.region, i.stack, i.version, i.created_at, i.last_seen_at, \
          i.removed_at, (SELECT COUNT(*) FROM agents a WHERE a.installation_id = i.id) AS agents \

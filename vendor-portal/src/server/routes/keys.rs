@@ -10,13 +10,16 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
-use crate::server::auth::{Caller, Role};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath};
-use crate::server::idempotency::IdempotencyContext;
+use crate::server::domain;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::keys::Registration;
+use crate::server::domain::tx::VendorTx;
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath};
+use crate::server::http::idempotency::IdempotencyContext;
+use crate::server::http::reply::CommitReply as _;
+use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
-use crate::server::tx::{VendorTx, json_response};
-use crate::server::vendor_keys::{self, Registration};
 
 /// One key the portal knows.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -46,13 +49,13 @@ pub struct KeysInfo {
     pub keys: Vec<KeyInfo>,
 }
 
-async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> ApiResult<KeysInfo> {
+async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> DomainResult<KeysInfo> {
     let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
         .bind(vendor_id)
         .fetch_one(&mut *conn)
         .await?
         .try_get("key_custody")?;
-    let (keyset, _) = vendor_keys::current_keyset(&mut *conn, vendor_id).await?;
+    let (keyset, _) = domain::keys::current_keyset(&mut *conn, vendor_id).await?;
     let rows = sqlx::query(
         "SELECT kid, role, CAST(CASE WHEN sealed_private IS NULL THEN 0 ELSE 1 END AS BIGINT) AS held, not_before, not_after FROM vendor_keys \
          WHERE vendor_id = $1 ORDER BY role, not_before, kid",
@@ -81,7 +84,7 @@ async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> ApiResult<KeysI
 
 /// Shows the vendor's keys.
 #[utoipa::path(get, path = "/api/v1/keys", tag = "keys", security(("token" = [])), responses((status = 200, body = KeysInfo)))]
-pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn show(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     Ok(json_response(
         StatusCode::OK,
@@ -104,16 +107,16 @@ pub struct KeysRegister {
 /// Registers the vendor's own keyset (and license-signing key). After this the portal holds no
 /// root or release key.
 #[utoipa::path(post, path = "/api/v1/keys/register", tag = "keys", security(("token" = [])), request_body = KeysRegister, responses(
-    (status = 200, body = KeysInfo), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    (status = 200, body = KeysInfo), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<KeysRegister>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Owner)?;
     if body.keyset.len() > license::keyset::MAX_KEYSET_LEN {
-        return Err(ApiError::invalid("the keyset is over the size limit"));
+        return Err(DomainError::invalid("the keyset is over the size limit"));
     }
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
@@ -121,7 +124,7 @@ pub async fn register(
         .fetch_one(tx.conn())
         .await?
         .try_get("key_custody")?;
-    let keyset: Keyset = vendor_keys::register(
+    let keyset: Keyset = domain::keys::register(
         tx.conn(),
         &state.master,
         &caller.vendor_id,
@@ -150,12 +153,12 @@ pub async fn register(
 /// Rotates the license-signing key (portal custody only: with registered keys, rotate on the
 /// vendor's machine and register again).
 #[utoipa::path(post, path = "/api/v1/keys/rotate", tag = "keys", security(("token" = [])), responses(
-    (status = 200, body = KeysInfo), (status = 409, body = crate::server::error::Problem)))]
+    (status = 200, body = KeysInfo), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn rotate(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Owner)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
@@ -163,7 +166,8 @@ pub async fn rotate(
         .fetch_one(tx.conn())
         .await?
         .try_get("key_custody")?;
-    let keyset = vendor_keys::rotate(tx.conn(), &state.master, &caller.vendor_id, &custody).await?;
+    let keyset =
+        domain::keys::rotate(tx.conn(), &state.master, &caller.vendor_id, &custody).await?;
     let new_kid = keyset
         .license_keys
         .last()
@@ -187,18 +191,18 @@ pub async fn rotate(
 /// and `installer login` read).
 #[utoipa::path(get, path = "/api/v1/vendors/{vendor}/keyset", tag = "public",
     params(("vendor" = String, Path, description = "Vendor slug")),
-    responses((status = 200, description = "The signed keyset", body = Object), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, description = "The signed keyset", body = Object), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn public_keyset(
     State(state): State<AppState>,
     ApiPath(vendor): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let row = sqlx::query(
         "SELECT k.document FROM keysets k JOIN vendors v ON v.id = k.vendor_id WHERE v.slug = $1 ORDER BY k.seq DESC LIMIT 1",
     )
     .bind(&vendor)
     .fetch_optional(&state.db.pool)
     .await?
-    .ok_or_else(|| ApiError::not_found("vendor keyset", &vendor))?;
+    .ok_or_else(|| DomainError::not_found("vendor keyset", &vendor))?;
     let document: String = row.try_get("document")?;
     Ok(([(header::CONTENT_TYPE, "application/json")], document).into_response())
 }

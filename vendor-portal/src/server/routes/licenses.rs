@@ -13,14 +13,18 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 
 use super::catalog::{find_app, find_for_license, find_plan};
-use crate::server::auth::{Caller, Role};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::server::idempotency::IdempotencyContext;
-use crate::server::issuer::NewLicense;
+use crate::server::base::now;
+use crate::server::domain;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::issuer::NewLicense;
+use crate::server::domain::ratelimit;
+use crate::server::domain::tx::{AuditRecord, VendorTx};
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::server::http::idempotency::IdempotencyContext;
+use crate::server::http::reply::CommitReply as _;
+use crate::server::http::reply::json_response;
 use crate::server::state::{AppState, CachedStatus};
-use crate::server::tx::{AuditRecord, VendorTx, json_response};
-use crate::server::{now, ratelimit, vendor_keys};
 
 /// Licenses last a year unless the plan or the request says otherwise.
 const DEFAULT_DAYS: u32 = 365;
@@ -98,7 +102,7 @@ const LICENSE_SELECT: &str = "SELECT l.id, c.slug AS customer, a.slug AS app, p.
     l.issued_at, l.expires_at, l.claims, l.armored FROM licenses l \
     JOIN customers c ON c.id = l.customer_id JOIN apps a ON a.id = l.app_id LEFT JOIN plans p ON p.id = l.plan_id";
 
-fn license_from(row: &sqlx::any::AnyRow) -> ApiResult<License> {
+fn license_from(row: &sqlx::any::AnyRow) -> DomainResult<License> {
     let claims: String = row.try_get("claims")?;
     Ok(License {
         id: row.try_get("id")?,
@@ -110,12 +114,16 @@ fn license_from(row: &sqlx::any::AnyRow) -> ApiResult<License> {
         kid: row.try_get("kid")?,
         issued_at: row.try_get("issued_at")?,
         expires_at: row.try_get("expires_at")?,
-        claims: serde_json::from_str(&claims).map_err(ApiError::internal)?,
+        claims: serde_json::from_str(&claims).map_err(DomainError::internal)?,
         license: row.try_get("armored")?,
     })
 }
 
-async fn find_license(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<License> {
+async fn find_license(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    id: &str,
+) -> DomainResult<License> {
     let row = sqlx::query(&format!(
         "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND l.id = $2"
     ))
@@ -123,7 +131,7 @@ async fn find_license(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> Ap
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("license", id))?;
+    .ok_or_else(|| DomainError::not_found("license", id))?;
     license_from(&row)
 }
 
@@ -133,14 +141,14 @@ fn secs(t: UnixTime) -> i64 {
 
 /// Issues a license.
 #[utoipa::path(post, path = "/api/v1/licenses", tag = "licenses", security(("token" = [])), request_body = LicenseIssue, responses(
-    (status = 201, body = License), (status = 404, body = crate::server::error::Problem),
-    (status = 422, body = crate::server::error::Problem), (status = 429, body = crate::server::error::Problem)))]
+    (status = 201, body = License), (status = 404, body = crate::server::http::problem::Problem),
+    (status = 422, body = crate::server::http::problem::Problem), (status = 429, body = crate::server::http::problem::Problem)))]
 pub async fn issue(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<LicenseIssue>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let now_t = UnixTime::now();
     // Everything that only reads, and the signature, happens before the vendor's write lock is
@@ -214,30 +222,31 @@ pub async fn issue(
     if let Some(before) = body.published_before {
         request.insert("published_before".into(), before.into());
     }
-    let bytes = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    let bytes = serde_json::to_vec(&request).map_err(DomainError::internal)?;
     let issuer =
-        license::claims::Slug::new(caller.vendor_slug.clone()).map_err(ApiError::internal)?;
+        license::claims::Slug::new(caller.vendor_slug.clone()).map_err(DomainError::internal)?;
     let claims = LicenseRequest::from_json(&bytes)
         .and_then(|r| r.into_claims(Some(&issuer), now_t))
-        .map_err(|e| ApiError::invalid(format!("this license cannot be issued: {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("this license cannot be issued: {e}")))?;
     let Some((kid, sealed, key_expiry)) = stored_key else {
-        return Err(ApiError::conflict(
+        return Err(DomainError::conflict(
             "the portal holds no license-signing key valid now: rotate or register keys",
         ));
     };
     if secs(claims.exp) > key_expiry {
-        return Err(vendor_keys::key_expires_first(
+        return Err(domain::keys::key_expires_first(
             &kid,
             secs(claims.exp),
             key_expiry,
         ));
     }
-    let key = state
-        .master
-        .open_signing_key(&vendor_keys::seal_context(&caller.vendor_id, &kid), &sealed)?;
+    let key = state.master.open_signing_key(
+        &domain::keys::seal_context(&caller.vendor_id, &kid),
+        &sealed,
+    )?;
     let armored = sign_license(&claims, &kid, &key)
-        .map_err(|e| ApiError::invalid(format!("this license cannot be signed: {e}")))?;
-    let claims_json = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+        .map_err(|e| DomainError::invalid(format!("this license cannot be signed: {e}")))?;
+    let claims_json = serde_json::to_value(&claims).map_err(DomainError::internal)?;
     let audit = AuditRecord::by(
         &caller,
         "license.issue",
@@ -257,7 +266,7 @@ pub async fn issue(
         claims: claims_json,
         license: armored,
     };
-    let response = serde_json::to_string(&out).map_err(ApiError::internal)?;
+    let response = serde_json::to_string(&out).map_err(DomainError::internal)?;
     state
         .issuer
         .submit(NewLicense {
@@ -285,7 +294,11 @@ pub async fn issue(
         .into_response())
 }
 
-async fn license_rate_limit(state: &AppState, tx: &mut VendorTx, caller: &Caller) -> ApiResult<()> {
+async fn license_rate_limit(
+    state: &AppState,
+    tx: &mut VendorTx,
+    caller: &Caller,
+) -> DomainResult<()> {
     ratelimit::hit(
         tx.conn(),
         &format!("license-write:{}", caller.vendor_id),
@@ -319,7 +332,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(filter): ApiQuery<LicenseFilter>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
     let offset = i64::from(filter.offset.unwrap_or(0));
     let rows = sqlx::query(&format!(
@@ -337,18 +350,18 @@ pub async fn list(
     let licenses = rows
         .iter()
         .map(license_from)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<_>>>()?;
     Ok(json_response(StatusCode::OK, licenses))
 }
 
 /// Shows a license.
 #[utoipa::path(get, path = "/api/v1/licenses/{id}", tag = "licenses", security(("token" = [])),
-    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let license = find_license(&mut conn, &caller.vendor_id, &id).await?;
     Ok(json_response(StatusCode::OK, license))
@@ -356,12 +369,12 @@ pub async fn show(
 
 /// Downloads the current license file.
 #[utoipa::path(get, path = "/api/v1/licenses/{id}/file", tag = "licenses", security(("token" = [])),
-    params(("id" = String, Path, description = "License id")), responses((status = 200, description = "The armoured license", body = String, content_type = "application/vnd.consign.license"), (status = 404, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "License id")), responses((status = 200, description = "The armoured license", body = String, content_type = "application/vnd.consign.license"), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let license = find_license(&mut conn, &caller.vendor_id, &id).await?;
     Ok((
@@ -410,20 +423,20 @@ async fn change(
     idem: Option<&IdempotencyContext>,
     id: &str,
     change: Change,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
     license_rate_limit(state, &mut tx, caller).await?;
     let current = find_license(tx.conn(), &caller.vendor_id, id).await?;
     let current_state = LicenseState::parse(&current.state)
-        .ok_or_else(|| ApiError::internal("unknown license state"))?;
+        .ok_or_else(|| DomainError::internal("unknown license state"))?;
     let mut claims =
-        Claims::from_json(current.claims.to_string().as_bytes()).map_err(ApiError::internal)?;
+        Claims::from_json(current.claims.to_string().as_bytes()).map_err(DomainError::internal)?;
     let now_t = UnixTime::now();
     let (new_state, action, reason) = match change {
         Change::Renew(expires_at) => {
             if current_state == LicenseState::Revoked {
-                return Err(ApiError::conflict(format!(
+                return Err(DomainError::conflict(format!(
                     "license {id} is revoked; issue a new one"
                 )));
             }
@@ -437,11 +450,11 @@ async fn change(
             let base = claims.exp.max(now_t);
             let exp = match expires_at {
                 Some(t) => UnixTime::from_secs(t)
-                    .ok_or_else(|| ApiError::invalid("expires_at is after the year 9999"))?,
+                    .ok_or_else(|| DomainError::invalid("expires_at is after the year 9999"))?,
                 None => base.plus(u64::from(days) * 86_400),
             };
             if exp <= now_t {
-                return Err(ApiError::invalid("expires_at must be in the future"));
+                return Err(DomainError::invalid("expires_at must be in the future"));
             }
             // Keep the grace period between the end of the term and the hard expiry.
             let grace = claims
@@ -463,7 +476,7 @@ async fn change(
                     )
             );
             if !allowed {
-                return Err(ApiError::conflict(format!(
+                return Err(DomainError::conflict(format!(
                     "license {id} is {}; it cannot become {}",
                     current_state.as_str(),
                     target.as_str()
@@ -478,11 +491,11 @@ async fn change(
         }
     };
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::invalid("a reason is at most 500 characters"));
+        return Err(DomainError::invalid("a reason is at most 500 characters"));
     }
     claims.seq += 1;
     claims.iat = now_t;
-    let (kid, key) = vendor_keys::private_key(
+    let (kid, key) = domain::keys::private_key(
         tx.conn(),
         &state.master,
         &caller.vendor_id,
@@ -491,8 +504,8 @@ async fn change(
     )
     .await?;
     let armored = sign_license(&claims, &kid, &key)
-        .map_err(|e| ApiError::invalid(format!("cannot re-sign the license: {e}")))?;
-    let claims_json = serde_json::to_value(&claims).map_err(ApiError::internal)?;
+        .map_err(|e| DomainError::invalid(format!("cannot re-sign the license: {e}")))?;
+    let claims_json = serde_json::to_value(&claims).map_err(DomainError::internal)?;
     let seq = i64::try_from(claims.seq).unwrap_or(i64::MAX);
     sqlx::query(
         "UPDATE licenses SET state = $3, seq = $4, kid = $5, claims = $6, armored = $7, expires_at = $8, updated_at = $9 \
@@ -534,14 +547,14 @@ async fn change(
 
 /// Extends a license; the new file has a higher `seq`.
 #[utoipa::path(post, path = "/api/v1/licenses/{id}/renew", tag = "licenses", security(("token" = [])), request_body = LicenseRenew,
-    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn renew(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicenseRenew>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     change(
         &state,
         &caller,
@@ -554,14 +567,14 @@ pub async fn renew(
 
 /// Suspends a license: the status endpoint reports it, installs restrict until reinstated.
 #[utoipa::path(post, path = "/api/v1/licenses/{id}/suspend", tag = "licenses", security(("token" = [])), request_body = LicenseReason,
-    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn suspend(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicenseReason>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     change(
         &state,
         &caller,
@@ -574,14 +587,14 @@ pub async fn suspend(
 
 /// Reinstates a suspended license.
 #[utoipa::path(post, path = "/api/v1/licenses/{id}/reinstate", tag = "licenses", security(("token" = [])), request_body = LicenseReason,
-    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn reinstate(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicenseReason>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     change(
         &state,
         &caller,
@@ -594,14 +607,14 @@ pub async fn reinstate(
 
 /// Revokes a license for good.
 #[utoipa::path(post, path = "/api/v1/licenses/{id}/revoke", tag = "licenses", security(("token" = [])), request_body = LicenseReason,
-    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<LicenseReason>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     change(
         &state,
         &caller,
@@ -642,14 +655,14 @@ pub struct StatusResponse {
 /// unguessable and the answer reveals only the state).
 #[utoipa::path(get, path = "/api/v1/vendors/{vendor}/licenses/{id}/status", tag = "public", params(
     ("vendor" = String, Path, description = "Vendor slug"), ("id" = String, Path, description = "License id"), StatusQuery),
-    responses((status = 200, body = StatusResponse), (status = 400, body = crate::server::error::Problem), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = StatusResponse), (status = 400, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn status(
     State(state): State<AppState>,
     ApiPath((vendor, id)): ApiPath<(String, String)>,
     ApiQuery(query): ApiQuery<StatusQuery>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     if !valid_nonce(&query.nonce) {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::bad_request(
             "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
         ));
     }
@@ -675,7 +688,7 @@ pub async fn signed_status(
     vendor: &str,
     id: &str,
     nonce: &str,
-) -> ApiResult<(StatusClaims, String)> {
+) -> DomainResult<(StatusClaims, String)> {
     let cache_key = (vendor.to_owned(), id.to_owned());
     let cached = match state.statuses.get(&cache_key) {
         Some(hit) => hit,
@@ -695,7 +708,7 @@ pub async fn signed_status(
             .bind(read_at + license::verify::DEFAULT_LEEWAY as i64)
             .fetch_optional(&state.db.pool)
             .await?
-            .ok_or_else(|| ApiError::not_found("license", id))?;
+            .ok_or_else(|| DomainError::not_found("license", id))?;
             let kid = match (
                 row.try_get::<Option<String>, _>("kid")?,
                 row.try_get::<Option<String>, _>("sealed_private")?,
@@ -715,26 +728,26 @@ pub async fn signed_status(
         }
     };
     let Some((kid, sealed)) = &cached.kid else {
-        return Err(ApiError::unavailable(
+        return Err(DomainError::unavailable(
             "the vendor has no license-signing key valid now; the vendor must rotate keys",
         ));
     };
     let key = state
         .master
-        .open_signing_key(&vendor_keys::seal_context(&cached.vendor_id, kid), sealed)?;
+        .open_signing_key(&domain::keys::seal_context(&cached.vendor_id, kid), sealed)?;
     let kid = kid.clone();
     // The signed time is when the state was read, so the statement is exact.
     let now_t = UnixTime::from_secs(u64::try_from(cached.read_at).unwrap_or(0))
         .unwrap_or_else(UnixTime::now);
     let claims = StatusClaims {
-        iss: license::claims::Slug::new(vendor.to_owned()).map_err(ApiError::internal)?,
-        jti: license::claims::LicenseId::new(id.to_owned()).map_err(ApiError::internal)?,
+        iss: license::claims::Slug::new(vendor.to_owned()).map_err(DomainError::internal)?,
+        jti: license::claims::LicenseId::new(id.to_owned()).map_err(DomainError::internal)?,
         state: LicenseState::parse(&cached.state)
-            .ok_or_else(|| ApiError::internal("unknown license state"))?,
+            .ok_or_else(|| DomainError::internal("unknown license state"))?,
         seq: u64::try_from(cached.seq).unwrap_or(0),
         time: now_t,
         nonce: nonce.to_owned(),
     };
-    let signed = sign_status(&claims, &kid, &key).map_err(ApiError::internal)?;
+    let signed = sign_status(&claims, &kid, &key).map_err(DomainError::internal)?;
     Ok((claims, signed))
 }

@@ -13,16 +13,17 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
-use crate::server::auth::{Caller, Role};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath};
-use crate::server::idempotency::IdempotencyContext;
-use crate::server::now;
+use crate::server::base::now;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::tx::VendorTx;
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath};
+use crate::server::http::idempotency::IdempotencyContext;
+use crate::server::http::reply::CommitReply as _;
 use crate::server::routes::vendor::{
     MemberCreated, MemberInfo, chosen_password, hash_in_background,
 };
 use crate::server::state::AppState;
-use crate::server::tx::VendorTx;
 
 /// A change to a member.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -57,7 +58,7 @@ pub struct MemberChanged {
     pub tokens_revoked: u64,
 }
 
-async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<MemberInfo> {
+async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> DomainResult<MemberInfo> {
     let row = sqlx::query(
         "SELECT id, email, role, disabled_at FROM members WHERE vendor_id = $1 AND id = $2",
     )
@@ -65,7 +66,7 @@ async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<
     .bind(id)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("member", id))?;
+    .ok_or_else(|| DomainError::not_found("member", id))?;
     let role: String = row.try_get("role")?;
     Ok(MemberInfo {
         id: row.try_get("id")?,
@@ -76,7 +77,11 @@ async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> ApiResult<
 }
 
 /// Refuses a change that leaves the vendor without an enabled owner.
-async fn keep_an_owner(conn: &mut AnyConnection, vendor_id: &str, member: &str) -> ApiResult<()> {
+async fn keep_an_owner(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    member: &str,
+) -> DomainResult<()> {
     let others: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM members WHERE vendor_id = $1 AND id <> $2 AND role = 'owner' \
          AND disabled_at IS NULL",
@@ -87,7 +92,7 @@ async fn keep_an_owner(conn: &mut AnyConnection, vendor_id: &str, member: &str) 
     .await?
     .try_get("n")?;
     if others == 0 {
-        return Err(ApiError::conflict(
+        return Err(DomainError::conflict(
             "this would leave the vendor without an enabled owner: make another member an owner first",
         ));
     }
@@ -99,7 +104,7 @@ async fn end_access(
     conn: &mut AnyConnection,
     vendor_id: &str,
     member: &str,
-) -> ApiResult<(u64, u64)> {
+) -> DomainResult<(u64, u64)> {
     let sessions = sqlx::query("DELETE FROM sessions WHERE vendor_id = $1 AND member_id = $2")
         .bind(vendor_id)
         .bind(member)
@@ -125,7 +130,7 @@ async fn finish(
     tx: VendorTx,
     idem: Option<&IdempotencyContext>,
     changed: &MemberChanged,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let response = tx.commit(idem, StatusCode::OK, changed).await?;
     state.credentials.clear();
     Ok(response)
@@ -135,17 +140,17 @@ async fn finish(
 /// tokens.
 #[utoipa::path(patch, path = "/api/v1/members/{id}", tag = "vendor", security(("token" = [])),
     params(("id" = String, Path, description = "Member id")), request_body = MemberUpdate, responses(
-    (status = 200, body = MemberChanged), (status = 403, body = crate::server::error::Problem),
-    (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    (status = 200, body = MemberChanged), (status = 403, body = crate::server::http::problem::Problem),
+    (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<MemberUpdate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Owner)?;
     if body.role.is_none() && body.disabled.is_none() {
-        return Err(ApiError::invalid("give a role, disabled, or both"));
+        return Err(DomainError::invalid("give a role, disabled, or both"));
     }
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let found = find(tx.conn(), &caller.vendor_id, &id).await?;
@@ -196,15 +201,15 @@ pub async fn update(
 /// and tokens.
 #[utoipa::path(post, path = "/api/v1/members/{id}/password", tag = "vendor", security(("token" = [])),
     params(("id" = String, Path, description = "Member id")), request_body = PasswordReset, responses(
-    (status = 200, body = MemberCreated), (status = 403, body = crate::server::error::Problem),
-    (status = 404, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    (status = 200, body = MemberCreated), (status = 403, body = crate::server::http::problem::Problem),
+    (status = 404, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PasswordReset>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Owner)?;
     let generated = body.password.is_none();
     let password = chosen_password(body.password)?;
@@ -245,13 +250,13 @@ pub async fn reset_password(
 /// no longer sign in. The audit log keeps what they did.
 #[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "vendor", security(("token" = [])),
     params(("id" = String, Path, description = "Member id")), responses(
-    (status = 200, body = MemberChanged), (status = 403, body = crate::server::error::Problem),
-    (status = 404, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    (status = 200, body = MemberChanged), (status = 403, body = crate::server::http::problem::Problem),
+    (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Owner)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let found = find(tx.conn(), &caller.vendor_id, &id).await?;

@@ -50,7 +50,7 @@ use super::state::AppState;
         installations::activate, installations::checkin, installations::remove, installations::usage,
         installations::customer_usage,
     ),
-    components(schemas(crate::server::error::Problem)),
+    components(schemas(crate::server::http::problem::Problem)),
     modifiers(&BearerToken),
     tags(
         (name = "vendor", description = "The calling vendor, its members, tokens, sessions and audit log"),

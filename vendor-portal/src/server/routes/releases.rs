@@ -19,17 +19,19 @@ use sqlx::{AnyConnection, Row as _};
 use tough::schema::Targets;
 use utoipa::ToSchema;
 
-use crate::server::auth::{Caller, Role};
-use crate::server::blobs::UploadRefused;
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath};
-use crate::server::now;
+use crate::server::base::blobs::UploadRefused;
+use crate::server::base::now;
+use crate::server::base::secrets::{hex, new_id};
+use crate::server::domain;
+use crate::server::domain::error::{DomainError, DomainResult, Kind};
+use crate::server::domain::keys::current_keyset;
+use crate::server::domain::tx::{AuditRecord, VendorTx, values_clause};
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath};
+use crate::server::http::reply::CommitReply as _;
+use crate::server::http::reply::json_response;
 use crate::server::routes::catalog::find_app;
-use crate::server::secrets::{hex, new_id};
 use crate::server::state::AppState;
-use crate::server::tuf_repo;
-use crate::server::tx::{AuditRecord, VendorTx, json_response, values_clause};
-use crate::server::vendor_keys::current_keyset;
 use crate::tuf;
 
 /// Largest staging request (manifest and keys file, each at most 4 MiB, in JSON).
@@ -40,10 +42,10 @@ pub fn object_key(vendor_id: &str, digest: &Digest) -> String {
     format!("objects/{vendor_id}/{}", digest.hex())
 }
 
-fn parse_digest(text: &str) -> ApiResult<Digest> {
+fn parse_digest(text: &str) -> DomainResult<Digest> {
     Digest::parse(text)
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
+            DomainError::bad_request(format!(
                 "{text:?} is not a sealed digest: use sealed-sha256:<64 lowercase hex digits>"
             ))
         })
@@ -51,7 +53,7 @@ fn parse_digest(text: &str) -> ApiResult<Digest> {
             if d.kind() == bundles::digest::DigestKind::Sealed {
                 Ok(d)
             } else {
-                Err(ApiError::bad_request(
+                Err(DomainError::bad_request(
                     "objects are named by their sealed digest (sealed-sha256:<hex>)",
                 ))
             }
@@ -76,20 +78,20 @@ pub struct MissingResponse {
 /// Lists the objects of a push the portal does not have yet.
 #[utoipa::path(post, path = "/api/v1/apps/{app}/releases/missing", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug")), request_body = MissingRequest,
-    responses((status = 200, body = MissingResponse), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = MissingResponse), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn missing(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(app): ApiPath<String>,
     ApiJson(body): ApiJson<MissingRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let mut conn = state.db.pool.acquire().await?;
     find_app(&mut conn, &caller.vendor_id, &app).await?;
     drop(conn);
     let limit = Limits::default().max_objects as usize;
     if body.digests.len() > limit {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "at most {limit} digests per request"
         )));
     }
@@ -97,7 +99,7 @@ pub async fn missing(
         .digests
         .iter()
         .map(|d| parse_digest(d))
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<_>>>()?;
     let checks = futures_util::stream::iter(digests.into_iter().map(|digest| {
         let (blobs, key) = (state.blobs.clone(), object_key(&caller.vendor_id, &digest));
         async move { (digest, blobs.exists(&key).await) }
@@ -107,7 +109,7 @@ pub async fn missing(
     .await;
     let mut missing = Vec::new();
     for (digest, exists) in checks {
-        if !exists.map_err(|e| ApiError::unavailable(format!("{e:#}")))? {
+        if !exists.map_err(|e| DomainError::unavailable(format!("{e:#}")))? {
             missing.push(digest.to_string());
         }
     }
@@ -130,17 +132,17 @@ pub struct ObjectStored {
 #[utoipa::path(put, path = "/api/v1/objects/{digest}", tag = "releases", security(("token" = [])),
     params(("digest" = String, Path, description = "The sealed object digest, sealed-sha256:<hex>")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = ObjectStored), (status = 200, body = ObjectStored), (status = 422, body = crate::server::error::Problem)))]
+    responses((status = 201, body = ObjectStored), (status = 200, body = ObjectStored), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn upload_object(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(digest): ApiPath<String>,
     body: Body,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let digest = parse_digest(&digest)?;
     let key = object_key(&caller.vendor_id, &digest);
-    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let unavailable = |e: anyhow::Error| DomainError::unavailable(format!("{e:#}"));
     if let Some(size) = state.blobs.size(&key).await.map_err(unavailable)? {
         return Ok(json_response(
             StatusCode::OK,
@@ -169,15 +171,15 @@ pub async fn upload_object(
                 },
             ))
         }
-        Err(UploadRefused::DigestMismatch) => Err(ApiError::invalid(format!(
+        Err(UploadRefused::DigestMismatch) => Err(DomainError::invalid(format!(
             "the uploaded bytes are not the sealed object {digest}; nothing was stored: upload the object again"
         ))),
-        Err(UploadRefused::TooLarge(max)) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        Err(UploadRefused::TooLarge(max)) => Err(DomainError::new(
+            Kind::TooLarge,
             "too_large",
             format!("an object may be at most {max} bytes"),
         )),
-        Err(UploadRefused::Interrupted(why)) => Err(ApiError::bad_request(format!(
+        Err(UploadRefused::Interrupted(why)) => Err(DomainError::bad_request(format!(
             "the upload was cut short ({why}); nothing was stored: upload the object again"
         ))),
     }
@@ -219,17 +221,17 @@ pub struct UploadState {
 #[utoipa::path(put, path = "/api/v1/objects/{digest}/parts/{n}", tag = "releases", security(("token" = [])),
     params(("digest" = String, Path, description = "The sealed object digest"), ("n" = u32, Path, description = "Part number, from 0")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = PartStored), (status = 400, body = crate::server::error::Problem), (status = 413, body = crate::server::error::Problem)))]
+    responses((status = 201, body = PartStored), (status = 400, body = crate::server::http::problem::Problem), (status = 413, body = crate::server::http::problem::Problem)))]
 pub async fn upload_part(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((digest, n)): ApiPath<(String, u32)>,
     body: Body,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let digest = parse_digest(&digest)?;
     if n >= MAX_PARTS {
-        return Err(ApiError::bad_request(format!(
+        return Err(DomainError::bad_request(format!(
             "part numbers run from 0 to {}",
             MAX_PARTS - 1
         )));
@@ -243,18 +245,18 @@ pub async fn upload_part(
             body.into_data_stream(),
         )
         .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+        .map_err(|e| DomainError::unavailable(format!("{e:#}")))?;
     match stored {
         Ok(size) => Ok(json_response(
             StatusCode::CREATED,
             PartStored { part: n, size },
         )),
-        Err(UploadRefused::TooLarge(max)) => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        Err(UploadRefused::TooLarge(max)) => Err(DomainError::new(
+            Kind::TooLarge,
             "too_large",
             format!("a part may be at most {max} bytes"),
         )),
-        Err(other) => Err(ApiError::bad_request(format!(
+        Err(other) => Err(DomainError::bad_request(format!(
             "part {n} was not stored ({other:?}): send it again"
         ))),
     }
@@ -269,10 +271,10 @@ pub async fn list_parts(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(digest): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let digest = parse_digest(&digest)?;
-    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let unavailable = |e: anyhow::Error| DomainError::unavailable(format!("{e:#}"));
     let complete = state
         .blobs
         .size(&object_key(&caller.vendor_id, &digest))
@@ -308,17 +310,17 @@ pub struct CompleteRequest {
 /// the sealed object the digest names; the parts are deleted either way.
 #[utoipa::path(post, path = "/api/v1/objects/{digest}/complete", tag = "releases", security(("token" = [])),
     params(("digest" = String, Path, description = "The sealed object digest")), request_body = CompleteRequest,
-    responses((status = 201, body = ObjectStored), (status = 200, body = ObjectStored), (status = 409, body = crate::server::error::Problem),
-              (status = 422, body = crate::server::error::Problem)))]
+    responses((status = 201, body = ObjectStored), (status = 200, body = ObjectStored), (status = 409, body = crate::server::http::problem::Problem),
+              (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn complete_upload(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(digest): ApiPath<String>,
     ApiJson(body): ApiJson<CompleteRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let digest = parse_digest(&digest)?;
-    let unavailable = |e: anyhow::Error| ApiError::unavailable(format!("{e:#}"));
+    let unavailable = |e: anyhow::Error| DomainError::unavailable(format!("{e:#}"));
     let key = object_key(&caller.vendor_id, &digest);
     if let Some(size) = state.blobs.size(&key).await.map_err(unavailable)? {
         return Ok(json_response(
@@ -333,7 +335,9 @@ pub async fn complete_upload(
     let prefix = parts_prefix(&caller.vendor_id, &digest);
     let present = state.blobs.list(&prefix).await.map_err(unavailable)?;
     if body.parts == 0 || body.parts > MAX_PARTS {
-        return Err(ApiError::invalid(format!("parts must be 1 to {MAX_PARTS}")));
+        return Err(DomainError::invalid(format!(
+            "parts must be 1 to {MAX_PARTS}"
+        )));
     }
     let missing: Vec<u32> = (0..body.parts)
         .filter(|n| {
@@ -343,11 +347,11 @@ pub async fn complete_upload(
         })
         .collect();
     if !missing.is_empty() {
-        return Err(ApiError::conflict(format!(
+        return Err(DomainError::conflict(format!(
             "parts {missing:?} have not arrived: upload them, then complete"
         )));
     }
-    let keys: Vec<(crate::server::blobs::Blobs, String)> = (0..body.parts)
+    let keys: Vec<(crate::server::base::blobs::Blobs, String)> = (0..body.parts)
         .map(|n| (state.blobs.clone(), part_key(&caller.vendor_id, &digest, n)))
         .collect();
     let parts = futures_util::stream::iter(keys)
@@ -377,14 +381,14 @@ pub async fn complete_upload(
                 },
             ))
         }
-        Err(why) => Err(ApiError::invalid(format!(
+        Err(why) => Err(DomainError::invalid(format!(
             "the parts do not make up the sealed object {digest} ({why:?}); they were discarded: upload the object again"
         ))),
     }
 }
 
 async fn open_part(
-    (blobs, key): (crate::server::blobs::Blobs, String),
+    (blobs, key): (crate::server::base::blobs::Blobs, String),
 ) -> std::io::Result<futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>> {
     blobs
         .stream(&key, None)
@@ -458,7 +462,7 @@ const RELEASE_COLUMNS: &str = "r.id, a.slug AS app, r.version, r.state, r.manife
      r.yanked_reason, r.entitlement, r.min_installer_version, r.release_notes, r.summary, r.object_count, \
      r.total_size, r.created_at, r.published_at, r.signature_kid, r.signature";
 
-fn release_from(row: &sqlx::any::AnyRow) -> ApiResult<Release> {
+fn release_from(row: &sqlx::any::AnyRow) -> DomainResult<Release> {
     let channels: String = row.try_get("channels")?;
     let summary: String = row.try_get("summary")?;
     Ok(Release {
@@ -486,7 +490,7 @@ fn release_from(row: &sqlx::any::AnyRow) -> ApiResult<Release> {
 }
 
 /// Every release of an app, staged and published, newest version first.
-pub async fn releases_of(conn: &mut AnyConnection, app_id: &str) -> ApiResult<Vec<Release>> {
+pub async fn releases_of(conn: &mut AnyConnection, app_id: &str) -> DomainResult<Vec<Release>> {
     let rows = sqlx::query(&format!(
         "SELECT {RELEASE_COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.app_id = $1"
     ))
@@ -496,7 +500,7 @@ pub async fn releases_of(conn: &mut AnyConnection, app_id: &str) -> ApiResult<Ve
     let mut releases = rows
         .iter()
         .map(release_from)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<DomainResult<Vec<_>>>()?;
     // Semantic order, which SQL's text order is not (1.10.0 after 1.9.0).
     releases.sort_by(|a, b| {
         let parse = |v: &str| semver::Version::parse(v).ok();
@@ -513,12 +517,12 @@ async fn template_references(
     vendor_id: &str,
     manifest: &bundles::BundleManifest,
     keys: &KeysFile,
-) -> ApiResult<Vec<bundles::template::Reference>> {
+) -> DomainResult<Vec<bundles::template::Reference>> {
     let entry = manifest
         .object(&manifest.template)
-        .ok_or_else(|| ApiError::invalid("the manifest does not list its template object"))?;
+        .ok_or_else(|| DomainError::invalid("the manifest does not list its template object"))?;
     if entry.size > bundles::template::MAX_TEMPLATE_LEN as u64 {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "the template is {} bytes; templates are at most {} bytes",
             entry.size,
             bundles::template::MAX_TEMPLATE_LEN
@@ -526,13 +530,13 @@ async fn template_references(
     }
     let key = keys
         .key_for(&entry.digest)
-        .ok_or_else(|| ApiError::invalid("the keys file has no key for the template"))?;
+        .ok_or_else(|| DomainError::invalid("the keys file has no key for the template"))?;
     let sealed = state
         .blobs
         .get(&object_key(vendor_id, &entry.sealed_digest))
         .await
-        .map_err(|e| ApiError::unavailable(format!("{e:#}")))?
-        .ok_or_else(|| ApiError::conflict("the template object is not uploaded"))?;
+        .map_err(|e| DomainError::unavailable(format!("{e:#}")))?
+        .ok_or_else(|| DomainError::conflict("the template object is not uploaded"))?;
     let mut plain = Vec::new();
     bundles::seal::open(
         key,
@@ -542,7 +546,7 @@ async fn template_references(
         sealed.as_ref(),
         &mut plain,
     )
-    .map_err(|e| ApiError::invalid(format!("the template object does not open: {e}")))?;
+    .map_err(|e| DomainError::invalid(format!("the template object does not open: {e}")))?;
     Ok(bundles::template::references(&plain))
 }
 
@@ -563,16 +567,16 @@ pub struct Staged {
 #[utoipa::path(put, path = "/api/v1/apps/{app}/releases/{version}", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug"), ("version" = String, Path, description = "Semantic version")),
     request_body = StageRequest,
-    responses((status = 201, body = Staged), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    responses((status = 201, body = Staged), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn stage(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((app, version)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<StageRequest>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let version = semver::Version::parse(&version).map_err(|e| {
-        ApiError::bad_request(format!("{version:?} is not a semantic version: {e}"))
+        DomainError::bad_request(format!("{version:?} is not a semantic version: {e}"))
     })?;
     let limits = Limits::default();
     let (app_row, trusted) = {
@@ -580,14 +584,14 @@ pub async fn stage(
         let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
         let (_, text) = current_keyset(&mut conn, &caller.vendor_id).await?;
         let trusted = license::Keyset::verify(text.as_bytes(), &license::TrustPin::default())
-            .map_err(ApiError::internal)?;
+            .map_err(DomainError::internal)?;
         (app_row, trusted)
     };
     let signature = bundles::manifest::ManifestSignature {
         kid: body.signature.kid.clone(),
         signature: crate::server::routes::decode_b64(&body.signature.signature)
             .and_then(|b| <[u8; 64]>::try_from(b).ok())
-            .ok_or_else(|| ApiError::invalid("the signature must be 64 bytes of base64"))?,
+            .ok_or_else(|| DomainError::invalid("the signature must be 64 bytes of base64"))?,
     };
     let manifest = bundles::manifest::verify_manifest(
         body.manifest.as_bytes(),
@@ -596,20 +600,20 @@ pub async fn stage(
         license::UnixTime::now(),
         &limits,
     )
-    .map_err(|e| ApiError::invalid(format!("the manifest {e}")))?;
+    .map_err(|e| DomainError::invalid(format!("the manifest {e}")))?;
     if manifest.app.as_str() != app || manifest.version != version {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "the manifest is {} {}, not {app} {version}",
             manifest.app, manifest.version
         )));
     }
     let keys = KeysFile::parse(body.keys.as_bytes())
-        .map_err(|e| ApiError::invalid(format!("the keys file {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("the keys file {e}")))?;
     keys.check_belongs_to(body.manifest.as_bytes(), &app, &version)
-        .map_err(|e| ApiError::invalid(format!("the keys file {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("the keys file {e}")))?;
     for object in &manifest.objects {
         if keys.key_for(&object.digest).is_none() {
-            return Err(ApiError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "the keys file has no key for object {}",
                 object.path
             )));
@@ -622,13 +626,13 @@ pub async fn stage(
             .blobs
             .size(&object_key(&caller.vendor_id, &object.sealed_digest))
             .await
-            .map_err(|e| ApiError::unavailable(format!("{e:#}")))?;
+            .map_err(|e| DomainError::unavailable(format!("{e:#}")))?;
         if size != Some(object.sealed_size) {
             absent += 1;
         }
     }
     if absent > 0 {
-        return Err(ApiError::conflict(format!(
+        return Err(DomainError::conflict(format!(
             "{absent} of the release's {} objects are not uploaded; `release push` uploads them first",
             manifest.objects.len()
         )));
@@ -640,7 +644,7 @@ pub async fn stage(
             &keys_context(&caller.vendor_id, &manifest_digest),
             body.keys.as_bytes(),
         )
-        .map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
     let summary = serde_json::json!({
         "name": manifest.name,
         "functions": manifest.functions.iter().map(|f| serde_json::json!({
@@ -665,7 +669,7 @@ pub async fn stage(
     .await?;
     let release_id = match existing {
         Some(row) if row.try_get::<String, _>("state")? == "published" => {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "{app} {version} is published already and versions are immutable: build the change as a new version"
             )));
         }
@@ -752,7 +756,11 @@ pub fn keys_context(vendor_id: &str, manifest_digest: &str) -> String {
     format!("release-keys:{vendor_id}:{manifest_digest}")
 }
 
-async fn find_release(conn: &mut AnyConnection, app_id: &str, version: &str) -> ApiResult<Release> {
+async fn find_release(
+    conn: &mut AnyConnection,
+    app_id: &str,
+    version: &str,
+) -> DomainResult<Release> {
     let row = sqlx::query(&format!(
         "SELECT {RELEASE_COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id \
          WHERE r.app_id = $1 AND r.version = $2"
@@ -761,19 +769,19 @@ async fn find_release(conn: &mut AnyConnection, app_id: &str, version: &str) -> 
     .bind(version)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("release", version))?;
+    .ok_or_else(|| DomainError::not_found("release", version))?;
     release_from(&row)
 }
 
 /// Lists an app's releases, staged and published, newest version first.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/releases", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug")),
-    responses((status = 200, body = Vec<Release>), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = Vec<Release>), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(app): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
     let releases = releases_of(&mut conn, &app_row.id).await?;
@@ -783,12 +791,12 @@ pub async fn list(
 /// One release.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/releases/{version}", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug"), ("version" = String, Path, description = "Version")),
-    responses((status = 200, body = Release), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = Release), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath((app, version)): ApiPath<(String, String)>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
     let release = find_release(&mut conn, &app_row.id, &version).await?;
@@ -811,24 +819,24 @@ pub struct TufState {
 /// The app's current root and targets and the portal's online key.
 #[utoipa::path(get, path = "/api/v1/apps/{app}/tuf", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug")),
-    responses((status = 200, body = TufState), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, body = TufState), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn tuf_state(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(app): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
     drop(conn);
     // The online key may be created here: that is a write.
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
-    let (online, _) = tuf_repo::online_key(tx.conn(), &state.master, &caller.vendor_id).await?;
-    let json = |text: Option<(u64, String)>| -> ApiResult<Option<serde_json::Value>> {
-        text.map(|(_, body)| serde_json::from_str(&body).map_err(ApiError::internal))
+    let (online, _) = domain::tuf::online_key(tx.conn(), &state.master, &caller.vendor_id).await?;
+    let json = |text: Option<(u64, String)>| -> DomainResult<Option<serde_json::Value>> {
+        text.map(|(_, body)| serde_json::from_str(&body).map_err(DomainError::internal))
             .transpose()
     };
-    let root = json(tuf_repo::latest(tx.conn(), &app_row.id, "root").await?)?;
-    let targets = json(tuf_repo::latest(tx.conn(), &app_row.id, "targets").await?)?;
+    let root = json(domain::tuf::latest(tx.conn(), &app_row.id, "root").await?)?;
+    let targets = json(domain::tuf::latest(tx.conn(), &app_row.id, "targets").await?)?;
     tx.commit_all(&[]).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -858,18 +866,18 @@ pub struct Published {
 /// Stores a new root the vendor signed (version one up, signed by the previous root's key).
 #[utoipa::path(put, path = "/api/v1/apps/{app}/tuf/root", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug")), request_body(content = Object, content_type = "application/json"),
-    responses((status = 201, body = Published), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    responses((status = 201, body = Published), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn put_root(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(app): ApiPath<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let app_row = find_app(tx.conn(), &caller.vendor_id, &app).await?;
     let (keyset, _) = current_keyset(tx.conn(), &caller.vendor_id).await?;
-    let version = tuf_repo::put_root(
+    let version = domain::tuf::put_root(
         &mut tx,
         &state.master,
         &caller.vendor_id,
@@ -901,21 +909,21 @@ pub async fn put_root(
 /// portal answers with a new snapshot and timestamp.
 #[utoipa::path(put, path = "/api/v1/apps/{app}/tuf/targets", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug")), request_body(content = Object, content_type = "application/json"),
-    responses((status = 201, body = Published), (status = 409, body = crate::server::error::Problem), (status = 422, body = crate::server::error::Problem)))]
+    responses((status = 201, body = Published), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
 pub async fn put_targets(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(app): ApiPath<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Publisher)?;
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let app_row = find_app(tx.conn(), &caller.vendor_id, &app).await?;
-    let new = tuf_repo::check_targets(tx.conn(), &app_row.id, &body).await?;
-    let previous = match tuf_repo::latest(tx.conn(), &app_row.id, "targets").await? {
+    let new = domain::tuf::check_targets(tx.conn(), &app_row.id, &body).await?;
+    let previous = match domain::tuf::latest(tx.conn(), &app_row.id, "targets").await? {
         Some((_, text)) => Some(
             tuf::parse::<Targets>(text.as_bytes(), "targets")
-                .map_err(ApiError::internal)?
+                .map_err(DomainError::internal)?
                 .signed,
         ),
         None => None,
@@ -925,7 +933,7 @@ pub async fn put_targets(
             match new.signed.targets.get(name) {
                 Some(now_target) if now_target.hashes.sha256 == old.hashes.sha256 => {}
                 _ => {
-                    return Err(ApiError::invalid(format!(
+                    return Err(DomainError::invalid(format!(
                         "target {} was published and cannot be removed or changed: yank it instead",
                         name.raw()
                     )));
@@ -937,9 +945,9 @@ pub async fn put_targets(
     let mut published = Vec::new();
     for (name, target) in &new.signed.targets {
         let info: ReleaseTarget =
-            tuf::release_of(target).map_err(|e| ApiError::invalid(format!("{e:#}")))?;
+            tuf::release_of(target).map_err(|e| DomainError::invalid(format!("{e:#}")))?;
         if info.app.as_str() != app || name.raw() != target_name(&app, &info.version) {
-            return Err(ApiError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "target {} does not name a release of {app} (it says {} {})",
                 name.raw(),
                 info.app,
@@ -947,7 +955,7 @@ pub async fn put_targets(
             )));
         }
         if target.hashes.sha256.as_ref() != info.manifest.bytes() {
-            return Err(ApiError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "target {} hashes a different manifest than it describes",
                 name.raw()
             )));
@@ -961,7 +969,7 @@ pub async fn put_targets(
         .fetch_optional(tx.conn())
         .await?
         .ok_or_else(|| {
-            ApiError::invalid(format!(
+            DomainError::invalid(format!(
                 "target {} names version {} which was never staged: push the bundle",
                 name.raw(),
                 info.version
@@ -971,14 +979,14 @@ pub async fn put_targets(
         if row.try_get::<String, _>("manifest_digest")? != info.manifest.to_string()
             || u64::try_from(row.try_get::<i64, _>("manifest_size")?).ok() != Some(target.length)
         {
-            return Err(ApiError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "target {} does not match the staged manifest of {} (digest or length differs)",
                 name.raw(),
                 info.version
             )));
         }
         let channels: Vec<String> = info.channels.iter().map(|c| c.to_string()).collect();
-        let channels_json = serde_json::to_string(&channels).map_err(ApiError::internal)?;
+        let channels_json = serde_json::to_string(&channels).map_err(DomainError::internal)?;
         let was_published = row.try_get::<String, _>("state")? == "published";
         let changed = !was_published
             || row.try_get::<String, _>("channels")? != channels_json
@@ -1016,7 +1024,7 @@ pub async fn put_targets(
                 "required": info.required, "yanked": info.yanked}),
         ));
     }
-    let (snapshot, timestamp) = tuf_repo::store_targets(
+    let (snapshot, timestamp) = domain::tuf::store_targets(
         &mut tx,
         &state.master,
         &caller.vendor_id,
@@ -1044,7 +1052,7 @@ pub async fn put_targets(
     Ok(response)
 }
 
-async fn public_app_id(conn: &mut AnyConnection, vendor: &str, app: &str) -> ApiResult<String> {
+async fn public_app_id(conn: &mut AnyConnection, vendor: &str, app: &str) -> DomainResult<String> {
     let row = sqlx::query(
         "SELECT a.id FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE v.slug = $1 AND a.slug = $2",
     )
@@ -1052,7 +1060,7 @@ async fn public_app_id(conn: &mut AnyConnection, vendor: &str, app: &str) -> Api
     .bind(app)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::not_found("app", app))?;
+    .ok_or_else(|| DomainError::not_found("app", app))?;
     Ok(row.try_get("id")?)
 }
 
@@ -1076,16 +1084,16 @@ fn metadata_response(body: String, immutable: bool) -> Response {
 #[utoipa::path(get, path = "/tuf/{vendor}/{app}/{file}", tag = "public",
     params(("vendor" = String, Path, description = "Vendor slug"), ("app" = String, Path, description = "App slug"),
            ("file" = String, Path, description = "timestamp.json or N.<role>.json")),
-    responses((status = 200, description = "The signed metadata"), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, description = "The signed metadata"), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn metadata(
     State(state): State<AppState>,
     ApiPath((vendor, app, file)): ApiPath<(String, String, String)>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app_id = public_app_id(&mut conn, &vendor, &app).await?;
-    let not_found = || ApiError::not_found("metadata", &file);
+    let not_found = || DomainError::not_found("metadata", &file);
     if file == "timestamp.json" {
-        let (_, body) = tuf_repo::latest(&mut conn, &app_id, "timestamp")
+        let (_, body) = domain::tuf::latest(&mut conn, &app_id, "timestamp")
             .await?
             .ok_or_else(not_found)?;
         return Ok(metadata_response(body, false));
@@ -1098,7 +1106,7 @@ pub async fn metadata(
     if !["root", "snapshot", "targets"].contains(&role) {
         return Err(not_found());
     }
-    let body = tuf_repo::version(&mut conn, &app_id, role, number)
+    let body = domain::tuf::version(&mut conn, &app_id, role, number)
         .await?
         .ok_or_else(not_found)?;
     Ok(metadata_response(body, true))
@@ -1108,14 +1116,14 @@ pub async fn metadata(
 #[utoipa::path(get, path = "/tuf/{vendor}/{app}/targets/{file}", tag = "public",
     params(("vendor" = String, Path, description = "Vendor slug"), ("app" = String, Path, description = "App slug"),
            ("file" = String, Path, description = "<sha256 hex>.<target name>")),
-    responses((status = 200, description = "The signed manifest"), (status = 404, body = crate::server::error::Problem)))]
+    responses((status = 200, description = "The signed manifest"), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn target(
     State(state): State<AppState>,
     ApiPath((vendor, app, file)): ApiPath<(String, String, String)>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut conn = state.db.pool.acquire().await?;
     let app_id = public_app_id(&mut conn, &vendor, &app).await?;
-    let not_found = || ApiError::not_found("target", &file);
+    let not_found = || DomainError::not_found("target", &file);
     let (hash, _) = file.split_once('.').ok_or_else(not_found)?;
     let row = sqlx::query(
         "SELECT manifest FROM releases WHERE app_id = $1 AND manifest_digest = $2 AND state = 'published'",

@@ -8,18 +8,21 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use utoipa::ToSchema;
 
-use crate::server::auth::{Caller, Role, SESSION_COOKIE};
-use crate::server::db::is_unique_violation;
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::extract::{ApiJson, ApiPath, RequestMeta};
-use crate::server::idempotency::IdempotencyContext;
-use crate::server::secrets::{
+use crate::server::base::db::is_unique_violation;
+use crate::server::base::now;
+use crate::server::base::secrets::{
     SESSION_PREFIX, TOKEN_PREFIX, hash_password, new_id, new_password, new_secret, secret_hash,
     verify_password,
 };
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::ratelimit;
+use crate::server::domain::tx::VendorTx;
+use crate::server::http::auth::{Caller, Role, SESSION_COOKIE};
+use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
+use crate::server::http::idempotency::IdempotencyContext;
+use crate::server::http::reply::CommitReply as _;
+use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
-use crate::server::tx::{VendorTx, json_response};
-use crate::server::{now, ratelimit};
 
 /// Sessions last a working day.
 const SESSION_SECONDS: i64 = 12 * 3600;
@@ -57,8 +60,8 @@ pub struct MemberInfo {
 
 /// Who am I.
 #[utoipa::path(get, path = "/api/v1/vendor", tag = "vendor", security(("token" = [])), responses(
-    (status = 200, body = VendorInfo), (status = 401, body = crate::server::error::Problem)))]
-pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    (status = 200, body = VendorInfo), (status = 401, body = crate::server::http::problem::Problem)))]
+pub async fn show(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let row =
         sqlx::query("SELECT id, slug, name, key_custody, created_at FROM vendors WHERE id = $1")
             .bind(&caller.vendor_id)
@@ -115,9 +118,9 @@ fn valid_email(email: &str) -> bool {
 }
 
 /// The password a member is given: `given` when it is long enough, else a generated one.
-pub fn chosen_password(given: Option<String>) -> ApiResult<zeroize::Zeroizing<String>> {
+pub fn chosen_password(given: Option<String>) -> DomainResult<zeroize::Zeroizing<String>> {
     match given {
-        Some(p) if p.chars().count() < 12 => Err(ApiError::invalid(
+        Some(p) if p.chars().count() < 12 => Err(DomainError::invalid(
             "passwords must be at least 12 characters",
         )),
         Some(p) => Ok(zeroize::Zeroizing::new(p)),
@@ -127,16 +130,16 @@ pub fn chosen_password(given: Option<String>) -> ApiResult<zeroize::Zeroizing<St
 
 /// Adds a member (owners only).
 #[utoipa::path(post, path = "/api/v1/members", tag = "vendor", security(("token" = [])), request_body = MemberCreate, responses(
-    (status = 201, body = MemberCreated), (status = 403, body = crate::server::error::Problem), (status = 409, body = crate::server::error::Problem)))]
+    (status = 201, body = MemberCreated), (status = 403, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]
 pub async fn add_member(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<MemberCreate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     caller.require(Role::Owner)?;
     if !valid_email(&body.email) {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "{:?} is not an email address",
             body.email
         )));
@@ -159,7 +162,7 @@ pub async fn add_member(
     .await;
     match inserted {
         Err(e) if is_unique_violation(&e) => {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "{} is already a member",
                 body.email
             )));
@@ -191,23 +194,23 @@ pub async fn add_member(
 }
 
 /// Hashes a password off the async threads (argon2 takes tens of milliseconds on purpose).
-pub async fn hash_in_background(password: String) -> ApiResult<String> {
+pub async fn hash_in_background(password: String) -> DomainResult<String> {
     let password = zeroize::Zeroizing::new(password);
     tokio::task::spawn_blocking(move || hash_password(&password))
         .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::from)
+        .map_err(DomainError::internal)?
+        .map_err(DomainError::from)
 }
 
 /// Lists the vendor's members.
 #[utoipa::path(get, path = "/api/v1/members", tag = "vendor", security(("token" = [])), responses((status = 200, body = Vec<MemberInfo>)))]
-pub async fn list_members(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn list_members(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let out = members_of(&state, &caller.vendor_id).await?;
     Ok(json_response(StatusCode::OK, out))
 }
 
 /// The vendor's members, oldest first.
-pub async fn members_of(state: &AppState, vendor_id: &str) -> ApiResult<Vec<MemberInfo>> {
+pub async fn members_of(state: &AppState, vendor_id: &str) -> DomainResult<Vec<MemberInfo>> {
     let rows = sqlx::query(
         "SELECT id, email, role, disabled_at FROM members WHERE vendor_id = $1 ORDER BY created_at, email",
     )
@@ -276,7 +279,7 @@ pub async fn insert_token(
     member_id: &str,
     name: &str,
     expires_at: Option<i64>,
-) -> ApiResult<TokenCreated> {
+) -> DomainResult<TokenCreated> {
     let secret = new_secret(TOKEN_PREFIX)?;
     let id = new_id("tok")?;
     let hint: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
@@ -318,10 +321,10 @@ pub async fn create_token(
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiJson(body): ApiJson<TokenCreate>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let name = body.name.trim();
     if name.is_empty() || name.len() > 100 {
-        return Err(ApiError::invalid("a token name is 1 to 100 characters"));
+        return Err(DomainError::invalid("a token name is 1 to 100 characters"));
     }
     let expires_at = body.expires_in_days.map(|d| now() + i64::from(d) * 86_400);
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
@@ -353,7 +356,7 @@ pub async fn create_token(
 pub const REDACTED: &str =
     "(shown once, to the first request: create another token if it was lost)";
 
-fn token_from(row: &sqlx::any::AnyRow) -> ApiResult<TokenInfo> {
+fn token_from(row: &sqlx::any::AnyRow) -> DomainResult<TokenInfo> {
     Ok(TokenInfo {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -368,7 +371,7 @@ fn token_from(row: &sqlx::any::AnyRow) -> ApiResult<TokenInfo> {
 
 /// Lists tokens: owners see the vendor's, others their own.
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "vendor", security(("token" = [])), responses((status = 200, body = Vec<TokenInfo>)))]
-pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let rows = sqlx::query(
         "SELECT id, name, hint, member_id, created_at, expires_at, last_used_at, revoked_at FROM api_tokens \
          WHERE vendor_id = $1 AND ($2 = 'owner' OR member_id = $3) ORDER BY created_at, id",
@@ -378,19 +381,22 @@ pub async fn list_tokens(State(state): State<AppState>, caller: Caller) -> ApiRe
     .bind(&caller.member_id)
     .fetch_all(&state.db.pool)
     .await?;
-    let tokens = rows.iter().map(token_from).collect::<ApiResult<Vec<_>>>()?;
+    let tokens = rows
+        .iter()
+        .map(token_from)
+        .collect::<DomainResult<Vec<_>>>()?;
     Ok(json_response(StatusCode::OK, tokens))
 }
 
 /// Revokes a token at once (owners any, others their own).
 #[utoipa::path(post, path = "/api/v1/tokens/{id}/revoke", tag = "vendor", security(("token" = [])),
-    params(("id" = String, Path, description = "Token id")), responses((status = 200, body = TokenInfo), (status = 404, body = crate::server::error::Problem)))]
+    params(("id" = String, Path, description = "Token id")), responses((status = 200, body = TokenInfo), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     idem: Option<Extension<IdempotencyContext>>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let mut tx = VendorTx::begin(&state, &caller.vendor_id).await?;
     let row = sqlx::query(
         "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $4) \
@@ -404,7 +410,7 @@ pub async fn revoke_token(
     .bind(&caller.member_id)
     .fetch_optional(tx.conn())
     .await?
-    .ok_or_else(|| ApiError::not_found("token", &id))?;
+    .ok_or_else(|| DomainError::not_found("token", &id))?;
     let info = token_from(&row)?;
     tx.audit(
         &caller,
@@ -443,17 +449,17 @@ pub struct SessionInfo {
 
 /// Opens a browser session (sets an HttpOnly, SameSite=Strict cookie).
 #[utoipa::path(post, path = "/api/v1/session", tag = "vendor", request_body = Login, responses(
-    (status = 200, body = SessionInfo), (status = 401, body = crate::server::error::Problem), (status = 429, body = crate::server::error::Problem)))]
+    (status = 200, body = SessionInfo), (status = 401, body = crate::server::http::problem::Problem), (status = 429, body = crate::server::http::problem::Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     meta: RequestMeta,
     ApiJson(body): ApiJson<Login>,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let bucket = format!("login:{}", meta.ip);
     let limit = state.limits.logins_per_minute;
     let (hits, retry) = ratelimit::current(&state.db.pool, &bucket, 60).await?;
     if limit > 0 && hits >= limit {
-        return Err(ApiError::rate_limited(
+        return Err(DomainError::rate_limited(
             format!("too many failed logins from this address; retry in {retry} s"),
             retry,
         ));
@@ -480,7 +486,7 @@ pub async fn login(
     let password = zeroize::Zeroizing::new(body.password);
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
     let (Some(row), true) = (row, ok) else {
         let _turn = state.write_turn().await;
         sqlx::query(
@@ -491,12 +497,12 @@ pub async fn login(
         .bind(now() - now().rem_euclid(60))
         .execute(&state.db.pool)
         .await?;
-        return Err(ApiError::unauthorized(
+        return Err(DomainError::unauthorized(
             "the vendor, email or password is wrong",
         ));
     };
     if row.try_get::<Option<i64>, _>("disabled_at")?.is_some() {
-        return Err(ApiError::forbidden(format!(
+        return Err(DomainError::forbidden(format!(
             "{} is disabled on {}: ask an owner to enable the account",
             body.email, body.vendor
         )));
@@ -538,7 +544,7 @@ pub async fn login(
 }
 
 /// An argon2id hash of a random password, checked against when the member does not exist.
-fn dummy_hash() -> ApiResult<String> {
+fn dummy_hash() -> DomainResult<String> {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(hash) = DUMMY.get() {
         return Ok(hash.clone());
@@ -552,7 +558,7 @@ fn dummy_hash() -> ApiResult<String> {
 pub async fn logout(
     State(state): State<AppState>,
     parts: axum::http::HeaderMap,
-) -> ApiResult<Response> {
+) -> DomainResult<Response> {
     let cookie = parts
         .get_all(header::COOKIE)
         .iter()

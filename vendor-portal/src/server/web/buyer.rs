@@ -15,14 +15,17 @@ use serde::Deserialize;
 use sqlx::Row as _;
 
 use super::{Page, PageParts, WebError, WebForm, render, see_other, set_cookie};
-use crate::server::auth::{Caller, Role};
-use crate::server::db::is_unique_violation;
-use crate::server::error::ApiError;
-use crate::server::extract::{ApiJson, ApiPath, RequestMeta};
+use crate::server::base::db::is_unique_violation;
+use crate::server::base::now;
+use crate::server::base::secrets::{
+    hash_password, new_id, new_secret, secret_hash, verify_password,
+};
+use crate::server::domain::error::DomainError;
+use crate::server::domain::ratelimit;
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
 use crate::server::routes::{catalog, licenses};
-use crate::server::secrets::{hash_password, new_id, new_secret, secret_hash, verify_password};
 use crate::server::state::AppState;
-use crate::server::{now, ratelimit};
 
 /// The buyer's session cookie.
 pub const BUYER_COOKIE: &str = "__Host-consign_buyer";
@@ -235,7 +238,7 @@ pub async fn signup(
 }
 
 async fn start_session(state: &AppState, buyer_id: &str, to: &str) -> Result<Response, WebError> {
-    let secret = new_secret(BUYER_PREFIX).map_err(ApiError::internal)?;
+    let secret = new_secret(BUYER_PREFIX).map_err(DomainError::internal)?;
     {
         let _turn = state.write_turn().await;
         sqlx::query(
@@ -309,7 +312,7 @@ pub async fn login(
     let (hits, retry) = ratelimit::current(&state.db.pool, &bucket, 60).await?;
     let limit = state.limits.logins_per_minute;
     if limit > 0 && hits >= limit {
-        return Err(ApiError::rate_limited(
+        return Err(DomainError::rate_limited(
             format!(
                 "Too many failed sign-ins from this address. Wait {retry} seconds and try again."
             ),
@@ -336,7 +339,7 @@ pub async fn login(
         }
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(DomainError::internal)?;
     let Some((id, _)) = stored.filter(|_| ok) else {
         {
             let _turn = state.write_turn().await;
@@ -405,8 +408,8 @@ fn marketplace_caller(
 async fn body_json(response: Response) -> Result<serde_json::Value, WebError> {
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
-        .map_err(ApiError::internal)?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(e).into())
+        .map_err(DomainError::internal)?;
+    serde_json::from_slice(&bytes).map_err(|e| DomainError::internal(e).into())
 }
 
 fn customer_slug(company: &str) -> Result<String, WebError> {
@@ -419,7 +422,7 @@ fn customer_slug(company: &str) -> Result<String, WebError> {
         slug = slug.replace("--", "-");
     }
     let slug: String = slug.trim_matches('-').chars().take(40).collect();
-    let suffix = new_id("x").map_err(ApiError::internal)?;
+    let suffix = new_id("x").map_err(DomainError::internal)?;
     let tail = &suffix[suffix.len() - 6..];
     Ok(if slug.is_empty() {
         format!("buyer-{tail}")
@@ -558,12 +561,12 @@ async fn issue_trial(
             let body: catalog::CustomerCreate = serde_json::from_value(serde_json::json!({
                 "slug": slug, "name": buyer.company, "email": buyer.email, "aws_accounts": [buyer.aws_account],
             }))
-            .map_err(ApiError::internal)?;
+            .map_err(DomainError::internal)?;
             let response =
                 catalog::create_customer(State(state.clone()), caller.clone(), None, ApiJson(body))
                     .await?;
             if !response.status().is_success() {
-                return Err(ApiError::internal(format!(
+                return Err(DomainError::internal(format!(
                     "creating the customer answered {}",
                     response.status()
                 ))
@@ -582,14 +585,14 @@ async fn issue_trial(
     let body: licenses::LicenseIssue = serde_json::from_value(serde_json::json!({
         "customer": customer, "app": app, "plan": plan, "aws_accounts": [buyer.aws_account],
     }))
-    .map_err(ApiError::internal)?;
+    .map_err(DomainError::internal)?;
     let response = licenses::issue(State(state.clone()), caller, None, ApiJson(body)).await?;
     let issued = body_json(response).await?;
     issued
         .get("id")
         .and_then(|v| v.as_str())
         .map(str::to_owned)
-        .ok_or_else(|| ApiError::internal("the issued license has no id").into())
+        .ok_or_else(|| DomainError::internal("the issued license has no id").into())
 }
 
 /// A license on the buyer's pages.
@@ -739,7 +742,7 @@ pub async fn license_page(
                 .await
                 {
                     Ok(_) => versions.push(release.version),
-                    Err(e) if e.status.is_server_error() => return Err(e.into()),
+                    Err(e) if e.status().is_server_error() => return Err(e.into()),
                     Err(_) => {}
                 }
             }
@@ -747,7 +750,7 @@ pub async fn license_page(
                 why_none = Some("No published release falls within this license yet.".to_owned());
             }
         }
-        Err(e) if e.status.is_server_error() => return Err(e.into()),
+        Err(e) if e.status().is_server_error() => return Err(e.into()),
         Err(e) => why_none = Some(format!("Nothing can be installed with it: {}.", e.detail)),
     }
     let fingerprint: String = sqlx::query(

@@ -13,10 +13,10 @@ use sqlx::Row as _;
 
 use super::buyer::LoginPage;
 use super::{Page, PageParts, WebError, WebForm, render, see_other, svg};
-use crate::server::auth::{Caller, SESSION_COOKIE};
-use crate::server::error::ApiError;
-use crate::server::extract::{ApiJson, ApiPath, RequestMeta};
-use crate::server::now;
+use crate::server::base::now;
+use crate::server::domain::error::DomainError;
+use crate::server::http::auth::{Caller, SESSION_COOKIE};
+use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
 use crate::server::routes::{catalog, installations, licenses, vendor};
 use crate::server::state::AppState;
 
@@ -103,7 +103,7 @@ pub async fn login(
             }
             Ok(response)
         }
-        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
             let mut response = render(&LoginPage {
                 page: Page::new(&parts, "console", "Vendor console sign in"),
                 action: "/console/login",
@@ -139,11 +139,11 @@ pub(super) async fn json_of(response: Response) -> Result<serde_json::Value, Web
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 8 << 20)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
     if !status.is_success() {
-        return Err(ApiError::internal(format!("the API answered {status}")).into());
+        return Err(DomainError::internal(format!("the API answered {status}")).into());
     }
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(e).into())
+    serde_json::from_slice(&bytes).map_err(|e| DomainError::internal(e).into())
 }
 
 /// An app in the console's lists.
@@ -406,7 +406,8 @@ async fn patch_app(
     changes: serde_json::Value,
     done: &str,
 ) -> Result<Response, WebError> {
-    let body: catalog::AppUpdate = serde_json::from_value(changes).map_err(ApiError::internal)?;
+    let body: catalog::AppUpdate =
+        serde_json::from_value(changes).map_err(DomainError::internal)?;
     catalog::update_app(State(state), caller, ApiPath(slug.clone()), ApiJson(body)).await?;
     Ok(see_other(&format!(
         "/console/apps/{}?done={done}",
@@ -712,7 +713,7 @@ pub async fn issue_license(
     let body: licenses::LicenseIssue = serde_json::from_value(serde_json::json!({
         "customer": customer, "app": app, "plan": plan,
     }))
-    .map_err(ApiError::internal)?;
+    .map_err(DomainError::internal)?;
     licenses::issue(State(state), caller, None, ApiJson(body)).await?;
     Ok(see_other(&format!(
         "/console/customers/{}?done=issue",

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::console::{Member, json_of};
 use super::{Page, PageParts, WebError, WebForm, render, see_other};
-use crate::server::auth::{Caller, Role};
-use crate::server::extract::{ApiJson, ApiPath};
+use crate::server::http::auth::{Caller, Role};
+use crate::server::http::extract::{ApiJson, ApiPath};
 use crate::server::routes::members::{self, MemberUpdate, PasswordReset};
 use crate::server::routes::vendor::{self, MemberInfo};
 use crate::server::state::AppState;

@@ -27,8 +27,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
 use super::state::AppState;
+use crate::server::domain::error::DomainError;
 
 /// The CSRF cookie's name.
 pub const CSRF_COOKIE: &str = "__Host-consign_csrf";
@@ -136,7 +136,7 @@ pub fn set_cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> 
 fn same_origin(headers: &HeaderMap) -> bool {
     // Browsers send Origin with every cross-site form post; its absence means a same-site
     // navigation or a non-browser client, which the token check still covers.
-    crate::server::auth::origin_matches_host(headers).unwrap_or(true)
+    crate::server::http::auth::origin_matches_host(headers).unwrap_or(true)
 }
 
 fn form_field(body: &[u8], name: &str) -> Option<String> {
@@ -201,7 +201,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         Some(token) => (token, false),
         None => match super::secrets::new_secret("") {
             Ok(secret) => (secret.to_string(), true),
-            Err(e) => return WebError::from(ApiError::internal(e)).into_response(),
+            Err(e) => return WebError::from(DomainError::internal(e)).into_response(),
         },
     };
     parts.extensions.insert(CsrfToken(token.clone()));
@@ -334,7 +334,7 @@ fn notice_text(code: &str) -> &'static str {
 pub fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
-        Err(e) => WebError::from(ApiError::internal(e)).into_response(),
+        Err(e) => WebError::from(DomainError::internal(e)).into_response(),
     }
 }
 
@@ -399,9 +399,10 @@ impl WebError {
     }
 }
 
-impl From<ApiError> for WebError {
-    fn from(e: ApiError) -> Self {
-        let title = match e.status {
+impl From<DomainError> for WebError {
+    fn from(e: DomainError) -> Self {
+        let status = e.status();
+        let title = match status {
             StatusCode::NOT_FOUND => "Not found",
             StatusCode::CONFLICT => "Not possible now",
             StatusCode::FORBIDDEN => "Not allowed",
@@ -411,25 +412,25 @@ impl From<ApiError> for WebError {
             s if s.is_server_error() => "The portal failed",
             _ => "Error",
         };
-        let detail = if e.status.is_server_error() {
+        let detail = if status.is_server_error() {
             // The cause is logged with the request id; the page does not show internals.
             "The portal could not finish this. Nothing was changed; try again in a minute, and tell the portal's operator if it keeps happening.".to_owned()
         } else {
             e.detail
         };
-        Self::new(e.status, title, detail)
+        Self::new(status, title, detail)
     }
 }
 
 impl From<anyhow::Error> for WebError {
     fn from(e: anyhow::Error) -> Self {
-        ApiError::internal(format!("{e:#}")).into()
+        DomainError::internal(format!("{e:#}")).into()
     }
 }
 
 impl From<sqlx::Error> for WebError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::from(e).into()
+        DomainError::from(e).into()
     }
 }
 

@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+pub use crate::server::domain::access::RequestMeta;
+use crate::server::domain::error::{DomainError, Kind};
 
 /// A JSON body.
 pub struct ApiJson<T>(pub T);
@@ -19,18 +20,20 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = DomainError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, DomainError> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => {
                 let status = rejection.status();
-                let code = match status {
-                    StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-                    StatusCode::UNPROCESSABLE_ENTITY => "invalid",
-                    _ => "bad_request",
+                let (kind, code) = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => (Kind::TooLarge, "too_large"),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        (Kind::UnsupportedMediaType, "unsupported_media_type")
+                    }
+                    StatusCode::UNPROCESSABLE_ENTITY => (Kind::Invalid, "invalid"),
+                    _ => (Kind::BadRequest, "bad_request"),
                 };
                 let detail = match status {
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => {
@@ -44,7 +47,7 @@ where
                         rejection.body_text()
                     ),
                 };
-                Err(ApiError::new(status, code, detail))
+                Err(DomainError::new(kind, code, detail))
             }
         }
     }
@@ -58,13 +61,13 @@ where
     T: DeserializeOwned + Send,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = DomainError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, DomainError> {
         Path::<T>::from_request_parts(parts, state)
             .await
             .map(|Path(v)| ApiPath(v))
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+            .map_err(|rejection| DomainError::bad_request(rejection.body_text()))
     }
 }
 
@@ -76,23 +79,14 @@ where
     T: DeserializeOwned + Send,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    type Rejection = DomainError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, DomainError> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| ApiQuery(v))
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+            .map_err(|rejection| DomainError::bad_request(rejection.body_text()))
     }
-}
-
-/// Where a request came from, for the audit log and rate limits.
-#[derive(Clone, Debug)]
-pub struct RequestMeta {
-    /// The `x-request-id` the portal assigned (or the client sent).
-    pub request_id: String,
-    /// The peer's IP address.
-    pub ip: String,
 }
 
 impl RequestMeta {
@@ -114,9 +108,9 @@ impl RequestMeta {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
-    type Rejection = ApiError;
+    type Rejection = DomainError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, DomainError> {
         Ok(Self::from_parts(parts))
     }
 }

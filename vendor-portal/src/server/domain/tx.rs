@@ -4,19 +4,15 @@
 //! response under the request's `Idempotency-Key`, so a retried request either replays that
 //! response or finds nothing happened.
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use sqlx::{Any, AnyConnection, Row as _, Transaction};
 
-use super::auth::Caller;
-use super::db::is_unique_violation;
-use super::error::{ApiError, ApiResult};
-use super::idempotency::IdempotencyContext;
-use super::now;
-use super::state::AppState;
+use super::access::Caller;
+use super::idempotency::{Answer, IdempotencyContext};
 use crate::audit_chain::chain_hash;
+use crate::server::base::db::is_unique_violation;
+use crate::server::base::now;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::state::AppState;
 
 /// An open write transaction for one vendor.
 pub struct VendorTx {
@@ -31,7 +27,7 @@ pub struct VendorTx {
 
 impl VendorTx {
     /// Begins a transaction and locks `vendor_id`'s row.
-    pub async fn begin(state: &AppState, vendor_id: &str) -> ApiResult<Self> {
+    pub async fn begin(state: &AppState, vendor_id: &str) -> DomainResult<Self> {
         let turn = state.write_turn().await;
         let tx = state.db.pool.begin().await?;
         Self::lock(tx, vendor_id, turn).await
@@ -42,7 +38,7 @@ impl VendorTx {
         mut tx: Transaction<'static, Any>,
         vendor_id: &str,
         turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-    ) -> ApiResult<Self> {
+    ) -> DomainResult<Self> {
         // A no-op update: it takes the row lock on PostgreSQL and the write lock on SQLite at
         // once, so the transaction never has to upgrade a read lock (which deadlocks in WAL).
         let row = sqlx::query(
@@ -51,7 +47,7 @@ impl VendorTx {
         .bind(vendor_id)
         .fetch_optional(&mut *tx)
         .await?
-        .ok_or_else(|| ApiError::not_found("vendor", vendor_id))?;
+        .ok_or_else(|| DomainError::not_found("vendor", vendor_id))?;
         Ok(Self {
             tx,
             vendor_id: vendor_id.to_owned(),
@@ -74,7 +70,7 @@ impl VendorTx {
         action: &str,
         target: &str,
         detail: serde_json::Value,
-    ) -> ApiResult<()> {
+    ) -> DomainResult<()> {
         let actor = caller.actor();
         self.audit_as(
             actor,
@@ -96,7 +92,7 @@ impl VendorTx {
         action: &str,
         target: &str,
         detail: serde_json::Value,
-    ) -> ApiResult<()> {
+    ) -> DomainResult<()> {
         self.audit_many(&[AuditRecord {
             actor,
             source: source.to_owned(),
@@ -109,7 +105,7 @@ impl VendorTx {
     }
 
     /// Appends entries in order with one statement.
-    pub async fn audit_many(&mut self, records: &[AuditRecord]) -> ApiResult<()> {
+    pub async fn audit_many(&mut self, records: &[AuditRecord]) -> DomainResult<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -161,11 +157,8 @@ impl VendorTx {
         Ok(())
     }
 
-    /// Commits, recording each response under its request's idempotency key.
-    pub async fn commit_all(
-        mut self,
-        responses: &[(&IdempotencyContext, StatusCode, &str)],
-    ) -> ApiResult<()> {
+    /// Commits, recording each answer under its request's idempotency key.
+    pub async fn commit_all(mut self, responses: &[Answer<'_>]) -> DomainResult<()> {
         if self.changed {
             sqlx::query("UPDATE vendors SET audit_seq = $2, audit_hash = $3 WHERE id = $1")
                 .bind(&self.vendor_id)
@@ -179,46 +172,9 @@ impl VendorTx {
             if is_unique_violation(&e) {
                 IdempotencyContext::race()
             } else {
-                ApiError::from(e)
+                DomainError::from(e)
             }
         })
-    }
-
-    /// Commits, recording `body` as the response to the request's idempotency key, and returns
-    /// the response.
-    pub async fn commit<T: Serialize>(
-        self,
-        idempotency: Option<&IdempotencyContext>,
-        status: StatusCode,
-        body: &T,
-    ) -> ApiResult<Response> {
-        self.commit_redacted(idempotency, status, body, body).await
-    }
-
-    /// [`VendorTx::commit`] for a reply that carries a secret shown once (a new token, a
-    /// generated password): the caller gets `body`, and an `Idempotency-Key` replay gets
-    /// `stored`, the same reply with the secret taken out. No secret is ever written to the
-    /// idempotency records.
-    pub async fn commit_redacted<T: Serialize, R: Serialize>(
-        self,
-        idempotency: Option<&IdempotencyContext>,
-        status: StatusCode,
-        body: &T,
-        stored: &R,
-    ) -> ApiResult<Response> {
-        let json = serde_json::to_string(body).map_err(ApiError::internal)?;
-        let stored = serde_json::to_string(stored).map_err(ApiError::internal)?;
-        let record: Vec<_> = idempotency
-            .map(|ctx| (ctx, status, stored.as_str()))
-            .into_iter()
-            .collect();
-        self.commit_all(&record).await?;
-        Ok((
-            status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            json,
-        )
-            .into_response())
     }
 }
 
@@ -262,9 +218,4 @@ pub fn values_clause(rows: usize, cols: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A JSON response with a status, for handlers that change nothing.
-pub fn json_response<T: Serialize>(status: StatusCode, body: T) -> Response {
-    (status, Json(body)).into_response()
 }

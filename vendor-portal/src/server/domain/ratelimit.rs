@@ -3,18 +3,24 @@
 
 use sqlx::{Any, Executor, Row as _};
 
-use super::error::{ApiError, ApiResult};
+use crate::server::domain::error::{DomainError, DomainResult};
 
 /// Counts one hit on `bucket` in the current `window`-second window and refuses it with 429 when
 /// the window already had `limit` hits. A limit of 0 means unlimited.
-pub async fn hit<'e, E>(exec: E, bucket: &str, window: i64, limit: u64, what: &str) -> ApiResult<()>
+pub async fn hit<'e, E>(
+    exec: E,
+    bucket: &str,
+    window: i64,
+    limit: u64,
+    what: &str,
+) -> DomainResult<()>
 where
     E: Executor<'e, Database = Any>,
 {
     if limit == 0 {
         return Ok(());
     }
-    let now = super::now();
+    let now = crate::server::base::now();
     let start = now - now.rem_euclid(window);
     let row = sqlx::query(
         "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
@@ -28,7 +34,7 @@ where
     let hits: i64 = row.try_get("hits")?;
     if u64::try_from(hits).unwrap_or(u64::MAX) > limit {
         let retry = u64::try_from(start + window - now).unwrap_or(1);
-        return Err(ApiError::rate_limited(
+        return Err(DomainError::rate_limited(
             format!("too many {what}: at most {limit} per {window} s; retry in {retry} s"),
             retry,
         ));
@@ -37,11 +43,11 @@ where
 }
 
 /// The hits on `bucket` in the current window, without counting one.
-pub async fn current<'e, E>(exec: E, bucket: &str, window: i64) -> ApiResult<(u64, u64)>
+pub async fn current<'e, E>(exec: E, bucket: &str, window: i64) -> DomainResult<(u64, u64)>
 where
     E: Executor<'e, Database = Any>,
 {
-    let now = super::now();
+    let now = crate::server::base::now();
     let start = now - now.rem_euclid(window);
     let row = sqlx::query("SELECT hits FROM rate_limits WHERE bucket = $1 AND window_start = $2")
         .bind(bucket)
@@ -66,14 +72,14 @@ pub async fn hit_many<'e, E>(
     window: i64,
     limit: u64,
     n: usize,
-) -> ApiResult<usize>
+) -> DomainResult<usize>
 where
     E: Executor<'e, Database = Any>,
 {
     if limit == 0 {
         return Ok(n);
     }
-    let now = super::now();
+    let now = crate::server::base::now();
     let start = now - now.rem_euclid(window);
     let added = i64::try_from(n).unwrap_or(i64::MAX);
     let row = sqlx::query(
@@ -94,10 +100,10 @@ where
 }
 
 /// The 429 for a refused license change.
-pub fn license_writes_refused(limit: u64) -> ApiError {
-    let now = super::now();
+pub fn license_writes_refused(limit: u64) -> DomainError {
+    let now = crate::server::base::now();
     let retry = u64::try_from(60 - now.rem_euclid(60)).unwrap_or(1);
-    ApiError::rate_limited(
+    DomainError::rate_limited(
         format!(
             "too many license changes for this vendor: at most {limit} per 60 s; retry in {retry} s"
         ),

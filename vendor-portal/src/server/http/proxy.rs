@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::state::AppState;
+use crate::server::state::AppState;
 
 /// Most `X-Forwarded-For` hops looked at.
 const MAX_HOPS: usize = 32;

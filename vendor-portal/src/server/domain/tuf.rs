@@ -12,11 +12,11 @@ use license::{PublicKey, SigningKey};
 use sqlx::{AnyConnection, Row as _};
 use tough::schema::{Root, Signed, Snapshot, Targets, Timestamp};
 
-use super::error::{ApiError, ApiResult};
-use super::now;
-use super::secrets::{MasterKey, hex};
-use super::state::AppState;
-use super::tx::VendorTx;
+use crate::server::base::now;
+use crate::server::base::secrets::{MasterKey, hex};
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::tx::VendorTx;
+use crate::server::state::AppState;
 use crate::tuf;
 
 fn seal_context(vendor_id: &str) -> String {
@@ -28,16 +28,16 @@ pub async fn online_key(
     conn: &mut AnyConnection,
     master: &MasterKey,
     vendor_id: &str,
-) -> ApiResult<(PublicKey, Arc<SigningKey>)> {
+) -> DomainResult<(PublicKey, Arc<SigningKey>)> {
     if let Some(found) = load_online_key(conn, master, vendor_id).await? {
         return Ok(found);
     }
-    let key = SigningKey::generate().map_err(ApiError::internal)?;
+    let key = SigningKey::generate().map_err(DomainError::internal)?;
     let public = key.public_key();
     let sealed = master
         .seal(&seal_context(vendor_id), key.to_pem().as_bytes())
-        .map_err(ApiError::internal)?;
-    let key_id = tuf::key_id(&public).map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
+    let key_id = tuf::key_id(&public).map_err(DomainError::internal)?;
     // Two processes may race to create it; the primary key keeps the first.
     sqlx::query(
         "INSERT INTO tuf_keys (vendor_id, key_id, public_key, sealed_private, created_at) \
@@ -52,14 +52,14 @@ pub async fn online_key(
     .await?;
     load_online_key(conn, master, vendor_id)
         .await?
-        .ok_or_else(|| ApiError::internal("the online key vanished after it was created"))
+        .ok_or_else(|| DomainError::internal("the online key vanished after it was created"))
 }
 
 async fn load_online_key(
     conn: &mut AnyConnection,
     master: &MasterKey,
     vendor_id: &str,
-) -> ApiResult<Option<(PublicKey, Arc<SigningKey>)>> {
+) -> DomainResult<Option<(PublicKey, Arc<SigningKey>)>> {
     let Some(row) = sqlx::query("SELECT sealed_private FROM tuf_keys WHERE vendor_id = $1")
         .bind(vendor_id)
         .fetch_optional(conn)
@@ -77,7 +77,7 @@ pub async fn latest(
     conn: &mut AnyConnection,
     app_id: &str,
     role: &str,
-) -> ApiResult<Option<(u64, String)>> {
+) -> DomainResult<Option<(u64, String)>> {
     let row = sqlx::query(
         "SELECT version, body FROM tuf_metadata WHERE app_id = $1 AND role = $2 \
          ORDER BY version DESC LIMIT 1",
@@ -101,7 +101,7 @@ pub async fn version(
     app_id: &str,
     role: &str,
     version: u64,
-) -> ApiResult<Option<String>> {
+) -> DomainResult<Option<String>> {
     let row = sqlx::query(
         "SELECT body FROM tuf_metadata WHERE app_id = $1 AND role = $2 AND version = $3",
     )
@@ -110,7 +110,7 @@ pub async fn version(
     .bind(i64::try_from(version).unwrap_or(i64::MAX))
     .fetch_optional(conn)
     .await?;
-    row.map(|r| r.try_get("body").map_err(ApiError::from))
+    row.map(|r| r.try_get("body").map_err(DomainError::from))
         .transpose()
 }
 
@@ -121,8 +121,8 @@ async fn insert(
     version: u64,
     expires: i64,
     body: &[u8],
-) -> ApiResult<()> {
-    let text = std::str::from_utf8(body).map_err(ApiError::internal)?;
+) -> DomainResult<()> {
+    let text = std::str::from_utf8(body).map_err(DomainError::internal)?;
     let inserted = sqlx::query(
         "INSERT INTO tuf_metadata (app_id, role, version, body, expires_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -136,10 +136,12 @@ async fn insert(
     .execute(conn)
     .await;
     match inserted {
-        Err(e) if super::db::is_unique_violation(&e) => Err(ApiError::conflict(format!(
-            "{role} version {version} was published by someone else meanwhile; fetch the current metadata and try again"
-        ))),
-        other => other.map(|_| ()).map_err(ApiError::from),
+        Err(e) if crate::server::base::db::is_unique_violation(&e) => {
+            Err(DomainError::conflict(format!(
+                "{role} version {version} was published by someone else meanwhile; fetch the current metadata and try again"
+            )))
+        }
+        other => other.map(|_| ()).map_err(DomainError::from),
     }
 }
 
@@ -147,16 +149,16 @@ async fn insert(
 pub async fn current_root(
     conn: &mut AnyConnection,
     app_id: &str,
-) -> ApiResult<Option<(u64, Signed<Root>)>> {
+) -> DomainResult<Option<(u64, Signed<Root>)>> {
     let Some((version, body)) = latest(conn, app_id, "root").await? else {
         return Ok(None);
     };
-    let root = tuf::parse::<Root>(body.as_bytes(), "root").map_err(ApiError::internal)?;
+    let root = tuf::parse::<Root>(body.as_bytes(), "root").map_err(DomainError::internal)?;
     Ok(Some((version, root)))
 }
 
-fn invalid(e: anyhow::Error) -> ApiError {
-    ApiError::invalid(format!("{e:#}"))
+fn invalid(e: anyhow::Error) -> DomainError {
+    DomainError::invalid(format!("{e:#}"))
 }
 
 /// Accepts a new root for the app: version one up, signed by the previous root's keys and by
@@ -171,12 +173,12 @@ pub async fn put_root(
     app_id: &str,
     vendor_root: &PublicKey,
     body: &[u8],
-) -> ApiResult<u64> {
+) -> DomainResult<u64> {
     let new = tuf::parse::<Root>(body, "root").map_err(invalid)?;
     let previous = current_root(tx.conn(), app_id).await?;
     let expected = previous.as_ref().map_or(1, |(v, _)| v + 1);
     if new.signed.version.get() != expected {
-        return Err(ApiError::conflict(format!(
+        return Err(DomainError::conflict(format!(
             "the new root must be version {expected}, not {}; fetch the current metadata and try again",
             new.signed.version
         )));
@@ -189,7 +191,7 @@ pub async fn put_root(
         reanchored = tuf::root_fingerprints(&old.signed) != [vendor_root.fingerprint()];
         if !reanchored {
             tuf::verify(&old.signed, &new).map_err(|e| {
-                ApiError::invalid(format!(
+                DomainError::invalid(format!(
                     "the new root is not signed by the current root's key ({e:#}): sign it with the root key the app's customers trust"
                 ))
             })?;
@@ -198,28 +200,28 @@ pub async fn put_root(
     tuf::verify(&new.signed, &new).map_err(invalid)?;
     let fingerprints = tuf::root_fingerprints(&new.signed);
     if fingerprints != [vendor_root.fingerprint()] {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "the root must name exactly the vendor's root key {} (the keyset's), not {}",
             vendor_root.fingerprint(),
             fingerprints.join(", ")
         )));
     }
     let (online, _) = online_key(tx.conn(), master, vendor_id).await?;
-    let online_id = tuf::key_id(&online).map_err(ApiError::internal)?;
+    let online_id = tuf::key_id(&online).map_err(DomainError::internal)?;
     for role in [
         tough::schema::RoleType::Snapshot,
         tough::schema::RoleType::Timestamp,
     ] {
         let ids = new.signed.roles.get(&role).map(|r| r.keyids.clone());
         if ids != Some(vec![online_id.clone()]) {
-            return Err(ApiError::invalid(format!(
+            return Err(DomainError::invalid(format!(
                 "the root's {role} role must name exactly the portal's online key {}",
                 hex(online_id.as_ref())
             )));
         }
     }
     if !new.signed.consistent_snapshot {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "the root must enable consistent snapshots",
         ));
     }
@@ -245,22 +247,22 @@ pub async fn check_targets(
     conn: &mut AnyConnection,
     app_id: &str,
     body: &[u8],
-) -> ApiResult<Signed<Targets>> {
+) -> DomainResult<Signed<Targets>> {
     let new = tuf::parse::<Targets>(body, "targets").map_err(invalid)?;
     let (_, root) = current_root(conn, app_id).await?.ok_or_else(|| {
-        ApiError::conflict("the app has no TUF root yet: `release push` creates it")
+        DomainError::conflict("the app has no TUF root yet: `release push` creates it")
     })?;
     let expected = latest(conn, app_id, "targets")
         .await?
         .map_or(1, |(v, _)| v + 1);
     if new.signed.version.get() != expected {
-        return Err(ApiError::conflict(format!(
+        return Err(DomainError::conflict(format!(
             "the new targets must be version {expected}, not {}; fetch the current metadata and try again",
             new.signed.version
         )));
     }
     tuf::verify(&root.signed, &new).map_err(|e| {
-        ApiError::invalid(format!(
+        DomainError::invalid(format!(
             "{e:#}: targets must be signed with a release key the app's root names"
         ))
     })?;
@@ -270,7 +272,7 @@ pub async fn check_targets(
         .as_ref()
         .is_some_and(|d| !d.roles.is_empty())
     {
-        return Err(ApiError::invalid("delegated targets are not supported"));
+        return Err(DomainError::invalid("delegated targets are not supported"));
     }
     Ok(new)
 }
@@ -283,7 +285,7 @@ pub async fn store_targets(
     app_id: &str,
     targets: &Signed<Targets>,
     body: &[u8],
-) -> ApiResult<(u64, u64)> {
+) -> DomainResult<(u64, u64)> {
     let version = targets.signed.version.get();
     insert(
         tx.conn(),
@@ -304,15 +306,16 @@ pub async fn publish_snapshot(
     vendor_id: &str,
     app_id: &str,
     targets_version: u64,
-) -> ApiResult<(u64, u64)> {
+) -> DomainResult<(u64, u64)> {
     let (_, key) = online_key(tx.conn(), master, vendor_id).await?;
     let version = latest(tx.conn(), app_id, "snapshot")
         .await?
         .map_or(1, |(v, _)| v + 1);
     let expires = now() + tuf::SNAPSHOT_LIFETIME;
-    let snapshot = tuf::snapshot(version, expires, targets_version).map_err(ApiError::internal)?;
-    let signed = tuf::sign(snapshot, &[&key]).map_err(ApiError::internal)?;
-    let bytes = tuf::to_bytes(&signed).map_err(ApiError::internal)?;
+    let snapshot =
+        tuf::snapshot(version, expires, targets_version).map_err(DomainError::internal)?;
+    let signed = tuf::sign(snapshot, &[&key]).map_err(DomainError::internal)?;
+    let bytes = tuf::to_bytes(&signed).map_err(DomainError::internal)?;
     insert(tx.conn(), app_id, "snapshot", version, expires, &bytes).await?;
     let timestamp = publish_timestamp(tx, &key, app_id, version, &bytes).await?;
     Ok((version, timestamp))
@@ -324,15 +327,15 @@ async fn publish_timestamp(
     app_id: &str,
     snapshot_version: u64,
     snapshot_bytes: &[u8],
-) -> ApiResult<u64> {
+) -> DomainResult<u64> {
     let version = latest(tx.conn(), app_id, "timestamp")
         .await?
         .map_or(1, |(v, _)| v + 1);
     let expires = now() + tuf::TIMESTAMP_LIFETIME;
     let ts = tuf::timestamp_role(version, expires, snapshot_version, snapshot_bytes)
-        .map_err(ApiError::internal)?;
-    let signed = tuf::sign(ts, &[key]).map_err(ApiError::internal)?;
-    let bytes = tuf::to_bytes(&signed).map_err(ApiError::internal)?;
+        .map_err(DomainError::internal)?;
+    let signed = tuf::sign(ts, &[key]).map_err(DomainError::internal)?;
+    let bytes = tuf::to_bytes(&signed).map_err(DomainError::internal)?;
     insert(tx.conn(), app_id, "timestamp", version, expires, &bytes).await?;
     Ok(version)
 }
@@ -367,7 +370,7 @@ pub async fn refresh_at(state: &AppState, at: i64) -> anyhow::Result<usize> {
     Ok(refreshed)
 }
 
-async fn refresh_app(state: &AppState, vendor_id: &str, app_id: &str, at: i64) -> ApiResult<()> {
+async fn refresh_app(state: &AppState, vendor_id: &str, app_id: &str, at: i64) -> DomainResult<()> {
     let mut tx = VendorTx::begin(state, vendor_id).await?;
     let snapshot = latest(tx.conn(), app_id, "snapshot").await?;
     let timestamp = latest(tx.conn(), app_id, "timestamp").await?;
@@ -375,12 +378,12 @@ async fn refresh_app(state: &AppState, vendor_id: &str, app_id: &str, at: i64) -
         return Ok(());
     };
     let ts =
-        tuf::parse::<Timestamp>(ts_body.as_bytes(), "timestamp").map_err(ApiError::internal)?;
+        tuf::parse::<Timestamp>(ts_body.as_bytes(), "timestamp").map_err(DomainError::internal)?;
     if ts.signed.expires.as_second() >= at + tuf::TIMESTAMP_RENEW {
         return Ok(()); // another process refreshed it
     }
     let snap =
-        tuf::parse::<Snapshot>(snap_body.as_bytes(), "snapshot").map_err(ApiError::internal)?;
+        tuf::parse::<Snapshot>(snap_body.as_bytes(), "snapshot").map_err(DomainError::internal)?;
     if snap.signed.expires.as_second() < at + tuf::SNAPSHOT_RENEW {
         let targets_version = latest(tx.conn(), app_id, "targets")
             .await?

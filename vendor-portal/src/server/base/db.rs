@@ -43,37 +43,37 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "init",
-        common: include_str!("../../migrations/0001_init.sql"),
-        sqlite: include_str!("../../migrations/0001_init.sqlite.sql"),
-        postgres: include_str!("../../migrations/0001_init.postgres.sql"),
+        common: include_str!("../../../migrations/0001_init.sql"),
+        sqlite: include_str!("../../../migrations/0001_init.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0001_init.postgres.sql"),
     },
     Migration {
         version: 2,
         name: "releases",
-        common: include_str!("../../migrations/0002_releases.sql"),
-        sqlite: include_str!("../../migrations/0002_releases.sqlite.sql"),
-        postgres: include_str!("../../migrations/0002_releases.postgres.sql"),
+        common: include_str!("../../../migrations/0002_releases.sql"),
+        sqlite: include_str!("../../../migrations/0002_releases.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0002_releases.postgres.sql"),
     },
     Migration {
         version: 3,
         name: "installations",
-        common: include_str!("../../migrations/0003_installations.sql"),
-        sqlite: include_str!("../../migrations/0003_installations.sqlite.sql"),
-        postgres: include_str!("../../migrations/0003_installations.postgres.sql"),
+        common: include_str!("../../../migrations/0003_installations.sql"),
+        sqlite: include_str!("../../../migrations/0003_installations.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0003_installations.postgres.sql"),
     },
     Migration {
         version: 4,
         name: "web",
-        common: include_str!("../../migrations/0004_web.sql"),
-        sqlite: include_str!("../../migrations/0004_web.sqlite.sql"),
-        postgres: include_str!("../../migrations/0004_web.postgres.sql"),
+        common: include_str!("../../../migrations/0004_web.sql"),
+        sqlite: include_str!("../../../migrations/0004_web.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0004_web.postgres.sql"),
     },
     Migration {
         version: 5,
         name: "members",
-        common: include_str!("../../migrations/0005_members.sql"),
-        sqlite: include_str!("../../migrations/0005_members.sqlite.sql"),
-        postgres: include_str!("../../migrations/0005_members.postgres.sql"),
+        common: include_str!("../../../migrations/0005_members.sql"),
+        sqlite: include_str!("../../../migrations/0005_members.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0005_members.postgres.sql"),
     },
 ];
 
@@ -160,7 +160,7 @@ impl Database {
                 )
                 .bind(migration.version)
                 .bind(migration.name)
-                .bind(super::now())
+                .bind(crate::server::base::now())
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;

@@ -5,98 +5,18 @@
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
-use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
-use utoipa::ToSchema;
 
-use super::error::{ApiError, ApiResult};
-use super::extract::RequestMeta;
-use super::secrets::{SESSION_PREFIX, TOKEN_PREFIX, secret_hash};
-use super::state::AppState;
-use super::{now, ratelimit};
+use crate::server::base::now;
+use crate::server::base::secrets::{SESSION_PREFIX, TOKEN_PREFIX, secret_hash};
+pub use crate::server::domain::access::{Caller, RequestMeta, Role};
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::ratelimit;
+use crate::server::state::AppState;
 
 /// The session cookie's name. `__Host-`: the browser keeps it only when it is Secure, for the
 /// whole site and for this host alone, so a sibling subdomain cannot set or shadow it.
 pub const SESSION_COOKIE: &str = "__Host-consign_session";
-
-/// A member's role, ordered by what it may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Reads everything, changes nothing.
-    Support,
-    /// Also manages apps, plans, customers, licenses and releases.
-    Publisher,
-    /// Also manages members, tokens of others, and keys.
-    Owner,
-}
-
-impl Role {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Support => "support",
-            Role::Publisher => "publisher",
-            Role::Owner => "owner",
-        }
-    }
-
-    /// Parses the lowercase name.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "support" => Some(Role::Support),
-            "publisher" => Some(Role::Publisher),
-            "owner" => Some(Role::Owner),
-            _ => None,
-        }
-    }
-}
-
-/// An authenticated caller.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The vendor's id.
-    pub vendor_id: String,
-    /// The vendor's slug.
-    pub vendor_slug: String,
-    /// The member acting.
-    pub member_id: String,
-    /// The member's email.
-    pub email: String,
-    /// The member's role.
-    pub role: Role,
-    /// The token used, if not a session.
-    pub token_id: Option<String>,
-    /// Request id and source address.
-    pub meta: RequestMeta,
-}
-
-impl Caller {
-    /// Refuses callers below `role`.
-    pub fn require(&self, role: Role) -> ApiResult<()> {
-        if self.role >= role {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "this needs the {} role; {} is {}: ask an owner of {}",
-                role.as_str(),
-                self.email,
-                self.role.as_str(),
-                self.vendor_slug
-            )))
-        }
-    }
-
-    /// How the audit log names the caller.
-    pub fn actor(&self) -> serde_json::Value {
-        serde_json::json!({
-            "member": self.member_id,
-            "email": self.email,
-            "role": self.role.as_str(),
-            "token": self.token_id,
-        })
-    }
-}
 
 /// The bearer token or session id a request carries, if any.
 pub fn credential(parts: &Parts) -> Option<String> {
@@ -127,7 +47,7 @@ pub fn origin_matches_host(headers: &axum::http::HeaderMap) -> Option<bool> {
 /// A browser session may change things through the API only from the portal's own pages: a
 /// state-changing API request authenticated by the session cookie must carry this site's
 /// `Origin` (browsers always send it on such requests). API clients use tokens instead.
-fn check_session_origin(parts: &Parts) -> ApiResult<()> {
+fn check_session_origin(parts: &Parts) -> DomainResult<()> {
     let safe = matches!(
         parts.method,
         axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
@@ -140,7 +60,7 @@ fn check_session_origin(parts: &Parts) -> ApiResult<()> {
     }
     match origin_matches_host(&parts.headers) {
         Some(true) => Ok(()),
-        _ => Err(ApiError::forbidden(
+        _ => Err(DomainError::forbidden(
             "a browser session changes things only from this portal's own pages (the request's Origin must be this site): from other clients, use an API token (Authorization: Bearer cns_...)",
         )),
     }
@@ -159,13 +79,13 @@ fn session_cookie(parts: &Parts) -> Option<String> {
 }
 
 impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
+    type Rejection = DomainError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> DomainResult<Self> {
         let meta = RequestMeta::from_parts(parts);
         check_session_origin(parts)?;
         let Some(secret) = credential(parts) else {
-            return Err(ApiError::unauthorized(
+            return Err(DomainError::unauthorized(
                 "this needs a vendor API token: pass --token or set PORTAL_TOKEN (Authorization: Bearer cns_...)",
             ));
         };
@@ -181,7 +101,7 @@ impl FromRequestParts<AppState> for Caller {
                     "failed authentications from this address",
                 )
                 .await?;
-                Err(ApiError::unauthorized(
+                Err(DomainError::unauthorized(
                     "the token or session is not valid (unknown, revoked or expired): create a new token with `vendor-portal token create`",
                 ))
             }
@@ -215,7 +135,11 @@ impl Resolved {
     }
 }
 
-async fn resolve(state: &AppState, secret: &str, meta: RequestMeta) -> ApiResult<Option<Caller>> {
+async fn resolve(
+    state: &AppState,
+    secret: &str,
+    meta: RequestMeta,
+) -> DomainResult<Option<Caller>> {
     let hash = secret_hash(secret);
     if let Some(hit) = state.credentials.get(&hash)
         && hit.expires_at.is_none_or(|e| e > now())
@@ -233,7 +157,7 @@ async fn resolve_in_database(
     state: &AppState,
     secret: &str,
     hash: &str,
-) -> ApiResult<Option<Resolved>> {
+) -> DomainResult<Option<Resolved>> {
     let now = now();
     if secret.starts_with(TOKEN_PREFIX) {
         let row = sqlx::query(
@@ -288,7 +212,7 @@ fn resolved_from(
     row: &sqlx::any::AnyRow,
     token_id: Option<String>,
     expires_at: Option<i64>,
-) -> ApiResult<Resolved> {
+) -> DomainResult<Resolved> {
     let role: String = row.try_get("role")?;
     Ok(Resolved {
         vendor_id: row.try_get("vendor_id")?,
@@ -296,7 +220,7 @@ fn resolved_from(
         member_id: row.try_get("member_id")?,
         email: row.try_get("email")?,
         role: Role::parse(&role)
-            .ok_or_else(|| ApiError::internal(format!("member has unknown role {role:?}")))?,
+            .ok_or_else(|| DomainError::internal(format!("member has unknown role {role:?}")))?,
         token_id,
         expires_at,
     })

@@ -148,7 +148,7 @@ impl Blobs {
     {
         let staging = self.path(&format!(
             "uploads/{}",
-            super::secrets::new_id("up").context("cannot name an upload")?
+            crate::server::base::secrets::new_id("up").context("cannot name an upload")?
         ));
         let mut writer =
             object_store::buffered::BufWriter::new(self.store.clone(), staging.clone());
@@ -335,5 +335,5 @@ pub enum UploadRefused {
 
 /// Unix seconds `age` ago.
 fn unix_seconds_ago(age: std::time::Duration) -> i64 {
-    super::now() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
+    crate::server::base::now() - i64::try_from(age.as_secs()).unwrap_or(i64::MAX)
 }

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, TrustPin, UnixTime};
 use sqlx::{AnyConnection, Row as _};
 
-use super::error::{ApiError, ApiResult};
-use super::now;
-use super::secrets::MasterKey;
+use crate::server::base::now;
+use crate::server::base::secrets::MasterKey;
+use crate::server::domain::error::{DomainError, DomainResult};
 
 /// Validity of keys the portal makes: five years.
 const VALIDITY: u64 = 5 * 365 * 86_400;
@@ -51,7 +51,7 @@ async fn store_key(
     entry: &KeyEntry,
     private: Option<&SigningKey>,
     generation: u64,
-) -> ApiResult<()> {
+) -> DomainResult<()> {
     let sealed = match private {
         Some(key) => Some(master.seal(
             &seal_context(vendor_id, &entry.kid),
@@ -85,7 +85,7 @@ async fn store_keyset(
     vendor_id: &str,
     keyset: &Keyset,
     text: &str,
-) -> ApiResult<()> {
+) -> DomainResult<()> {
     sqlx::query(
         "INSERT INTO keysets (vendor_id, seq, root_fingerprint, document, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -105,12 +105,12 @@ pub async fn create_portal_keys(
     master: &MasterKey,
     vendor_id: &str,
     slug: &str,
-) -> ApiResult<Keyset> {
+) -> DomainResult<Keyset> {
     let now = UnixTime::now();
-    let root = SigningKey::generate().map_err(ApiError::internal)?;
-    let signer = SigningKey::generate().map_err(ApiError::internal)?;
-    let release = SigningKey::generate().map_err(ApiError::internal)?;
-    let issuer = license::claims::Slug::new(slug).map_err(ApiError::invalid)?;
+    let root = SigningKey::generate().map_err(DomainError::internal)?;
+    let signer = SigningKey::generate().map_err(DomainError::internal)?;
+    let release = SigningKey::generate().map_err(DomainError::internal)?;
+    let issuer = license::claims::Slug::new(slug).map_err(DomainError::invalid)?;
     let keyset = Keyset {
         kind: KEYSET_TYPE.into(),
         issuer: Some(issuer),
@@ -120,7 +120,7 @@ pub async fn create_portal_keys(
         license_keys: vec![entry(&signer, "lic", now)],
         release_keys: vec![entry(&release, "rel", now)],
     };
-    let text = keyset.sign(&root).map_err(ApiError::internal)?;
+    let text = keyset.sign(&root).map_err(DomainError::internal)?;
     let root_entry = entry(&root, "root", now);
     store_key(conn, master, vendor_id, "root", &root_entry, Some(&root), 1).await?;
     store_key(
@@ -151,14 +151,14 @@ pub async fn create_portal_keys(
 pub async fn current_keyset(
     conn: &mut AnyConnection,
     vendor_id: &str,
-) -> ApiResult<(Keyset, String)> {
+) -> DomainResult<(Keyset, String)> {
     let row =
         sqlx::query("SELECT document FROM keysets WHERE vendor_id = $1 ORDER BY seq DESC LIMIT 1")
             .bind(vendor_id)
             .fetch_optional(conn)
             .await?
             .ok_or_else(|| {
-                ApiError::conflict(
+                DomainError::conflict(
                     "this vendor has no keyset yet: run `vendor-portal keys register --keys DIR`",
                 )
             })?;
@@ -176,9 +176,9 @@ pub async fn rotate(
     master: &MasterKey,
     vendor_id: &str,
     custody: &str,
-) -> ApiResult<Keyset> {
+) -> DomainResult<Keyset> {
     if custody != CUSTODY_PORTAL {
-        return Err(ApiError::conflict(
+        return Err(DomainError::conflict(
             "this vendor's root key is offline, so the portal cannot sign a keyset: run `vendor-portal keys rotate --keys DIR` on the vendor's machine, then `vendor-portal keys register --keys DIR`",
         ));
     }
@@ -187,13 +187,13 @@ pub async fn rotate(
         .await?
         .1;
     let now = UnixTime::now();
-    let signer = SigningKey::generate().map_err(ApiError::internal)?;
+    let signer = SigningKey::generate().map_err(DomainError::internal)?;
     let new = entry(&signer, "lic", now);
     keyset.license_keys.retain(|k| k.not_after > now);
     keyset.license_keys.push(new.clone());
     keyset.seq += 1;
     keyset.issued_at = now;
-    let text = keyset.sign(&root).map_err(ApiError::internal)?;
+    let text = keyset.sign(&root).map_err(DomainError::internal)?;
     store_key(
         &mut *conn,
         master,
@@ -226,28 +226,28 @@ pub async fn register(
     slug: &str,
     custody: &str,
     registration: Registration<'_>,
-) -> ApiResult<Keyset> {
+) -> DomainResult<Keyset> {
     let trusted = Keyset::verify(registration.keyset.as_bytes(), &TrustPin::default())
-        .map_err(|e| ApiError::invalid(format!("the keyset does not verify: {e}")))?;
+        .map_err(|e| DomainError::invalid(format!("the keyset does not verify: {e}")))?;
     let keyset = trusted.keyset().clone();
     if let Some(issuer) = &keyset.issuer
         && issuer.as_str() != slug
     {
-        return Err(ApiError::invalid(format!(
+        return Err(DomainError::invalid(format!(
             "the keyset is for issuer {issuer}, not this vendor ({slug}): create it with `keys init --issuer {slug}`"
         )));
     }
     let current = current_keyset(&mut *conn, vendor_id).await.ok();
     if let Some((current, _)) = &current {
         if custody == CUSTODY_VENDOR && current.root != keyset.root {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "the keyset is signed by root {}, but this vendor's root is {}: customers pin the root, so it cannot change",
                 keyset.root.fingerprint(),
                 current.root.fingerprint()
             )));
         }
         if custody == CUSTODY_VENDOR && keyset.seq <= current.seq {
-            return Err(ApiError::conflict(format!(
+            return Err(DomainError::conflict(format!(
                 "the keyset has seq {} but the portal already has seq {}: rotate (`keys rotate --keys DIR`) to make a newer one",
                 keyset.seq, current.seq
             )));
@@ -256,11 +256,11 @@ pub async fn register(
     let now = UnixTime::now();
     if let Some(pem) = registration.license_signing_key {
         let key = SigningKey::from_pem(pem).map_err(|e| {
-            ApiError::invalid(format!("the license-signing key is not usable: {e}"))
+            DomainError::invalid(format!("the license-signing key is not usable: {e}"))
         })?;
         let kid = key.public_key().derive_kid("lic");
         let entry = trusted.license_key(&kid).ok_or_else(|| {
-            ApiError::invalid(format!(
+            DomainError::invalid(format!(
                 "the license-signing key {kid} is not in the keyset: send the keyset that lists it"
             ))
         })?;
@@ -314,7 +314,7 @@ pub async fn register(
         .iter()
         .any(|k| k.not_after > now && listed.contains(&k.kid.as_str()))
     {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "the keyset lists no license-signing key valid now",
         ));
     }
@@ -336,7 +336,7 @@ pub async fn register(
         .await
         .is_err()
     {
-        return Err(ApiError::invalid(
+        return Err(DomainError::invalid(
             "the portal holds no license-signing key listed in this keyset: send it with the keyset (`keys register --keys DIR` does)",
         ));
     }
@@ -344,8 +344,8 @@ pub async fn register(
 }
 
 /// The error for a license that would outlive its signing key.
-pub fn key_expires_first(kid: &str, until: i64, not_after: i64) -> ApiError {
-    ApiError::invalid(format!(
+pub fn key_expires_first(kid: &str, until: i64, not_after: i64) -> DomainError {
+    DomainError::invalid(format!(
         "the license would expire at {} but signing key {kid} expires at {}: rotate keys (`vendor-portal keys rotate`) or choose an earlier expiry",
         unix(until),
         unix(not_after)
@@ -360,7 +360,7 @@ pub async fn private_key(
     vendor_id: &str,
     role: &str,
     until: Option<i64>,
-) -> ApiResult<(String, std::sync::Arc<SigningKey>)> {
+) -> DomainResult<(String, std::sync::Arc<SigningKey>)> {
     let now = now();
     let row = sqlx::query(
         "SELECT kid, sealed_private, not_after FROM vendor_keys \
@@ -372,7 +372,7 @@ pub async fn private_key(
     .bind(now + license::verify::DEFAULT_LEEWAY as i64)
     .fetch_optional(conn)
     .await?
-    .ok_or_else(|| ApiError::conflict(format!("the portal holds no {role} key valid now: rotate or register keys")))?;
+    .ok_or_else(|| DomainError::conflict(format!("the portal holds no {role} key valid now: rotate or register keys")))?;
     let kid: String = row.try_get("kid")?;
     let not_after: i64 = row.try_get("not_after")?;
     if let Some(until) = until

@@ -10,15 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::http::StatusCode;
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::Database;
-use super::error::{ApiError, ApiResult};
-use super::idempotency::IdempotencyContext;
-use super::ratelimit;
-use super::state::{Limits, sqlite_turn};
-use super::tx::{AuditRecord, VendorTx, values_clause};
+use super::idempotency::{Answer, IdempotencyContext};
+use crate::server::base::db::Database;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::ratelimit;
+use crate::server::domain::tx::{AuditRecord, VendorTx, values_clause};
+use crate::server::state::{Limits, sqlite_turn};
 
 /// Most licenses in one transaction (11 parameters each stays far below both databases' limits).
 const MAX_BATCH: usize = 256;
@@ -60,7 +59,7 @@ pub struct NewLicense {
 
 struct Job {
     license: NewLicense,
-    done: oneshot::Sender<ApiResult<()>>,
+    done: oneshot::Sender<DomainResult<()>>,
 }
 
 /// The handle handlers submit to.
@@ -117,15 +116,15 @@ impl Issuer {
     }
 
     /// Stores `license`; returns once it is committed (or failed).
-    pub async fn submit(&self, license: NewLicense) -> ApiResult<()> {
+    pub async fn submit(&self, license: NewLicense) -> DomainResult<()> {
         let (done, result) = oneshot::channel();
         self.queue
             .send(Job { license, done })
             .await
-            .map_err(|_| ApiError::unavailable("the portal is shutting down; retry"))?;
+            .map_err(|_| DomainError::unavailable("the portal is shutting down; retry"))?;
         result
             .await
-            .map_err(|_| ApiError::internal("the issuer dropped a license without an answer"))?
+            .map_err(|_| DomainError::internal("the issuer dropped a license without an answer"))?
     }
 }
 
@@ -184,14 +183,9 @@ async fn commit_group(
     }
 }
 
-fn answer_all(jobs: Vec<Job>, error: &ApiError) {
+fn answer_all(jobs: Vec<Job>, error: &DomainError) {
     for job in jobs {
-        let _ = job.done.send(Err(ApiError {
-            status: error.status,
-            code: error.code,
-            detail: error.detail.clone(),
-            retry_after: error.retry_after,
-        }));
+        let _ = job.done.send(Err(error.duplicate()));
     }
 }
 
@@ -200,7 +194,7 @@ async fn write(
     writer: &std::sync::Arc<tokio::sync::Mutex<()>>,
     vendor_id: &str,
     licenses: &[&NewLicense],
-) -> ApiResult<()> {
+) -> DomainResult<()> {
     let turn = sqlite_turn(db, writer).await;
     let tx = db.pool.begin().await?;
     let mut tx = VendorTx::lock(tx, vendor_id, turn).await?;
@@ -228,12 +222,12 @@ async fn write(
     query.execute(tx.conn()).await?;
     let audit: Vec<AuditRecord> = licenses.iter().map(|l| l.audit.clone()).collect();
     tx.audit_many(&audit).await?;
-    let records: Vec<(&IdempotencyContext, StatusCode, &str)> = licenses
+    let records: Vec<Answer<'_>> = licenses
         .iter()
         .filter_map(|l| {
             l.idempotency
                 .as_ref()
-                .map(|ctx| (ctx, StatusCode::CREATED, l.response.as_str()))
+                .map(|ctx| (ctx, 201, l.response.as_str()))
         })
         .collect();
     tx.commit_all(&records).await

@@ -12,14 +12,13 @@ use axum::extract::{FromRequestParts as _, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sqlx::{AnyConnection, Row as _};
+use sqlx::Row as _;
 
-use super::auth;
-use super::db::is_unique_violation;
-use super::error::{ApiError, ApiResult};
-use super::now;
-use super::secrets::{secret_hash, sha256_hex};
-use super::state::AppState;
+use crate::server::base::secrets::{secret_hash, sha256_hex};
+use crate::server::domain::error::{DomainError, DomainResult, Kind};
+pub use crate::server::domain::idempotency::IdempotencyContext;
+use crate::server::http::auth;
+use crate::server::state::AppState;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";
@@ -27,56 +26,6 @@ pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotency-replayed";
 /// The largest body the middleware buffers (the router's own limit is the same).
 pub const MAX_BODY: usize = 1024 * 1024;
-const RACE_CODE: &str = "idempotency_race";
-
-/// What a handler needs to record its response under the request's key.
-#[derive(Clone, Debug)]
-pub struct IdempotencyContext {
-    scope: String,
-    key: String,
-    request_hash: String,
-}
-
-impl IdempotencyContext {
-    /// Stores responses in the caller's transaction, with one statement.
-    pub async fn record_many(
-        conn: &mut AnyConnection,
-        records: &[(&IdempotencyContext, StatusCode, &str)],
-    ) -> ApiResult<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let sql = format!(
-            "INSERT INTO idempotency_keys (scope, idem_key, request_hash, status, body, created_at) VALUES {}",
-            super::tx::values_clause(records.len(), 6)
-        );
-        let created = now();
-        let mut query = sqlx::query(&sql);
-        for (ctx, status, body) in records {
-            query = query
-                .bind(&ctx.scope)
-                .bind(&ctx.key)
-                .bind(&ctx.request_hash)
-                .bind(i64::from(status.as_u16()))
-                .bind(*body)
-                .bind(created);
-        }
-        match query.execute(conn).await {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(Self::race()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The error a handler returns when another request with the same key won.
-    pub fn race() -> ApiError {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            RACE_CODE,
-            "another request with this Idempotency-Key completed first",
-        )
-    }
-}
 
 /// The middleware.
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -109,21 +58,21 @@ enum Prepared {
     Run(IdempotencyContext, Box<Request>),
 }
 
-async fn prepare(state: &AppState, key: HeaderValue, request: Request) -> ApiResult<Prepared> {
+async fn prepare(state: &AppState, key: HeaderValue, request: Request) -> DomainResult<Prepared> {
     let key = key
         .to_str()
         .ok()
         .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
-            ApiError::bad_request(
+            DomainError::bad_request(
                 "Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID is typical)",
             )
         })?
         .to_owned();
     let (mut parts, body) = request.into_parts();
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        DomainError::new(
+            Kind::TooLarge,
             "too_large",
             "the request body is over the portal's size limit",
         )
@@ -155,7 +104,7 @@ async fn prepare(state: &AppState, key: HeaderValue, request: Request) -> ApiRes
     ))
 }
 
-async fn lookup(state: &AppState, ctx: &IdempotencyContext) -> ApiResult<Option<Response>> {
+async fn lookup(state: &AppState, ctx: &IdempotencyContext) -> DomainResult<Option<Response>> {
     let row = sqlx::query(
         "SELECT request_hash, status, body FROM idempotency_keys WHERE scope = $1 AND idem_key = $2",
     )
@@ -166,8 +115,8 @@ async fn lookup(state: &AppState, ctx: &IdempotencyContext) -> ApiResult<Option<
     let Some(row) = row else { return Ok(None) };
     let request_hash: String = row.try_get("request_hash")?;
     if request_hash != ctx.request_hash {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
+        return Err(DomainError::new(
+            Kind::Invalid,
             "idempotency_key_reused",
             "this Idempotency-Key was already used for a different request; use a new key for a new request",
         ));

@@ -1,0 +1,11 @@
+//! The portal's rules, as typed functions over a database connection or a vendor transaction.
+//! Route handlers and web pages both call these; nothing here knows HTTP, a route or a page.
+
+pub mod access;
+pub mod error;
+pub mod idempotency;
+pub mod issuer;
+pub mod keys;
+pub mod ratelimit;
+pub mod tuf;
+pub mod tx;
