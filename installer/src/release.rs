@@ -221,44 +221,23 @@ impl Catalog {
     }
 }
 
-/// Why `license` may not install `target`, if it may not.
+/// Why `license` may not install `target`, if it may not: the license crate's distribution
+/// rules ([`VerifiedLicense::may_receive`]), the same the portal applies before it grants keys.
 pub fn licensed_for(license: &VerifiedLicense, target: &ReleaseTarget) -> Option<String> {
-    let channels: Vec<&str> = target.channels.iter().map(|c| c.as_str()).collect();
     let Some(published_at) = UnixTime::from_secs(target.published_at) else {
         return Some("the release's publish time is not valid".into());
     };
-    let mut last = None;
-    for channel in if channels.is_empty() {
-        vec![""]
-    } else {
-        channels
-    } {
-        match license.may_install(&license::entitlements::ReleaseRef {
+    let channels: Vec<&str> = target.channels.iter().map(|c| c.as_str()).collect();
+    license
+        .may_receive(&license::Offer {
             app: target.app.as_str(),
             version: &target.version,
-            channel,
+            channels: &channels,
             published_at,
-        }) {
-            Ok(()) => {
-                last = None;
-                break;
-            }
-            Err(denial) => last = Some(denial.to_string()),
-        }
-    }
-    if last.is_some() {
-        return last;
-    }
-    if let Some(feature) = &target.entitlement
-        && license
-            .is_feature_allowed(feature.as_str(), UnixTime::now())
-            .is_err()
-    {
-        return Some(format!(
-            "the release needs the {feature:?} entitlement, which the license does not include"
-        ));
-    }
-    None
+            entitlement: target.entitlement.as_ref().map(|f| f.as_str()),
+        })
+        .err()
+        .map(|denial| denial.to_string())
 }
 
 /// Refuses a yanked release, one outside the license, or one this installer is too old for.

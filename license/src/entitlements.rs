@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::claims::Period;
+use crate::claims::{Claims, Period};
 use crate::time::UnixTime;
 use crate::verify::VerifiedLicense;
 
@@ -189,6 +189,22 @@ pub struct ReleaseRef<'a> {
     pub published_at: UnixTime,
 }
 
+/// A release as the portal and the installer see it: on any number of channels, and perhaps
+/// needing a feature of the license.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    /// The app's slug.
+    pub app: &'a str,
+    /// The release's version.
+    pub version: &'a semver::Version,
+    /// The channels it is on.
+    pub channels: &'a [&'a str],
+    /// When it was published.
+    pub published_at: UnixTime,
+    /// The feature the release needs, if any.
+    pub entitlement: Option<&'a str>,
+}
+
 /// The license agent's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -225,6 +241,124 @@ pub struct Lifecycle {
     /// A warning to show while ACTIVE or in GRACE (term ending soon).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+/// The distribution and placement rules read only the claims, so the portal applies them to the
+/// revision it stores and the installer and the agent to the license they verified: one
+/// implementation for all three.
+impl Claims {
+    /// Whether `release` is inside the distribution window: the same app, a licensed channel, a
+    /// version in range, published before the cut-off.
+    pub fn may_install(&self, release: &ReleaseRef<'_>) -> Result<(), Denial> {
+        self.check_app(release.app)?;
+        let d = &self.distribution;
+        if !d.channels.iter().any(|ch| ch.as_str() == release.channel) {
+            return Err(Denial::ChannelNotAllowed {
+                channel: release.channel.to_owned(),
+                allowed: d.channels.iter().map(|c| c.to_string()).collect(),
+            });
+        }
+        if !d.versions.matches(release.version) {
+            return Err(Denial::VersionNotAllowed {
+                version: release.version.to_string(),
+                range: d.versions.as_str().to_owned(),
+            });
+        }
+        if let Some(cutoff) = d.published_before
+            && release.published_at >= cutoff
+        {
+            return Err(Denial::PublishedTooLate {
+                published_at: release.published_at,
+                published_before: cutoff,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `release` may be received: [`Claims::may_install`] from at least one of its
+    /// channels (the first channel's denial when none qualifies), and the release's feature, if
+    /// it needs one, among the license's features.
+    pub fn may_receive(&self, release: &Offer<'_>) -> Result<(), Denial> {
+        let mut first_denial = None;
+        let channels: &[&str] = if release.channels.is_empty() {
+            &[""]
+        } else {
+            release.channels
+        };
+        for channel in channels {
+            let on = ReleaseRef {
+                app: release.app,
+                version: release.version,
+                channel,
+                published_at: release.published_at,
+            };
+            match self.may_install(&on) {
+                Ok(()) => {
+                    first_denial = None;
+                    break;
+                }
+                Err(denial) => {
+                    first_denial.get_or_insert(denial);
+                }
+            }
+        }
+        if let Some(denial) = first_denial {
+            return Err(denial);
+        }
+        if let Some(feature) = release.entitlement
+            && !self
+                .entitlements
+                .features
+                .iter()
+                .any(|f| f.as_str() == feature)
+        {
+            return Err(Denial::NotEntitled {
+                name: feature.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the license is for app `app` (its slug).
+    pub fn check_app(&self, app: &str) -> Result<(), Denial> {
+        if self.aud.as_str() != app {
+            return Err(Denial::WrongApp {
+                licensed: self.aud.to_string(),
+                requested: app.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the license allows AWS account `account` (any, when it names none).
+    pub fn check_account(&self, account: &str) -> Result<(), Denial> {
+        let accounts = &self.bindings.aws_accounts;
+        if !accounts.is_empty() && !accounts.iter().any(|a| a.as_str() == account) {
+            return Err(Denial::AccountNotAllowed {
+                account: account.to_owned(),
+                allowed: accounts.iter().map(|a| a.to_string()).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the license allows AWS region `region` (any, when it names none).
+    pub fn check_region(&self, region: &str) -> Result<(), Denial> {
+        let regions = &self.bindings.regions;
+        if !regions.is_empty() && !regions.iter().any(|r| r.as_str() == region) {
+            return Err(Denial::RegionNotAllowed {
+                region: region.to_owned(),
+                allowed: regions.iter().map(|r| r.to_string()).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the app may run in AWS account `account` and region `region`.
+    pub fn check_placement(&self, account: &str, region: &str) -> Result<(), Denial> {
+        self.check_account(account)?;
+        self.check_region(region)
+    }
 }
 
 impl VerifiedLicense {
@@ -320,54 +454,19 @@ impl VerifiedLicense {
     /// Whether `release` is inside the license's distribution window: the same app, a licensed
     /// channel, a version in range, published before the cut-off.
     pub fn may_install(&self, release: &ReleaseRef<'_>) -> Result<(), Denial> {
-        let c = &self.claims;
-        if c.aud.as_str() != release.app {
-            return Err(Denial::WrongApp {
-                licensed: c.aud.to_string(),
-                requested: release.app.to_owned(),
-            });
-        }
-        let d = &c.distribution;
-        if !d.channels.iter().any(|ch| ch.as_str() == release.channel) {
-            return Err(Denial::ChannelNotAllowed {
-                channel: release.channel.to_owned(),
-                allowed: d.channels.iter().map(|c| c.to_string()).collect(),
-            });
-        }
-        if !d.versions.matches(release.version) {
-            return Err(Denial::VersionNotAllowed {
-                version: release.version.to_string(),
-                range: d.versions.as_str().to_owned(),
-            });
-        }
-        if let Some(cutoff) = d.published_before
-            && release.published_at >= cutoff
-        {
-            return Err(Denial::PublishedTooLate {
-                published_at: release.published_at,
-                published_before: cutoff,
-            });
-        }
-        Ok(())
+        self.claims.may_install(release)
+    }
+
+    /// Whether `release`, on any of its channels, may be received under this license
+    /// ([`Claims::may_receive`]).
+    pub fn may_receive(&self, release: &Offer<'_>) -> Result<(), Denial> {
+        self.claims.may_receive(release)
     }
 
     /// Whether the app may run in AWS account `account` and region `region` (as reported by STS
     /// and the SDK's configuration).
     pub fn check_placement(&self, account: &str, region: &str) -> Result<(), Denial> {
-        let b = &self.claims.bindings;
-        if !b.aws_accounts.is_empty() && !b.aws_accounts.iter().any(|a| a.as_str() == account) {
-            return Err(Denial::AccountNotAllowed {
-                account: account.to_owned(),
-                allowed: b.aws_accounts.iter().map(|a| a.to_string()).collect(),
-            });
-        }
-        if !b.regions.is_empty() && !b.regions.iter().any(|r| r.as_str() == region) {
-            return Err(Denial::RegionNotAllowed {
-                region: region.to_owned(),
-                allowed: b.regions.iter().map(|r| r.to_string()).collect(),
-            });
-        }
-        Ok(())
+        self.claims.check_placement(account, region)
     }
 
     /// The lifecycle state at `now`.

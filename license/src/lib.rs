@@ -69,7 +69,7 @@ pub use semver;
 
 pub use agent::{Accepted, Agent, Memory};
 pub use claims::{Claims, LICENSE_TYP};
-pub use entitlements::{Denial, Lifecycle, LimitStatus, QuotaStatus, ReleaseRef, State};
+pub use entitlements::{Denial, Lifecycle, LimitStatus, Offer, QuotaStatus, ReleaseRef, State};
 pub use error::{Error, Result};
 pub use keys::{PublicKey, SigningKey};
 pub use keyset::{KEYSET_TYPE, KeyEntry, Keyset, TrustPin, TrustedKeyset};

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::server::base::now;
+use crate::server::domain;
 use crate::server::domain::keys as vendor_keys;
 use crate::server::http::reply::CommitReply as _;
 use crate::server::state::AppState;
@@ -78,7 +79,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         use sqlx::Row as _;
         let vendor_id: String = row.try_get("vendor_id")?;
         let member_id: String = row.try_get("member_id")?;
-        let mut tx = crate::server::domain::tx::VendorTx::begin(state, &vendor_id)
+        let mut tx = domain::tx::VendorTx::begin(state, &vendor_id)
             .await
             .map_err(|e| anyhow::anyhow!(e.detail))?;
         let name = format!("demo {}", now());
@@ -277,7 +278,7 @@ async fn publish_reference_app(
         tracing::warn!("examples/serverless-blog not found: the demo has no published release");
         return Ok(None);
     };
-    let detail = |e: crate::server::domain::error::DomainError| anyhow::anyhow!(e.detail);
+    let detail = |e: domain::error::DomainError| anyhow::anyhow!(e.detail);
     let mut conn = state.db.pool.acquire().await?;
     let (kid, release_key) =
         vendor_keys::private_key(&mut conn, &state.master, vendor_id, "release", None)
@@ -319,7 +320,7 @@ async fn publish_reference_app(
         state
             .blobs
             .put_verified(
-                &routes::releases::object_key(vendor_id, &entry.sealed_digest),
+                &domain::releases::object_key(vendor_id, &entry.sealed_digest),
                 &entry.sealed_digest,
                 u64::MAX,
                 chunk,

@@ -2,10 +2,14 @@
 //! Route handlers and web pages both call these; nothing here knows HTTP, a route or a page.
 
 pub mod access;
+pub mod entitlement;
 pub mod error;
+pub mod grants;
 pub mod idempotency;
 pub mod issuer;
 pub mod keys;
+pub mod licenses;
 pub mod ratelimit;
+pub mod releases;
 pub mod tuf;
 pub mod tx;

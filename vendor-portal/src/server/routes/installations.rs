@@ -28,14 +28,14 @@ use utoipa::ToSchema;
 use crate::server::base::now;
 use crate::server::base::secrets::new_id;
 use crate::server::domain::error::{DomainError, DomainResult, Kind};
+use crate::server::domain::licenses::{
+    CheckedLicense, LicenseRecord, license_record, verify_license,
+};
 use crate::server::domain::ratelimit;
 use crate::server::domain::tx::VendorTx;
 use crate::server::http::auth::Caller;
 use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
 use crate::server::http::reply::json_response;
-use crate::server::routes::grants::{
-    CheckedLicense, LicenseRecord, license_record, verify_license,
-};
 use crate::server::routes::licenses::signed_status;
 use crate::server::state::AppState;
 
@@ -140,47 +140,20 @@ pub async fn activate(
     let license_id = license.claims.jti.as_str().to_owned();
     let record = license_record(&mut conn, &license.vendor_id, &license_id).await?;
     drop(conn);
-    match record.state.as_str() {
-        "revoked" => {
-            return Err(refused(
-                "revoked",
-                "the license was revoked by the vendor; ask the vendor for a new one",
-            ));
-        }
-        "suspended" => {
-            return Err(refused(
-                "suspended",
-                "the license is suspended; ask the vendor to reinstate it",
-            ));
-        }
-        _ => {}
-    }
+    record.in_force()?;
     // The binding and the seat count come from the newest revision: a renewal can add seats.
     let bindings = &record.claims.bindings;
-    if !bindings.aws_accounts.is_empty()
-        && !bindings
-            .aws_accounts
-            .iter()
-            .any(|a| a.as_str() == place.aws_account)
-    {
-        return Err(refused(
-            "account_not_allowed",
-            format!(
-                "the license does not allow AWS account {}; ask the vendor to add it",
-                place.aws_account
-            ),
-        ));
-    }
-    if !bindings.regions.is_empty() && !bindings.regions.iter().any(|r| r.as_str() == place.region)
-    {
-        return Err(refused(
-            "region_not_allowed",
-            format!(
-                "the license does not allow region {}; ask the vendor to add it",
-                place.region
-            ),
-        ));
-    }
+    record
+        .claims
+        .check_placement(&place.aws_account, &place.region)
+        .map_err(|denial| {
+            DomainError::refused(
+                denial.code(),
+                format!(
+                    "{denial}: the license does not allow this placement; ask the vendor to add it"
+                ),
+            )
+        })?;
 
     let at = now();
     let mut tx = VendorTx::begin(&state, &license.vendor_id).await?;

@@ -20,6 +20,7 @@ use crate::server::base::now;
 use crate::server::base::secrets::{
     hash_password, new_id, new_secret, secret_hash, verify_password,
 };
+use crate::server::domain;
 use crate::server::domain::error::DomainError;
 use crate::server::domain::ratelimit;
 use crate::server::http::auth::{Caller, Role};
@@ -723,34 +724,15 @@ pub async fn license_page(
     let mut conn = state.db.pool.acquire().await?;
     let mut versions = Vec::new();
     let mut why_none = None;
-    use crate::server::routes::grants;
-    match grants::check_license(&mut conn, &license.armored).await {
+    match domain::licenses::check_license(&mut conn, &license.armored).await {
         Ok(checked) => {
-            for release in
-                crate::server::routes::releases::releases_of(&mut conn, &license.app_id).await?
-            {
-                if release.state != "published" {
-                    continue;
-                }
-                match grants::check_release(
-                    &mut conn,
-                    &checked,
-                    &license.app,
-                    &release.version,
-                    grants::Account::CheckedOffline,
-                )
-                .await
-                {
-                    Ok(_) => versions.push(release.version),
-                    Err(e) if e.status().is_server_error() => return Err(e.into()),
-                    Err(_) => {}
-                }
-            }
+            versions =
+                domain::entitlement::receivable_versions(&mut conn, &checked, &license.app).await?;
             if versions.is_empty() {
                 why_none = Some("No published release falls within this license yet.".to_owned());
             }
         }
-        Err(e) if e.status().is_server_error() => return Err(e.into()),
+        Err(e) if !e.is_client_error() => return Err(e.into()),
         Err(e) => why_none = Some(format!("Nothing can be installed with it: {}.", e.detail)),
     }
     let fingerprint: String = sqlx::query(

@@ -338,7 +338,7 @@ pub async fn app_page(
             ),
         });
     }
-    let releases = crate::server::routes::releases::releases_of(&mut conn, &app.id)
+    let releases = crate::server::domain::releases::releases_of(&mut conn, &app.id)
         .await?
         .into_iter()
         .map(|r| ReleaseRow {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sqlx::Row as _;
 
 use super::{Page, PageParts, WebError, render, svg};
-use crate::server::routes::releases::Release;
+use crate::server::domain::releases::Release;
 use crate::server::state::{AppState, Facets};
 
 /// Apps per catalogue page.
@@ -358,7 +358,7 @@ pub async fn app_page(
             entitles: entitlement_lines(&value),
         });
     }
-    let published: Vec<Release> = crate::server::routes::releases::releases_of(&mut conn, &app_id)
+    let published: Vec<Release> = crate::server::domain::releases::releases_of(&mut conn, &app_id)
         .await?
         .into_iter()
         .filter(|r| r.state == "published")
