@@ -15,7 +15,7 @@ use crate::server::domain;
 use crate::server::domain::keys as vendor_keys;
 use crate::server::http::reply::CommitReply as _;
 use crate::server::state::AppState;
-use crate::server::{app, create_vendor, routes};
+use crate::server::{app, create_vendor};
 use anyhow::{Context as _, Result, bail};
 
 /// The demo vendor's slug.
@@ -83,7 +83,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
             .await
             .map_err(|e| anyhow::anyhow!(e.detail))?;
         let name = format!("demo {}", now());
-        let token = routes::vendor::insert_token(tx.conn(), &vendor_id, &member_id, &name, None)
+        let token = domain::vendors::insert_token(tx.conn(), &vendor_id, &member_id, &name, None)
             .await
             .map_err(|e| anyhow::anyhow!(e.detail))?;
         tx.audit_as(

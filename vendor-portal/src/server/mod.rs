@@ -294,7 +294,7 @@ pub async fn create_vendor(
     name: &str,
     owner_email: &str,
 ) -> Result<NewVendor, DomainError> {
-    routes::catalog::check_slug("vendor", slug)?;
+    domain::catalog::check_slug("vendor", slug)?;
     if name.trim().is_empty() || name.chars().count() > 100 {
         return Err(DomainError::invalid(
             "the vendor name must be 1 to 100 characters",
@@ -303,7 +303,7 @@ pub async fn create_vendor(
     let vendor_id = secrets::new_id("ven")?;
     let member_id = secrets::new_id("mem")?;
     let password = secrets::new_password()?;
-    let hash = routes::vendor::hash_in_background(password.to_string()).await?;
+    let hash = domain::members::hash_in_background(password.to_string()).await?;
     let turn = state.write_turn().await;
     let mut tx = state.db.pool.begin().await?;
     let inserted = sqlx::query(
@@ -337,7 +337,7 @@ pub async fn create_vendor(
     let keyset =
         vendor_keys::create_portal_keys(vtx.conn(), &state.master, &vendor_id, slug).await?;
     let token =
-        routes::vendor::insert_token(vtx.conn(), &vendor_id, &member_id, "first token", None)
+        domain::vendors::insert_token(vtx.conn(), &vendor_id, &member_id, "first token", None)
             .await?;
     let actor = serde_json::json!({"admin": whoami()});
     vtx.audit_as(

@@ -69,7 +69,7 @@ pub struct Inner {
     /// What licenses were recently issued from: (vendor, customer, app, plan) to rows and key.
     pub catalog: TtlCache<
         (String, String, String, Option<String>),
-        crate::server::routes::catalog::LicenseSource,
+        crate::server::domain::catalog::LicenseSource,
     >,
     /// The marketplace's filter choices: categories and (slug, name) of vendors with listings.
     pub facets: TtlCache<(), Facets>,

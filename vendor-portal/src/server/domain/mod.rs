@@ -2,14 +2,19 @@
 //! Route handlers and web pages both call these; nothing here knows HTTP, a route or a page.
 
 pub mod access;
+pub mod catalog;
 pub mod entitlement;
 pub mod error;
 pub mod grants;
 pub mod idempotency;
+pub mod installations;
 pub mod issuer;
 pub mod keys;
 pub mod licenses;
+pub mod members;
 pub mod ratelimit;
 pub mod releases;
+pub mod sessions;
 pub mod tuf;
 pub mod tx;
+pub mod vendors;

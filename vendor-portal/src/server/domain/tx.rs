@@ -178,6 +178,24 @@ impl VendorTx {
     }
 }
 
+impl VendorTx {
+    /// Commits, recording `answer` (its JSON, with HTTP status `status`) as the reply to the
+    /// request's idempotency key, if it has one.
+    pub async fn commit_answer<T: serde::Serialize>(
+        self,
+        idem: Option<&IdempotencyContext>,
+        status: u16,
+        answer: &T,
+    ) -> DomainResult<()> {
+        let body = serde_json::to_string(answer).map_err(DomainError::internal)?;
+        let record: Vec<Answer<'_>> = idem
+            .map(|ctx| (ctx, status, body.as_str()))
+            .into_iter()
+            .collect();
+        self.commit_all(&record).await
+    }
+}
+
 /// One audit entry to append.
 #[derive(Clone, Debug)]
 pub struct AuditRecord {

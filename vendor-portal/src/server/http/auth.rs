@@ -67,8 +67,12 @@ fn check_session_origin(parts: &Parts) -> DomainResult<()> {
 }
 
 fn session_cookie(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+    session_secret(&parts.headers)
+}
+
+/// The session secret in a request's cookies, if any.
+pub fn session_secret(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -76,6 +80,20 @@ fn session_cookie(parts: &Parts) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.to_owned())
+}
+
+/// The `Set-Cookie` value that opens a session: HttpOnly, Secure, SameSite=Strict, for the
+/// session's lifetime.
+pub fn set_session_cookie(secret: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={secret}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        crate::server::domain::sessions::SESSION_SECONDS
+    )
+}
+
+/// The `Set-Cookie` value that ends a session.
+pub fn clear_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -23,6 +23,7 @@ use crate::server::base::blobs::UploadRefused;
 use crate::server::base::now;
 use crate::server::base::secrets::{hex, new_id};
 use crate::server::domain;
+use crate::server::domain::catalog::find_app;
 use crate::server::domain::error::{DomainError, DomainResult, Kind};
 use crate::server::domain::keys::current_keyset;
 use crate::server::domain::releases::{
@@ -33,7 +34,6 @@ use crate::server::http::auth::{Caller, Role};
 use crate::server::http::extract::{ApiJson, ApiPath};
 use crate::server::http::reply::CommitReply as _;
 use crate::server::http::reply::json_response;
-use crate::server::routes::catalog::find_app;
 use crate::server::state::AppState;
 use crate::tuf;
 

@@ -21,11 +21,12 @@ use crate::server::base::secrets::{
     hash_password, new_id, new_secret, secret_hash, verify_password,
 };
 use crate::server::domain;
+use crate::server::domain::catalog;
 use crate::server::domain::error::DomainError;
+use crate::server::domain::licenses::issue::LicenseIssue;
 use crate::server::domain::ratelimit;
 use crate::server::http::auth::{Caller, Role};
-use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
-use crate::server::routes::{catalog, licenses};
+use crate::server::http::extract::{ApiPath, RequestMeta};
 use crate::server::state::AppState;
 
 /// The buyer's session cookie.
@@ -205,7 +206,7 @@ pub async fn signup(
         )
         .await?;
     }
-    let hash = crate::server::routes::vendor::hash_in_background(form.password.clone()).await?;
+    let hash = domain::members::hash_in_background(form.password.clone()).await?;
     let id = new_id("buy")?;
     let inserted = {
         let _turn = state.write_turn().await;
@@ -406,13 +407,6 @@ fn marketplace_caller(
     }
 }
 
-async fn body_json(response: Response) -> Result<serde_json::Value, WebError> {
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .map_err(DomainError::internal)?;
-    serde_json::from_slice(&bytes).map_err(|e| DomainError::internal(e).into())
-}
-
 fn customer_slug(company: &str) -> Result<String, WebError> {
     let mut slug: String = company
         .to_lowercase()
@@ -559,41 +553,25 @@ async fn issue_trial(
         Some(row) => row.try_get::<String, _>("slug")?,
         None => {
             let slug = customer_slug(&buyer.company)?;
-            let body: catalog::CustomerCreate = serde_json::from_value(serde_json::json!({
-                "slug": slug, "name": buyer.company, "email": buyer.email, "aws_accounts": [buyer.aws_account],
-            }))
-            .map_err(DomainError::internal)?;
-            let response =
-                catalog::create_customer(State(state.clone()), caller.clone(), None, ApiJson(body))
-                    .await?;
-            if !response.status().is_success() {
-                return Err(DomainError::internal(format!(
-                    "creating the customer answered {}",
-                    response.status()
-                ))
-                .into());
-            }
-            let _turn = state.write_turn().await;
-            sqlx::query("UPDATE customers SET buyer_id = $3 WHERE vendor_id = $1 AND slug = $2")
-                .bind(vendor_id)
-                .bind(&slug)
-                .bind(&buyer.id)
-                .execute(&state.db.pool)
-                .await?;
+            let body = catalog::CustomerCreate {
+                slug: slug.clone(),
+                name: buyer.company.clone(),
+                email: Some(buyer.email.clone()),
+                aws_accounts: vec![buyer.aws_account.clone()],
+            };
+            catalog::create_customer_of(state, &caller, None, body, Some(&buyer.id)).await?;
             slug
         }
     };
-    let body: licenses::LicenseIssue = serde_json::from_value(serde_json::json!({
-        "customer": customer, "app": app, "plan": plan, "aws_accounts": [buyer.aws_account],
-    }))
-    .map_err(DomainError::internal)?;
-    let response = licenses::issue(State(state.clone()), caller, None, ApiJson(body)).await?;
-    let issued = body_json(response).await?;
-    issued
-        .get("id")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
-        .ok_or_else(|| DomainError::internal("the issued license has no id").into())
+    let body = LicenseIssue {
+        customer,
+        app: app.to_owned(),
+        plan: Some(plan.to_owned()),
+        aws_accounts: Some(vec![buyer.aws_account.clone()]),
+        ..LicenseIssue::default()
+    };
+    let issued = domain::licenses::issue::issue(state, &caller, None, body).await?;
+    Ok(issued.license.id)
 }
 
 /// A license on the buyer's pages.

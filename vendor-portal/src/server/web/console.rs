@@ -6,7 +6,7 @@
 use askama::Template;
 use axum::extract::{FromRequestParts as _, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use sqlx::Row as _;
@@ -14,11 +14,17 @@ use sqlx::Row as _;
 use super::buyer::LoginPage;
 use super::{Page, PageParts, WebError, WebForm, render, see_other, svg};
 use crate::server::base::now;
-use crate::server::domain::error::DomainError;
+use crate::server::domain;
+use crate::server::domain::catalog;
+use crate::server::domain::installations;
+use crate::server::domain::licenses::change::{self, Change};
+use crate::server::domain::licenses::issue::LicenseIssue;
+use crate::server::domain::sessions::{self, Login};
 use crate::server::http::auth::{Caller, SESSION_COOKIE};
-use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
-use crate::server::routes::{catalog, installations, licenses, vendor};
+use crate::server::http::auth::{clear_session_cookie, session_secret, set_session_cookie};
+use crate::server::http::extract::{ApiPath, RequestMeta};
 use crate::server::state::AppState;
+use license::status::LicenseState;
 
 /// The signed-in member, if the request carries a valid console session.
 pub async fn current_member(state: &AppState, parts: &mut Parts) -> Option<Caller> {
@@ -83,23 +89,21 @@ pub async fn login(
     meta: RequestMeta,
     WebForm(form): WebForm<LoginForm>,
 ) -> Result<Response, WebError> {
-    let body = vendor::Login {
+    let body = Login {
         vendor: form.vendor.trim().to_owned(),
         email: form.email.trim().to_owned(),
         password: form.password.clone(),
     };
-    match vendor::login(State(state), meta, ApiJson(body)).await {
-        Ok(api) => {
+    match sessions::login(&state, &meta, body).await {
+        Ok((_, secret)) => {
             let to = if form.next.starts_with("/console") && !form.next.starts_with("//") {
                 form.next.as_str()
             } else {
                 "/console"
             };
             let mut response = see_other(to);
-            if let Some(cookie) = api.headers().get(header::SET_COOKIE) {
-                response
-                    .headers_mut()
-                    .append(header::SET_COOKIE, cookie.clone());
+            if let Ok(cookie) = HeaderValue::from_str(&set_session_cookie(&secret)) {
+                response.headers_mut().append(header::SET_COOKIE, cookie);
             }
             Ok(response)
         }
@@ -125,25 +129,14 @@ pub async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    let api = vendor::logout(State(state), headers).await?;
+    if let Some(secret) = session_secret(&headers) {
+        sessions::logout(&state, &secret).await?;
+    }
     let mut response = see_other("/");
-    if let Some(cookie) = api.headers().get(header::SET_COOKIE) {
-        response
-            .headers_mut()
-            .append(header::SET_COOKIE, cookie.clone());
+    if let Ok(cookie) = HeaderValue::from_str(&clear_session_cookie()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
-}
-
-pub(super) async fn json_of(response: Response) -> Result<serde_json::Value, WebError> {
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), 8 << 20)
-        .await
-        .map_err(DomainError::internal)?;
-    if !status.is_success() {
-        return Err(DomainError::internal(format!("the API answered {status}")).into());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| DomainError::internal(e).into())
 }
 
 /// An app in the console's lists.
@@ -338,7 +331,7 @@ pub async fn app_page(
             ),
         });
     }
-    let releases = crate::server::domain::releases::releases_of(&mut conn, &app.id)
+    let releases = domain::releases::releases_of(&mut conn, &app.id)
         .await?
         .into_iter()
         .map(|r| ReleaseRow {
@@ -390,25 +383,26 @@ pub async fn update_app(
         .map(|c| c.trim().to_lowercase())
         .filter(|c| !c.is_empty())
         .collect();
-    let changes = serde_json::json!({
-        "name": form.name.trim(), "summary": form.summary.trim(), "description": form.description.replace("\r\n", "\n"),
-        "categories": categories,
-    });
+    let changes = catalog::AppUpdate {
+        name: Some(form.name.trim().to_owned()),
+        summary: Some(form.summary.trim().to_owned()),
+        description: Some(form.description.replace("\r\n", "\n")),
+        categories: Some(categories),
+        listed: None,
+    };
     patch_app(state, caller, slug, changes, "saved").await
 }
 
-/// Changes an app through `PATCH /api/v1/apps/{app}`'s handler, then back to its page with the
-/// notice `done`.
+/// Changes an app (the domain's [`catalog::update_app`], as `PATCH /api/v1/apps/{app}`), then
+/// back to its page with the notice `done`.
 async fn patch_app(
     state: AppState,
     caller: Caller,
     slug: String,
-    changes: serde_json::Value,
+    changes: catalog::AppUpdate,
     done: &str,
 ) -> Result<Response, WebError> {
-    let body: catalog::AppUpdate =
-        serde_json::from_value(changes).map_err(DomainError::internal)?;
-    catalog::update_app(State(state), caller, ApiPath(slug.clone()), ApiJson(body)).await?;
+    catalog::update_app(&state, &caller, slug.clone(), changes).await?;
     Ok(see_other(&format!(
         "/console/apps/{}?done={done}",
         super::encode(&slug)
@@ -435,7 +429,10 @@ pub async fn set_listed(
         state,
         caller,
         slug,
-        serde_json::json!({"listed": form.listed}),
+        catalog::AppUpdate {
+            listed: Some(form.listed),
+            ..catalog::AppUpdate::default()
+        },
         done,
     )
     .await
@@ -584,7 +581,7 @@ pub async fn customer_page(
     let mut conn = state.db.pool.acquire().await?;
     let customer = catalog::find_customer(&mut conn, &caller.vendor_id, &slug).await?;
     let usage =
-        installations::customer_usage_of(&mut conn, &caller.vendor_id, slug.clone()).await?;
+        installations::usage::customer_usage_of(&mut conn, &caller.vendor_id, slug.clone()).await?;
     let mut licenses = Vec::new();
     for row in sqlx::query(
         "SELECT l.id, l.state, l.expires_at, a.slug AS app, p.slug AS plan FROM licenses l JOIN apps a ON a.id = l.app_id \
@@ -710,11 +707,13 @@ pub async fn issue_license(
             "Choose the app and plan to issue from.",
         )
     })?;
-    let body: licenses::LicenseIssue = serde_json::from_value(serde_json::json!({
-        "customer": customer, "app": app, "plan": plan,
-    }))
-    .map_err(DomainError::internal)?;
-    licenses::issue(State(state), caller, None, ApiJson(body)).await?;
+    let body = LicenseIssue {
+        customer: customer.clone(),
+        app: app.to_owned(),
+        plan: Some(plan.to_owned()),
+        ..LicenseIssue::default()
+    };
+    domain::licenses::issue::issue(&state, &caller, None, body).await?;
     Ok(see_other(&format!(
         "/console/customers/{}?done=issue",
         super::encode(&customer)
@@ -736,35 +735,19 @@ pub async fn license_action(
     ApiPath((id, action)): ApiPath<(String, String)>,
     WebForm(form): WebForm<ActionForm>,
 ) -> Result<Response, WebError> {
-    let reason = || licenses::LicenseReason {
-        reason: Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty()),
-    };
-    let path = ApiPath(id.clone());
-    let st = State(state);
-    let response = match action.as_str() {
-        "renew" => {
-            licenses::renew(
-                st,
-                caller,
-                None,
-                path,
-                ApiJson(licenses::LicenseRenew { expires_at: None }),
-            )
-            .await?
-        }
-        "suspend" => licenses::suspend(st, caller, None, path, ApiJson(reason())).await?,
-        "reinstate" => licenses::reinstate(st, caller, None, path, ApiJson(reason())).await?,
-        "revoke" => licenses::revoke(st, caller, None, path, ApiJson(reason())).await?,
+    let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
+    let change = match action.as_str() {
+        "renew" => Change::Renew(None),
+        "suspend" => Change::State(LicenseState::Suspended, reason),
+        "reinstate" => Change::State(LicenseState::Active, reason),
+        "revoke" => Change::State(LicenseState::Revoked, reason),
         _ => return Err(WebError::not_found("license action")),
     };
-    let license = json_of(response).await?;
-    let customer = license
-        .get("customer")
-        .and_then(|c| c.as_str())
-        .unwrap_or_default();
+    let license = change::change(&state, &caller, None, &id, change).await?;
+    let customer = license.customer;
     Ok(see_other(&format!(
         "/console/customers/{}?done={action}",
-        super::encode(customer)
+        super::encode(&customer)
     )))
 }
 

@@ -1,18 +1,17 @@
 //! The console's members page: owners change roles, disable and enable, reset passwords and
-//! remove members, through the API's own member handlers (`routes::members`), so the console
-//! can do nothing the API cannot, and it is audited the same way.
+//! remove members, through the same domain functions as the API (`domain::members`), so the
+//! console can do nothing the API cannot, and it is audited the same way.
 
 use askama::Template;
 use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::console::{Member, json_of};
+use super::console::Member;
 use super::{Page, PageParts, WebError, WebForm, render, see_other};
+use crate::server::domain::members::{self, MemberInfo, MemberUpdate, PasswordReset};
 use crate::server::http::auth::{Caller, Role};
-use crate::server::http::extract::{ApiJson, ApiPath};
-use crate::server::routes::members::{self, MemberUpdate, PasswordReset};
-use crate::server::routes::vendor::{self, MemberInfo};
+use crate::server::http::extract::ApiPath;
 use crate::server::state::AppState;
 
 #[derive(Template)]
@@ -34,7 +33,7 @@ async fn show(
 ) -> Result<Response, WebError> {
     Ok(render(&MembersPage {
         page: Page::new(parts, "console", "Members"),
-        members: vendor::members_of(state, &caller.vendor_id).await?,
+        members: members::members_of(state, &caller.vendor_id).await?,
         owner: caller.role == Role::Owner,
         roles: ["owner", "publisher", "support"],
         password,
@@ -66,10 +65,7 @@ pub async fn action(
     ApiPath((id, action)): ApiPath<(String, String)>,
     WebForm(form): WebForm<MemberForm>,
 ) -> Result<Response, WebError> {
-    let update =
-        |role: Option<Role>, disabled: Option<bool>| ApiJson(MemberUpdate { role, disabled });
-    let st = State(state.clone());
-    let path = ApiPath(id);
+    let update = |role: Option<Role>, disabled: Option<bool>| MemberUpdate { role, disabled };
     match action.as_str() {
         "role" => {
             let role = Role::parse(&form.role).ok_or_else(|| {
@@ -79,33 +75,22 @@ pub async fn action(
                     "Pick a role from the list.",
                 )
             })?;
-            members::update(st, caller, path, update(Some(role), None)).await?;
+            members::update(&state, &caller, id, update(Some(role), None)).await?;
         }
         "disable" => {
-            members::update(st, caller, path, update(None, Some(true))).await?;
+            members::update(&state, &caller, id, update(None, Some(true))).await?;
         }
         "enable" => {
-            members::update(st, caller, path, update(None, Some(false))).await?;
+            members::update(&state, &caller, id, update(None, Some(false))).await?;
         }
         "remove" => {
-            members::remove(st, caller, path).await?;
+            members::remove(&state, &caller, id).await?;
         }
         "password" => {
-            let reply = members::reset_password(
-                st,
-                caller.clone(),
-                None,
-                path,
-                ApiJson(PasswordReset::default()),
-            )
-            .await?;
-            let reply = json_of(reply).await?;
-            let shown = reply["password"].as_str().map(|p| {
-                (
-                    reply["email"].as_str().unwrap_or_default().to_owned(),
-                    p.to_owned(),
-                )
-            });
+            let reply =
+                members::reset_password(&state, &caller, None, id, PasswordReset::default())
+                    .await?;
+            let shown = reply.password.map(|p| (reply.member.email, p));
             return show(&state, &parts, &caller, shown).await;
         }
         _ => return Err(WebError::not_found("member action")),

@@ -1,10 +1,20 @@
-//! Licenses as the portal holds them: verifying a presented license against its vendor's keyset,
-//! the portal's record of it (typed state, current revision), and its standing.
+//! Licenses as the portal holds them: the vendor's view of them, verifying a presented license
+//! against its vendor's keyset, the portal's record of it (typed state, current revision) and its
+//! standing. Issuing, changing and the signed status have modules of their own.
+
+pub mod change;
+pub mod issue;
+pub mod status;
 
 use license::claims::Claims;
 use license::status::LicenseState;
 use license::{TrustPin, UnixTime, VerifyOptions};
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
+use utoipa::{IntoParams, ToSchema};
+
+use super::access::Caller;
+use crate::server::state::AppState;
 
 use super::error::{DomainError, DomainResult, Kind};
 
@@ -182,4 +192,128 @@ impl LicenseRecord {
             )),
         }
     }
+}
+
+/// A license.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct License {
+    /// The license id (`jti`).
+    pub id: String,
+    /// The customer's slug.
+    pub customer: String,
+    /// The app's slug.
+    pub app: String,
+    /// The plan's slug, if issued from one.
+    pub plan: Option<String>,
+    /// `active`, `suspended` or `revoked`.
+    #[schema(value_type = String)]
+    pub state: LicenseState,
+    /// The current revision.
+    pub seq: i64,
+    /// The key that signed the current file.
+    pub kid: String,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// The signed claims.
+    #[schema(value_type = Object)]
+    pub claims: serde_json::Value,
+    /// The armoured license file.
+    pub license: String,
+}
+
+/// The columns [`license_from`] reads.
+pub const LICENSE_SELECT: &str = "SELECT l.id, c.slug AS customer, a.slug AS app, p.slug AS plan, l.state, l.seq, l.kid, \
+    l.issued_at, l.expires_at, l.claims, l.armored FROM licenses l \
+    JOIN customers c ON c.id = l.customer_id JOIN apps a ON a.id = l.app_id LEFT JOIN plans p ON p.id = l.plan_id";
+
+/// A license from a row of [`LICENSE_SELECT`].
+pub fn license_from(row: &sqlx::any::AnyRow) -> DomainResult<License> {
+    let claims: String = row.try_get("claims")?;
+    Ok(License {
+        id: row.try_get("id")?,
+        customer: row.try_get("customer")?,
+        app: row.try_get("app")?,
+        plan: row.try_get("plan")?,
+        state: parse_state(&row.try_get::<String, _>("state")?)?,
+        seq: row.try_get("seq")?,
+        kid: row.try_get("kid")?,
+        issued_at: row.try_get("issued_at")?,
+        expires_at: row.try_get("expires_at")?,
+        claims: serde_json::from_str(&claims).map_err(DomainError::internal)?,
+        license: row.try_get("armored")?,
+    })
+}
+
+/// License `id` of vendor `vendor_id`.
+pub async fn find_license(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    id: &str,
+) -> DomainResult<License> {
+    let row = sqlx::query(&format!(
+        "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND l.id = $2"
+    ))
+    .bind(vendor_id)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| DomainError::not_found("license", id))?;
+    license_from(&row)
+}
+
+/// Unix seconds as the database stores them.
+pub fn secs(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Filters for listing licenses.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LicenseFilter {
+    /// Only this customer's.
+    pub customer: Option<String>,
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only in this state.
+    pub state: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Skip this many.
+    pub offset: Option<u32>,
+}
+
+/// Lists licenses, newest first.
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    filter: LicenseFilter,
+) -> DomainResult<Vec<License>> {
+    let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
+    let offset = i64::from(filter.offset.unwrap_or(0));
+    let rows = sqlx::query(&format!(
+        "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND ($2 = '' OR c.slug = $2) AND ($3 = '' OR a.slug = $3) \
+         AND ($4 = '' OR l.state = $4) ORDER BY l.issued_at DESC, l.id LIMIT $5 OFFSET $6"
+    ))
+    .bind(&caller.vendor_id)
+    .bind(filter.customer.unwrap_or_default())
+    .bind(filter.app.unwrap_or_default())
+    .bind(filter.state.unwrap_or_default())
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.db.pool)
+    .await?;
+    let licenses = rows
+        .iter()
+        .map(license_from)
+        .collect::<DomainResult<Vec<_>>>()?;
+    Ok(licenses)
+}
+
+/// Shows a license.
+pub async fn show(state: &AppState, caller: &Caller, id: String) -> DomainResult<License> {
+    let mut conn = state.db.pool.acquire().await?;
+    let license = find_license(&mut conn, &caller.vendor_id, &id).await?;
+    Ok(license)
 }
