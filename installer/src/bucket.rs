@@ -15,7 +15,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -95,8 +95,11 @@ pub async fn owner(aws: &Aws, bucket: &str) -> Result<Owner> {
 }
 
 fn foreign(bucket: &str, account: &str) -> anyhow::Error {
-    anyhow!(
-        "the S3 bucket {bucket} belongs to another AWS account, not to {account}: refusing to read or write it. Nothing was changed; if {RECORD} names it, delete that parameter and run the command again to create a bucket of your own"
+    crate::error::refused(
+        crate::error::Code::BucketNotOwned,
+        format!(
+            "the S3 bucket {bucket} belongs to another AWS account, not to {account}: refusing to read or write it. Nothing was changed; if {RECORD} names it, delete that parameter and run the command again to create a bucket of your own"
+        ),
     )
 }
 
@@ -106,7 +109,8 @@ fn foreign(bucket: &str, account: &str) -> anyhow::Error {
 pub async fn find(aws: &Aws) -> Result<Option<(String, bool)>> {
     if let Some(name) = record::get(aws, RECORD).await? {
         if !name.starts_with(PREFIX) || name.len() > 63 {
-            bail!(
+            crate::refuse!(
+                BucketNotOwned,
                 "the parameter {RECORD} names {name:?}, which is not an artifact bucket: delete the parameter and run the command again"
             );
         }

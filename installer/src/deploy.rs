@@ -240,7 +240,8 @@ fn check_against_installed<'h>(
     if let Some(stack) = stack
         && stack.is_busy()
     {
-        bail!(
+        crate::refuse!(
+            StackBusy,
             "stack {name} is busy ({}): wait until it settles, then run the command again",
             stack.status
         );
@@ -249,7 +250,8 @@ fn check_against_installed<'h>(
     if let Some(history) = history
         && history.app != release.app()
     {
-        bail!(
+        crate::refuse!(
+            ForeignStack,
             "stack {name} runs {}, not {}: choose another --stack",
             history.app,
             release.app()
@@ -260,7 +262,10 @@ fn check_against_installed<'h>(
         && installed.is_none()
         && stack.is_some_and(|s| !s.tags.contains_key("consign:app"))
     {
-        bail!("stack {name} exists and was not installed by Consign: choose another --stack");
+        crate::refuse!(
+            ForeignStack,
+            "stack {name} exists and was not installed by Consign: choose another --stack"
+        );
     }
     match options.action {
         Action::Install => {
@@ -268,7 +273,8 @@ fn check_against_installed<'h>(
                 && stack_live
                 && current.version != release.manifest.version
             {
-                bail!(
+                crate::refuse!(
+                    AlreadyInstalled,
                     "stack {name} already runs {} {}: use `installer upgrade --stack {name} --version {}`",
                     release.app(),
                     current.version,
@@ -278,7 +284,8 @@ fn check_against_installed<'h>(
         }
         Action::Upgrade | Action::Rollback => {
             if installed.is_none() || !stack_live {
-                bail!(
+                crate::refuse!(
+                    NotInstalled,
                     "stack {name} is not installed in this account and region: use `installer install`"
                 );
             }
@@ -289,7 +296,8 @@ fn check_against_installed<'h>(
     };
     let target = &release.manifest.version;
     if *target < current.version && !options.allow_downgrade && options.action != Action::Rollback {
-        bail!(
+        crate::refuse!(
+            Downgrade,
             "{target} is older than the installed {}: refusing a downgrade (pass --allow-downgrade, or use `installer rollback`)",
             current.version
         );
@@ -307,7 +315,8 @@ fn check_against_installed<'h>(
             .map(|r| r.version.to_string())
             .collect();
         if let Some(first) = skipped.last() {
-            bail!(
+            crate::refuse!(
+                RequiredRelease,
                 "{} {first} is a required release between {} and {target}: upgrade to {first} first",
                 release.app(),
                 current.version
@@ -326,9 +335,12 @@ fn check_capabilities(release: &Release) -> Result<Vec<Capability>> {
             if CAPABILITIES.contains(&c.as_str()) {
                 Ok(Capability::from(c.as_str()))
             } else {
-                Err(anyhow!(
-                    "the release needs the capability {c}, which the installer does not grant (it grants {})",
-                    CAPABILITIES.join(", ")
+                Err(crate::error::refused(
+                    crate::error::Code::BadParameter,
+                    format!(
+                        "the release needs the capability {c}, which the installer does not grant (it grants {})",
+                        CAPABILITIES.join(", ")
+                    ),
                 ))
             }
         })
@@ -400,7 +412,8 @@ fn check_params(release: &Release, options: &Options) -> Result<()> {
     let allowed: Vec<&str> = m.parameters.iter().map(|p| p.name.as_str()).collect();
     for (key, _) in &options.params {
         if !allowed.contains(&key.as_str()) {
-            bail!(
+            crate::refuse!(
+                BadParameter,
                 "{key} is not a parameter of {} (its parameters: {})",
                 m.app,
                 if allowed.is_empty() {
@@ -726,7 +739,10 @@ async fn create_change_set(
                     });
                 }
                 delete_change_set(aws, stack, &name).await.ok();
-                bail!("CloudFormation refused the change set for {stack}: {reason}");
+                crate::refuse!(
+                    DeployFailed,
+                    "CloudFormation refused the change set for {stack}: {reason}"
+                );
             }
             _ if waited > Duration::from_secs(600) => {
                 bail!("the change set {name} was not ready after 10 minutes")
@@ -812,10 +828,12 @@ async fn prepare(
         .license
         .check_placement(&aws.account, &aws.region)
         .map_err(|d| {
-            anyhow!(
-                "the license does not allow this account and region ({d}): deploy where it allows, or ask the vendor for a license bound to account {} in {}",
-                aws.account,
-                aws.region
+            crate::error::refused(
+                crate::error::Code::WrongAccount,
+                format!(
+                    "the license does not allow this account and region ({d}): deploy where it allows, or ask the vendor for a license bound to account {} in {}",
+                    aws.account, aws.region
+                ),
             )
         })?;
     let stack = describe_stack(aws, &options.stack).await?;
@@ -867,9 +885,12 @@ async fn prepare(
             files.len()
         ));
     }
-    let template_file = files
-        .get(template_entry.path.as_str())
-        .ok_or_else(|| anyhow!("the template was not decrypted"))?;
+    let template_file = files.get(template_entry.path.as_str()).ok_or_else(|| {
+        crate::error::refused(
+            crate::error::Code::Declined,
+            format!("the template was not decrypted"),
+        )
+    })?;
     let template: serde_json::Value = serde_json::from_slice(&std::fs::read(template_file)?)
         .context("the release's template is not JSON")?;
     Ok(Prepared {
@@ -900,7 +921,8 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
         ChangeSetType::Create
     };
     if p.stack.as_ref().is_some_and(Stack::is_vacant) {
-        bail!(
+        crate::refuse!(
+            DeployFailed,
             "stack {} holds a failed or unexecuted creation ({}): `installer install` replaces it; plan cannot show a change against it",
             options.stack,
             p.stack
@@ -1000,7 +1022,10 @@ pub fn confirm(question: &str, yes: bool, declined: &str) -> Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        bail!("{question} needs a yes: run it in a terminal to confirm, or pass --yes");
+        crate::refuse!(
+            NeedsConfirmation,
+            "{question} needs a yes: run it in a terminal to confirm, or pass --yes"
+        );
     }
     eprint!("{question} [y/N] ");
     let mut answer = String::new();
@@ -1015,7 +1040,8 @@ pub fn confirm(question: &str, yes: bool, declined: &str) -> Result<()> {
 /// Refuses a non-interactive run without `--yes` before anything happens.
 pub fn require_yes_or_terminal(command: &str, yes: bool) -> Result<()> {
     if !yes && !std::io::stdin().is_terminal() {
-        bail!(
+        crate::refuse!(
+            NeedsConfirmation,
             "`installer {command}` asks for confirmation and this run is not interactive: pass --yes to proceed without asking"
         );
     }
@@ -1262,7 +1288,8 @@ async fn execute(
                 .to_string()
                 .contains(&reason)
             {
-                bail!(
+                crate::refuse!(
+                    DeployFailed,
                     "stack {stack} failed: resource {logical} ({kind}) could not be created: {reason}. Fix the cause and run the command again, or `installer uninstall --stack {stack}`"
                 );
             }
@@ -1344,7 +1371,8 @@ pub(crate) async fn watch(
                 let why = first_failure
                     .or(current.reason)
                     .unwrap_or_else(|| "CloudFormation gave no reason".into());
-                bail!(
+                crate::refuse!(
+                    DeployFailed,
                     "stack {stack} ended in {status}: {why}. Fix the cause and run the command again"
                 );
             }

@@ -14,7 +14,7 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
 /// The installer's folder.
@@ -59,7 +59,10 @@ impl Login {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                bail!("not logged in: run `installer login --portal URL --license FILE.lic` first")
+                crate::refuse!(
+                    NotLoggedIn,
+                    "not logged in: run `installer login --portal URL --license FILE.lic` first"
+                )
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use license::UnixTime;
 use serde::Serialize;
 
@@ -143,7 +143,8 @@ pub async fn uninstall(
     let stack = describe_stack(aws, stack_name).await?;
     let history = record::read_history(aws, stack_name).await?;
     if stack.is_none() && history.is_none() {
-        bail!(
+        crate::refuse!(
+            NotInstalled,
             "there is no stack {stack_name} in account {} {}: nothing to uninstall",
             aws.account,
             aws.region
@@ -153,7 +154,10 @@ pub async fn uninstall(
         && history.is_none()
         && !s.tags.contains_key("consign:app")
     {
-        bail!("stack {stack_name} was not installed by Consign: delete it yourself if you mean to");
+        crate::refuse!(
+            ForeignStack,
+            "stack {stack_name} was not installed by Consign: delete it yourself if you mean to"
+        );
     }
     let mut assets_removed = 0;
     let buckets: BTreeSet<String> = history

@@ -6,7 +6,7 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use bundles::release::ReleaseTarget;
 use bundles::wrap::RecipientSecret;
 use bundles::{BundleReader, Digest, KeysFile, Limits};
@@ -82,11 +82,14 @@ fn unpack(kit: &Path, into: &Path) -> Result<()> {
         .with_context(|| format!("{} is not a kit", kit.display()))?;
     for (count, entry) in entries.enumerate() {
         if count >= MAX_ENTRIES {
-            bail!("the kit holds more than {MAX_ENTRIES} files");
+            crate::refuse!(BadKit, "the kit holds more than {MAX_ENTRIES} files");
         }
         let mut entry = entry.with_context(|| format!("{} is damaged", kit.display()))?;
         if entry.header().entry_type() != tar::EntryType::Regular {
-            bail!("the kit holds something other than plain files: refusing it");
+            crate::refuse!(
+                BadKit,
+                "the kit holds something other than plain files: refusing it"
+            );
         }
         let name = entry
             .path()
@@ -94,11 +97,17 @@ fn unpack(kit: &Path, into: &Path) -> Result<()> {
             .and_then(|p| p.to_str().map(str::to_owned))
             .unwrap_or_default();
         if !safe_name(&name) {
-            bail!("the kit holds a file named {name:?}, which is not allowed");
+            crate::refuse!(
+                BadKit,
+                "the kit holds a file named {name:?}, which is not allowed"
+            );
         }
         let size = entry.header().size().unwrap_or(u64::MAX);
         if !name.ends_with(".bundle") && size > MAX_SMALL_ENTRY {
-            bail!("{name} in the kit is {size} bytes, over the {MAX_SMALL_ENTRY}-byte limit");
+            crate::refuse!(
+                BadKit,
+                "{name} in the kit is {size} bytes, over the {MAX_SMALL_ENTRY}-byte limit"
+            );
         }
         let target = into.join(&name);
         if let Some(parent) = target.parent() {
@@ -112,7 +121,7 @@ fn unpack(kit: &Path, into: &Path) -> Result<()> {
         let copied = std::io::copy(&mut (&mut entry).take(size), &mut out)
             .with_context(|| format!("{name} in the kit is truncated"))?;
         if copied != size {
-            bail!("{name} in the kit is truncated");
+            crate::refuse!(BadKit, "{name} in the kit is truncated");
         }
     }
     Ok(())
@@ -148,7 +157,11 @@ pub fn peek(kit: &Path) -> Result<KitIndex> {
             return Ok(index);
         }
     }
-    bail!("{} has no consign-kit.json: it is not a kit", kit.display())
+    crate::refuse!(
+        BadKit,
+        "{} has no consign-kit.json: it is not a kit",
+        kit.display()
+    )
 }
 
 fn read_small(dir: &Path, name: &str) -> Result<Vec<u8>> {
@@ -174,7 +187,8 @@ pub async fn open(
     let index: KitIndex = serde_json::from_slice(&read_small(dir.path(), "consign-kit.json")?)
         .map_err(|e| anyhow!("the kit's index is not valid: {e}"))?;
     if index.format != 1 {
-        bail!(
+        crate::refuse!(
+            InstallerTooOld,
             "the kit is format {}, this installer reads format 1: update the installer",
             index.format
         );
@@ -202,7 +216,8 @@ pub async fn open(
             )
         })?;
     if let Some(reason) = &release.yanked {
-        bail!(
+        crate::refuse!(
+            Yanked,
             "{} {} was withdrawn by the vendor ({reason})",
             index.app,
             index.version
@@ -214,7 +229,8 @@ pub async fn open(
     let keys = KeysFile::parse(&keys_bytes)?;
     keys.check_belongs_to(&manifest, release.app.as_str(), &release.version)?;
     if !safe_name(&index.bundle) {
-        bail!(
+        crate::refuse!(
+            BadKit,
             "the kit names its bundle {:?}, which is not allowed",
             index.bundle
         );

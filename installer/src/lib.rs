@@ -10,6 +10,7 @@
 pub mod aws;
 pub mod bucket;
 pub mod deploy;
+pub mod error;
 pub mod home;
 pub mod iam;
 pub mod inventory;

@@ -15,8 +15,9 @@ use bundles::{BundleReader, Limits};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use installer::aws::{Aws, AwsOptions};
 use installer::deploy::{self, Action, Options, Ui};
+use installer::error::{Code, code_of, refused};
 use installer::home::Login;
-use installer::portal::{Portal, Refusal};
+use installer::portal::Portal;
 use installer::release::{self, Catalog};
 use license::{Keyset, TrustPin, UnixTime};
 use serde_json::json;
@@ -233,14 +234,7 @@ fn main() -> ExitCode {
             Err(err) => {
                 let sentence = license::process::error_sentence(&err);
                 if output == Output::Json {
-                    let code = err
-                        .downcast_ref::<Refusal>()
-                        .map(|r| r.code.clone())
-                        .or_else(|| {
-                            err.downcast_ref::<bundles::Error>()
-                                .map(|e| e.code().to_owned())
-                        })
-                        .unwrap_or_else(|| "error".to_owned());
+                    let code = code_of(&err);
                     println!(
                         "{}",
                         json!({ "ok": false, "verified": false, "code": code, "error": sentence })
@@ -367,14 +361,23 @@ async fn run(cli: Cli) -> Result<()> {
             let history = installer::record::read_history(&aws, &stack)
                 .await?
                 .ok_or_else(|| {
-                    anyhow!("stack {stack} is not installed in this account and region")
+                    refused(
+                        Code::NotInstalled,
+                        format!("stack {stack} is not installed in this account and region"),
+                    )
                 })?;
             let previous = history.previous().cloned().ok_or_else(|| {
-                anyhow!("stack {stack} has run only one version: there is nothing to roll back to")
+                refused(
+                    Code::NoRollback,
+                    format!(
+                        "stack {stack} has run only one version: there is nothing to roll back to"
+                    ),
+                )
             })?;
             let release = Catalog::load().await?.release(&previous.version).await?;
             if release.manifest_digest.to_string() != previous.manifest {
-                bail!(
+                installer::refuse!(
+                    NoRollback,
                     "{} {} on the portal is not the release that was installed (its manifest changed): refusing to roll back to it",
                     history.app,
                     previous.version
@@ -602,7 +605,8 @@ async fn login(
     let root = match trust_root {
         Some(pinned) => {
             if pinned != shown {
-                bail!(
+                installer::refuse!(
+                    UntrustedRoot,
                     "the portal's keyset is rooted in {shown}, not in the pinned {pinned}: do not trust this portal for {vendor} until the vendor confirms the fingerprint"
                 );
             }
@@ -611,7 +615,8 @@ async fn login(
         None => {
             use std::io::IsTerminal as _;
             if !std::io::stdin().is_terminal() {
-                bail!(
+                installer::refuse!(
+                    UntrustedRoot,
                     "{vendor}'s root key fingerprint is {shown}: confirm it with the vendor out of band, then pass --trust-root {shown}"
                 );
             }

@@ -272,7 +272,10 @@ impl Portal {
             let chunk = chunk.map_err(|e| self.unreachable(e))?;
             written += chunk.len() as u64;
             if written > size {
-                bail!("object {sealed_digest} is larger than its signed size: refusing it");
+                crate::refuse!(
+                    Tampered,
+                    "object {sealed_digest} is larger than its signed size: refusing it"
+                );
             }
             file.write_all(&chunk)
                 .await

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufReader, Read as _};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use bundles::release::ReleaseTarget;
 use bundles::{BundleManifest, BundleReader, Digest, KeysFile, Limits, ObjectEntry};
 use futures_util::StreamExt as _;
@@ -97,7 +97,8 @@ pub fn parse_manifest(bytes: &[u8], target: &ReleaseTarget) -> Result<BundleMani
         || manifest.version != target.version
         || Digest::of(bytes) != target.manifest
     {
-        bail!(
+        crate::refuse!(
+            Tampered,
             "the manifest served for {} {} describes {} {}: refusing it",
             target.app,
             target.version,
@@ -125,8 +126,11 @@ pub fn verify_manifest_signature(
     )
     .map(|_| ())
     .map_err(|e| {
-        anyhow!(
-            "{e}: refusing the release (the vendor's release key did not sign this manifest; tell the vendor)"
+        crate::error::refused(
+            crate::error::Code::Tampered,
+            format!(
+                "{e}: refusing the release (the vendor's release key did not sign this manifest; tell the vendor)"
+            ),
         )
     })
 }
@@ -243,14 +247,16 @@ pub fn licensed_for(license: &VerifiedLicense, target: &ReleaseTarget) -> Option
 /// Refuses a yanked release, one outside the license, or one this installer is too old for.
 pub fn check_target(target: &ReleaseTarget, license: &VerifiedLicense) -> Result<()> {
     if let Some(reason) = &target.yanked {
-        bail!(
+        crate::refuse!(
+            Yanked,
             "{} {} was withdrawn by the vendor ({reason}): pick another version",
             target.app,
             target.version
         );
     }
     if let Some(reason) = licensed_for(license, target) {
-        bail!(
+        crate::refuse!(
+            NotEntitled,
             "the license does not cover {} {}: {reason}; ask the vendor for a license that does",
             target.app,
             target.version
@@ -258,7 +264,8 @@ pub fn check_target(target: &ReleaseTarget, license: &VerifiedLicense) -> Result
     }
     let ours = installer_version();
     if target.min_installer_version > ours {
-        bail!(
+        crate::refuse!(
+            InstallerTooOld,
             "{} {} needs installer {} or later (this is {ours}): update the installer",
             target.app,
             target.version,
@@ -281,7 +288,10 @@ pub async fn from_kit(kit_path: &Path, key_dir: &Path, root: &str) -> Result<Rel
     let opened = kit::open(kit_path, &key, root, &datastore).await?;
     let licensed = verify_license(&opened.keyset, root, 0, &opened.license)?;
     if licensed.license.claims().jti.as_str() != opened.index.license {
-        bail!("the kit's license is not the one its index names: refusing the kit");
+        crate::refuse!(
+            BadKit,
+            "the kit's license is not the one its index names: refusing the kit"
+        );
     }
     check_target(&opened.release, &licensed.license)?;
     verify_manifest_signature(&opened.manifest, &opened.signature, &licensed.keyset)?;
@@ -436,7 +446,8 @@ fn decrypt(
         )?;
         std::io::Write::flush(&mut out)?;
         if sealed.sealed_digest != entry.sealed_digest {
-            bail!(
+            crate::refuse!(
+                Tampered,
                 "object {} is not the one the vendor signed (its sealed digest differs): refusing the release",
                 entry.path
             );

@@ -7,7 +7,14 @@
 
 use anyhow::Context as _;
 use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, TrustPin, UnixTime};
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
+use utoipa::ToSchema;
+
+use super::access::{Caller, Role};
+use super::idempotency::IdempotencyContext;
+use super::tx::VendorTx;
+use crate::server::state::AppState;
 
 use crate::server::base::now;
 use crate::server::base::secrets::MasterKey;
@@ -171,7 +178,7 @@ pub async fn current_keyset(
 /// Rotates the license-signing key of a portal-custody vendor: a new key, and keyset `seq + 1`
 /// signed by the portal-held root that lists it beside the old ones (which stay valid until they
 /// expire, so issued licenses keep verifying).
-pub async fn rotate(
+pub async fn rotate_keys(
     conn: &mut AnyConnection,
     master: &MasterKey,
     vendor_id: &str,
@@ -219,7 +226,7 @@ pub struct Registration<'a> {
 /// Registers a vendor-signed keyset (and optionally the license-signing key). The keyset must
 /// verify under its own root, name this vendor as issuer if it names one, and have a higher
 /// `seq` than the current one; once registered, a keyset from another root is refused.
-pub async fn register(
+pub async fn register_keyset(
     conn: &mut AnyConnection,
     master: &MasterKey,
     vendor_id: &str,
@@ -383,4 +390,177 @@ pub async fn private_key(
     let sealed: String = row.try_get("sealed_private")?;
     let key = master.open_signing_key(&seal_context(vendor_id, &kid), &sealed)?;
     Ok((kid, key))
+}
+
+/// One key the portal knows.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// `root`, `license` or `release`.
+    pub role: String,
+    /// Whether the portal holds the private half (sealed under its master key).
+    pub held_by_portal: bool,
+    /// Unix seconds.
+    pub not_before: i64,
+    /// Unix seconds.
+    pub not_after: i64,
+}
+
+/// The vendor's keys.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeysInfo {
+    /// `portal` or `vendor`.
+    pub custody: String,
+    /// The root key's fingerprint, which customers pin.
+    pub root_fingerprint: String,
+    /// The current keyset's seq.
+    pub keyset_seq: u64,
+    /// The keys.
+    pub keys: Vec<KeyInfo>,
+}
+
+async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> DomainResult<KeysInfo> {
+    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
+        .bind(vendor_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("key_custody")?;
+    let (keyset, _) = current_keyset(&mut *conn, vendor_id).await?;
+    let rows = sqlx::query(
+        "SELECT kid, role, CAST(CASE WHEN sealed_private IS NULL THEN 0 ELSE 1 END AS BIGINT) AS held, not_before, not_after FROM vendor_keys \
+         WHERE vendor_id = $1 ORDER BY role, not_before, kid",
+    )
+    .bind(vendor_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut keys = Vec::new();
+    for row in rows {
+        let held = row.try_get::<i64, _>("held")? != 0;
+        keys.push(KeyInfo {
+            kid: row.try_get("kid")?,
+            role: row.try_get("role")?,
+            held_by_portal: held,
+            not_before: row.try_get("not_before")?,
+            not_after: row.try_get("not_after")?,
+        });
+    }
+    Ok(KeysInfo {
+        custody,
+        root_fingerprint: keyset.root.fingerprint(),
+        keyset_seq: keyset.seq,
+        keys,
+    })
+}
+
+/// Shows the vendor's keys.
+pub async fn show(state: &AppState, caller: &Caller) -> DomainResult<KeysInfo> {
+    let mut conn = state.db.pool.acquire().await?;
+    Ok(keys_info(&mut conn, &caller.vendor_id).await?)
+}
+
+/// What `keys register` sends.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeysRegister {
+    /// The keyset file's exact text, signed by the vendor's root key.
+    pub keyset: String,
+    /// The license-signing key (PKCS#8 PEM) the portal should sign with; omit it to upload only
+    /// a keyset that lists a key the portal already holds.
+    #[serde(default)]
+    pub license_signing_key: Option<String>,
+}
+
+/// Registers the vendor's own keyset (and license-signing key). After this the portal holds no
+/// root or release key.
+pub async fn register(
+    state: &AppState,
+    caller: &Caller,
+    idem: Option<&IdempotencyContext>,
+    body: KeysRegister,
+) -> DomainResult<KeysInfo> {
+    caller.require(Role::Owner)?;
+    if body.keyset.len() > license::keyset::MAX_KEYSET_LEN {
+        return Err(DomainError::invalid("the keyset is over the size limit"));
+    }
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
+        .bind(&caller.vendor_id)
+        .fetch_one(tx.conn())
+        .await?
+        .try_get("key_custody")?;
+    let keyset: Keyset = register_keyset(
+        tx.conn(),
+        &state.master,
+        &caller.vendor_id,
+        &caller.vendor_slug,
+        &custody,
+        Registration {
+            keyset: &body.keyset,
+            license_signing_key: body.license_signing_key.as_deref(),
+        },
+    )
+    .await?;
+    tx.audit(
+        caller,
+        "keys.register",
+        &keyset.root.fingerprint(),
+        serde_json::json!({"keyset_seq": keyset.seq, "license_keys": keyset.license_keys.iter().map(|k| &k.kid).collect::<Vec<_>>(), "with_license_key": body.license_signing_key.is_some()}),
+    )
+    .await?;
+    let info = keys_info(tx.conn(), &caller.vendor_id).await?;
+    tx.commit_answer(idem, 200, &info).await?;
+    let response = info;
+    // Licenses must now be signed with the new key.
+    state.catalog.clear();
+    Ok(response)
+}
+
+/// Rotates the license-signing key (portal custody only: with registered keys, rotate on the
+/// vendor's machine and register again).
+pub async fn rotate(
+    state: &AppState,
+    caller: &Caller,
+    idem: Option<&IdempotencyContext>,
+) -> DomainResult<KeysInfo> {
+    caller.require(Role::Owner)?;
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
+        .bind(&caller.vendor_id)
+        .fetch_one(tx.conn())
+        .await?
+        .try_get("key_custody")?;
+    let keyset = rotate_keys(tx.conn(), &state.master, &caller.vendor_id, &custody).await?;
+    let new_kid = keyset
+        .license_keys
+        .last()
+        .map(|k| k.kid.clone())
+        .unwrap_or_default();
+    tx.audit(
+        caller,
+        "keys.rotate",
+        &new_kid,
+        serde_json::json!({"keyset_seq": keyset.seq}),
+    )
+    .await?;
+    let info = keys_info(tx.conn(), &caller.vendor_id).await?;
+    tx.commit_answer(idem, 200, &info).await?;
+    let response = info;
+    // Licenses must now be signed with the new key.
+    state.catalog.clear();
+    Ok(response)
+}
+
+/// The vendor's current public keyset, exactly as signed (what `license-agent verify --trust`
+/// and `installer login` read).
+pub async fn public_keyset(state: &AppState, vendor: String) -> DomainResult<String> {
+    let row = sqlx::query(
+        "SELECT k.document FROM keysets k JOIN vendors v ON v.id = k.vendor_id WHERE v.slug = $1 ORDER BY k.seq DESC LIMIT 1",
+    )
+    .bind(&vendor)
+    .fetch_optional(&state.db.pool)
+    .await?
+    .ok_or_else(|| DomainError::not_found("vendor keyset", &vendor))?;
+    let document: String = row.try_get("document")?;
+    Ok(document)
 }

@@ -2,6 +2,7 @@
 //! Route handlers and web pages both call these; nothing here knows HTTP, a route or a page.
 
 pub mod access;
+pub mod audit;
 pub mod catalog;
 pub mod entitlement;
 pub mod error;

@@ -395,3 +395,63 @@ async fn refresh_app(state: &AppState, vendor_id: &str, app_id: &str, at: i64) -
     }
     tx.commit_all(&[]).await
 }
+
+async fn public_app_id(conn: &mut AnyConnection, vendor: &str, app: &str) -> DomainResult<String> {
+    let row = sqlx::query(
+        "SELECT a.id FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE v.slug = $1 AND a.slug = $2",
+    )
+    .bind(vendor)
+    .bind(app)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| DomainError::not_found("app", app))?;
+    Ok(row.try_get("id")?)
+}
+
+/// An app's TUF metadata: `timestamp.json`, `N.root.json`, `N.snapshot.json`, `N.targets.json`.
+pub async fn metadata(
+    state: &AppState,
+    (vendor, app, file): (String, String, String),
+) -> DomainResult<(String, bool)> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app_id = public_app_id(&mut conn, &vendor, &app).await?;
+    let not_found = || DomainError::not_found("metadata", &file);
+    if file == "timestamp.json" {
+        let (_, body) = latest(&mut conn, &app_id, "timestamp")
+            .await?
+            .ok_or_else(not_found)?;
+        return Ok((body, false));
+    }
+    let (number, role) = file
+        .strip_suffix(".json")
+        .and_then(|f| f.split_once('.'))
+        .ok_or_else(not_found)?;
+    let number: u64 = number.parse().map_err(|_| not_found())?;
+    if !["root", "snapshot", "targets"].contains(&role) {
+        return Err(not_found());
+    }
+    let body = version(&mut conn, &app_id, role, number)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok((body, true))
+}
+
+/// A TUF target (a release's signed manifest), by `<sha256 hex>.<target name>`.
+pub async fn target(
+    state: &AppState,
+    (vendor, app, file): (String, String, String),
+) -> DomainResult<String> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app_id = public_app_id(&mut conn, &vendor, &app).await?;
+    let not_found = || DomainError::not_found("target", &file);
+    let (hash, _) = file.split_once('.').ok_or_else(not_found)?;
+    let row = sqlx::query(
+        "SELECT manifest FROM releases WHERE app_id = $1 AND manifest_digest = $2 AND state = 'published'",
+    )
+    .bind(&app_id)
+    .bind(format!("sha256:{hash}"))
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(not_found)?;
+    Ok(row.try_get("manifest")?)
+}

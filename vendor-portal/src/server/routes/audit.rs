@@ -1,40 +1,15 @@
-//! The vendor's audit log, served page by page with its hash chain so that the vendor can check
-//! it (`vendor-portal audit verify`).
+//! The vendor's audit log over HTTP; see [`crate::server::domain::audit`].
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
-use utoipa::{IntoParams, ToSchema};
 
-use crate::audit_chain::AuditEntry;
+use crate::server::domain::audit::{self, AuditPage, AuditQuery};
 use crate::server::domain::error::DomainResult;
 use crate::server::http::auth::Caller;
 use crate::server::http::extract::ApiQuery;
 use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
-
-/// Which page.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    /// Entries after this seq (0 for the start).
-    pub after: Option<i64>,
-    /// At most this many (default 500, at most 5000).
-    pub limit: Option<u32>,
-}
-
-/// A page of the audit log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct AuditPage {
-    /// Entries in order.
-    pub entries: Vec<AuditEntry>,
-    /// The chain's head seq now.
-    pub head_seq: i64,
-    /// The chain's head hash now.
-    pub head_hash: String,
-}
 
 /// Reads the audit log.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "vendor", security(("token" = [])), params(AuditQuery), responses((status = 200, body = AuditPage)))]
@@ -43,38 +18,6 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> DomainResult<Response> {
-    let after = query.after.unwrap_or(0).max(0);
-    let limit = i64::from(query.limit.unwrap_or(500).clamp(1, 5000));
-    let mut conn = state.db.pool.acquire().await?;
-    let head = sqlx::query("SELECT audit_seq, audit_hash FROM vendors WHERE id = $1")
-        .bind(&caller.vendor_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let rows = sqlx::query(
-        "SELECT seq, at, action, entry, prev_hash, hash FROM audit_log WHERE vendor_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-    )
-    .bind(&caller.vendor_id)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for row in rows {
-        entries.push(AuditEntry {
-            seq: row.try_get("seq")?,
-            at: row.try_get("at")?,
-            action: row.try_get("action")?,
-            entry: row.try_get("entry")?,
-            prev_hash: row.try_get("prev_hash")?,
-            hash: row.try_get("hash")?,
-        });
-    }
-    Ok(json_response(
-        StatusCode::OK,
-        AuditPage {
-            entries,
-            head_seq: head.try_get("audit_seq")?,
-            head_hash: head.try_get("audit_hash")?,
-        },
-    ))
+    let answer = audit::list(&state, &caller, query).await?;
+    Ok(json_response(StatusCode::OK, answer))
 }

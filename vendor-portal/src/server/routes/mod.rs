@@ -210,7 +210,9 @@ pub fn streaming_router() -> Router<AppState> {
             "/api/v1/apps/{app}/releases/{version}",
             get(releases::show)
                 .put(releases::stage)
-                .layer(DefaultBodyLimit::max(releases::MAX_STAGE_BODY)),
+                .layer(DefaultBodyLimit::max(
+                    crate::server::domain::releases::MAX_STAGE_BODY,
+                )),
         )
         .route(
             "/api/v1/apps/{app}/tuf/targets",

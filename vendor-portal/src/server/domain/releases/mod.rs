@@ -1,12 +1,26 @@
-//! Releases as the domain sees them: the model, where their objects and sealed keys live, and
-//! reading them back.
+//! Releases: the objects a push uploads (stored once per vendor by ciphertext digest), staging a
+//! release (its signed manifest and sealed keys), publishing it with targets metadata the vendor
+//! signed, and reading them back.
+//!
+//! A push is: `missing` (which objects the portal lacks), an upload for each ([`uploads`]),
+//! [`staging::stage`], then [`publish::put_targets`]. Until the last step nothing is visible to
+//! installers, so an interrupted push leaves no half-visible release, and running it again skips
+//! what already arrived.
 
-use bundles::Digest;
+pub mod publish;
+pub mod staging;
+pub mod uploads;
+
+use bundles::{Digest, Limits};
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
+use super::access::{Caller, Role};
+use super::catalog::find_app;
 use super::error::{DomainError, DomainResult};
+use crate::server::state::AppState;
 
 /// Where a vendor's sealed object lives in the blob store.
 pub fn object_key(vendor_id: &str, digest: &Digest) -> String {
@@ -137,4 +151,99 @@ pub async fn find_release(
     .await?
     .ok_or_else(|| DomainError::not_found("release", version))?;
     release_from(&row)
+}
+
+/// Largest staging request (manifest and keys file, each at most 4 MiB, in JSON).
+pub const MAX_STAGE_BODY: usize = 20 * 1024 * 1024;
+
+/// A sealed object digest from a request (`sealed-sha256:<hex>`).
+pub fn parse_digest(text: &str) -> DomainResult<Digest> {
+    Digest::parse(text)
+        .ok_or_else(|| {
+            DomainError::bad_request(format!(
+                "{text:?} is not a sealed digest: use sealed-sha256:<64 lowercase hex digits>"
+            ))
+        })
+        .and_then(|d| {
+            if d.kind() == bundles::digest::DigestKind::Sealed {
+                Ok(d)
+            } else {
+                Err(DomainError::bad_request(
+                    "objects are named by their sealed digest (sealed-sha256:<hex>)",
+                ))
+            }
+        })
+}
+
+/// Which of these sealed objects the portal lacks.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MissingRequest {
+    /// Sealed digests (`sealed-sha256:<hex>`), at most 10,000.
+    pub digests: Vec<String>,
+}
+
+/// The digests to upload.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MissingResponse {
+    /// The ones the portal does not have.
+    pub missing: Vec<String>,
+}
+
+/// Lists the objects of a push the portal does not have yet.
+pub async fn missing(
+    state: &AppState,
+    caller: &Caller,
+    app: String,
+    body: MissingRequest,
+) -> DomainResult<MissingResponse> {
+    caller.require(Role::Publisher)?;
+    let mut conn = state.db.pool.acquire().await?;
+    find_app(&mut conn, &caller.vendor_id, &app).await?;
+    drop(conn);
+    let limit = Limits::default().max_objects as usize;
+    if body.digests.len() > limit {
+        return Err(DomainError::invalid(format!(
+            "at most {limit} digests per request"
+        )));
+    }
+    let digests = body
+        .digests
+        .iter()
+        .map(|d| parse_digest(d))
+        .collect::<DomainResult<Vec<_>>>()?;
+    let checks = futures_util::stream::iter(digests.into_iter().map(|digest| {
+        let (blobs, key) = (state.blobs.clone(), object_key(&caller.vendor_id, &digest));
+        async move { (digest, blobs.exists(&key).await) }
+    }))
+    .buffered(16)
+    .collect::<Vec<_>>()
+    .await;
+    let mut missing = Vec::new();
+    for (digest, exists) in checks {
+        if !exists.map_err(|e| DomainError::unavailable(format!("{e:#}")))? {
+            missing.push(digest.to_string());
+        }
+    }
+    Ok(MissingResponse { missing })
+}
+
+/// Lists an app's releases, staged and published, newest version first.
+pub async fn list(state: &AppState, caller: &Caller, app: String) -> DomainResult<Vec<Release>> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
+    let releases = releases_of(&mut conn, &app_row.id).await?;
+    Ok(releases)
+}
+
+/// One release.
+pub async fn show(
+    state: &AppState,
+    caller: &Caller,
+    (app, version): (String, String),
+) -> DomainResult<Release> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
+    let release = find_release(&mut conn, &app_row.id, &version).await?;
+    Ok(release)
 }

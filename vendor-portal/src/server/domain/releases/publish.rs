@@ -1,0 +1,252 @@
+//! Publishing: the vendor's signed root and targets metadata; the portal answers with a new
+//! snapshot and timestamp.
+
+use crate::server::base::secrets::hex;
+use crate::server::domain;
+use crate::server::domain::access::{Caller, Role};
+use crate::server::domain::catalog::find_app;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::keys::current_keyset;
+use crate::server::domain::tx::{AuditRecord, VendorTx};
+use crate::server::state::AppState;
+use crate::tuf;
+use bundles::release::{ReleaseTarget, target_name};
+use serde::Serialize;
+use sqlx::Row as _;
+use tough::schema::Targets;
+use utoipa::ToSchema;
+
+/// What the vendor's tools need to sign the next metadata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TufState {
+    /// The newest root (signed JSON), if any.
+    #[schema(value_type = Object)]
+    pub root: Option<serde_json::Value>,
+    /// The newest targets (signed JSON), if any.
+    #[schema(value_type = Object)]
+    pub targets: Option<serde_json::Value>,
+    /// The portal's online key for snapshot and timestamp (Ed25519 public key, hex).
+    pub online_key: String,
+}
+
+/// The app's current root and targets and the portal's online key.
+pub async fn tuf_state(state: &AppState, caller: &Caller, app: String) -> DomainResult<TufState> {
+    let mut conn = state.db.pool.acquire().await?;
+    let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
+    drop(conn);
+    // The online key may be created here: that is a write.
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let (online, _) = domain::tuf::online_key(tx.conn(), &state.master, &caller.vendor_id).await?;
+    let json = |text: Option<(u64, String)>| -> DomainResult<Option<serde_json::Value>> {
+        text.map(|(_, body)| serde_json::from_str(&body).map_err(DomainError::internal))
+            .transpose()
+    };
+    let root = json(domain::tuf::latest(tx.conn(), &app_row.id, "root").await?)?;
+    let targets = json(domain::tuf::latest(tx.conn(), &app_row.id, "targets").await?)?;
+    tx.commit_all(&[]).await?;
+    Ok(TufState {
+        root,
+        targets,
+        online_key: hex(online.as_bytes()),
+    })
+}
+
+/// A stored metadata version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Published {
+    /// The root version now current.
+    pub root: Option<u64>,
+    /// The targets version now current.
+    pub targets: Option<u64>,
+    /// The snapshot version signed for it.
+    pub snapshot: Option<u64>,
+    /// The timestamp version signed for it.
+    pub timestamp: Option<u64>,
+    /// Versions that became visible to installers with this change.
+    pub published: Vec<String>,
+}
+
+/// Stores a new root the vendor signed (version one up, signed by the previous root's key).
+pub async fn put_root(
+    state: &AppState,
+    caller: &Caller,
+    app: String,
+    body: &[u8],
+) -> DomainResult<Published> {
+    caller.require(Role::Publisher)?;
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let app_row = find_app(tx.conn(), &caller.vendor_id, &app).await?;
+    let (keyset, _) = current_keyset(tx.conn(), &caller.vendor_id).await?;
+    let version = domain::tuf::put_root(
+        &mut tx,
+        &state.master,
+        &caller.vendor_id,
+        &app_row.id,
+        &keyset.root,
+        &body,
+    )
+    .await?;
+    tx.audit(
+        caller,
+        "tuf.root",
+        &app_row.id,
+        serde_json::json!({"app": app, "version": version}),
+    )
+    .await?;
+    let published = Published {
+        root: Some(version),
+        targets: None,
+        snapshot: None,
+        timestamp: None,
+        published: Vec::new(),
+    };
+    tx.commit_answer(None, 201, &published).await?;
+    Ok(published)
+}
+
+/// Publishes targets metadata the vendor signed with a release key: every target must be a
+/// staged or published release of the app whose manifest it hashes, and no published release may
+/// disappear or change content. Channels, required and yanked follow the signed targets. The
+/// portal answers with a new snapshot and timestamp.
+pub async fn put_targets(
+    state: &AppState,
+    caller: &Caller,
+    app: String,
+    body: &[u8],
+) -> DomainResult<Published> {
+    caller.require(Role::Publisher)?;
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let app_row = find_app(tx.conn(), &caller.vendor_id, &app).await?;
+    let new = domain::tuf::check_targets(tx.conn(), &app_row.id, &body).await?;
+    let previous = match domain::tuf::latest(tx.conn(), &app_row.id, "targets").await? {
+        Some((_, text)) => Some(
+            tuf::parse::<Targets>(text.as_bytes(), "targets")
+                .map_err(DomainError::internal)?
+                .signed,
+        ),
+        None => None,
+    };
+    if let Some(previous) = &previous {
+        for (name, old) in &previous.targets {
+            match new.signed.targets.get(name) {
+                Some(now_target) if now_target.hashes.sha256 == old.hashes.sha256 => {}
+                _ => {
+                    return Err(DomainError::invalid(format!(
+                        "target {} was published and cannot be removed or changed: yank it instead",
+                        name.raw()
+                    )));
+                }
+            }
+        }
+    }
+    let mut records = Vec::new();
+    let mut published = Vec::new();
+    for (name, target) in &new.signed.targets {
+        let info: ReleaseTarget =
+            tuf::release_of(target).map_err(|e| DomainError::invalid(format!("{e:#}")))?;
+        if info.app.as_str() != app || name.raw() != target_name(&app, &info.version) {
+            return Err(DomainError::invalid(format!(
+                "target {} does not name a release of {app} (it says {} {})",
+                name.raw(),
+                info.app,
+                info.version
+            )));
+        }
+        if target.hashes.sha256.as_ref() != info.manifest.bytes() {
+            return Err(DomainError::invalid(format!(
+                "target {} hashes a different manifest than it describes",
+                name.raw()
+            )));
+        }
+        let row = sqlx::query(
+            "SELECT id, state, manifest_digest, manifest_size, channels, required, yanked_reason \
+             FROM releases WHERE app_id = $1 AND version = $2",
+        )
+        .bind(&app_row.id)
+        .bind(info.version.to_string())
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or_else(|| {
+            DomainError::invalid(format!(
+                "target {} names version {} which was never staged: push the bundle",
+                name.raw(),
+                info.version
+            ))
+        })?;
+        let release_id: String = row.try_get("id")?;
+        if row.try_get::<String, _>("manifest_digest")? != info.manifest.to_string()
+            || u64::try_from(row.try_get::<i64, _>("manifest_size")?).ok() != Some(target.length)
+        {
+            return Err(DomainError::invalid(format!(
+                "target {} does not match the staged manifest of {} (digest or length differs)",
+                name.raw(),
+                info.version
+            )));
+        }
+        let channels: Vec<String> = info.channels.iter().map(|c| c.to_string()).collect();
+        let channels_json = serde_json::to_string(&channels).map_err(DomainError::internal)?;
+        let was_published = row.try_get::<String, _>("state")? == "published";
+        let changed = !was_published
+            || row.try_get::<String, _>("channels")? != channels_json
+            || (row.try_get::<i64, _>("required")? != 0) != info.required
+            || row.try_get::<Option<String>, _>("yanked_reason")? != info.yanked;
+        if !changed {
+            continue;
+        }
+        sqlx::query(
+            "UPDATE releases SET state = 'published', channels = $2, required = $3, yanked_reason = $4, \
+             entitlement = $5, min_installer_version = $6, published_at = COALESCE(published_at, $7) WHERE id = $1",
+        )
+        .bind(&release_id)
+        .bind(&channels_json)
+        .bind(i64::from(info.required))
+        .bind(&info.yanked)
+        .bind(info.entitlement.as_ref().map(|f| f.to_string()))
+        .bind(info.min_installer_version.to_string())
+        .bind(i64::try_from(info.published_at).unwrap_or(i64::MAX))
+        .execute(tx.conn())
+        .await?;
+        let action = if !was_published {
+            published.push(info.version.to_string());
+            "release.publish"
+        } else if info.yanked.is_some() {
+            "release.yank"
+        } else {
+            "release.update"
+        };
+        records.push(AuditRecord::by(
+            caller,
+            action,
+            &release_id,
+            serde_json::json!({"app": app, "version": info.version.to_string(), "channels": channels,
+                "required": info.required, "yanked": info.yanked}),
+        ));
+    }
+    let (snapshot, timestamp) = domain::tuf::store_targets(
+        &mut tx,
+        &state.master,
+        &caller.vendor_id,
+        &app_row.id,
+        &new,
+        &body,
+    )
+    .await?;
+    records.push(AuditRecord::by(
+        caller,
+        "tuf.targets",
+        &app_row.id,
+        serde_json::json!({"app": app, "version": new.signed.version.get()}),
+    ));
+    tx.audit_many(&records).await?;
+    let result = Published {
+        root: None,
+        targets: Some(new.signed.version.get()),
+        snapshot: Some(snapshot),
+        timestamp: Some(timestamp),
+        published,
+    };
+    tx.commit_answer(None, 201, &result).await?;
+    let response = result;
+    state.catalog.clear();
+    Ok(response)
+}

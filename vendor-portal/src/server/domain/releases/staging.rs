@@ -1,0 +1,270 @@
+//! Staging a release: its signed manifest, checked against the uploaded objects, and its data
+//! keys, sealed under the master key.
+
+use crate::server::base::now;
+use crate::server::base::secrets::new_id;
+use crate::server::domain::access::{Caller, Role};
+use crate::server::domain::catalog::find_app;
+use crate::server::domain::error::{DomainError, DomainResult};
+use crate::server::domain::keys::current_keyset;
+use crate::server::domain::releases::{
+    Release, SignatureBlock, find_release, keys_context, object_key,
+};
+use crate::server::domain::tx::{VendorTx, values_clause};
+use crate::server::state::AppState;
+use bundles::release::target_name;
+use bundles::{Digest, KeysFile, Limits};
+use serde::{Deserialize, Serialize};
+use sqlx::Row as _;
+use utoipa::ToSchema;
+
+/// Stages a release: its signed manifest and its data keys.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageRequest {
+    /// The signed manifest, exactly as in the bundle.
+    pub manifest: String,
+    /// The manifest's signature.
+    pub signature: SignatureBlock,
+    /// The bundle's keys file (stored sealed under the portal's master key).
+    pub keys: String,
+}
+
+/// The references between the template's resources, for the marketplace's architecture diagram.
+/// The template is opened here, once, with the keys the vendor just handed over: its plaintext
+/// digest is in the signed manifest, so what the diagram shows is what the vendor signed.
+async fn template_references(
+    state: &AppState,
+    vendor_id: &str,
+    manifest: &bundles::BundleManifest,
+    keys: &KeysFile,
+) -> DomainResult<Vec<bundles::template::Reference>> {
+    let entry = manifest
+        .object(&manifest.template)
+        .ok_or_else(|| DomainError::invalid("the manifest does not list its template object"))?;
+    if entry.size > bundles::template::MAX_TEMPLATE_LEN as u64 {
+        return Err(DomainError::invalid(format!(
+            "the template is {} bytes; templates are at most {} bytes",
+            entry.size,
+            bundles::template::MAX_TEMPLATE_LEN
+        )));
+    }
+    let key = keys
+        .key_for(&entry.digest)
+        .ok_or_else(|| DomainError::invalid("the keys file has no key for the template"))?;
+    let sealed = state
+        .blobs
+        .get(&object_key(vendor_id, &entry.sealed_digest))
+        .await
+        .map_err(|e| DomainError::unavailable(format!("{e:#}")))?
+        .ok_or_else(|| DomainError::conflict("the template object is not uploaded"))?;
+    let mut plain = Vec::new();
+    bundles::seal::open(
+        key,
+        entry.path.as_str(),
+        &entry.digest,
+        entry.size,
+        sealed.as_ref(),
+        &mut plain,
+    )
+    .map_err(|e| DomainError::invalid(format!("the template object does not open: {e}")))?;
+    Ok(bundles::template::references(&plain))
+}
+
+/// The staged release and the TUF target to sign for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Staged {
+    /// The release.
+    pub release: Release,
+    /// The TUF target name.
+    pub target: String,
+    /// The manifest's length in bytes (the target's length).
+    pub length: u64,
+}
+
+/// Stages a release whose objects are all uploaded: the manifest must verify against the
+/// vendor's keyset and name this app and version. Restaging an unpublished version replaces it;
+/// a published version is immutable.
+pub async fn stage(
+    state: &AppState,
+    caller: &Caller,
+    (app, version): (String, String),
+    body: StageRequest,
+) -> DomainResult<Staged> {
+    caller.require(Role::Publisher)?;
+    let version = semver::Version::parse(&version).map_err(|e| {
+        DomainError::bad_request(format!("{version:?} is not a semantic version: {e}"))
+    })?;
+    let limits = Limits::default();
+    let (app_row, trusted) = {
+        let mut conn = state.db.pool.acquire().await?;
+        let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
+        let (_, text) = current_keyset(&mut conn, &caller.vendor_id).await?;
+        let trusted = license::Keyset::verify(text.as_bytes(), &license::TrustPin::default())
+            .map_err(DomainError::internal)?;
+        (app_row, trusted)
+    };
+    let signature = bundles::manifest::ManifestSignature {
+        kid: body.signature.kid.clone(),
+        signature: crate::server::routes::decode_b64(&body.signature.signature)
+            .and_then(|b| <[u8; 64]>::try_from(b).ok())
+            .ok_or_else(|| DomainError::invalid("the signature must be 64 bytes of base64"))?,
+    };
+    let manifest = bundles::manifest::verify_manifest(
+        body.manifest.as_bytes(),
+        &signature,
+        &trusted,
+        license::UnixTime::now(),
+        &limits,
+    )
+    .map_err(|e| DomainError::invalid(format!("the manifest {e}")))?;
+    if manifest.app.as_str() != app || manifest.version != version {
+        return Err(DomainError::invalid(format!(
+            "the manifest is {} {}, not {app} {version}",
+            manifest.app, manifest.version
+        )));
+    }
+    let keys = KeysFile::parse(body.keys.as_bytes())
+        .map_err(|e| DomainError::invalid(format!("the keys file {e}")))?;
+    keys.check_belongs_to(body.manifest.as_bytes(), &app, &version)
+        .map_err(|e| DomainError::invalid(format!("the keys file {e}")))?;
+    for object in &manifest.objects {
+        if keys.key_for(&object.digest).is_none() {
+            return Err(DomainError::invalid(format!(
+                "the keys file has no key for object {}",
+                object.path
+            )));
+        }
+    }
+    // Every object must be uploaded, with its signed size.
+    let mut absent = 0;
+    for object in &manifest.objects {
+        let size = state
+            .blobs
+            .size(&object_key(&caller.vendor_id, &object.sealed_digest))
+            .await
+            .map_err(|e| DomainError::unavailable(format!("{e:#}")))?;
+        if size != Some(object.sealed_size) {
+            absent += 1;
+        }
+    }
+    if absent > 0 {
+        return Err(DomainError::conflict(format!(
+            "{absent} of the release's {} objects are not uploaded; `release push` uploads them first",
+            manifest.objects.len()
+        )));
+    }
+    let manifest_digest = Digest::of(body.manifest.as_bytes()).to_string();
+    let sealed_keys = state
+        .master
+        .seal(
+            &keys_context(&caller.vendor_id, &manifest_digest),
+            body.keys.as_bytes(),
+        )
+        .map_err(DomainError::internal)?;
+    let summary = serde_json::json!({
+        "name": manifest.name,
+        "functions": manifest.functions.iter().map(|f| serde_json::json!({
+            "name": f.name, "runtime": f.runtime, "memory": f.memory, "timeout": f.timeout, "feature": f.feature,
+        })).collect::<Vec<_>>(),
+        "resources": manifest.resources,
+        "permissions": manifest.permissions,
+        "capabilities": manifest.capabilities,
+        "parameters": manifest.parameters,
+        "references": template_references(state, &caller.vendor_id, &manifest, &keys).await?,
+    });
+    let total: u64 = manifest.objects.iter().map(|o| o.sealed_size).sum();
+    let entitlement = manifest.release_entitlement().map(|f| f.to_string());
+
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let existing = sqlx::query(
+        "SELECT id, state, manifest_digest FROM releases WHERE app_id = $1 AND version = $2",
+    )
+    .bind(&app_row.id)
+    .bind(version.to_string())
+    .fetch_optional(tx.conn())
+    .await?;
+    let release_id = match existing {
+        Some(row) if row.try_get::<String, _>("state")? == "published" => {
+            return Err(DomainError::conflict(format!(
+                "{app} {version} is published already and versions are immutable: build the change as a new version"
+            )));
+        }
+        Some(row) => {
+            let id: String = row.try_get("id")?;
+            sqlx::query("DELETE FROM release_objects WHERE release_id = $1")
+                .bind(&id)
+                .execute(tx.conn())
+                .await?;
+            sqlx::query("DELETE FROM releases WHERE id = $1")
+                .bind(&id)
+                .execute(tx.conn())
+                .await?;
+            id
+        }
+        None => new_id("rel")?,
+    };
+    let at = now();
+    sqlx::query(
+        "INSERT INTO releases (id, vendor_id, app_id, version, state, manifest, manifest_digest, signature_kid, \
+         signature, keys_sealed, release_notes, summary, min_installer_version, object_count, total_size, \
+         channels, required, yanked_reason, entitlement, created_at, published_at, manifest_size) \
+         VALUES ($1, $2, $3, $4, 'staged', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '[]', 0, NULL, $15, $16, NULL, $17)",
+    )
+    .bind(&release_id)
+    .bind(&caller.vendor_id)
+    .bind(&app_row.id)
+    .bind(version.to_string())
+    .bind(&body.manifest)
+    .bind(&manifest_digest)
+    .bind(&body.signature.kid)
+    .bind(&body.signature.signature)
+    .bind(sealed_keys)
+    .bind(&manifest.release_notes)
+    .bind(summary.to_string())
+    .bind(manifest.min_installer_version.to_string())
+    .bind(manifest.objects.len() as i64)
+    .bind(i64::try_from(total).unwrap_or(i64::MAX))
+    .bind(entitlement)
+    .bind(at)
+    .bind(body.manifest.len() as i64)
+    .execute(tx.conn())
+    .await?;
+    let mut unique: Vec<(&Digest, u64)> = manifest
+        .objects
+        .iter()
+        .map(|o| (&o.sealed_digest, o.sealed_size))
+        .collect();
+    unique.sort();
+    unique.dedup();
+    for chunk in unique.chunks(200) {
+        let sql = format!(
+            "INSERT INTO release_objects (release_id, vendor_id, digest, size) VALUES {}",
+            values_clause(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (digest, size) in chunk {
+            query = query
+                .bind(&release_id)
+                .bind(&caller.vendor_id)
+                .bind(digest.to_string())
+                .bind(i64::try_from(*size).unwrap_or(i64::MAX));
+        }
+        query.execute(tx.conn()).await?;
+    }
+    tx.audit(
+        caller,
+        "release.stage",
+        &release_id,
+        serde_json::json!({"app": app, "version": version.to_string(), "manifest": manifest_digest}),
+    )
+    .await?;
+    let release = find_release(tx.conn(), &app_row.id, &version.to_string()).await?;
+    let staged = Staged {
+        release,
+        target: target_name(&app, &version),
+        length: body.manifest.len() as u64,
+    };
+    tx.commit_answer(None, 201, &staged).await?;
+    Ok(staged)
+}
