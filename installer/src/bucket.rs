@@ -22,8 +22,8 @@ use base64::engine::general_purpose::STANDARD;
 use bundles::{Digest, ObjectEntry};
 
 use crate::aws::{Aws, is_not_found};
-use crate::deploy::Ui;
 use crate::record;
+use crate::ui::Ui;
 
 /// The SSM parameter that records the account's artifact bucket in this region.
 pub const RECORD: &str = "/consign/artifact-bucket";

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use crate::aws::Aws;
 use crate::bucket;
-use crate::deploy::{Ui, delete_stack_quietly, describe_stack, newest_event, outputs, watch};
 use crate::record::{self, Entry, History};
+use crate::stack::{delete_stack_quietly, describe_stack, newest_event, outputs, watch};
+use crate::ui::Ui;
 
 /// Unix seconds as a UTC time.
 pub fn time(secs: u64) -> String {

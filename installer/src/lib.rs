@@ -19,4 +19,6 @@ pub mod kit;
 pub mod portal;
 pub mod record;
 pub mod release;
+pub mod stack;
 pub mod tuf;
+pub mod ui;

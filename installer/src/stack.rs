@@ -1,0 +1,557 @@
+//! The CloudFormation stack: reading it and its outputs, change sets, executing one, and
+//! watching stack events until the stack settles (streamed to the terminal).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetStatus, ChangeSetType, Parameter, StackStatus, Tag,
+};
+use license::UnixTime;
+use serde::Serialize;
+
+use crate::aws::{Aws, is_missing_stack};
+use crate::release::Release;
+
+use crate::ui::Ui;
+
+/// One change in a change set.
+#[derive(Clone, Debug, Serialize)]
+pub struct Change {
+    /// `Add`, `Modify`, `Remove`.
+    pub action: String,
+    /// The logical id.
+    pub logical_id: String,
+    /// The resource type.
+    pub resource_type: String,
+    /// `True`, `False`, `Conditional` (for `Modify`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
+}
+
+/// The stack as CloudFormation describes it.
+#[derive(Clone, Debug, Default)]
+pub struct Stack {
+    /// Its status.
+    pub status: String,
+    /// Why, if CloudFormation says.
+    pub reason: Option<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+    /// Its parameters.
+    pub parameters: BTreeMap<String, String>,
+    /// Its outputs.
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Stack {
+    /// Left by a CREATE change set that never ran, or a failed first create: no installation.
+    pub(crate) fn is_vacant(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            "REVIEW_IN_PROGRESS" | "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED"
+        )
+    }
+
+    pub(crate) fn is_busy(&self) -> bool {
+        self.status.ends_with("_IN_PROGRESS") && self.status != "REVIEW_IN_PROGRESS"
+    }
+}
+
+/// Describes `name` (`None`: no such stack).
+pub async fn describe_stack(aws: &Aws, name: &str) -> Result<Option<Stack>> {
+    let out = match aws.cfn.describe_stacks().stack_name(name).send().await {
+        Ok(out) => out,
+        Err(e) if is_missing_stack(&e) => return Ok(None),
+        Err(e) => return Err(aws.explain(e, "cloudformation:DescribeStacks", name)),
+    };
+    let Some(stack) = out.stacks().first() else {
+        return Ok(None);
+    };
+    let status = stack
+        .stack_status()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    if status == "DELETE_COMPLETE" {
+        return Ok(None);
+    }
+    Ok(Some(Stack {
+        status,
+        reason: stack.stack_status_reason().map(str::to_owned),
+        tags: stack
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect(),
+        parameters: stack
+            .parameters()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_owned(),
+                    p.parameter_value()?.to_owned(),
+                ))
+            })
+            .collect(),
+        outputs: stack
+            .outputs()
+            .iter()
+            .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+            .collect(),
+    }))
+}
+
+/// The template's outputs that are a plain `Ref` to a resource, by output name.
+pub(crate) fn ref_outputs(template: &serde_json::Value) -> BTreeMap<String, String> {
+    let resources = template.get("Resources").and_then(|r| r.as_object());
+    template
+        .get("Outputs")
+        .and_then(|o| o.as_object())
+        .map(|outputs| {
+            outputs
+                .iter()
+                .filter_map(|(name, o)| {
+                    let target = o.get("Value")?.get("Ref")?.as_str()?;
+                    resources?
+                        .contains_key(target)
+                        .then(|| (name.clone(), target.to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The stack's outputs. CloudFormation lists them once the stack settles; moto does not rebuild
+/// them after a change set executes, so when none are listed, the outputs of the stack's own
+/// template that are a `Ref` to a resource are read from the resources' physical ids instead.
+pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, String>> {
+    let mut out = describe_stack(aws, stack)
+        .await?
+        .map(|s| s.outputs)
+        .unwrap_or_default();
+    if !out.is_empty() {
+        return Ok(out);
+    }
+    let template = match aws.cfn.get_template().stack_name(stack).send().await {
+        Ok(t) => t.template_body().unwrap_or_default().to_owned(),
+        Err(e) if is_missing_stack(&e) => return Ok(out),
+        Err(e) => return Err(aws.explain(e, "cloudformation:GetTemplate", stack)),
+    };
+    let template: serde_json::Value = serde_json::from_str(&template).unwrap_or_default();
+    let wanted: Vec<(String, String)> = ref_outputs(&template)
+        .into_iter()
+        .filter(|(name, _)| !out.contains_key(name))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    // One listing for every resource (moto also fails DescribeStackResource on a stack with a
+    // resource its conditions left out).
+    let mut physical = BTreeMap::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = aws
+            .cfn
+            .list_stack_resources()
+            .stack_name(stack)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| aws.explain(e, "cloudformation:ListStackResources", stack))?;
+        for r in page.stack_resource_summaries() {
+            if let (Some(logical), Some(id)) = (r.logical_resource_id(), r.physical_resource_id()) {
+                physical.insert(logical.to_owned(), id.to_owned());
+            }
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+            _ => break,
+        }
+    }
+    for (name, logical) in wanted {
+        if let Some(id) = physical.get(&logical) {
+            out.insert(name, id.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn change_set_name(version: &semver::Version) -> String {
+    let v: String = version
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("consign-{v}-{}", UnixTime::now().as_secs())
+}
+
+/// A change set created and described.
+pub(crate) struct ChangeSet {
+    pub(crate) name: String,
+    pub(crate) kind: ChangeSetType,
+    pub(crate) changes: Vec<Change>,
+    /// False when CloudFormation found nothing to change.
+    pub(crate) has_changes: bool,
+}
+
+pub(crate) async fn create_change_set(
+    aws: &Aws,
+    release: &Release,
+    stack: &str,
+    kind: ChangeSetType,
+    template: TemplateRef,
+    parameters: Vec<Parameter>,
+    capabilities: Vec<Capability>,
+) -> Result<ChangeSet> {
+    let name = change_set_name(&release.manifest.version);
+    let tags = [
+        ("consign:app", release.app().to_owned()),
+        ("consign:version", release.manifest.version.to_string()),
+        ("consign:manifest", release.manifest_digest.to_string()),
+        (
+            "consign:license",
+            release.license.claims().jti.as_str().to_owned(),
+        ),
+    ];
+    let mut request = aws
+        .cfn
+        .create_change_set()
+        .stack_name(stack)
+        .change_set_name(&name)
+        .change_set_type(kind.clone())
+        .set_parameters(Some(parameters))
+        .set_capabilities(Some(capabilities))
+        .description(format!(
+            "Consign: {} {}",
+            release.app(),
+            release.manifest.version
+        ));
+    for (key, value) in tags {
+        request = request.tags(Tag::builder().key(key).value(value).build());
+    }
+    request = match template {
+        TemplateRef::Body(body) => request.template_body(body),
+        TemplateRef::Url(url) => request.template_url(url),
+    };
+    request
+        .send()
+        .await
+        .map_err(|e| aws.explain(e, "cloudformation:CreateChangeSet", stack))?;
+    // Change sets are ready in seconds; poll until CloudFormation has computed it.
+    let mut waited = Duration::ZERO;
+    loop {
+        let described = aws
+            .cfn
+            .describe_change_set()
+            .stack_name(stack)
+            .change_set_name(&name)
+            .send()
+            .await
+            .map_err(|e| aws.explain(e, "cloudformation:DescribeChangeSet", &name))?;
+        match described.status() {
+            Some(ChangeSetStatus::CreateComplete) => {
+                let changes = described
+                    .changes()
+                    .iter()
+                    .filter_map(|c| c.resource_change())
+                    .map(|r| Change {
+                        action: r
+                            .action()
+                            .map(|a| a.as_str().to_owned())
+                            .unwrap_or_default(),
+                        logical_id: r.logical_resource_id().unwrap_or_default().to_owned(),
+                        resource_type: r.resource_type().unwrap_or_default().to_owned(),
+                        replacement: r.replacement().map(|x| x.as_str().to_owned()),
+                    })
+                    .collect();
+                return Ok(ChangeSet {
+                    name,
+                    kind,
+                    changes,
+                    has_changes: true,
+                });
+            }
+            Some(ChangeSetStatus::Failed) => {
+                let reason = described.status_reason().unwrap_or_default().to_owned();
+                // "The submitted information didn't contain changes": not a failure.
+                if reason.contains("didn't contain changes") || reason.contains("No updates") {
+                    delete_change_set(aws, stack, &name).await?;
+                    return Ok(ChangeSet {
+                        name,
+                        kind,
+                        changes: Vec::new(),
+                        has_changes: false,
+                    });
+                }
+                delete_change_set(aws, stack, &name).await.ok();
+                crate::refuse!(
+                    DeployFailed,
+                    "CloudFormation refused the change set for {stack}: {reason}"
+                );
+            }
+            _ if waited > Duration::from_secs(600) => {
+                bail!("the change set {name} was not ready after 10 minutes")
+            }
+            _ => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                waited += Duration::from_millis(500);
+            }
+        }
+    }
+}
+
+pub(crate) async fn delete_change_set(aws: &Aws, stack: &str, name: &str) -> Result<()> {
+    aws.cfn
+        .delete_change_set()
+        .stack_name(stack)
+        .change_set_name(name)
+        .send()
+        .await
+        .map_err(|e| aws.explain(e, "cloudformation:DeleteChangeSet", name))?;
+    Ok(())
+}
+
+pub(crate) async fn delete_stack_quietly(aws: &Aws, stack: &str) -> Result<()> {
+    aws.cfn
+        .delete_stack()
+        .stack_name(stack)
+        .send()
+        .await
+        .map_err(|e| aws.explain(e, "cloudformation:DeleteStack", stack))?;
+    Ok(())
+}
+
+pub(crate) async fn newest_event(aws: &Aws, stack: &str) -> Result<Option<String>> {
+    match aws
+        .cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out
+            .stack_events()
+            .first()
+            .and_then(|e| e.event_id())
+            .map(str::to_owned)),
+        Err(e) if is_missing_stack(&e) => Ok(None),
+        Err(e) => Err(aws.explain(e, "cloudformation:DescribeStackEvents", stack)),
+    }
+}
+
+/// Executes the change set. A failing resource makes CloudFormation end in a failed or
+/// rolled-back status, which [`watch`] reports; moto instead fails the ExecuteChangeSet call
+/// itself with the resource's error and no name, so the resource is found as the one the stack
+/// cannot describe.
+pub(crate) async fn execute(
+    aws: &Aws,
+    stack: &str,
+    change_set: &str,
+    template: &serde_json::Value,
+) -> Result<()> {
+    let Err(err) = aws
+        .cfn
+        .execute_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set)
+        .send()
+        .await
+    else {
+        return Ok(());
+    };
+    let explained = aws.explain(err, "cloudformation:ExecuteChangeSet", stack);
+    let message = explained.to_string();
+    if message.starts_with("cannot reach") || message.starts_with("AWS denied") {
+        return Err(explained);
+    }
+    let reason = message
+        .strip_prefix(&format!(
+            "cloudformation:ExecuteChangeSet on {stack} failed: "
+        ))
+        .unwrap_or(&message)
+        .to_owned();
+    let resources = template
+        .get("Resources")
+        .and_then(|r| r.as_object())
+        .cloned()
+        .unwrap_or_default();
+    for (logical, body) in &resources {
+        let kind = body.get("Type").and_then(|t| t.as_str()).unwrap_or("?");
+        if let Err(e) = aws
+            .cfn
+            .describe_stack_resource()
+            .stack_name(stack)
+            .logical_resource_id(logical)
+            .send()
+            .await
+        {
+            // The failing resource answers with the very error the execution failed with.
+            if aws
+                .explain(e, "create", logical)
+                .to_string()
+                .contains(&reason)
+            {
+                crate::refuse!(
+                    DeployFailed,
+                    "stack {stack} failed: resource {logical} ({kind}) could not be created: {reason}. Fix the cause and run the command again, or `installer uninstall --stack {stack}`"
+                );
+            }
+        }
+    }
+    Err(explained.context(format!("stack {stack} failed")))
+}
+
+/// Streams stack events until the stack settles; the final status, or the failed resource and
+/// its reason as an error.
+pub(crate) async fn watch(
+    aws: &Aws,
+    stack: &str,
+    mut marker: Option<String>,
+    poll: Duration,
+    total: usize,
+    ui: Ui,
+) -> Result<String> {
+    let mut first_failure: Option<String> = None;
+    let mut settled_resources = BTreeSet::new();
+    let started = std::time::Instant::now();
+    loop {
+        let out = match aws
+            .cfn
+            .describe_stack_events()
+            .stack_name(stack)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if is_missing_stack(&e) => return Ok("DELETE_COMPLETE".into()),
+            Err(e) => return Err(aws.explain(e, "cloudformation:DescribeStackEvents", stack)),
+        };
+        // Newest first, down to the marker; printed oldest first.
+        let mut fresh = Vec::new();
+        for event in out.stack_events() {
+            if event.event_id().map(str::to_owned) == marker {
+                break;
+            }
+            fresh.push(event.clone());
+        }
+        if let Some(newest) = out.stack_events().first() {
+            marker = newest.event_id().map(str::to_owned);
+        }
+        for event in fresh.iter().rev() {
+            let status = event
+                .resource_status()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default();
+            let logical = event.logical_resource_id().unwrap_or_default();
+            let kind = event.resource_type().unwrap_or_default();
+            let reason = event.resource_status_reason().unwrap_or_default();
+            let at = event.timestamp().map(|t| t.to_string()).unwrap_or_default();
+            if logical != stack && status.ends_with("_COMPLETE") {
+                settled_resources.insert(logical.to_owned());
+            }
+            let counter = if total > 0 {
+                format!("[{:>2}/{total}] ", settled_resources.len().min(total))
+            } else {
+                String::new()
+            };
+            ui.say(format!(
+                "  {counter}{at}  {status:<22} {logical} ({kind}) {reason}"
+            ));
+            if status.ends_with("_FAILED") && first_failure.is_none() && logical != stack {
+                first_failure = Some(format!("resource {logical} ({kind}) failed: {reason}"));
+            }
+        }
+        let Some(current) = describe_stack(aws, stack).await? else {
+            return Ok("DELETE_COMPLETE".into());
+        };
+        let status = current.status.clone();
+        let settled = !status.ends_with("_IN_PROGRESS");
+        if settled {
+            let failed = status.ends_with("_FAILED")
+                || status.contains("ROLLBACK")
+                || status == StackStatus::DeleteFailed.as_str();
+            if failed {
+                let why = first_failure
+                    .or(current.reason)
+                    .unwrap_or_else(|| "CloudFormation gave no reason".into());
+                crate::refuse!(
+                    DeployFailed,
+                    "stack {stack} ended in {status}: {why}. Fix the cause and run the command again"
+                );
+            }
+            return Ok(status);
+        }
+        if started.elapsed() > Duration::from_secs(3 * 3600) {
+            bail!("stack {stack} did not settle within 3 hours (still {status})");
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+pub(crate) enum TemplateRef {
+    Body(String),
+    Url(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::describe_changes;
+
+    #[test]
+    fn ref_outputs_are_those_naming_a_resource() {
+        let template = serde_json::json!({
+            "Resources": {"SiteBucket": {"Type": "AWS::S3::Bucket"}},
+            "Parameters": {"Stage": {"Type": "String"}},
+            "Outputs": {
+                "SiteBucketName": {"Value": {"Ref": "SiteBucket"}},
+                "StageName": {"Value": {"Ref": "Stage"}},
+                "Url": {"Value": {"Fn::Sub": "https://${SiteBucket}"}}
+            }
+        });
+        let outputs = ref_outputs(&template);
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(
+            outputs.get("SiteBucketName").map(String::as_str),
+            Some("SiteBucket")
+        );
+    }
+
+    #[test]
+    fn changes_read_as_add_modify_replace_remove() {
+        let change = |action: &str, replacement: Option<&str>| Change {
+            action: action.into(),
+            logical_id: "Posts".into(),
+            resource_type: "AWS::Lambda::Function".into(),
+            replacement: replacement.map(str::to_owned),
+        };
+        let text = describe_changes(&[
+            change("Add", None),
+            change("Modify", Some("False")),
+            change("Modify", Some("True")),
+            change("Modify", Some("Conditional")),
+            change("Remove", None),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].trim_start().starts_with("+ Add"), "{text}");
+        assert!(lines[1].trim_start().starts_with("~ Modify") && !lines[1].contains("REPLACED"));
+        assert!(lines[2].ends_with("(REPLACED)"), "{text}");
+        assert!(lines[3].ends_with("(may be replaced)"), "{text}");
+        assert!(lines[4].trim_start().starts_with("- Remove"), "{text}");
+        assert!(describe_changes(&[]).contains("no resource changes"));
+    }
+
+    #[test]
+    fn vacant_and_busy_stacks() {
+        let stack = |status: &str| Stack {
+            status: status.into(),
+            ..Stack::default()
+        };
+        assert!(stack("REVIEW_IN_PROGRESS").is_vacant());
+        assert!(stack("ROLLBACK_COMPLETE").is_vacant());
+        assert!(!stack("UPDATE_ROLLBACK_COMPLETE").is_vacant());
+        assert!(stack("UPDATE_IN_PROGRESS").is_busy());
+        assert!(!stack("REVIEW_IN_PROGRESS").is_busy());
+    }
+}
