@@ -90,3 +90,53 @@ pub fn check_all<R: Read>(mut bundle: BundleReader<R>) -> Result<usize> {
     }
     Ok(checked)
 }
+
+/// What checking a bundle without its keys shows: who signed it, that every object matches the
+/// signed manifest, and what it would create in an account and which IAM permissions it would
+/// hold. `installer verify` and `vendor-portal release inspect` both print this.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// Always true: a bundle that fails a check is an error instead.
+    pub verified: bool,
+    /// The release key that signed the manifest.
+    pub signed_by: String,
+    /// How many objects were checked against the manifest.
+    pub objects_checked: usize,
+    /// The IAM actions the app's roles would hold.
+    pub iam_actions: Vec<String>,
+    /// The signed manifest.
+    pub manifest: crate::manifest::BundleManifest,
+}
+
+impl Inspection {
+    /// The report for people: a VERIFIED line, then the manifest's description.
+    pub fn text(&self) -> String {
+        format!(
+            "VERIFIED: signed by release key {}; {} objects match the signed manifest\n{}",
+            self.signed_by,
+            self.objects_checked,
+            self.manifest.describe()
+        )
+    }
+}
+
+/// Verifies a bundle's signature against `keyset` and every object's structure against the
+/// signed manifest, without its keys.
+pub fn inspect<R: Read>(
+    bundle: R,
+    keyset: &license::TrustedKeyset,
+    now: license::UnixTime,
+    limits: &crate::limits::Limits,
+) -> Result<Inspection> {
+    let reader = BundleReader::open(bundle, keyset, now, limits)?;
+    let manifest = reader.manifest().clone();
+    let signed_by = reader.signature().kid.clone();
+    let objects_checked = check_all(reader)?;
+    Ok(Inspection {
+        verified: true,
+        signed_by,
+        objects_checked,
+        iam_actions: manifest.actions(),
+        manifest,
+    })
+}

@@ -37,6 +37,21 @@ pub struct ReleaseTarget {
 }
 
 impl ReleaseTarget {
+    /// The release a TUF target's `custom` object describes: the one reading of a target that
+    /// the portal (checking targets a vendor publishes) and the installer (reading verified
+    /// metadata) share.
+    pub fn from_custom<'a>(
+        custom: impl IntoIterator<Item = (&'a String, &'a serde_json::Value)>,
+    ) -> Result<Self, serde_json::Error> {
+        let object = serde_json::Value::Object(
+            custom
+                .into_iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        serde_json::from_value(object)
+    }
+
     /// Is the release on `channel`?
     pub fn on_channel(&self, channel: &str) -> bool {
         self.channels.iter().any(|c| c.as_str() == channel)

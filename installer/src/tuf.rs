@@ -365,14 +365,7 @@ pub fn describe(error: &tough::error::Error) -> String {
 pub fn releases(repo: &Repository) -> Result<Vec<ReleaseTarget>> {
     let mut out = Vec::new();
     for (name, target) in repo.targets().signed.targets_iter() {
-        let custom = serde_json::Value::Object(
-            target
-                .custom
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        );
-        let release: ReleaseTarget = serde_json::from_value(custom)
+        let release = ReleaseTarget::from_custom(&target.custom)
             .map_err(|e| anyhow!("target {} does not describe a release: {e}", name.raw()))?;
         out.push(release);
     }

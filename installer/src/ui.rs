@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal as _;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::stack::Change;
 
@@ -66,7 +66,7 @@ pub fn confirm(question: &str, yes: bool, declined: &str) -> Result<()> {
     if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
         Ok(())
     } else {
-        bail!("{declined}")
+        crate::refuse!(Declined, "{declined}")
     }
 }
 

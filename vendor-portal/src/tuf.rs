@@ -201,14 +201,7 @@ pub fn target(manifest_len: u64, info: &ReleaseTarget) -> Result<Target> {
 
 /// The release a target describes.
 pub fn release_of(target: &Target) -> Result<ReleaseTarget> {
-    let custom = serde_json::Value::Object(
-        target
-            .custom
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-    );
-    serde_json::from_value(custom)
+    ReleaseTarget::from_custom(&target.custom)
         .map_err(|e| anyhow!("a target does not describe a Consign release: {e}"))
 }
 

@@ -215,12 +215,9 @@ async fn prepare(
             files.len()
         ));
     }
-    let template_file = files.get(template_entry.path.as_str()).ok_or_else(|| {
-        crate::error::refused(
-            crate::error::Code::Declined,
-            format!("the template was not decrypted"),
-        )
-    })?;
+    let template_file = files
+        .get(template_entry.path.as_str())
+        .ok_or_else(|| anyhow!("the template was not decrypted"))?;
     let template: serde_json::Value = serde_json::from_slice(&std::fs::read(template_file)?)
         .context("the release's template is not JSON")?;
     Ok(Prepared {

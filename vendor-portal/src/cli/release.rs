@@ -302,31 +302,16 @@ fn open_bundle_file(path: &Path) -> Result<BufReader<fs::File>> {
 
 fn inspect(args: InspectArgs, output: Output) -> Result<()> {
     let keyset = read_trusted_keyset(&args.trust, args.trust_root)?;
-    let reader = BundleReader::open(
+    let report = bundles::open::inspect(
         open_bundle_file(&args.bundle)?,
         &keyset,
         UnixTime::now(),
         &Limits::default(),
     )
     .with_context(|| format!("{} is refused", args.bundle.display()))?;
-    let manifest = reader.manifest().clone();
-    let kid = reader.signature().kid.clone();
-    let objects =
-        check_all(reader).with_context(|| format!("{} is refused", args.bundle.display()))?;
     match output {
-        Output::Json => print_json(&json!({
-            "verified": true,
-            "signed_by": kid,
-            "objects_checked": objects,
-            "iam_actions": manifest.actions(),
-            "manifest": manifest,
-        }))?,
-        Output::Text => {
-            println!(
-                "VERIFIED: signed by release key {kid}; {objects} objects match the signed manifest"
-            );
-            print!("{}", manifest.describe());
-        }
+        Output::Json => print_json(&serde_json::to_value(&report)?)?,
+        Output::Text => print!("{}", report.text()),
     }
     Ok(())
 }

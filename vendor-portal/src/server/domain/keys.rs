@@ -456,7 +456,7 @@ async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> DomainResult<Ke
 /// Shows the vendor's keys.
 pub async fn show(state: &AppState, caller: &Caller) -> DomainResult<KeysInfo> {
     let mut conn = state.db.pool.acquire().await?;
-    Ok(keys_info(&mut conn, &caller.vendor_id).await?)
+    keys_info(&mut conn, &caller.vendor_id).await
 }
 
 /// What `keys register` sends.

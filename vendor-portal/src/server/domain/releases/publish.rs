@@ -83,7 +83,7 @@ pub async fn put_root(
         &caller.vendor_id,
         &app_row.id,
         &keyset.root,
-        &body,
+        body,
     )
     .await?;
     tx.audit(
@@ -117,7 +117,7 @@ pub async fn put_targets(
     caller.require(Role::Publisher)?;
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
     let app_row = find_app(tx.conn(), &caller.vendor_id, &app).await?;
-    let new = domain::tuf::check_targets(tx.conn(), &app_row.id, &body).await?;
+    let new = domain::tuf::check_targets(tx.conn(), &app_row.id, body).await?;
     let previous = match domain::tuf::latest(tx.conn(), &app_row.id, "targets").await? {
         Some((_, text)) => Some(
             tuf::parse::<Targets>(text.as_bytes(), "targets")
@@ -228,7 +228,7 @@ pub async fn put_targets(
         &caller.vendor_id,
         &app_row.id,
         &new,
-        &body,
+        body,
     )
     .await?;
     records.push(AuditRecord::by(

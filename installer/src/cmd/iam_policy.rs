@@ -1,0 +1,19 @@
+//! `installer iam-policy`: the least-privilege policy the installer needs for a version.
+
+use anyhow::Result;
+use installer::release::Catalog;
+
+use super::{parse_version, print_json};
+
+/// Prints the policy for `version`, scoped to `stack` when given.
+pub async fn run(version: String, stack: Option<String>) -> Result<()> {
+    let version = parse_version(&version)?;
+    let release = Catalog::load().await?.release(&version).await?;
+    let (policy, unmapped) = installer::iam::policy(&release.manifest, stack.as_deref());
+    for kind in &unmapped {
+        eprintln!(
+            "warning: the template declares {kind}, whose permissions the installer does not know: add them by hand"
+        );
+    }
+    print_json(&policy)
+}
