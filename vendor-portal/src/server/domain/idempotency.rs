@@ -6,8 +6,8 @@
 use sqlx::AnyConnection;
 
 use super::error::{DomainError, DomainResult, Kind};
-use super::tx::values_clause;
 use crate::server::base::db::is_unique_violation;
+use crate::server::base::db::values_clause;
 use crate::server::base::now;
 
 /// The code of the error a request gets when another request with its key completed first.

@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::idempotency::{Answer, IdempotencyContext};
 use crate::server::base::db::Database;
+use crate::server::base::db::values_clause;
 use crate::server::domain::error::{DomainError, DomainResult};
 use crate::server::domain::ratelimit;
-use crate::server::domain::tx::{AuditRecord, VendorTx, values_clause};
+use crate::server::domain::tx::{AuditRecord, VendorTx};
 use crate::server::state::{Limits, sqlite_turn};
 
 /// Most licenses in one transaction (11 parameters each stays far below both databases' limits).

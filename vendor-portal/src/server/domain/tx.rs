@@ -9,7 +9,7 @@ use sqlx::{Any, AnyConnection, Row as _, Transaction};
 use super::access::Caller;
 use super::idempotency::{Answer, IdempotencyContext};
 use crate::audit_chain::chain_hash;
-use crate::server::base::db::is_unique_violation;
+use crate::server::base::db::{is_unique_violation, values_clause};
 use crate::server::base::now;
 use crate::server::domain::error::{DomainError, DomainResult};
 use crate::server::state::AppState;
@@ -225,15 +225,4 @@ impl AuditRecord {
             detail,
         }
     }
-}
-
-/// `($1, ..., $cols), ($cols+1, ...)` for a multi-row INSERT of `rows` rows.
-pub fn values_clause(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let params: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sqlx::Row as _;
 use utoipa::ToSchema;
 
+use crate::server::base::decode_b64;
 use crate::server::domain::error::{DomainError, DomainResult, Kind};
 use crate::server::domain::grants::{self, GrantAsk};
 use crate::server::domain::licenses::check_license;
@@ -18,7 +19,6 @@ use crate::server::domain::releases::object_key;
 use crate::server::http::auth::{Caller, Role};
 use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
 use crate::server::http::reply::json_response;
-use crate::server::routes::decode_b64;
 use crate::server::state::AppState;
 
 /// How long a presigned S3 download URL lives.

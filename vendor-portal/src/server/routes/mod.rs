@@ -219,14 +219,3 @@ pub fn streaming_router() -> Router<AppState> {
             put(releases::put_targets).layer(DefaultBodyLimit::max(crate::tuf::MAX_METADATA_LEN)),
         )
 }
-
-/// Decodes base64 in any of the usual alphabets (standard or URL-safe, padded or not).
-pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let trimmed = text.trim().trim_end_matches('=');
-    URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .ok()
-        .or_else(|| STANDARD.decode(text.trim()).ok())
-}

@@ -1,6 +1,7 @@
 //! Staging a release: its signed manifest, checked against the uploaded objects, and its data
 //! keys, sealed under the master key.
 
+use crate::server::base::db::values_clause;
 use crate::server::base::now;
 use crate::server::base::secrets::new_id;
 use crate::server::domain::access::{Caller, Role};
@@ -10,7 +11,7 @@ use crate::server::domain::keys::current_keyset;
 use crate::server::domain::releases::{
     Release, SignatureBlock, find_release, keys_context, object_key,
 };
-use crate::server::domain::tx::{VendorTx, values_clause};
+use crate::server::domain::tx::VendorTx;
 use crate::server::state::AppState;
 use bundles::release::target_name;
 use bundles::{Digest, KeysFile, Limits};
@@ -106,7 +107,7 @@ pub async fn stage(
     };
     let signature = bundles::manifest::ManifestSignature {
         kid: body.signature.kid.clone(),
-        signature: crate::server::routes::decode_b64(&body.signature.signature)
+        signature: crate::server::base::decode_b64(&body.signature.signature)
             .and_then(|b| <[u8; 64]>::try_from(b).ok())
             .ok_or_else(|| DomainError::invalid("the signature must be 64 bytes of base64"))?,
     };

@@ -8,9 +8,9 @@
 //! both win.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use serde::Deserialize;
 use sqlx::Row as _;
 
@@ -21,18 +21,23 @@ use crate::server::base::secrets::{
     hash_password, new_id, new_secret, secret_hash, verify_password,
 };
 use crate::server::domain;
-use crate::server::domain::catalog;
 use crate::server::domain::error::DomainError;
-use crate::server::domain::licenses::issue::LicenseIssue;
 use crate::server::domain::ratelimit;
-use crate::server::http::auth::{Caller, Role};
-use crate::server::http::extract::{ApiPath, RequestMeta};
+use crate::server::http::extract::RequestMeta;
 use crate::server::state::AppState;
+
+mod licenses;
+mod trials;
+
+pub use self::licenses::{account, license_file, license_page};
+pub use self::trials::start_trial;
 
 /// The buyer's session cookie.
 pub const BUYER_COOKIE: &str = "__Host-consign_buyer";
+
 /// Buyer session secrets start with this.
 const BUYER_PREFIX: &str = "cnbs_";
+
 /// Buyer sessions last 12 hours.
 const SESSION_SECONDS: i64 = 12 * 3600;
 
@@ -77,9 +82,9 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Buy
 }
 
 async fn required(state: &AppState, headers: &HeaderMap, next: &str) -> Result<Buyer, WebError> {
-    current(state, headers)
-        .await?
-        .ok_or_else(|| WebError::redirect(format!("/login?next={}", super::encode(next))))
+    current(state, headers).await?.ok_or_else(|| {
+        WebError::redirect(format!("/login?next={}", crate::server::web::encode(next)))
+    })
 }
 
 /// Only paths on this site (`/x`, not `//host` or `https://…`) are followed after sign-in:
@@ -381,381 +386,12 @@ pub async fn logout(
     Ok(response)
 }
 
-/// The trial form.
-#[derive(Debug, Deserialize)]
-pub struct TrialForm {
-    /// The trial plan's slug.
-    #[serde(default)]
-    pub plan: String,
-}
-
-/// Acting for the vendor on a buyer's behalf: the vendor's audit log names the buyer.
-fn marketplace_caller(
-    vendor_id: String,
-    vendor_slug: String,
-    buyer: &Buyer,
-    meta: RequestMeta,
-) -> Caller {
-    Caller {
-        vendor_id,
-        vendor_slug,
-        member_id: format!("buyer:{}", buyer.id),
-        email: buyer.email.clone(),
-        role: Role::Publisher,
-        token_id: None,
-        meta,
-    }
-}
-
-fn customer_slug(company: &str) -> Result<String, WebError> {
-    let mut slug: String = company
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    while slug.contains("--") {
-        slug = slug.replace("--", "-");
-    }
-    let slug: String = slug.trim_matches('-').chars().take(40).collect();
-    let suffix = new_id("x").map_err(DomainError::internal)?;
-    let tail = &suffix[suffix.len() - 6..];
-    Ok(if slug.is_empty() {
-        format!("buyer-{tail}")
-    } else {
-        format!("{}-{tail}", slug.trim_end_matches('-'))
-    })
-}
-
-/// `POST /apps/{vendor}/{app}/trial`.
-pub async fn start_trial(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    meta: RequestMeta,
-    Path((vendor, app)): Path<(String, String)>,
-    WebForm(form): WebForm<TrialForm>,
-) -> Result<Response, WebError> {
-    let back = format!("/apps/{vendor}/{app}");
-    let buyer = required(&state, &headers, &back).await?;
-    {
-        let _turn = state.write_turn().await;
-        ratelimit::hit(
-            &state.db.pool,
-            &format!("trial:{}", meta.ip),
-            3600,
-            state.limits.trials_per_hour,
-            "trials started from this address",
-        )
-        .await?;
-    }
-    let row = sqlx::query(
-        "SELECT a.id AS app_id, a.name AS app_name, v.id AS vendor_id, v.name AS vendor_name, p.trial \
-         FROM apps a JOIN vendors v ON v.id = a.vendor_id LEFT JOIN plans p ON p.app_id = a.id AND p.slug = $3 \
-         WHERE v.slug = $1 AND a.slug = $2 AND a.listed = 1",
-    )
-    .bind(&vendor)
-    .bind(&app)
-    .bind(&form.plan)
-    .fetch_optional(&state.db.pool)
-    .await?
-    .ok_or_else(|| WebError::not_found("app on the marketplace"))?;
-    let app_id: String = row.try_get("app_id")?;
-    let app_name: String = row.try_get("app_name")?;
-    let vendor_id: String = row.try_get("vendor_id")?;
-    let vendor_name: String = row.try_get("vendor_name")?;
-    if row.try_get::<Option<i64>, _>("trial")? != Some(1) {
-        return Err(WebError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Not a trial plan",
-            format!(
-                "{app_name} has no trial plan {:?}. Go back and pick a plan marked trial.",
-                form.plan
-            ),
-        ));
-    }
-    // Reserve the trial first: the primary key refuses a second one for this app and account.
-    let reserved = {
-        let _turn = state.write_turn().await;
-        sqlx::query(
-            "INSERT INTO trials (app_id, aws_account, buyer_id, license_id, created_at) VALUES ($1, $2, $3, NULL, $4)",
-        )
-        .bind(&app_id)
-        .bind(&buyer.aws_account)
-        .bind(&buyer.id)
-        .bind(now())
-        .execute(&state.db.pool)
-        .await
-    };
-    match reserved {
-        Err(e) if is_unique_violation(&e) => {
-            let when: i64 =
-                sqlx::query("SELECT created_at FROM trials WHERE app_id = $1 AND aws_account = $2")
-                    .bind(&app_id)
-                    .bind(&buyer.aws_account)
-                    .fetch_one(&state.db.pool)
-                    .await?
-                    .try_get("created_at")?;
-            return Err(WebError::new(
-                StatusCode::CONFLICT,
-                "A trial was started already",
-                format!(
-                    "A trial of {app_name} for AWS account {} was started on {}, and there is one trial per app and account. Your licenses are under My licenses; to go on, ask {vendor_name} for a plan.",
-                    buyer.aws_account,
-                    super::date(when)
-                ),
-            ));
-        }
-        other => other?,
-    };
-    match issue_trial(&state, &buyer, meta, &vendor_id, &vendor, &app, &form.plan).await {
-        Ok(license_id) => {
-            let _turn = state.write_turn().await;
-            sqlx::query("UPDATE trials SET license_id = $3 WHERE app_id = $1 AND aws_account = $2")
-                .bind(&app_id)
-                .bind(&buyer.aws_account)
-                .bind(&license_id)
-                .execute(&state.db.pool)
-                .await?;
-            Ok(see_other(&format!(
-                "/account/licenses/{license_id}?done=trial"
-            )))
-        }
-        Err(e) => {
-            // Nothing was issued: free the reservation so the buyer can try again.
-            let _turn = state.write_turn().await;
-            sqlx::query(
-                "DELETE FROM trials WHERE app_id = $1 AND aws_account = $2 AND license_id IS NULL",
-            )
-            .bind(&app_id)
-            .bind(&buyer.aws_account)
-            .execute(&state.db.pool)
-            .await?;
-            Err(e)
-        }
-    }
-}
-
-async fn issue_trial(
-    state: &AppState,
-    buyer: &Buyer,
-    meta: RequestMeta,
-    vendor_id: &str,
-    vendor: &str,
-    app: &str,
-    plan: &str,
-) -> Result<String, WebError> {
-    let caller = marketplace_caller(vendor_id.to_owned(), vendor.to_owned(), buyer, meta);
-    let existing = sqlx::query("SELECT slug FROM customers WHERE vendor_id = $1 AND buyer_id = $2")
-        .bind(vendor_id)
-        .bind(&buyer.id)
-        .fetch_optional(&state.db.pool)
-        .await?;
-    let customer = match existing {
-        Some(row) => row.try_get::<String, _>("slug")?,
-        None => {
-            let slug = customer_slug(&buyer.company)?;
-            let body = catalog::CustomerCreate {
-                slug: slug.clone(),
-                name: buyer.company.clone(),
-                email: Some(buyer.email.clone()),
-                aws_accounts: vec![buyer.aws_account.clone()],
-            };
-            catalog::create_customer_of(state, &caller, None, body, Some(&buyer.id)).await?;
-            slug
-        }
-    };
-    let body = LicenseIssue {
-        customer,
-        app: app.to_owned(),
-        plan: Some(plan.to_owned()),
-        aws_accounts: Some(vec![buyer.aws_account.clone()]),
-        ..LicenseIssue::default()
-    };
-    let issued = domain::licenses::issue::issue(state, &caller, None, body).await?;
-    Ok(issued.license.id)
-}
-
-/// A license on the buyer's pages.
-#[derive(Debug)]
-pub struct LicenseRow {
-    /// Id.
-    pub id: String,
-    /// App slug.
-    pub app: String,
-    /// App name.
-    pub app_name: String,
-    /// Vendor slug.
-    pub vendor: String,
-    /// Vendor name.
-    pub vendor_name: String,
-    /// Plan name.
-    pub plan: String,
-    /// `active`, `suspended`, `revoked` or `expired`.
-    pub state: String,
-    /// Expiry date.
-    pub expires: String,
-    /// Issue date.
-    pub issued: String,
-    /// The signed license text.
-    pub armored: String,
-    /// The app's id.
-    pub app_id: String,
-}
-
-async fn licenses_of(
-    state: &AppState,
-    buyer: &Buyer,
-    id: Option<&str>,
-) -> Result<Vec<LicenseRow>, WebError> {
-    let rows = sqlx::query(
-        "SELECT l.id, l.state, l.expires_at, l.issued_at, l.armored, a.id AS app_id, a.slug AS app, a.name AS app_name, \
-         v.slug AS vendor, v.name AS vendor_name, p.name AS plan FROM licenses l \
-         JOIN customers c ON c.id = l.customer_id JOIN apps a ON a.id = l.app_id JOIN vendors v ON v.id = l.vendor_id \
-         LEFT JOIN plans p ON p.id = l.plan_id \
-         WHERE c.buyer_id = $1 AND ($2 = '' OR l.id = $2) ORDER BY l.issued_at DESC, l.id",
-    )
-    .bind(&buyer.id)
-    .bind(id.unwrap_or(""))
-    .fetch_all(&state.db.pool)
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let expires_at: i64 = row.try_get("expires_at")?;
-        let mut license_state: String = row.try_get("state")?;
-        if license_state == "active" && expires_at <= now() {
-            license_state = "expired".into();
-        }
-        out.push(LicenseRow {
-            id: row.try_get("id")?,
-            app: row.try_get("app")?,
-            app_name: row.try_get("app_name")?,
-            vendor: row.try_get("vendor")?,
-            vendor_name: row.try_get("vendor_name")?,
-            plan: row
-                .try_get::<Option<String>, _>("plan")?
-                .unwrap_or_else(|| "custom".into()),
-            state: license_state,
-            expires: super::date(expires_at),
-            issued: super::date(row.try_get("issued_at")?),
-            armored: row.try_get("armored")?,
-            app_id: row.try_get("app_id")?,
-        });
-    }
-    Ok(out)
-}
-
-/// License `id` of the signed-in buyer; another buyer's, or none, is a 404.
-async fn own_license(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<LicenseRow, WebError> {
-    let buyer = required(state, headers, &format!("/account/licenses/{id}")).await?;
-    licenses_of(state, &buyer, Some(id))
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| WebError::not_found("license"))
-}
-
-#[derive(Template)]
-#[template(path = "account.html")]
-struct AccountPage {
-    page: Page,
-    buyer: Buyer,
-    licenses: Vec<LicenseRow>,
-}
-
-/// `GET /account`: the buyer's licenses.
-pub async fn account(
-    State(state): State<AppState>,
-    parts: PageParts,
-    headers: HeaderMap,
-) -> Result<Response, WebError> {
-    let buyer = required(&state, &headers, "/account").await?;
-    let licenses = licenses_of(&state, &buyer, None).await?;
-    Ok(render(&AccountPage {
-        page: Page::new(&parts, "account", "My licenses"),
-        buyer,
-        licenses,
-    }))
-}
-
-#[derive(Template)]
-#[template(path = "license.html")]
-struct LicensePage {
-    page: Page,
-    license: LicenseRow,
-    versions: Vec<String>,
-    why_none: Option<String>,
-    fingerprint: String,
-    portal: String,
-}
-
-/// `GET /account/licenses/{id}`: one license, the versions it entitles, the install commands.
-pub async fn license_page(
-    State(state): State<AppState>,
-    parts: PageParts,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Response, WebError> {
-    let license = own_license(&state, &headers, &id).await?;
-    let mut conn = state.db.pool.acquire().await?;
-    let mut versions = Vec::new();
-    let mut why_none = None;
-    match domain::licenses::check_license(&mut conn, &license.armored).await {
-        Ok(checked) => {
-            versions =
-                domain::entitlement::receivable_versions(&mut conn, &checked, &license.app).await?;
-            if versions.is_empty() {
-                why_none = Some("No published release falls within this license yet.".to_owned());
-            }
-        }
-        Err(e) if !e.is_client_error() => return Err(e.into()),
-        Err(e) => why_none = Some(format!("Nothing can be installed with it: {}.", e.detail)),
-    }
-    let fingerprint: String = sqlx::query(
-        "SELECT k.root_fingerprint FROM keysets k JOIN vendors v ON v.id = k.vendor_id WHERE v.slug = $1 ORDER BY k.seq DESC LIMIT 1",
-    )
-    .bind(&license.vendor)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| r.try_get("root_fingerprint"))
-    .transpose()?
-    .unwrap_or_default();
-    Ok(render(&LicensePage {
-        page: Page::new(&parts, "account", format!("{} license", license.app_name)),
-        license,
-        versions,
-        why_none,
-        fingerprint,
-        portal: super::market::portal_url(&headers),
-    }))
-}
-
-/// `GET /account/licenses/{id}/file`: the license file, as a download.
-pub async fn license_file(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiPath(id): ApiPath<String>,
-) -> Result<Response, WebError> {
-    let license = own_license(&state, &headers, &id).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/x-pem-file".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{}.lic\"", license.app),
-            ),
-        ],
-        license.armored,
-    )
-        .into_response())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::trials::customer_slug;
     use super::*;
+    use crate::server::domain::catalog;
 
     #[test]
     fn sign_in_next_cannot_leave_the_site() {

@@ -1,0 +1,331 @@
+//! The console's customer pages: licenses, installations, the usage chart, issuing and changing
+//! licenses.
+
+use askama::Template;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use sqlx::Row as _;
+
+use super::*;
+use super::{Page, PageParts, WebError, WebForm, render, see_other, svg};
+use crate::server::base::now;
+use crate::server::domain;
+use crate::server::domain::catalog;
+use crate::server::domain::installations;
+use crate::server::domain::licenses::change::{self, Change};
+use crate::server::domain::licenses::issue::LicenseIssue;
+use crate::server::http::extract::ApiPath;
+use crate::server::state::AppState;
+use license::status::LicenseState;
+
+/// A customer in the console.
+#[derive(Debug)]
+pub struct CustomerRow {
+    /// Slug.
+    pub slug: String,
+    /// Name.
+    pub name: String,
+    /// Email.
+    pub email: String,
+    /// AWS accounts.
+    pub accounts: String,
+    /// Licenses.
+    pub licenses: i64,
+    /// Came from a marketplace trial.
+    pub marketplace: bool,
+}
+
+#[derive(Template)]
+#[template(path = "console_customers.html")]
+pub(crate) struct CustomersPage {
+    page: Page,
+    customers: Vec<CustomerRow>,
+}
+
+/// `GET /console/customers`.
+pub async fn customers(
+    State(state): State<AppState>,
+    parts: PageParts,
+    Member(caller): Member,
+) -> Result<Response, WebError> {
+    let mut customers = Vec::new();
+    for row in sqlx::query(
+        "SELECT c.slug, c.name, c.email, c.aws_accounts, c.buyer_id, \
+         (SELECT COUNT(*) FROM licenses l WHERE l.customer_id = c.id) AS licenses \
+         FROM customers c WHERE c.vendor_id = $1 ORDER BY c.created_at DESC, c.slug",
+    )
+    .bind(&caller.vendor_id)
+    .fetch_all(&state.db.pool)
+    .await?
+    {
+        let accounts: String = row.try_get("aws_accounts")?;
+        customers.push(CustomerRow {
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            email: row
+                .try_get::<Option<String>, _>("email")?
+                .unwrap_or_default(),
+            accounts: serde_json::from_str::<Vec<String>>(&accounts)
+                .unwrap_or_default()
+                .join(", "),
+            licenses: row.try_get("licenses")?,
+            marketplace: row.try_get::<Option<String>, _>("buyer_id")?.is_some(),
+        });
+    }
+    Ok(render(&CustomersPage {
+        page: Page::new(&parts, "console", "Customers"),
+        customers,
+    }))
+}
+
+/// A license on the customer's page.
+#[derive(Debug)]
+pub struct LicenseRow {
+    /// Id.
+    pub id: String,
+    /// App.
+    pub app: String,
+    /// Plan.
+    pub plan: String,
+    /// State (`expired` when active but past expiry).
+    pub state: String,
+    /// Expiry.
+    pub expires: String,
+    /// Seats in use / allowed.
+    pub seats: String,
+}
+
+/// An installation row.
+#[derive(Debug)]
+pub struct InstallationRow {
+    /// Customer slug.
+    pub customer: String,
+    /// Version.
+    pub version: String,
+    /// Region.
+    pub region: String,
+    /// Account.
+    pub account: String,
+    /// Stack.
+    pub stack: String,
+    /// Last check-in.
+    pub last_seen: String,
+    /// `live`, `silent` (no check-in for two days) or `removed`.
+    pub state: String,
+}
+
+pub(crate) fn installation_state(last_seen: i64, removed: Option<i64>) -> String {
+    match removed {
+        Some(_) => "removed".into(),
+        None if last_seen < now() - 2 * 86_400 => "silent".into(),
+        None => "live".into(),
+    }
+}
+
+/// A usage chart.
+#[derive(Debug)]
+pub struct Chart {
+    /// The dimension.
+    pub dimension: String,
+    /// Units in all.
+    pub total: i64,
+    /// The SVG.
+    pub svg: String,
+}
+
+#[derive(Template)]
+#[template(path = "console_customer.html")]
+pub(crate) struct CustomerPage {
+    page: Page,
+    slug: String,
+    email: String,
+    accounts: String,
+    licenses: Vec<LicenseRow>,
+    installations: Vec<InstallationRow>,
+    charts: Vec<Chart>,
+    plans: Vec<(String, String)>,
+}
+
+/// Days the usage charts cover.
+pub(crate) const CHART_DAYS: i64 = 30;
+
+/// `GET /console/customers/{customer}`: licenses with their actions, installations and usage.
+pub async fn customer_page(
+    State(state): State<AppState>,
+    parts: PageParts,
+    Member(caller): Member,
+    ApiPath(slug): ApiPath<String>,
+) -> Result<Response, WebError> {
+    let mut conn = state.db.pool.acquire().await?;
+    let customer = catalog::find_customer(&mut conn, &caller.vendor_id, &slug).await?;
+    let usage =
+        installations::usage::customer_usage_of(&mut conn, &caller.vendor_id, slug.clone()).await?;
+    let mut licenses = Vec::new();
+    for row in sqlx::query(
+        "SELECT l.id, l.state, l.expires_at, a.slug AS app, p.slug AS plan FROM licenses l JOIN apps a ON a.id = l.app_id \
+         LEFT JOIN plans p ON p.id = l.plan_id WHERE l.vendor_id = $1 AND l.customer_id = $2 ORDER BY l.issued_at DESC, l.id",
+    )
+    .bind(&caller.vendor_id)
+    .bind(&customer.id)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let id: String = row.try_get("id")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let mut license_state: String = row.try_get("state")?;
+        if license_state == "active" && expires_at <= now() {
+            license_state = "expired".into();
+        }
+        let seats = usage
+            .licenses
+            .iter()
+            .find(|l| l.license == id)
+            .map(|l| match l.max_installations {
+                Some(max) => format!("{} of {max}", l.seats_in_use),
+                None => format!("{} (no limit)", l.seats_in_use),
+            })
+            .unwrap_or_default();
+        licenses.push(LicenseRow {
+            id,
+            app: row.try_get("app")?,
+            plan: row.try_get::<Option<String>, _>("plan")?.unwrap_or_else(|| "custom".into()),
+            state: license_state,
+            expires: crate::server::web::date(expires_at),
+            seats,
+        });
+    }
+    let installations = usage
+        .licenses
+        .iter()
+        .flat_map(|l| {
+            l.installations.iter().map(|i| InstallationRow {
+                customer: slug.clone(),
+                version: i.version.clone(),
+                region: i.region.clone(),
+                account: i.aws_account.clone(),
+                stack: i.stack.clone(),
+                last_seen: crate::server::web::datetime(i.last_seen_at),
+                state: installation_state(i.last_seen_at, i.removed_at),
+            })
+        })
+        .collect();
+    let mut by_dimension: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    for d in usage.licenses.iter().flat_map(|l| &l.usage) {
+        by_dimension
+            .entry(d.dimension.clone())
+            .or_default()
+            .extend(d.hours.iter().map(|h| (h.hour, h.quantity)));
+    }
+    let charts = usage
+        .totals
+        .iter()
+        .map(|t| {
+            let days = svg::daily(
+                by_dimension.get(&t.dimension).cloned().unwrap_or_default(),
+                now(),
+                CHART_DAYS,
+            );
+            Chart {
+                dimension: t.dimension.clone(),
+                total: t.total,
+                svg: svg::usage_chart(&t.dimension, &days),
+            }
+        })
+        .collect();
+    let mut plans = Vec::new();
+    for row in sqlx::query(
+        "SELECT a.slug AS app, a.name AS app_name, p.slug, p.name FROM plans p JOIN apps a ON a.id = p.app_id \
+         WHERE p.vendor_id = $1 ORDER BY a.slug, p.slug",
+    )
+    .bind(&caller.vendor_id)
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        let app: String = row.try_get("app")?;
+        let plan: String = row.try_get("slug")?;
+        let label = format!(
+            "{} — {}",
+            row.try_get::<String, _>("app_name")?,
+            row.try_get::<String, _>("name")?
+        );
+        plans.push((format!("{app}/{plan}"), label));
+    }
+    Ok(render(&CustomerPage {
+        page: Page::new(&parts, "console", customer.name.clone()),
+        slug,
+        email: customer.email.unwrap_or_default(),
+        accounts: customer.aws_accounts.join(", "),
+        licenses,
+        installations,
+        charts,
+        plans,
+    }))
+}
+
+/// The issue form: `app/plan`.
+#[derive(Debug, Deserialize)]
+pub struct IssueForm {
+    /// `app/plan`.
+    #[serde(default)]
+    pub plan: String,
+}
+
+/// `POST /console/customers/{customer}/licenses`: issues a license from a plan.
+pub async fn issue_license(
+    State(state): State<AppState>,
+    Member(caller): Member,
+    ApiPath(customer): ApiPath<String>,
+    WebForm(form): WebForm<IssueForm>,
+) -> Result<Response, WebError> {
+    let (app, plan) = form.plan.split_once('/').ok_or_else(|| {
+        WebError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Pick a plan",
+            "Choose the app and plan to issue from.",
+        )
+    })?;
+    let body = LicenseIssue {
+        customer: customer.clone(),
+        app: app.to_owned(),
+        plan: Some(plan.to_owned()),
+        ..LicenseIssue::default()
+    };
+    domain::licenses::issue::issue(&state, &caller, None, body).await?;
+    Ok(see_other(&format!(
+        "/console/customers/{}?done=issue",
+        crate::server::web::encode(&customer)
+    )))
+}
+
+/// A license action's form.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    /// Why (suspend, revoke).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /console/licenses/{id}/{action}`: renew, suspend, reinstate or revoke.
+pub async fn license_action(
+    State(state): State<AppState>,
+    Member(caller): Member,
+    ApiPath((id, action)): ApiPath<(String, String)>,
+    WebForm(form): WebForm<ActionForm>,
+) -> Result<Response, WebError> {
+    let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
+    let change = match action.as_str() {
+        "renew" => Change::Renew(None),
+        "suspend" => Change::State(LicenseState::Suspended, reason),
+        "reinstate" => Change::State(LicenseState::Active, reason),
+        "revoke" => Change::State(LicenseState::Revoked, reason),
+        _ => return Err(WebError::not_found("license action")),
+    };
+    let license = change::change(&state, &caller, None, &id, change).await?;
+    let customer = license.customer;
+    Ok(see_other(&format!(
+        "/console/customers/{}?done={action}",
+        crate::server::web::encode(&customer)
+    )))
+}
