@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod agent;
+pub mod bench;
 pub mod browser;
 pub mod bundle;
 pub mod install;

@@ -167,14 +167,3 @@ pub async fn paced(make: MakeRequest, concurrency: usize, rate: u64, seconds: u6
     })
     .await
 }
-
-/// The number after `name` on the command line, or `default`.
-pub fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number"))
-        })
-}

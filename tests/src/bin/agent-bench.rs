@@ -20,21 +20,24 @@
     reason = "a benchmark binary"
 )]
 
+use std::process::ExitCode;
+
+use tests::bench::BenchArgs;
+
 use std::process::Command;
 use std::sync::Arc;
 
 use tests::agent::AgentProcess;
-use tests::load::{MakeRequest, arg, drive, paced};
+use tests::load::{MakeRequest, drive, paced};
 
 fn get(url: String) -> MakeRequest {
     Arc::new(move |http, _, _| http.get(url.as_str()))
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds = arg(&args, "--seconds", 4);
-    let concurrency = arg(&args, "--concurrency", 16) as usize;
-    let rate = arg(&args, "--rate", 10_000);
+fn run(args: &BenchArgs) {
+    let seconds = args.number("--seconds", 4, 1);
+    let concurrency = args.number("--concurrency", 16, 4) as usize;
+    let rate = args.number("--rate", 10_000, 500);
 
     let dir = tempfile::tempdir().unwrap();
     let vendor = tests::Vendor::new();
@@ -107,4 +110,17 @@ fn main() {
             "NOT met"
         }
     );
+}
+
+fn main() -> ExitCode {
+    tests::bench::main(
+        "agent-bench",
+        "the license agent's entitlement checks against its own /healthz, paced",
+        &[
+            "--seconds N    seconds per measurement (4)",
+            "--concurrency N    clients (16)",
+            "--rate N    requests per second (10000)",
+        ],
+        run,
+    )
 }

@@ -22,6 +22,10 @@
     reason = "a benchmark binary"
 )]
 
+use std::process::ExitCode;
+
+use tests::bench::BenchArgs;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -29,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tests::agent::{ACCOUNT, AgentProcess, AgentWorld, REGION, wait_for};
-use tests::load::{MakeRequest, arg, drive};
+use tests::load::{MakeRequest, drive};
 use tests::mitm::Mitm;
 use tests::moto::Moto;
 
@@ -88,10 +92,10 @@ fn writes(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>) -> 
         .sum()
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds = arg(&args, "--seconds", 3);
-    let concurrency = arg(&args, "--concurrency", 16) as usize;
+fn run(args: &BenchArgs) {
+    tests::bench::require_moto();
+    let seconds = args.number("--seconds", 3, 1);
+    let concurrency = args.number("--concurrency", 16, 4) as usize;
 
     let world = AgentWorld::new(false, &[]);
     let moto = Moto::start();
@@ -231,4 +235,16 @@ fn main() {
         bytes.div_ceil(1024),
         bytes.div_ceil(4096)
     );
+}
+
+fn main() -> ExitCode {
+    tests::bench::main(
+        "agent-state-bench",
+        "the license agent's usage events with file state against DynamoDB state (moto), and the writes each costs",
+        &[
+            "--seconds N    seconds per measurement (3)",
+            "--concurrency N    clients (16)",
+        ],
+        run,
+    )
 }

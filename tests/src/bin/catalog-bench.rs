@@ -19,11 +19,15 @@
     reason = "a benchmark binary"
 )]
 
+use std::process::ExitCode;
+
+use tests::bench::BenchArgs;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tests::load::{MakeRequest, arg, drive, paced};
+use tests::load::{MakeRequest, drive, paced};
 use tests::portal::PortalSetup;
 
 const WORDS: [&str; 10] = [
@@ -71,12 +75,12 @@ async fn seed(http: &reqwest::Client, url: &str, tokens: &[String], apps: usize)
     futures_util::future::join_all(pending).await;
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let apps = arg(&args, "--apps", 1000) as usize;
-    let seconds = arg(&args, "--seconds", 5);
-    let rate = arg(&args, "--rate", 200);
-    let concurrency = arg(&args, "--concurrency", 16) as usize;
+fn run(args: &BenchArgs) {
+    let apps = args.number("--apps", 1000, 20) as usize;
+    let seconds = args.number("--seconds", 5, 1);
+    let rounds = args.number("--rounds", 3, 1);
+    let rate = args.number("--rate", 200, 50);
+    let concurrency = args.number("--concurrency", 16, 4) as usize;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,7 +115,7 @@ fn main() {
         ];
         // p99s of each page, per round, for both loads.
         let mut worst_catalogue_paced = Duration::ZERO;
-        for round in 1..=3 {
+        for round in 1..=rounds {
             for (load, closed) in [("paced", false), ("closed loop", true)] {
                 let mut static_p99 = Duration::ZERO;
                 for (name, path) in &pages {
@@ -149,4 +153,19 @@ fn main() {
             p99.as_secs_f64() * 1e3
         );
     }
+}
+
+fn main() -> ExitCode {
+    tests::bench::main(
+        "catalog-bench",
+        "the marketplace catalogue at N listings, paced, against the static stylesheet of the same server",
+        &[
+            "--apps N    listings (1000)",
+            "--seconds N    seconds per page (5)",
+            "--rounds N    alternating rounds (3)",
+            "--rate N    requests per second (200)",
+            "--concurrency N    clients (16)",
+        ],
+        run,
+    )
 }

@@ -14,20 +14,16 @@
     reason = "a benchmark binary"
 )]
 
+use std::process::ExitCode;
+
+use tests::bench::BenchArgs;
+
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
 use tests::portal::{PortalSetup, memory, publish_big_release};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map_or(default, |v| v.parse().expect("a number"))
-}
 
 /// The baseline: serve one file at `/file` and print the address.
 fn serve_file(path: String) {
@@ -84,14 +80,9 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--serve-file") {
-        serve_file(args[i + 1].clone());
-        return;
-    }
-    let mib = arg("--mib", 1024);
-    let rounds = arg("--rounds", 5) as usize;
+fn run(args: &BenchArgs) {
+    let mib = args.number("--mib", 1024, 8);
+    let rounds = args.number("--rounds", 5, 1) as usize;
     let dir = tempfile::tempdir().unwrap();
     let setup = PortalSetup::new(dir.path(), false);
     let token = setup.create_vendor("acme");
@@ -158,4 +149,26 @@ fn main() {
         "  portal peak memory     {:>8.1} MiB (VmHWM, after pushing and serving it)",
         peak as f64 / 1_048_576.0
     );
+}
+
+fn main() -> ExitCode {
+    // The baseline's file server is this binary again, started with --serve-file.
+    let raw: Vec<String> = std::env::args().collect();
+    if let Some(path) = raw
+        .iter()
+        .position(|a| a == "--serve-file")
+        .and_then(|i| raw.get(i + 1))
+    {
+        serve_file(path.clone());
+        return ExitCode::SUCCESS;
+    }
+    tests::bench::main(
+        "download-bench",
+        "a large object from the portal against a plain file server on the same machine",
+        &[
+            "--mib N    object size in MiB (1024)",
+            "--rounds N    rounds (5)",
+        ],
+        run,
+    )
 }

@@ -18,19 +18,15 @@
     reason = "a benchmark binary"
 )]
 
+use std::process::ExitCode;
+
+use tests::bench::BenchArgs;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tests::install::{REGION, World};
 use tests::moto::venv_python;
-
-fn rounds() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .map_or(5, |v| v.parse().expect("a number"))
-}
 
 fn reset(world: &World) {
     let (status, body) = world
@@ -67,7 +63,7 @@ fn aws(world: &World, args: &[&str]) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command) {
+fn check(mut cmd: Command) {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -82,8 +78,9 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
-fn main() {
-    let rounds = rounds();
+fn run(args: &BenchArgs) {
+    tests::bench::require_moto();
+    let rounds = args.number("--rounds", 5, 1) as usize;
     let world = World::new();
     world.license("globex.lic", &[]);
     world.login("globex.lic");
@@ -115,7 +112,7 @@ json.dump(t, open("package.json", "w"), indent=1)
     python
         .args(["-c", rewrite])
         .current_dir(world.dir.path().join("opened"));
-    run(python);
+    check(python);
 
     println!("round  installer  awscli package+deploy");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
@@ -144,9 +141,9 @@ json.dump(t, open("package.json", "w"), indent=1)
         );
 
         reset(&world);
-        run(aws(&world, &["s3", "mb", "s3://bench-artifacts"]));
+        check(aws(&world, &["s3", "mb", "s3://bench-artifacts"]));
         let started = Instant::now();
-        run(aws(
+        check(aws(
             &world,
             &[
                 "cloudformation",
@@ -159,7 +156,7 @@ json.dump(t, open("package.json", "w"), indent=1)
                 "packaged.json",
             ],
         ));
-        run(aws(
+        check(aws(
             &world,
             &[
                 "cloudformation",
@@ -172,6 +169,7 @@ json.dump(t, open("package.json", "w"), indent=1)
                 "CAPABILITY_IAM",
                 "--parameter-overrides",
                 "ArtifactBucket=bench-artifacts",
+                "AppVersion=1.0.0",
             ],
         ));
         let awscli = started.elapsed();
@@ -198,4 +196,13 @@ json.dump(t, open("package.json", "w"), indent=1)
         theirs.as_secs_f64(),
         ours.as_secs_f64() / theirs.as_secs_f64()
     );
+}
+
+fn main() -> ExitCode {
+    tests::bench::main(
+        "install-bench",
+        "the installer installing the reference app into a fresh moto account, against awscli package + deploy of the same template",
+        &["--rounds N    rounds after a warm-up (5)"],
+        run,
+    )
 }

@@ -19,10 +19,14 @@
     reason = "a benchmark binary"
 )]
 
+use std::process::ExitCode;
+
+use tests::bench::BenchArgs;
+
 use std::sync::Arc;
 
 use serde_json::json;
-use tests::load::{MakeRequest, arg, drive};
+use tests::load::{MakeRequest, drive};
 use tests::portal::{PortalSetup, seed_catalog};
 
 #[derive(Clone, Copy)]
@@ -42,10 +46,9 @@ fn requests(url: Arc<String>, token: Arc<String>, load: Load) -> MakeRequest {
     })
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let seconds = arg(&args, "--seconds", 5);
-    let concurrency = arg(&args, "--concurrency", 16) as usize;
+fn run(args: &BenchArgs) {
+    let seconds = args.number("--seconds", 5, 1);
+    let concurrency = args.number("--concurrency", 16, 4) as usize;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -136,4 +139,16 @@ fn main() {
             ratio
         );
     }
+}
+
+fn main() -> ExitCode {
+    tests::bench::main(
+        "portal-bench",
+        "the signed status endpoint against /healthz, and license issuance on SQLite and PostgreSQL (use a release build: cargo build --release --workspace)",
+        &[
+            "--seconds N    seconds per measurement (5)",
+            "--concurrency N    keep-alive clients (16)",
+        ],
+        run,
+    )
 }

@@ -35,7 +35,7 @@ pub enum Account<'a> {
 }
 
 /// The portal's refusal for a denial of the license crate's rules. The codes are the portal's
-/// documented API (`docs/portal-api.md`): `wrong_app`, `wrong_channel`, `version_outside_window`
+/// documented API (the README's table of grant refusals): `wrong_app`, `wrong_channel`, `version_outside_window`
 /// (range or published-before date), `missing_entitlement`, `wrong_account`.
 pub fn refusal(app: &str, version: &str, denial: &Denial) -> DomainError {
     let code = match denial {

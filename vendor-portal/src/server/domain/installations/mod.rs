@@ -156,105 +156,15 @@ pub async fn activate(
         "activations from this address",
     )
     .await?;
-    let seat = sqlx::query(
-        "SELECT id FROM installations WHERE license_id = $1 AND aws_account = $2 AND region = $3 \
-         AND stack = $4 AND removed_at IS NULL",
-    )
-    .bind(&license_id)
-    .bind(&place.aws_account)
-    .bind(&place.region)
-    .bind(&place.stack)
-    .fetch_optional(tx.conn())
-    .await?;
-    let installation = match seat {
-        Some(row) => row.try_get::<String, _>("id")?,
-        None => {
-            let in_use: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM installations WHERE license_id = $1 AND removed_at IS NULL",
-            )
-            .bind(&license_id)
-            .fetch_one(tx.conn())
-            .await?
-            .try_get("n")?;
-            if let Some(max) = bindings.max_installations
-                && in_use >= i64::from(max)
-            {
-                return Err(refused(
-                    "seat_limit",
-                    format!(
-                        "the license allows {max} installation(s) and all are in use: uninstall one (installer uninstall) or ask the vendor for more"
-                    ),
-                ));
-            }
-            let id = new_id("ins")?;
-            sqlx::query(
-                "INSERT INTO installations (id, vendor_id, license_id, aws_account, region, stack, \
-                 version, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
-            )
-            .bind(&id)
-            .bind(&license.vendor_id)
-            .bind(&license_id)
-            .bind(&place.aws_account)
-            .bind(&place.region)
-            .bind(&place.stack)
-            .bind(&place.version)
-            .bind(at)
-            .execute(tx.conn())
-            .await?;
-            tx.audit_as(
-                serde_json::json!({"license": license_id, "customer": license.claims.sub.as_str()}),
-                &meta.ip,
-                &meta.request_id,
-                "installation.activate",
-                &id,
-                serde_json::json!({"aws_account": place.aws_account, "region": place.region,
-                    "stack": place.stack, "version": place.version, "agent": agent_id}),
-            )
-            .await?;
-            id
-        }
+    let seat = Seat {
+        license: &license,
+        place,
+        max: bindings.max_installations,
+        agent_id: &agent_id,
+        at,
     };
-    let known = sqlx::query("SELECT license_id FROM agents WHERE id = $1")
-        .bind(&agent_id)
-        .fetch_optional(tx.conn())
-        .await?;
-    match known {
-        Some(row) => {
-            let bound: String = row.try_get("license_id")?;
-            if bound != license_id {
-                return Err(DomainError::conflict(
-                    "this installation key is registered to another license: give the agent a fresh state directory",
-                ));
-            }
-            // A stack installed again under the same name: the agent's chain goes on.
-            sqlx::query(
-                "UPDATE agents SET installation_id = $2, version = $3, last_checkin_at = $4 WHERE id = $1",
-            )
-            .bind(&agent_id)
-            .bind(&installation)
-            .bind(&place.version)
-            .bind(at)
-            .execute(tx.conn())
-            .await?;
-        }
-        None => {
-            sqlx::query(
-                "INSERT INTO agents (id, vendor_id, installation_id, license_id, public_key, version, \
-                 records_through, chain_hash, created_at, last_checkin_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $8)",
-            )
-            .bind(&agent_id)
-            .bind(&license.vendor_id)
-            .bind(&installation)
-            .bind(&license_id)
-            .bind(activation.public_key.to_base64url())
-            .bind(&place.version)
-            .bind(GENESIS)
-            .bind(at)
-            .execute(tx.conn())
-            .await?;
-        }
-    }
+    let installation = take_seat(&mut tx, meta, &seat).await?;
+    register_agent(&mut tx, &seat, &installation, &activation.public_key).await?;
     tx.commit_all(&[]).await?;
     let vendor = license.claims.iss.as_str();
     let (_, status) = signed_status(state, vendor, &license_id, &activation.nonce).await?;
@@ -265,6 +175,129 @@ pub async fn activate(
         status,
         license: renewal(&record, license.claims.seq),
     })
+}
+
+/// An activation's claim on a seat: one (AWS account, region, stack) of a license.
+struct Seat<'a> {
+    license: &'a CheckedLicense,
+    place: &'a license::checkin::Placement,
+    /// The newest revision's `max_installations`.
+    max: Option<u32>,
+    agent_id: &'a str,
+    at: i64,
+}
+
+/// The installation of `seat`'s stack: the one already there, or a new one while the license
+/// has a free seat (403 `seat_limit` when it has none).
+async fn take_seat(tx: &mut VendorTx, meta: &RequestMeta, seat: &Seat<'_>) -> DomainResult<String> {
+    let (license, place) = (seat.license, seat.place);
+    let license_id = license.claims.jti.as_str();
+    let existing = sqlx::query(
+        "SELECT id FROM installations WHERE license_id = $1 AND aws_account = $2 AND region = $3 \
+         AND stack = $4 AND removed_at IS NULL",
+    )
+    .bind(license_id)
+    .bind(&place.aws_account)
+    .bind(&place.region)
+    .bind(&place.stack)
+    .fetch_optional(tx.conn())
+    .await?;
+    if let Some(row) = existing {
+        return Ok(row.try_get::<String, _>("id")?);
+    }
+    let in_use: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM installations WHERE license_id = $1 AND removed_at IS NULL",
+    )
+    .bind(license_id)
+    .fetch_one(tx.conn())
+    .await?
+    .try_get("n")?;
+    if let Some(max) = seat.max
+        && in_use >= i64::from(max)
+    {
+        return Err(refused(
+            "seat_limit",
+            format!(
+                "the license allows {max} installation(s) and all are in use: uninstall one (installer uninstall) or ask the vendor for more"
+            ),
+        ));
+    }
+    let id = new_id("ins")?;
+    sqlx::query(
+        "INSERT INTO installations (id, vendor_id, license_id, aws_account, region, stack, \
+         version, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+    )
+    .bind(&id)
+    .bind(&license.vendor_id)
+    .bind(license_id)
+    .bind(&place.aws_account)
+    .bind(&place.region)
+    .bind(&place.stack)
+    .bind(&place.version)
+    .bind(seat.at)
+    .execute(tx.conn())
+    .await?;
+    tx.audit_as(
+        serde_json::json!({"license": license_id, "customer": license.claims.sub.as_str()}),
+        &meta.ip,
+        &meta.request_id,
+        "installation.activate",
+        &id,
+        serde_json::json!({"aws_account": place.aws_account, "region": place.region,
+            "stack": place.stack, "version": place.version, "agent": seat.agent_id}),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Registers the agent's installation key with `installation`, or moves a known key there (a
+/// stack installed again under the same name: the agent's chain goes on). A key registered to
+/// another license is refused.
+async fn register_agent(
+    tx: &mut VendorTx,
+    seat: &Seat<'_>,
+    installation: &str,
+    public_key: &license::PublicKey,
+) -> DomainResult<()> {
+    let license_id = seat.license.claims.jti.as_str();
+    let known = sqlx::query("SELECT license_id FROM agents WHERE id = $1")
+        .bind(seat.agent_id)
+        .fetch_optional(tx.conn())
+        .await?;
+    if let Some(row) = known {
+        let bound: String = row.try_get("license_id")?;
+        if bound != license_id {
+            return Err(DomainError::conflict(
+                "this installation key is registered to another license: give the agent a fresh state directory",
+            ));
+        }
+        sqlx::query(
+            "UPDATE agents SET installation_id = $2, version = $3, last_checkin_at = $4 WHERE id = $1",
+        )
+        .bind(seat.agent_id)
+        .bind(installation)
+        .bind(&seat.place.version)
+        .bind(seat.at)
+        .execute(tx.conn())
+        .await?;
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO agents (id, vendor_id, installation_id, license_id, public_key, version, \
+         records_through, chain_hash, created_at, last_checkin_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $8)",
+    )
+    .bind(seat.agent_id)
+    .bind(&seat.license.vendor_id)
+    .bind(installation)
+    .bind(license_id)
+    .bind(public_key.to_base64url())
+    .bind(&seat.place.version)
+    .bind(GENESIS)
+    .bind(seat.at)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
 }
 
 /// Which stack to free.

@@ -44,6 +44,77 @@ pub enum Change {
     State(LicenseState, Option<String>),
 }
 
+/// The plan's duration in days, for a renewal without a date (a year without a plan).
+async fn plan_days(tx: &mut VendorTx, vendor_id: &str, current: &License) -> DomainResult<u32> {
+    Ok(match &current.plan {
+        Some(plan) => {
+            let app = find_app(tx.conn(), vendor_id, &current.app).await?;
+            find_plan(tx.conn(), &app, plan).await?.duration_days
+        }
+        None => DEFAULT_DAYS,
+    })
+}
+
+/// Extends `claims` to `expires_at`, or by `days` from the later of now and the current expiry,
+/// keeping the grace period between the end of the term and the hard expiry. A revoked license
+/// is not renewed.
+fn renew(
+    claims: &mut Claims,
+    id: &str,
+    state: LicenseState,
+    expires_at: Option<u64>,
+    days: u32,
+    now_t: UnixTime,
+) -> DomainResult<()> {
+    if state == LicenseState::Revoked {
+        return Err(DomainError::conflict(format!(
+            "license {id} is revoked; issue a new one"
+        )));
+    }
+    let base = claims.exp.max(now_t);
+    let exp = match expires_at {
+        Some(t) => UnixTime::from_secs(t)
+            .ok_or_else(|| DomainError::invalid("expires_at is after the year 9999"))?,
+        None => base.plus(u64::from(days) * 86_400),
+    };
+    if exp <= now_t {
+        return Err(DomainError::invalid("expires_at must be in the future"));
+    }
+    let grace = claims
+        .exp
+        .as_secs()
+        .saturating_sub(claims.term.end.as_secs());
+    claims.exp = exp;
+    claims.term.end = exp.minus(grace).max(claims.term.start);
+    Ok(())
+}
+
+/// The audit action of a state change, if the change is allowed: active ↔ suspended, and
+/// either to revoked (for good).
+fn transition(id: &str, from: LicenseState, to: LicenseState) -> DomainResult<&'static str> {
+    let allowed = matches!(
+        (from, to),
+        (LicenseState::Active, LicenseState::Suspended)
+            | (LicenseState::Suspended, LicenseState::Active)
+            | (
+                LicenseState::Active | LicenseState::Suspended,
+                LicenseState::Revoked
+            )
+    );
+    if !allowed {
+        return Err(DomainError::conflict(format!(
+            "license {id} is {}; it cannot become {}",
+            from.as_str(),
+            to.as_str()
+        )));
+    }
+    Ok(match to {
+        LicenseState::Suspended => "license.suspend",
+        LicenseState::Revoked => "license.revoke",
+        _ => "license.reinstate",
+    })
+}
+
 /// Applies `change` to license `id`: checks the transition, re-signs with a higher `seq`,
 /// stores, audits, and forgets the cached status.
 pub async fn change(
@@ -63,60 +134,11 @@ pub async fn change(
     let now_t = UnixTime::now();
     let (new_state, action, reason) = match change {
         Change::Renew(expires_at) => {
-            if current_state == LicenseState::Revoked {
-                return Err(DomainError::conflict(format!(
-                    "license {id} is revoked; issue a new one"
-                )));
-            }
-            let days = match &current.plan {
-                Some(plan) => {
-                    let app = find_app(tx.conn(), &caller.vendor_id, &current.app).await?;
-                    find_plan(tx.conn(), &app, plan).await?.duration_days
-                }
-                None => DEFAULT_DAYS,
-            };
-            let base = claims.exp.max(now_t);
-            let exp = match expires_at {
-                Some(t) => UnixTime::from_secs(t)
-                    .ok_or_else(|| DomainError::invalid("expires_at is after the year 9999"))?,
-                None => base.plus(u64::from(days) * 86_400),
-            };
-            if exp <= now_t {
-                return Err(DomainError::invalid("expires_at must be in the future"));
-            }
-            // Keep the grace period between the end of the term and the hard expiry.
-            let grace = claims
-                .exp
-                .as_secs()
-                .saturating_sub(claims.term.end.as_secs());
-            claims.exp = exp;
-            claims.term.end = exp.minus(grace).max(claims.term.start);
+            let days = plan_days(&mut tx, &caller.vendor_id, &current).await?;
+            renew(&mut claims, id, current_state, expires_at, days, now_t)?;
             (current_state, "license.renew", None)
         }
-        Change::State(target, reason) => {
-            let allowed = matches!(
-                (current_state, target),
-                (LicenseState::Active, LicenseState::Suspended)
-                    | (LicenseState::Suspended, LicenseState::Active)
-                    | (
-                        LicenseState::Active | LicenseState::Suspended,
-                        LicenseState::Revoked
-                    )
-            );
-            if !allowed {
-                return Err(DomainError::conflict(format!(
-                    "license {id} is {}; it cannot become {}",
-                    current_state.as_str(),
-                    target.as_str()
-                )));
-            }
-            let action = match target {
-                LicenseState::Suspended => "license.suspend",
-                LicenseState::Revoked => "license.revoke",
-                _ => "license.reinstate",
-            };
-            (target, action, reason)
-        }
+        Change::State(target, reason) => (target, transition(id, current_state, target)?, reason),
     };
     if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
         return Err(DomainError::invalid("a reason is at most 500 characters"));

@@ -12,7 +12,7 @@ use crate::server::state::AppState;
 use crate::tuf;
 use bundles::release::{ReleaseTarget, target_name};
 use serde::Serialize;
-use sqlx::Row as _;
+use sqlx::{AnyConnection, Row as _};
 use tough::schema::Targets;
 use utoipa::ToSchema;
 
@@ -118,109 +118,25 @@ pub async fn put_targets(
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
     let app_row = find_app(tx.conn(), &caller.vendor_id, &app).await?;
     let new = domain::tuf::check_targets(tx.conn(), &app_row.id, body).await?;
-    let previous = match domain::tuf::latest(tx.conn(), &app_row.id, "targets").await? {
-        Some((_, text)) => Some(
-            tuf::parse::<Targets>(text.as_bytes(), "targets")
-                .map_err(DomainError::internal)?
-                .signed,
-        ),
-        None => None,
-    };
-    if let Some(previous) = &previous {
-        for (name, old) in &previous.targets {
-            match new.signed.targets.get(name) {
-                Some(now_target) if now_target.hashes.sha256 == old.hashes.sha256 => {}
-                _ => {
-                    return Err(DomainError::invalid(format!(
-                        "target {} was published and cannot be removed or changed: yank it instead",
-                        name.raw()
-                    )));
-                }
-            }
-        }
-    }
+    keep_published(tx.conn(), &app_row.id, &new.signed).await?;
     let mut records = Vec::new();
     let mut published = Vec::new();
     for (name, target) in &new.signed.targets {
-        let info: ReleaseTarget =
-            tuf::release_of(target).map_err(|e| DomainError::invalid(format!("{e:#}")))?;
-        if info.app.as_str() != app || name.raw() != target_name(&app, &info.version) {
-            return Err(DomainError::invalid(format!(
-                "target {} does not name a release of {app} (it says {} {})",
-                name.raw(),
-                info.app,
-                info.version
-            )));
+        let info = checked_target(&app, name, target)?;
+        if let Some(action) = apply_target(&mut tx, &app_row.id, name, target, &info).await? {
+            let (id, action) = action;
+            if action == "release.publish" {
+                published.push(info.version.to_string());
+            }
+            let channels: Vec<String> = info.channels.iter().map(|c| c.to_string()).collect();
+            records.push(AuditRecord::by(
+                caller,
+                action,
+                &id,
+                serde_json::json!({"app": app, "version": info.version.to_string(), "channels": channels,
+                    "required": info.required, "yanked": info.yanked}),
+            ));
         }
-        if target.hashes.sha256.as_ref() != info.manifest.bytes() {
-            return Err(DomainError::invalid(format!(
-                "target {} hashes a different manifest than it describes",
-                name.raw()
-            )));
-        }
-        let row = sqlx::query(
-            "SELECT id, state, manifest_digest, manifest_size, channels, required, yanked_reason \
-             FROM releases WHERE app_id = $1 AND version = $2",
-        )
-        .bind(&app_row.id)
-        .bind(info.version.to_string())
-        .fetch_optional(tx.conn())
-        .await?
-        .ok_or_else(|| {
-            DomainError::invalid(format!(
-                "target {} names version {} which was never staged: push the bundle",
-                name.raw(),
-                info.version
-            ))
-        })?;
-        let release_id: String = row.try_get("id")?;
-        if row.try_get::<String, _>("manifest_digest")? != info.manifest.to_string()
-            || u64::try_from(row.try_get::<i64, _>("manifest_size")?).ok() != Some(target.length)
-        {
-            return Err(DomainError::invalid(format!(
-                "target {} does not match the staged manifest of {} (digest or length differs)",
-                name.raw(),
-                info.version
-            )));
-        }
-        let channels: Vec<String> = info.channels.iter().map(|c| c.to_string()).collect();
-        let channels_json = serde_json::to_string(&channels).map_err(DomainError::internal)?;
-        let was_published = row.try_get::<String, _>("state")? == "published";
-        let changed = !was_published
-            || row.try_get::<String, _>("channels")? != channels_json
-            || (row.try_get::<i64, _>("required")? != 0) != info.required
-            || row.try_get::<Option<String>, _>("yanked_reason")? != info.yanked;
-        if !changed {
-            continue;
-        }
-        sqlx::query(
-            "UPDATE releases SET state = 'published', channels = $2, required = $3, yanked_reason = $4, \
-             entitlement = $5, min_installer_version = $6, published_at = COALESCE(published_at, $7) WHERE id = $1",
-        )
-        .bind(&release_id)
-        .bind(&channels_json)
-        .bind(i64::from(info.required))
-        .bind(&info.yanked)
-        .bind(info.entitlement.as_ref().map(|f| f.to_string()))
-        .bind(info.min_installer_version.to_string())
-        .bind(i64::try_from(info.published_at).unwrap_or(i64::MAX))
-        .execute(tx.conn())
-        .await?;
-        let action = if !was_published {
-            published.push(info.version.to_string());
-            "release.publish"
-        } else if info.yanked.is_some() {
-            "release.yank"
-        } else {
-            "release.update"
-        };
-        records.push(AuditRecord::by(
-            caller,
-            action,
-            &release_id,
-            serde_json::json!({"app": app, "version": info.version.to_string(), "channels": channels,
-                "required": info.required, "yanked": info.yanked}),
-        ));
     }
     let (snapshot, timestamp) = domain::tuf::store_targets(
         &mut tx,
@@ -246,7 +162,120 @@ pub async fn put_targets(
         published,
     };
     tx.commit_answer(None, 201, &result).await?;
-    let response = result;
     state.catalog.clear();
-    Ok(response)
+    Ok(result)
+}
+
+/// Refuses targets that drop or change a target the previous targets metadata published.
+async fn keep_published(conn: &mut AnyConnection, app_id: &str, new: &Targets) -> DomainResult<()> {
+    let Some((_, text)) = domain::tuf::latest(conn, app_id, "targets").await? else {
+        return Ok(());
+    };
+    let previous = tuf::parse::<Targets>(text.as_bytes(), "targets")
+        .map_err(DomainError::internal)?
+        .signed;
+    for (name, old) in &previous.targets {
+        match new.targets.get(name) {
+            Some(now_target) if now_target.hashes.sha256 == old.hashes.sha256 => {}
+            _ => {
+                return Err(DomainError::invalid(format!(
+                    "target {} was published and cannot be removed or changed: yank it instead",
+                    name.raw()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The release a target describes, once its name and hash agree with what it says.
+fn checked_target(
+    app: &str,
+    name: &tough::TargetName,
+    target: &tough::schema::Target,
+) -> DomainResult<ReleaseTarget> {
+    let info: ReleaseTarget =
+        tuf::release_of(target).map_err(|e| DomainError::invalid(format!("{e:#}")))?;
+    if info.app.as_str() != app || name.raw() != target_name(app, &info.version) {
+        return Err(DomainError::invalid(format!(
+            "target {} does not name a release of {app} (it says {} {})",
+            name.raw(),
+            info.app,
+            info.version
+        )));
+    }
+    if target.hashes.sha256.as_ref() != info.manifest.bytes() {
+        return Err(DomainError::invalid(format!(
+            "target {} hashes a different manifest than it describes",
+            name.raw()
+        )));
+    }
+    Ok(info)
+}
+
+/// Brings the staged release a target names in line with it (published, channels, required,
+/// yanked); returns its id and the audit action when anything changed.
+async fn apply_target(
+    tx: &mut VendorTx,
+    app_id: &str,
+    name: &tough::TargetName,
+    target: &tough::schema::Target,
+    info: &ReleaseTarget,
+) -> DomainResult<Option<(String, &'static str)>> {
+    let row = sqlx::query(
+        "SELECT id, state, manifest_digest, manifest_size, channels, required, yanked_reason \
+         FROM releases WHERE app_id = $1 AND version = $2",
+    )
+    .bind(app_id)
+    .bind(info.version.to_string())
+    .fetch_optional(tx.conn())
+    .await?
+    .ok_or_else(|| {
+        DomainError::invalid(format!(
+            "target {} names version {} which was never staged: push the bundle",
+            name.raw(),
+            info.version
+        ))
+    })?;
+    let release_id: String = row.try_get("id")?;
+    if row.try_get::<String, _>("manifest_digest")? != info.manifest.to_string()
+        || u64::try_from(row.try_get::<i64, _>("manifest_size")?).ok() != Some(target.length)
+    {
+        return Err(DomainError::invalid(format!(
+            "target {} does not match the staged manifest of {} (digest or length differs)",
+            name.raw(),
+            info.version
+        )));
+    }
+    let channels: Vec<String> = info.channels.iter().map(|c| c.to_string()).collect();
+    let channels_json = serde_json::to_string(&channels).map_err(DomainError::internal)?;
+    let was_published = row.try_get::<String, _>("state")? == "published";
+    let changed = !was_published
+        || row.try_get::<String, _>("channels")? != channels_json
+        || (row.try_get::<i64, _>("required")? != 0) != info.required
+        || row.try_get::<Option<String>, _>("yanked_reason")? != info.yanked;
+    if !changed {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE releases SET state = 'published', channels = $2, required = $3, yanked_reason = $4, \
+         entitlement = $5, min_installer_version = $6, published_at = COALESCE(published_at, $7) WHERE id = $1",
+    )
+    .bind(&release_id)
+    .bind(&channels_json)
+    .bind(i64::from(info.required))
+    .bind(&info.yanked)
+    .bind(info.entitlement.as_ref().map(|f| f.to_string()))
+    .bind(info.min_installer_version.to_string())
+    .bind(i64::try_from(info.published_at).unwrap_or(i64::MAX))
+    .execute(tx.conn())
+    .await?;
+    let action = if !was_published {
+        "release.publish"
+    } else if info.yanked.is_some() {
+        "release.yank"
+    } else {
+        "release.update"
+    };
+    Ok(Some((release_id, action)))
 }

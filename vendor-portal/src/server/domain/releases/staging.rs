@@ -5,7 +5,7 @@ use crate::server::base::db::values_clause;
 use crate::server::base::now;
 use crate::server::base::secrets::new_id;
 use crate::server::domain::access::{Caller, Role};
-use crate::server::domain::catalog::find_app;
+use crate::server::domain::catalog::{App, find_app};
 use crate::server::domain::error::{DomainError, DomainResult};
 use crate::server::domain::keys::current_keyset;
 use crate::server::domain::releases::{
@@ -96,10 +96,63 @@ pub async fn stage(
     let version = semver::Version::parse(&version).map_err(|e| {
         DomainError::bad_request(format!("{version:?} is not a semantic version: {e}"))
     })?;
-    let limits = Limits::default();
+    let (app_row, manifest, keys) = verified(state, caller, &app, &version, &body).await?;
+    check_uploaded(state, &caller.vendor_id, &manifest).await?;
+    let manifest_digest = Digest::of(body.manifest.as_bytes()).to_string();
+    let sealed_keys = state
+        .master
+        .seal(
+            &keys_context(&caller.vendor_id, &manifest_digest),
+            body.keys.as_bytes(),
+        )
+        .map_err(DomainError::internal)?;
+    let summary = summary(state, &caller.vendor_id, &manifest, &keys).await?;
+
+    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+    let release_id = replace_staged(&mut tx, &app_row.id, &app, &version).await?;
+    let row = StagedRow {
+        id: &release_id,
+        vendor_id: &caller.vendor_id,
+        app_id: &app_row.id,
+        version: &version,
+        body: &body,
+        manifest: &manifest,
+        manifest_digest: &manifest_digest,
+        sealed_keys,
+        summary: summary.to_string(),
+    };
+    insert_release(&mut tx, &row).await?;
+    insert_objects(&mut tx, &release_id, &caller.vendor_id, &manifest).await?;
+    tx.audit(
+        caller,
+        "release.stage",
+        &release_id,
+        serde_json::json!({"app": app, "version": version.to_string(), "manifest": manifest_digest}),
+    )
+    .await?;
+    let release = find_release(tx.conn(), &app_row.id, &version.to_string()).await?;
+    let staged = Staged {
+        release,
+        target: target_name(&app, &version),
+        length: body.manifest.len() as u64,
+    };
+    tx.commit_answer(None, 201, &staged).await?;
+    Ok(staged)
+}
+
+/// The app, and the manifest and keys file of `body` once they verify: the manifest against the
+/// vendor's keyset, naming `app` and `version`; the keys file belonging to it, with a key for
+/// every object.
+async fn verified(
+    state: &AppState,
+    caller: &Caller,
+    app: &str,
+    version: &semver::Version,
+    body: &StageRequest,
+) -> DomainResult<(App, bundles::BundleManifest, KeysFile)> {
     let (app_row, trusted) = {
         let mut conn = state.db.pool.acquire().await?;
-        let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
+        let app_row = find_app(&mut conn, &caller.vendor_id, app).await?;
         let (_, text) = current_keyset(&mut conn, &caller.vendor_id).await?;
         let trusted = license::Keyset::verify(text.as_bytes(), &license::TrustPin::default())
             .map_err(DomainError::internal)?;
@@ -116,10 +169,10 @@ pub async fn stage(
         &signature,
         &trusted,
         license::UnixTime::now(),
-        &limits,
+        &Limits::default(),
     )
     .map_err(|e| DomainError::invalid(format!("the manifest {e}")))?;
-    if manifest.app.as_str() != app || manifest.version != version {
+    if manifest.app.as_str() != app || manifest.version != *version {
         return Err(DomainError::invalid(format!(
             "the manifest is {} {}, not {app} {version}",
             manifest.app, manifest.version
@@ -127,22 +180,32 @@ pub async fn stage(
     }
     let keys = KeysFile::parse(body.keys.as_bytes())
         .map_err(|e| DomainError::invalid(format!("the keys file {e}")))?;
-    keys.check_belongs_to(body.manifest.as_bytes(), &app, &version)
+    keys.check_belongs_to(body.manifest.as_bytes(), app, version)
         .map_err(|e| DomainError::invalid(format!("the keys file {e}")))?;
-    for object in &manifest.objects {
-        if keys.key_for(&object.digest).is_none() {
-            return Err(DomainError::invalid(format!(
-                "the keys file has no key for object {}",
-                object.path
-            )));
-        }
+    if let Some(object) = manifest
+        .objects
+        .iter()
+        .find(|o| keys.key_for(&o.digest).is_none())
+    {
+        return Err(DomainError::invalid(format!(
+            "the keys file has no key for object {}",
+            object.path
+        )));
     }
-    // Every object must be uploaded, with its signed size.
+    Ok((app_row, manifest, keys))
+}
+
+/// Refuses a release some of whose objects are not uploaded, with their signed size.
+async fn check_uploaded(
+    state: &AppState,
+    vendor_id: &str,
+    manifest: &bundles::BundleManifest,
+) -> DomainResult<()> {
     let mut absent = 0;
     for object in &manifest.objects {
         let size = state
             .blobs
-            .size(&object_key(&caller.vendor_id, &object.sealed_digest))
+            .size(&object_key(vendor_id, &object.sealed_digest))
             .await
             .map_err(|e| DomainError::unavailable(format!("{e:#}")))?;
         if size != Some(object.sealed_size) {
@@ -155,15 +218,18 @@ pub async fn stage(
             manifest.objects.len()
         )));
     }
-    let manifest_digest = Digest::of(body.manifest.as_bytes()).to_string();
-    let sealed_keys = state
-        .master
-        .seal(
-            &keys_context(&caller.vendor_id, &manifest_digest),
-            body.keys.as_bytes(),
-        )
-        .map_err(DomainError::internal)?;
-    let summary = serde_json::json!({
+    Ok(())
+}
+
+/// What the console and the marketplace show of a release: functions, resources, permissions,
+/// capabilities, parameters, and the template's references for the architecture diagram.
+async fn summary(
+    state: &AppState,
+    vendor_id: &str,
+    manifest: &bundles::BundleManifest,
+    keys: &KeysFile,
+) -> DomainResult<serde_json::Value> {
+    Ok(serde_json::json!({
         "name": manifest.name,
         "functions": manifest.functions.iter().map(|f| serde_json::json!({
             "name": f.name, "runtime": f.runtime, "memory": f.memory, "timeout": f.timeout, "feature": f.feature,
@@ -172,24 +238,30 @@ pub async fn stage(
         "permissions": manifest.permissions,
         "capabilities": manifest.capabilities,
         "parameters": manifest.parameters,
-        "references": template_references(state, &caller.vendor_id, &manifest, &keys).await?,
-    });
-    let total: u64 = manifest.objects.iter().map(|o| o.sealed_size).sum();
-    let entitlement = manifest.release_entitlement().map(|f| f.to_string());
+        "references": template_references(state, vendor_id, manifest, keys).await?,
+    }))
+}
 
-    let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
+/// The id the staged release gets: a staged (unpublished) one of this version is replaced and
+/// keeps its id; a published one is refused.
+async fn replace_staged(
+    tx: &mut VendorTx,
+    app_id: &str,
+    app: &str,
+    version: &semver::Version,
+) -> DomainResult<String> {
     let existing = sqlx::query(
         "SELECT id, state, manifest_digest FROM releases WHERE app_id = $1 AND version = $2",
     )
-    .bind(&app_row.id)
+    .bind(app_id)
     .bind(version.to_string())
     .fetch_optional(tx.conn())
     .await?;
-    let release_id = match existing {
+    match existing {
         Some(row) if row.try_get::<String, _>("state")? == "published" => {
-            return Err(DomainError::conflict(format!(
+            Err(DomainError::conflict(format!(
                 "{app} {version} is published already and versions are immutable: build the change as a new version"
-            )));
+            )))
         }
         Some(row) => {
             let id: String = row.try_get("id")?;
@@ -201,36 +273,63 @@ pub async fn stage(
                 .bind(&id)
                 .execute(tx.conn())
                 .await?;
-            id
+            Ok(id)
         }
-        None => new_id("rel")?,
-    };
-    let at = now();
+        None => Ok(new_id("rel")?),
+    }
+}
+
+/// A staged release's row, before it is written.
+struct StagedRow<'a> {
+    id: &'a str,
+    vendor_id: &'a str,
+    app_id: &'a str,
+    version: &'a semver::Version,
+    body: &'a StageRequest,
+    manifest: &'a bundles::BundleManifest,
+    manifest_digest: &'a str,
+    sealed_keys: String,
+    summary: String,
+}
+
+async fn insert_release(tx: &mut VendorTx, row: &StagedRow<'_>) -> DomainResult<()> {
+    let manifest = row.manifest;
+    let total: u64 = manifest.objects.iter().map(|o| o.sealed_size).sum();
     sqlx::query(
         "INSERT INTO releases (id, vendor_id, app_id, version, state, manifest, manifest_digest, signature_kid, \
          signature, keys_sealed, release_notes, summary, min_installer_version, object_count, total_size, \
          channels, required, yanked_reason, entitlement, created_at, published_at, manifest_size) \
          VALUES ($1, $2, $3, $4, 'staged', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, '[]', 0, NULL, $15, $16, NULL, $17)",
     )
-    .bind(&release_id)
-    .bind(&caller.vendor_id)
-    .bind(&app_row.id)
-    .bind(version.to_string())
-    .bind(&body.manifest)
-    .bind(&manifest_digest)
-    .bind(&body.signature.kid)
-    .bind(&body.signature.signature)
-    .bind(sealed_keys)
+    .bind(row.id)
+    .bind(row.vendor_id)
+    .bind(row.app_id)
+    .bind(row.version.to_string())
+    .bind(&row.body.manifest)
+    .bind(row.manifest_digest)
+    .bind(&row.body.signature.kid)
+    .bind(&row.body.signature.signature)
+    .bind(&row.sealed_keys)
     .bind(&manifest.release_notes)
-    .bind(summary.to_string())
+    .bind(&row.summary)
     .bind(manifest.min_installer_version.to_string())
     .bind(manifest.objects.len() as i64)
     .bind(i64::try_from(total).unwrap_or(i64::MAX))
-    .bind(entitlement)
-    .bind(at)
-    .bind(body.manifest.len() as i64)
+    .bind(manifest.release_entitlement().map(|f| f.to_string()))
+    .bind(now())
+    .bind(row.body.manifest.len() as i64)
     .execute(tx.conn())
     .await?;
+    Ok(())
+}
+
+/// The release's objects, each once, so that downloads can check an object belongs to it.
+async fn insert_objects(
+    tx: &mut VendorTx,
+    release_id: &str,
+    vendor_id: &str,
+    manifest: &bundles::BundleManifest,
+) -> DomainResult<()> {
     let mut unique: Vec<(&Digest, u64)> = manifest
         .objects
         .iter()
@@ -246,26 +345,12 @@ pub async fn stage(
         let mut query = sqlx::query(&sql);
         for (digest, size) in chunk {
             query = query
-                .bind(&release_id)
-                .bind(&caller.vendor_id)
+                .bind(release_id)
+                .bind(vendor_id)
                 .bind(digest.to_string())
                 .bind(i64::try_from(*size).unwrap_or(i64::MAX));
         }
         query.execute(tx.conn()).await?;
     }
-    tx.audit(
-        caller,
-        "release.stage",
-        &release_id,
-        serde_json::json!({"app": app, "version": version.to_string(), "manifest": manifest_digest}),
-    )
-    .await?;
-    let release = find_release(tx.conn(), &app_row.id, &version.to_string()).await?;
-    let staged = Staged {
-        release,
-        target: target_name(&app, &version),
-        length: body.manifest.len() as u64,
-    };
-    tx.commit_answer(None, 201, &staged).await?;
-    Ok(staged)
+    Ok(())
 }
