@@ -238,7 +238,17 @@ pub(crate) async fn create_change_set(
         .send()
         .await
         .map_err(|e| aws.explain(e, "cloudformation:CreateChangeSet", stack))?;
-    // Change sets are ready in seconds; poll until CloudFormation has computed it.
+    wait_for_change_set(aws, stack, name, kind).await
+}
+
+/// Polls a new change set until CloudFormation has computed it (seconds, usually): its changes,
+/// or none when the stack needs none; a change set CloudFormation refused is deleted and refused.
+async fn wait_for_change_set(
+    aws: &Aws,
+    stack: &str,
+    name: String,
+    kind: ChangeSetType,
+) -> Result<ChangeSet> {
     let mut waited = Duration::ZERO;
     loop {
         let described = aws

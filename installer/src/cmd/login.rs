@@ -22,19 +22,7 @@ pub async fn login(
         .with_context(|| format!("cannot read the license {}", license_path.display()))?;
     let unverified = license::verify::decode_unverified(&text)
         .with_context(|| format!("{} is not a license", license_path.display()))?;
-    let claim = |name: &str| {
-        unverified
-            .claims
-            .get(name)
-            .and_then(|v| v.as_str())
-            .and_then(|v| license::claims::Slug::new(v).ok())
-            .map(|v| v.as_str().to_owned())
-            .ok_or_else(|| {
-                anyhow!("the license names no valid {name}: it is not a Consign license")
-            })
-    };
-    let vendor = claim("iss")?;
-    let app = claim("aud")?;
+    let (vendor, app) = vendor_and_app(&unverified)?;
     let portal = Portal::new(portal_url)?;
     let keyset_bytes = portal.keyset(&vendor).await?;
     let shown = Keyset::verify(
@@ -46,34 +34,7 @@ pub async fn login(
     )
     .context("the vendor's keyset is not valid")?
     .root_fingerprint();
-    let root = match trust_root {
-        Some(pinned) => {
-            if pinned != shown {
-                installer::refuse!(
-                    UntrustedRoot,
-                    "the portal's keyset is rooted in {shown}, not in the pinned {pinned}: do not trust this portal for {vendor} until the vendor confirms the fingerprint"
-                );
-            }
-            pinned
-        }
-        None => {
-            use std::io::IsTerminal as _;
-            if !std::io::stdin().is_terminal() {
-                installer::refuse!(
-                    UntrustedRoot,
-                    "{vendor}'s root key fingerprint is {shown}: confirm it with the vendor out of band, then pass --trust-root {shown}"
-                );
-            }
-            deploy::confirm(
-                &format!(
-                    "{vendor}'s root key fingerprint is\n  {shown}\nDoes it match the one the vendor gave you?"
-                ),
-                false,
-                "not logged in: the fingerprint was not confirmed",
-            )?;
-            shown
-        }
-    };
+    let root = confirmed_root(&vendor, shown, trust_root)?;
     let licensed = release::verify_license(&keyset_bytes, &root, 0, &text)?;
     let claims = licensed.license.claims();
     let login = Login {
@@ -122,4 +83,50 @@ pub async fn login(
             Ok(())
         }
     }
+}
+
+/// The vendor (`iss`) and app (`aud`) a license names, before it is verified: they say which
+/// keyset and which TUF repository to fetch.
+fn vendor_and_app(unverified: &license::verify::UnverifiedLicense) -> Result<(String, String)> {
+    let claim = |name: &str| {
+        unverified
+            .claims
+            .get(name)
+            .and_then(|v| v.as_str())
+            .and_then(|v| license::claims::Slug::new(v).ok())
+            .map(|v| v.as_str().to_owned())
+            .ok_or_else(|| {
+                anyhow!("the license names no valid {name}: it is not a Consign license")
+            })
+    };
+    Ok((claim("iss")?, claim("aud")?))
+}
+
+/// The root key fingerprint to pin: the one given with `--trust-root` if the portal's keyset is
+/// rooted in it, else the one the portal shows once the admin confirms it in a terminal.
+fn confirmed_root(vendor: &str, shown: String, trust_root: Option<String>) -> Result<String> {
+    if let Some(pinned) = trust_root {
+        if pinned != shown {
+            installer::refuse!(
+                UntrustedRoot,
+                "the portal's keyset is rooted in {shown}, not in the pinned {pinned}: do not trust this portal for {vendor} until the vendor confirms the fingerprint"
+            );
+        }
+        return Ok(pinned);
+    }
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        installer::refuse!(
+            UntrustedRoot,
+            "{vendor}'s root key fingerprint is {shown}: confirm it with the vendor out of band, then pass --trust-root {shown}"
+        );
+    }
+    deploy::confirm(
+        &format!(
+            "{vendor}'s root key fingerprint is\n  {shown}\nDoes it match the one the vendor gave you?"
+        ),
+        false,
+        "not logged in: the fingerprint was not confirmed",
+    )?;
+    Ok(shown)
 }

@@ -312,7 +312,6 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
     let version = release.manifest.version.to_string();
     let live = p.stack.as_ref().filter(|s| !s.is_vacant()).cloned();
     if p.noop {
-        let outputs = outputs(aws, name).await?;
         ui.say(format!(
             "stack {name} already runs {} {version}: nothing to do",
             release.app()
@@ -329,25 +328,12 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
             skipped: p.skipped,
             assets_uploaded: 0,
             stack_status: live.map(|s| s.status).unwrap_or_default(),
-            outputs,
+            outputs: outputs(aws, name).await?,
         });
     }
 
     // From here on the account changes.
-    let recorded = bucket::ensure(aws, &p.bucket, p.bucket_ours, ui).await?;
-    if recorded != p.bucket {
-        bail!(
-            "another installer recorded the artifact bucket {recorded} while this one prepared {}: run the command again",
-            p.bucket
-        );
-    }
-    let uploaded = upload_functions(aws, &release, &p.bucket, &p.files).await?;
-    ui.say(format!(
-        "artifacts in s3://{}: {} uploaded, {} already there",
-        p.bucket,
-        uploaded.len(),
-        p.skipped
-    ));
+    let uploaded = upload_artifacts(aws, &release, &p, ui).await?;
     if let Some(stack) = p.stack.as_ref().filter(|s| s.is_vacant()) {
         ui.say(format!(
             "stack {name} holds no installation ({}): deleting it before creating it again",
@@ -356,7 +342,66 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         delete_stack_quietly(aws, name).await?;
         watch(aws, name, None, options.poll, 0, ui).await.ok();
     }
-    let (parameters, _) = parameters(&release, options, &p.bucket, live.as_ref())?;
+    let status = change_stack(aws, &release, options, &p, live.as_ref(), ui).await?;
+    let outputs = outputs(aws, name).await?;
+    let (assets_uploaded, asset_buckets) = upload_assets(aws, &release, &outputs, &p.files).await?;
+    if assets_uploaded > 0 {
+        ui.say(format!("uploaded {assets_uploaded} static files"));
+    }
+    record_deploy(aws, &release, options, p.history.clone(), asset_buckets).await?;
+    Ok(Report {
+        stack: name.to_owned(),
+        action: options.action,
+        app: release.app().to_owned(),
+        version,
+        previous: p.installed.map(|e| e.version.to_string()),
+        changed: true,
+        artifact_bucket: p.bucket,
+        uploaded,
+        skipped: p.skipped,
+        assets_uploaded,
+        stack_status: status,
+        outputs,
+    })
+}
+
+/// The artifact bucket (created and recorded if new) and the function artifacts it lacks.
+async fn upload_artifacts(
+    aws: &Aws,
+    release: &Release,
+    p: &Prepared,
+    ui: Ui,
+) -> Result<Vec<String>> {
+    let recorded = bucket::ensure(aws, &p.bucket, p.bucket_ours, ui).await?;
+    if recorded != p.bucket {
+        bail!(
+            "another installer recorded the artifact bucket {recorded} while this one prepared {}: run the command again",
+            p.bucket
+        );
+    }
+    let uploaded = upload_functions(aws, release, &p.bucket, &p.files).await?;
+    ui.say(format!(
+        "artifacts in s3://{}: {} uploaded, {} already there",
+        p.bucket,
+        uploaded.len(),
+        p.skipped
+    ));
+    Ok(uploaded)
+}
+
+/// The change set: created, shown, confirmed (or deleted when declined), executed and watched
+/// until the stack settles; returns the stack's final status. The license parameter is stored
+/// just before the change runs.
+async fn change_stack(
+    aws: &Aws,
+    release: &Release,
+    options: &Options,
+    p: &Prepared,
+    live: Option<&Stack>,
+    ui: Ui,
+) -> Result<String> {
+    let name = options.stack.as_str();
+    let (parameters, _) = parameters(release, options, &p.bucket, live)?;
     let kind = if live.is_some() {
         ChangeSetType::Update
     } else {
@@ -372,7 +417,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
     .await?;
     let set = create_change_set(
         aws,
-        &release,
+        release,
         name,
         kind,
         template,
@@ -380,51 +425,59 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         p.capabilities.clone(),
     )
     .await?;
-    let status = if set.has_changes {
-        ui.say(format!(
-            "change set {} ({}) for stack {name}:",
-            set.name,
-            set.kind.as_str()
-        ));
-        eprint!("{}", describe_changes(&set.changes));
-        let actions = release.manifest.actions();
-        if !actions.is_empty() {
-            ui.say(format!(
-                "  the stack's roles will hold: {}",
-                actions.join(", ")
-            ));
-        }
-        if let Err(e) = confirm(
-            &format!("deploy {} {version} to stack {name}?", release.app()),
-            options.yes,
-            "stopped: nothing was deployed (the uploaded artifacts stay in the bucket for next time)",
-        ) {
-            delete_change_set(aws, name, &set.name).await.ok();
-            if set.kind == ChangeSetType::Create {
-                delete_stack_quietly(aws, name).await.ok();
-            }
-            return Err(e);
-        }
-        store_license(aws, name, &release, ui).await?;
-        let marker = newest_event(aws, name).await?;
-        execute(aws, name, &set.name, &p.template).await?;
-        let total = p
-            .template
-            .get("Resources")
-            .and_then(|r| r.as_object())
-            .map_or(0, serde_json::Map::len);
-        watch(aws, name, marker, options.poll, total, ui).await?
-    } else {
+    if !set.has_changes {
         ui.say(format!("stack {name} needs no resource changes"));
-        store_license(aws, name, &release, ui).await?;
-        live.map(|s| s.status).unwrap_or_default()
-    };
-    let outputs = outputs(aws, name).await?;
-    let (assets_uploaded, asset_buckets) = upload_assets(aws, &release, &outputs, &p.files).await?;
-    if assets_uploaded > 0 {
-        ui.say(format!("uploaded {assets_uploaded} static files"));
+        store_license(aws, name, release, ui).await?;
+        return Ok(live.map(|s| s.status.clone()).unwrap_or_default());
     }
-    let mut history = p.history.clone().unwrap_or_else(|| History {
+    ui.say(format!(
+        "change set {} ({}) for stack {name}:",
+        set.name,
+        set.kind.as_str()
+    ));
+    eprint!("{}", describe_changes(&set.changes));
+    let actions = release.manifest.actions();
+    if !actions.is_empty() {
+        ui.say(format!(
+            "  the stack's roles will hold: {}",
+            actions.join(", ")
+        ));
+    }
+    if let Err(e) = confirm(
+        &format!(
+            "deploy {} {} to stack {name}?",
+            release.app(),
+            release.manifest.version
+        ),
+        options.yes,
+        "stopped: nothing was deployed (the uploaded artifacts stay in the bucket for next time)",
+    ) {
+        delete_change_set(aws, name, &set.name).await.ok();
+        if set.kind == ChangeSetType::Create {
+            delete_stack_quietly(aws, name).await.ok();
+        }
+        return Err(e);
+    }
+    store_license(aws, name, release, ui).await?;
+    let marker = newest_event(aws, name).await?;
+    execute(aws, name, &set.name, &p.template).await?;
+    let total = p
+        .template
+        .get("Resources")
+        .and_then(|r| r.as_object())
+        .map_or(0, serde_json::Map::len);
+    watch(aws, name, marker, options.poll, total, ui).await
+}
+
+/// Appends this deploy to the stack's history in the account.
+async fn record_deploy(
+    aws: &Aws,
+    release: &Release,
+    options: &Options,
+    history: Option<History>,
+    asset_buckets: Vec<String>,
+) -> Result<()> {
+    let mut history = history.unwrap_or_else(|| History {
         vendor: release.license.claims().iss.as_str().to_owned(),
         app: release.app().to_owned(),
         entries: Vec::new(),
@@ -447,21 +500,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         artifacts,
         asset_buckets,
     })?;
-    record::write_history(aws, name, text).await?;
-    Ok(Report {
-        stack: name.to_owned(),
-        action: options.action,
-        app: release.app().to_owned(),
-        version,
-        previous: p.installed.map(|e| e.version.to_string()),
-        changed: true,
-        artifact_bucket: p.bucket,
-        uploaded,
-        skipped: p.skipped,
-        assets_uploaded,
-        stack_status: status,
-        outputs,
-    })
+    record::write_history(aws, &options.stack, text).await
 }
 
 /// Stores the license for the agent (after the admin confirmed, before the stack runs).

@@ -36,6 +36,33 @@ pub(crate) fn check_against_installed<'h>(
         );
     }
     let installed = history.and_then(History::current);
+    let stack_live = stack.is_some_and(|s| !s.is_vacant());
+    check_ownership(
+        release,
+        options,
+        stack,
+        history,
+        installed.is_some(),
+        stack_live,
+    )?;
+    let Some(current) = installed.filter(|_| stack_live) else {
+        return Ok(None);
+    };
+    check_version_order(release, options, current)?;
+    Ok(Some(current))
+}
+
+/// Refuses a stack of another app or not made by Consign, and an action that does not fit what
+/// is installed (install over another version, upgrade or rollback of nothing).
+fn check_ownership(
+    release: &Release,
+    options: &Options,
+    stack: Option<&Stack>,
+    history: Option<&History>,
+    installed: bool,
+    stack_live: bool,
+) -> Result<()> {
+    let name = &options.stack;
     if let Some(history) = history
         && history.app != release.app()
     {
@@ -46,20 +73,16 @@ pub(crate) fn check_against_installed<'h>(
             release.app()
         );
     }
-    let stack_live = stack.is_some_and(|s| !s.is_vacant());
-    if stack_live
-        && installed.is_none()
-        && stack.is_some_and(|s| !s.tags.contains_key("consign:app"))
-    {
+    if stack_live && !installed && stack.is_some_and(|s| !s.tags.contains_key("consign:app")) {
         crate::refuse!(
             ForeignStack,
             "stack {name} exists and was not installed by Consign: choose another --stack"
         );
     }
+    let current = history.and_then(History::current).filter(|_| stack_live);
     match options.action {
         Action::Install => {
-            if let Some(current) = installed
-                && stack_live
+            if let Some(current) = current
                 && current.version != release.manifest.version
             {
                 crate::refuse!(
@@ -72,7 +95,7 @@ pub(crate) fn check_against_installed<'h>(
             }
         }
         Action::Upgrade | Action::Rollback => {
-            if installed.is_none() || !stack_live {
+            if !installed || !stack_live {
                 crate::refuse!(
                     NotInstalled,
                     "stack {name} is not installed in this account and region: use `installer install`"
@@ -80,9 +103,12 @@ pub(crate) fn check_against_installed<'h>(
             }
         }
     }
-    let Some(current) = installed.filter(|_| stack_live) else {
-        return Ok(None);
-    };
+    Ok(())
+}
+
+/// Refuses a downgrade without `--allow-downgrade` (a rollback is one on purpose) and an upgrade
+/// that skips a required release.
+fn check_version_order(release: &Release, options: &Options, current: &Entry) -> Result<()> {
     let target = &release.manifest.version;
     if *target < current.version && !options.allow_downgrade && options.action != Action::Rollback {
         crate::refuse!(
@@ -112,7 +138,7 @@ pub(crate) fn check_against_installed<'h>(
             );
         }
     }
-    Ok(Some(current))
+    Ok(())
 }
 
 pub(crate) fn check_capabilities(release: &Release) -> Result<Vec<Capability>> {

@@ -270,3 +270,62 @@ pub async fn kit_keys(
     tx.commit_all(&[]).await?;
     Ok(Grant::of(grant_id, app, version, release, wrapped))
 }
+
+/// Who asks for a sealed object.
+pub enum Reader<'a> {
+    /// A license holder (`Authorization: License …`).
+    License(&'a str),
+    /// A member of a vendor, or why the credential did not authenticate.
+    Vendor(DomainResult<Caller>),
+    /// Nobody: no credential at all.
+    Nobody,
+}
+
+/// The vendor's id when `reader` may download the sealed object `digest` of vendor `vendor`: a
+/// license in good standing for the app of a published release holding it, or a member of that
+/// vendor. Anything else is 401, 403 or (for an object the reader may not know of) 404.
+pub async fn may_download(
+    state: &AppState,
+    vendor: &str,
+    digest: &bundles::Digest,
+    reader: Reader<'_>,
+) -> DomainResult<String> {
+    let mut conn = state.db.pool.acquire().await?;
+    let vendor_id: String = sqlx::query("SELECT id FROM vendors WHERE slug = $1")
+        .bind(vendor)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| DomainError::not_found("vendor", vendor))?
+        .try_get("id")?;
+    let allowed = match reader {
+        Reader::License(presented) => {
+            let license = check_license(&mut conn, presented).await?;
+            if license.vendor_id != vendor_id {
+                return Err(DomainError::refused(
+                    "wrong_app",
+                    "the license is not from this vendor",
+                ));
+            }
+            sqlx::query(
+                "SELECT 1 AS one FROM release_objects o JOIN releases r ON r.id = o.release_id \
+                 WHERE o.vendor_id = $1 AND o.digest = $2 AND r.app_id = $3 AND r.state = 'published' LIMIT 1",
+            )
+            .bind(&vendor_id)
+            .bind(digest.to_string())
+            .bind(&license.app_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some()
+        }
+        Reader::Vendor(caller) => caller?.vendor_id == vendor_id,
+        Reader::Nobody => {
+            return Err(DomainError::unauthorized(
+                "downloads need `Authorization: License <license>` (or a vendor token)",
+            ));
+        }
+    };
+    if !allowed {
+        return Err(DomainError::not_found("object", &digest.to_string()));
+    }
+    Ok(vendor_id)
+}

@@ -244,22 +244,7 @@ pub async fn register_keyset(
             "the keyset is for issuer {issuer}, not this vendor ({slug}): create it with `keys init --issuer {slug}`"
         )));
     }
-    let current = current_keyset(&mut *conn, vendor_id).await.ok();
-    if let Some((current, _)) = &current {
-        if custody == CUSTODY_VENDOR && current.root != keyset.root {
-            return Err(DomainError::conflict(format!(
-                "the keyset is signed by root {}, but this vendor's root is {}: customers pin the root, so it cannot change",
-                keyset.root.fingerprint(),
-                current.root.fingerprint()
-            )));
-        }
-        if custody == CUSTODY_VENDOR && keyset.seq <= current.seq {
-            return Err(DomainError::conflict(format!(
-                "the keyset has seq {} but the portal already has seq {}: rotate (`keys rotate --keys DIR`) to make a newer one",
-                keyset.seq, current.seq
-            )));
-        }
-    }
+    check_successor(&mut *conn, vendor_id, custody, &keyset).await?;
     let now = UnixTime::now();
     if let Some(pem) = registration.license_signing_key {
         let key = SigningKey::from_pem(pem).map_err(|e| {
@@ -282,28 +267,8 @@ pub async fn register_keyset(
         )
         .await?;
     }
-    // Forget private keys the new keyset no longer lists (retired), and the portal-held root and
-    // release keys: from now on they live only with the vendor.
     let listed: Vec<&str> = keyset.license_keys.iter().map(|k| k.kid.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT kid, role FROM vendor_keys WHERE vendor_id = $1 AND sealed_private IS NOT NULL",
-    )
-    .bind(vendor_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let kid: String = row.try_get("kid")?;
-        let role: String = row.try_get("role")?;
-        if role != "license" || !listed.contains(&kid.as_str()) {
-            sqlx::query(
-                "UPDATE vendor_keys SET sealed_private = NULL WHERE vendor_id = $1 AND kid = $2",
-            )
-            .bind(vendor_id)
-            .bind(&kid)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
+    forget_unlisted(&mut *conn, vendor_id, &listed).await?;
     for k in &keyset.license_keys {
         store_key(
             &mut *conn, master, vendor_id, "license", k, None, keyset.seq,
@@ -348,6 +313,62 @@ pub async fn register_keyset(
         ));
     }
     Ok(keyset)
+}
+
+/// Refuses a vendor-held keyset that changes the root customers pin, or does not come after the
+/// one the portal has.
+async fn check_successor(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    custody: &str,
+    keyset: &Keyset,
+) -> DomainResult<()> {
+    let current = current_keyset(&mut *conn, vendor_id).await.ok();
+    if let Some((current, _)) = &current {
+        if custody == CUSTODY_VENDOR && current.root != keyset.root {
+            return Err(DomainError::conflict(format!(
+                "the keyset is signed by root {}, but this vendor's root is {}: customers pin the root, so it cannot change",
+                keyset.root.fingerprint(),
+                current.root.fingerprint()
+            )));
+        }
+        if custody == CUSTODY_VENDOR && keyset.seq <= current.seq {
+            return Err(DomainError::conflict(format!(
+                "the keyset has seq {} but the portal already has seq {}: rotate (`keys rotate --keys DIR`) to make a newer one",
+                keyset.seq, current.seq
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Forgets the private keys a new vendor-held keyset no longer lists (retired), and the
+/// portal-held root and release keys: from now on they live only with the vendor.
+async fn forget_unlisted(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    listed: &[&str],
+) -> DomainResult<()> {
+    let rows = sqlx::query(
+        "SELECT kid, role FROM vendor_keys WHERE vendor_id = $1 AND sealed_private IS NOT NULL",
+    )
+    .bind(vendor_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let kid: String = row.try_get("kid")?;
+        let role: String = row.try_get("role")?;
+        if role != "license" || !listed.contains(&kid.as_str()) {
+            sqlx::query(
+                "UPDATE vendor_keys SET sealed_private = NULL WHERE vendor_id = $1 AND kid = $2",
+            )
+            .bind(vendor_id)
+            .bind(&kid)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// The error for a license that would outlive its signing key.

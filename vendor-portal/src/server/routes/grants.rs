@@ -8,13 +8,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 use bundles::Digest;
 use serde::Deserialize;
-use sqlx::Row as _;
 use utoipa::ToSchema;
 
 use crate::server::base::decode_b64;
 use crate::server::domain::error::{DomainError, DomainResult, Kind};
-use crate::server::domain::grants::{self, GrantAsk};
-use crate::server::domain::licenses::check_license;
+use crate::server::domain::grants::{self, GrantAsk, Reader};
 use crate::server::domain::releases::object_key;
 use crate::server::http::auth::{Caller, Role};
 use crate::server::http::extract::{ApiJson, ApiPath, RequestMeta};
@@ -150,50 +148,19 @@ pub async fn download(
         .ok_or_else(|| {
             DomainError::bad_request("the digest must be sealed-sha256:<64 hex digits>")
         })?;
-    let mut conn = state.db.pool.acquire().await?;
-    let vendor_id: String = sqlx::query("SELECT id FROM vendors WHERE slug = $1")
-        .bind(&vendor)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| DomainError::not_found("vendor", &vendor))?
-        .try_get("id")?;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("License "));
-    let allowed = if let Some(presented) = presented {
-        let license = check_license(&mut conn, presented).await?;
-        if license.vendor_id != vendor_id {
-            return Err(DomainError::refused(
-                "wrong_app",
-                "the license is not from this vendor",
-            ));
+    let reader = match presented {
+        Some(license) => Reader::License(license),
+        None if crate::server::http::auth::credential(&parts).is_some() => {
+            use axum::extract::FromRequestParts as _;
+            Reader::Vendor(Caller::from_request_parts(&mut parts, &state).await)
         }
-        sqlx::query(
-            "SELECT 1 AS one FROM release_objects o JOIN releases r ON r.id = o.release_id \
-             WHERE o.vendor_id = $1 AND o.digest = $2 AND r.app_id = $3 AND r.state = 'published' LIMIT 1",
-        )
-        .bind(&vendor_id)
-        .bind(digest.to_string())
-        .bind(&license.app_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .is_some()
-    } else if crate::server::http::auth::credential(&parts).is_some() {
-        use axum::extract::FromRequestParts as _;
-        Caller::from_request_parts(&mut parts, &state)
-            .await?
-            .vendor_id
-            == vendor_id
-    } else {
-        return Err(DomainError::unauthorized(
-            "downloads need `Authorization: License <license>` (or a vendor token)",
-        ));
+        None => Reader::Nobody,
     };
-    drop(conn);
-    if !allowed {
-        return Err(DomainError::not_found("object", &digest.to_string()));
-    }
+    let vendor_id = grants::may_download(&state, &vendor, &digest, reader).await?;
     let key = object_key(&vendor_id, &digest);
     let unavailable = |e: anyhow::Error| DomainError::unavailable(format!("{e:#}"));
     if let Some(url) = state
@@ -234,7 +201,26 @@ pub async fn download(
     state
         .metrics
         .add("consign_object_download_bytes_total", length);
-    let mut response = (status, Body::from_stream(stream)).into_response();
+    object_response(
+        status,
+        Body::from_stream(stream),
+        length,
+        size,
+        range,
+        &digest,
+    )
+}
+
+/// The answer carrying an object (or the requested range of it).
+fn object_response(
+    status: StatusCode,
+    body: Body,
+    length: u64,
+    size: u64,
+    range: Option<std::ops::Range<u64>>,
+    digest: &Digest,
+) -> DomainResult<Response> {
+    let mut response = (status, body).into_response();
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -100,51 +100,8 @@ async fn store_records(
                 b.id, agent_id
             )));
         }
-        // Every SQL sum groups by (license, dimension, hour) at the finest: keeping each group
-        // below MAX_HOUR_QUANTITY keeps every sum, in SQL and in Rust, far from overflow.
-        let held: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS held FROM usage_records \
-             WHERE license_id = $1 AND dimension = $2 AND hour = $3",
-        )
-        .bind(&agent.license_id)
-        .bind(&b.dimension)
-        .bind(i64::try_from(b.hour.as_secs()).map_err(DomainError::internal)?)
-        .fetch_one(tx.conn())
-        .await?
-        .try_get("held")?;
-        let after = u64::try_from(held)
-            .ok()
-            .and_then(|held| held.checked_add(b.quantity));
-        if after.is_none_or(|after| after > MAX_HOUR_QUANTITY) {
-            return Err(DomainError::new(
-                Kind::Invalid,
-                "usage_over_bound",
-                format!(
-                    "usage record {} would take the license's {} units in the hour of {} past {MAX_HOUR_QUANTITY}: refused",
-                    b.id, b.dimension, b.hour
-                ),
-            ));
-        }
-        let text = serde_json::to_string(record).map_err(DomainError::internal)?;
-        sqlx::query(
-            "INSERT INTO usage_records (id, vendor_id, license_id, installation_id, agent_id, n, \
-             dimension, hour, quantity, hash, record, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&b.id)
-        .bind(&agent.vendor_id)
-        .bind(&agent.license_id)
-        .bind(&agent.installation_id)
-        .bind(agent_id)
-        .bind(i64::try_from(b.n).map_err(DomainError::internal)?)
-        .bind(&b.dimension)
-        .bind(i64::try_from(b.hour.as_secs()).map_err(DomainError::internal)?)
-        .bind(i64::try_from(b.quantity).map_err(|_| DomainError::invalid("quantity too large"))?)
-        .bind(&record.hash)
-        .bind(text)
-        .bind(at)
-        .execute(tx.conn())
-        .await?;
+        check_hour_bound(tx, agent, record).await?;
+        insert_record(tx, agent_id, agent, record, at).await?;
         through = b.n;
         chain.clone_from(&record.hash);
     }
@@ -155,6 +112,74 @@ async fn store_records(
         .execute(tx.conn())
         .await?;
     Ok(through)
+}
+
+/// Refuses a record that would take its (license, dimension, hour) group past
+/// `MAX_HOUR_QUANTITY`.
+async fn check_hour_bound(
+    tx: &mut VendorTx,
+    agent: &AgentRow,
+    record: &UsageRecord,
+) -> DomainResult<()> {
+    let b = &record.body;
+    // Every SQL sum groups by (license, dimension, hour) at the finest: keeping each group
+    // below MAX_HOUR_QUANTITY keeps every sum, in SQL and in Rust, far from overflow.
+    let held: i64 = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(quantity), 0) AS BIGINT) AS held FROM usage_records \
+         WHERE license_id = $1 AND dimension = $2 AND hour = $3",
+    )
+    .bind(&agent.license_id)
+    .bind(&b.dimension)
+    .bind(i64::try_from(b.hour.as_secs()).map_err(DomainError::internal)?)
+    .fetch_one(tx.conn())
+    .await?
+    .try_get("held")?;
+    let after = u64::try_from(held)
+        .ok()
+        .and_then(|held| held.checked_add(b.quantity));
+    if after.is_none_or(|after| after > MAX_HOUR_QUANTITY) {
+        return Err(DomainError::new(
+            Kind::Invalid,
+            "usage_over_bound",
+            format!(
+                "usage record {} would take the license's {} units in the hour of {} past {MAX_HOUR_QUANTITY}: refused",
+                b.id, b.dimension, b.hour
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Stores one usage record.
+async fn insert_record(
+    tx: &mut VendorTx,
+    agent_id: &str,
+    agent: &AgentRow,
+    record: &UsageRecord,
+    at: i64,
+) -> DomainResult<()> {
+    let b = &record.body;
+    let text = serde_json::to_string(record).map_err(DomainError::internal)?;
+    sqlx::query(
+        "INSERT INTO usage_records (id, vendor_id, license_id, installation_id, agent_id, n, \
+         dimension, hour, quantity, hash, record, received_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&b.id)
+    .bind(&agent.vendor_id)
+    .bind(&agent.license_id)
+    .bind(&agent.installation_id)
+    .bind(agent_id)
+    .bind(i64::try_from(b.n).map_err(DomainError::internal)?)
+    .bind(&b.dimension)
+    .bind(i64::try_from(b.hour.as_secs()).map_err(DomainError::internal)?)
+    .bind(i64::try_from(b.quantity).map_err(|_| DomainError::invalid("quantity too large"))?)
+    .bind(&record.hash)
+    .bind(text)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
 }
 
 /// A check-in: usage records in, signed status (and any renewed license) out.
@@ -173,6 +198,59 @@ pub async fn checkin(
         .open(CHECKIN, &agent.public_key)
         .map_err(bad_signature)?;
     check_nonce(&checkin.nonce)?;
+    check_checkin(&checkin, &agent)?;
+    let record = license_record(&mut conn, &agent.vendor_id, &agent.license_id).await?;
+    drop(conn);
+
+    let at = now();
+    let mut tx = VendorTx::begin(state, &agent.vendor_id).await?;
+    let through = match store_records(&mut tx, &checkin.agent, &agent, &checkin.records).await {
+        Ok(through) => through,
+        Err(refusal) if refusal.kind == Kind::Conflict => {
+            // Changed or missing records: nothing is stored, and the vendor's audit log says why.
+            drop(tx);
+            audit_refused_usage(state, meta, &checkin, &agent, &refusal).await;
+            return Err(refusal);
+        }
+        Err(e) => return Err(e),
+    };
+    sqlx::query("UPDATE agents SET version = $2, last_checkin_at = $3 WHERE id = $1")
+        .bind(&checkin.agent)
+        .bind(&checkin.version)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+    sqlx::query("UPDATE installations SET version = $2, last_seen_at = $3 WHERE id = $1")
+        .bind(&agent.installation_id)
+        .bind(&checkin.version)
+        .bind(at)
+        .execute(tx.conn())
+        .await?;
+    for report in checkin.reports.iter().take(MAX_REPORTS) {
+        tx.audit_as(
+            serde_json::json!({"agent": checkin.agent, "license": agent.license_id}),
+            &meta.ip,
+            &meta.request_id,
+            "agent.report",
+            &agent.installation_id,
+            serde_json::json!({"code": report.code, "detail": report.detail, "at": report.at}),
+        )
+        .await?;
+    }
+    tx.commit_all(&[]).await?;
+    let (_, status) =
+        signed_status(state, &agent.vendor_slug, &agent.license_id, &checkin.nonce).await?;
+    state.metrics.count("consign_checkins_total");
+    Ok(CheckinAnswer {
+        status,
+        license: renewal(&record, checkin.license_seq),
+        records_through: through,
+    })
+}
+
+/// Refuses a check-in that does not fit its agent (another license, an uninstalled stack) or is
+/// malformed (version, report sizes, record count), and records not signed by the agent.
+fn check_checkin(checkin: &Checkin, agent: &AgentRow) -> DomainResult<()> {
     if checkin.license.as_str() != agent.license_id {
         return Err(refused(
             "wrong_license",
@@ -218,66 +296,32 @@ pub async fn checkin(
             )
         })?;
     }
-    let record = license_record(&mut conn, &agent.vendor_id, &agent.license_id).await?;
-    drop(conn);
+    Ok(())
+}
 
-    let at = now();
-    let mut tx = VendorTx::begin(state, &agent.vendor_id).await?;
-    let through = match store_records(&mut tx, &checkin.agent, &agent, &checkin.records).await {
-        Ok(through) => through,
-        Err(refusal) if refusal.kind == Kind::Conflict => {
-            // Changed or missing records: nothing is stored, and the vendor's audit log says why.
-            drop(tx);
-            let audited = async {
-                let mut tx = VendorTx::begin(state, &agent.vendor_id).await?;
-                tx.audit_as(
-                    serde_json::json!({"agent": checkin.agent, "license": agent.license_id}),
-                    &meta.ip,
-                    &meta.request_id,
-                    "usage.refuse",
-                    &agent.installation_id,
-                    serde_json::json!({"reason": refusal.detail}),
-                )
-                .await?;
-                tx.commit_all(&[]).await
-            };
-            if let Err(e) = audited.await {
-                tracing::warn!(error = %e.detail, "a refused usage upload could not be audited");
-            }
-            return Err(refusal);
-        }
-        Err(e) => return Err(e),
-    };
-    sqlx::query("UPDATE agents SET version = $2, last_checkin_at = $3 WHERE id = $1")
-        .bind(&checkin.agent)
-        .bind(&checkin.version)
-        .bind(at)
-        .execute(tx.conn())
-        .await?;
-    sqlx::query("UPDATE installations SET version = $2, last_seen_at = $3 WHERE id = $1")
-        .bind(&agent.installation_id)
-        .bind(&checkin.version)
-        .bind(at)
-        .execute(tx.conn())
-        .await?;
-    for report in checkin.reports.iter().take(MAX_REPORTS) {
+/// Records `usage.refuse` in the vendor's audit log (best effort: the refusal is answered
+/// whether or not it could be recorded).
+async fn audit_refused_usage(
+    state: &AppState,
+    meta: &RequestMeta,
+    checkin: &Checkin,
+    agent: &AgentRow,
+    refusal: &DomainError,
+) {
+    let audited = async {
+        let mut tx = VendorTx::begin(state, &agent.vendor_id).await?;
         tx.audit_as(
             serde_json::json!({"agent": checkin.agent, "license": agent.license_id}),
             &meta.ip,
             &meta.request_id,
-            "agent.report",
+            "usage.refuse",
             &agent.installation_id,
-            serde_json::json!({"code": report.code, "detail": report.detail, "at": report.at}),
+            serde_json::json!({"reason": refusal.detail}),
         )
         .await?;
+        tx.commit_all(&[]).await
+    };
+    if let Err(e) = audited.await {
+        tracing::warn!(error = %e.detail, "a refused usage upload could not be audited");
     }
-    tx.commit_all(&[]).await?;
-    let (_, status) =
-        signed_status(state, &agent.vendor_slug, &agent.license_id, &checkin.nonce).await?;
-    state.metrics.count("consign_checkins_total");
-    Ok(CheckinAnswer {
-        status,
-        license: renewal(&record, checkin.license_seq),
-        records_through: through,
-    })
 }
