@@ -178,6 +178,27 @@ pub async fn uninstall(
     }
     let license = record::read_license(aws, stack_name).await?;
     record::forget(aws, stack_name).await?;
+    let (artifacts_removed, left) =
+        clean_artifacts(aws, stack_name, history.as_ref(), purge).await?;
+    Ok(Uninstalled {
+        stack: stack_name.to_owned(),
+        deleted,
+        assets_removed,
+        artifacts_removed,
+        left,
+        license,
+        seat_freed: None,
+    })
+}
+
+/// With `purge`, deletes the artifacts only this stack's history names (and the bucket once no
+/// installation uses it); returns how many went and what stays in the account.
+async fn clean_artifacts(
+    aws: &Aws,
+    stack_name: &str,
+    history: Option<&History>,
+    purge: bool,
+) -> Result<(usize, Vec<String>)> {
     let artifact_bucket = bucket::find(aws).await?.filter(|(_, exists)| *exists);
     let mut artifacts_removed = 0;
     let mut left = Vec::new();
@@ -214,13 +235,5 @@ pub async fn uninstall(
             ));
         }
     }
-    Ok(Uninstalled {
-        stack: stack_name.to_owned(),
-        deleted,
-        assets_removed,
-        artifacts_removed,
-        left,
-        license,
-        seat_freed: None,
-    })
+    Ok((artifacts_removed, left))
 }

@@ -128,6 +128,35 @@ pub struct Report {
     pub outputs: BTreeMap<String, String>,
 }
 
+/// Downloads, decrypts and checks `wanted` against the signed manifest (with a progress bar);
+/// returns the files and the parsed template.
+async fn fetch_verified(
+    release: &Release,
+    wanted: &[ObjectEntry],
+    template_entry: &ObjectEntry,
+    dir: &std::path::Path,
+    ui: Ui,
+) -> Result<(BTreeMap<String, PathBuf>, serde_json::Value)> {
+    let total = wanted.iter().map(|w| w.sealed_size).sum();
+    let progress = Progress::new(&format!("fetching {} objects", wanted.len()), total);
+    let files = release.fetch(wanted, dir, &progress.tick()).await?;
+    progress.finish();
+    if !ui.json {
+        ui.say(format!(
+            "verified {} {}: {} objects decrypted and checked against the signed manifest",
+            release.app(),
+            release.manifest.version,
+            files.len()
+        ));
+    }
+    let template_file = files
+        .get(template_entry.path.as_str())
+        .ok_or_else(|| anyhow!("the template was not decrypted"))?;
+    let template: serde_json::Value = serde_json::from_slice(&std::fs::read(template_file)?)
+        .context("the release's template is not JSON")?;
+    Ok((files, template))
+}
+
 /// Everything before the first write: checks, grant, decrypted objects.
 struct Prepared {
     /// The stack already runs this release and nothing else was asked: no grant was requested
@@ -203,23 +232,8 @@ async fn prepare(
     release.grant(&aws.account).await?;
     let (wanted, skipped) = needed_objects(aws, release, &bucket, bucket_exists).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let total = wanted.iter().map(|w| w.sealed_size).sum();
-    let progress = Progress::new(&format!("fetching {} objects", wanted.len()), total);
-    let files = release.fetch(&wanted, dir.path(), &progress.tick()).await?;
-    progress.finish();
-    if !ui.json {
-        ui.say(format!(
-            "verified {} {}: {} objects decrypted and checked against the signed manifest",
-            release.app(),
-            release.manifest.version,
-            files.len()
-        ));
-    }
-    let template_file = files
-        .get(template_entry.path.as_str())
-        .ok_or_else(|| anyhow!("the template was not decrypted"))?;
-    let template: serde_json::Value = serde_json::from_slice(&std::fs::read(template_file)?)
-        .context("the release's template is not JSON")?;
+    let (files, template) =
+        fetch_verified(release, &wanted, &template_entry, dir.path(), ui).await?;
     Ok(Prepared {
         noop: false,
         bucket,

@@ -91,15 +91,7 @@ pub async fn login(
         .await
         .map_err(DomainError::internal)?;
     let (Some(row), true) = (row, ok) else {
-        let _turn = state.write_turn().await;
-        sqlx::query(
-            "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
-             ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1",
-        )
-        .bind(&bucket)
-        .bind(now() - now().rem_euclid(60))
-        .execute(&state.db.pool)
-        .await?;
+        count_failure(state, &bucket).await?;
         return Err(DomainError::unauthorized(
             "the vendor, email or password is wrong",
         ));
@@ -145,5 +137,19 @@ pub async fn logout(state: &AppState, secret: &str) -> DomainResult<()> {
         .execute(&state.db.pool)
         .await?;
     state.credentials.forget(&secret_hash(secret));
+    Ok(())
+}
+
+/// Counts a failed login against the address's budget.
+async fn count_failure(state: &AppState, bucket: &str) -> DomainResult<()> {
+    let _turn = state.write_turn().await;
+    sqlx::query(
+        "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \
+         ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1",
+    )
+    .bind(bucket)
+    .bind(now() - now().rem_euclid(60))
+    .execute(&state.db.pool)
+    .await?;
     Ok(())
 }

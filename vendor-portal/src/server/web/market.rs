@@ -3,58 +3,15 @@
 //! buyer's account and may do there, drawn as a diagram.
 
 use askama::Template;
+
+use crate::server::domain::catalog::market::{self, CatalogueQuery, Listing, PAGE_SIZE};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use serde::Deserialize;
 use sqlx::Row as _;
 
 use super::{Page, PageParts, WebError, render, svg};
 use crate::server::domain::releases::Release;
 use crate::server::state::{AppState, Facets};
-
-/// Apps per catalogue page.
-pub const PAGE_SIZE: i64 = 24;
-
-/// The catalogue's query string.
-#[derive(Debug, Default, Deserialize)]
-pub struct CatalogueQuery {
-    /// Words that must all appear in the name, summary or description.
-    #[serde(default)]
-    pub q: String,
-    /// A category.
-    #[serde(default)]
-    pub category: String,
-    /// A vendor's slug.
-    #[serde(default)]
-    pub vendor: String,
-    /// `name`, `newest` or `vendor`.
-    #[serde(default)]
-    pub sort: String,
-    /// 1-based; anything else is the first page.
-    #[serde(default)]
-    pub page: String,
-}
-
-/// An app on the catalogue.
-#[derive(Debug)]
-pub struct Listing {
-    /// The vendor's slug.
-    pub vendor: String,
-    /// The vendor's name.
-    pub vendor_name: String,
-    /// The app's slug.
-    pub slug: String,
-    /// Its name.
-    pub name: String,
-    /// One line.
-    pub summary: String,
-    /// Categories.
-    pub categories: Vec<String>,
-    /// Its newest published version.
-    pub version: Option<String>,
-    /// Whether a plan offers a trial.
-    pub trial: bool,
-}
 
 #[derive(Template)]
 #[template(path = "catalogue.html")]
@@ -69,85 +26,15 @@ struct CataloguePage {
     next: Option<String>,
 }
 
-fn like_pattern(word: &str) -> String {
-    let escaped = word
-        .to_lowercase()
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
-}
-
 /// `GET /`: the catalogue.
 pub async fn catalogue(
     State(state): State<AppState>,
     parts: PageParts,
     Query(query): Query<CatalogueQuery>,
 ) -> Result<Response, WebError> {
-    let mut conditions = vec!["a.listed = 1".to_owned()];
-    let mut binds: Vec<String> = Vec::new();
-    for word in query.q.split_whitespace().take(8) {
-        binds.push(like_pattern(word));
-        let n = binds.len();
-        conditions.push(format!(
-            "(lower(a.name) LIKE ${n} ESCAPE '\\' OR lower(a.summary) LIKE ${n} ESCAPE '\\' OR lower(a.description) LIKE ${n} ESCAPE '\\')"
-        ));
-    }
-    if !query.category.is_empty() {
-        // Categories are a JSON array of strings; match the quoted element.
-        let quoted = serde_json::to_string(&query.category).unwrap_or_default();
-        binds.push(like_pattern(&quoted));
-        conditions.push(format!(
-            "lower(a.categories) LIKE ${} ESCAPE '\\'",
-            binds.len()
-        ));
-    }
-    if !query.vendor.is_empty() {
-        binds.push(query.vendor.clone());
-        conditions.push(format!("v.slug = ${}", binds.len()));
-    }
-    let filter = conditions.join(" AND ");
-    let order = match query.sort.as_str() {
-        "newest" => "a.created_at DESC, a.name",
-        "vendor" => "v.name, a.name",
-        _ => "lower(a.name), v.name",
-    };
     let page = query.page.parse::<i64>().unwrap_or(1).clamp(1, 10_000);
     let mut conn = state.db.pool.acquire().await?;
-    let count_sql = format!(
-        "SELECT COUNT(*) AS n FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter}"
-    );
-    let mut count = sqlx::query(&count_sql);
-    for b in &binds {
-        count = count.bind(b);
-    }
-    let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
-    let list_sql = format!(
-        "SELECT a.slug, a.name, a.summary, a.categories, v.slug AS vendor, v.name AS vendor_name, \
-         (SELECT r.version FROM releases r WHERE r.app_id = a.id AND r.state = 'published' AND r.yanked_reason IS NULL \
-          ORDER BY r.published_at DESC LIMIT 1) AS version, \
-         (SELECT COUNT(*) FROM plans p WHERE p.app_id = a.id AND p.trial = 1) AS trials \
-         FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter} ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {}",
-        (page - 1) * PAGE_SIZE
-    );
-    let mut list = sqlx::query(&list_sql);
-    for b in &binds {
-        list = list.bind(b);
-    }
-    let mut listings = Vec::new();
-    for row in list.fetch_all(&mut *conn).await? {
-        let categories: String = row.try_get("categories")?;
-        listings.push(Listing {
-            vendor: row.try_get("vendor")?,
-            vendor_name: row.try_get("vendor_name")?,
-            slug: row.try_get("slug")?,
-            name: row.try_get("name")?,
-            summary: row.try_get("summary")?,
-            categories: serde_json::from_str(&categories).unwrap_or_default(),
-            version: row.try_get("version")?,
-            trial: row.try_get::<i64, _>("trials")? > 0,
-        });
-    }
+    let (total, listings) = market::search(&mut conn, &query, page).await?;
     let (categories, vendors) = match state.facets.get(&()) {
         Some(hit) => hit,
         None => {
@@ -339,25 +226,7 @@ pub async fn app_page(
     .ok_or_else(|| WebError::not_found("app on the marketplace"))?;
     let app_id: String = row.try_get("id")?;
     let categories: String = row.try_get("categories")?;
-    let mut plans = Vec::new();
-    for p in sqlx::query(
-        "SELECT slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 ORDER BY trial DESC, duration_days, slug",
-    )
-    .bind(&app_id)
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        let entitlements: String = p.try_get("entitlements")?;
-        let value: serde_json::Value = serde_json::from_str(&entitlements).unwrap_or_default();
-        plans.push(PlanView {
-            slug: p.try_get("slug")?,
-            name: p.try_get("name")?,
-            description: p.try_get("description")?,
-            trial: p.try_get::<i64, _>("trial")? != 0,
-            days: p.try_get("duration_days")?,
-            entitles: entitlement_lines(&value),
-        });
-    }
+    let plans = plan_views(&mut conn, &app_id).await?;
     let published: Vec<Release> = crate::server::domain::releases::releases_of(&mut conn, &app_id)
         .await?
         .into_iter()
@@ -365,47 +234,8 @@ pub async fn app_page(
         .collect();
     let newest = published.iter().find(|r| r.yanked.is_none());
     let summary = newest.map(|r| r.summary.clone()).unwrap_or_default();
-    let resources: Vec<(String, String)> = summary
-        .get("resources")
-        .and_then(|r| r.as_array())
-        .map(|list| {
-            list.iter()
-                .map(|r| {
-                    (
-                        r.get("logical_id")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        r.get("type")
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let permissions: Vec<PermissionView> = summary
-        .get("permissions")
-        .and_then(|p| p.as_array())
-        .map(|list| {
-            list.iter()
-                .map(|p| {
-                    let field = |k: &str| {
-                        p.get(k)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    PermissionView {
-                        principal: field("principal"),
-                        action: field("action"),
-                        resource: field("resource"),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let resources = resource_views(&summary);
+    let permissions = permission_views(&summary);
     let actions: Vec<String> = permissions
         .iter()
         .map(|p| p.action.clone())
@@ -452,6 +282,82 @@ pub async fn app_page(
         trial_plans,
         portal: portal_url(&headers),
     }))
+}
+
+/// An app's plans as the listing shows them.
+async fn plan_views(
+    conn: &mut sqlx::AnyConnection,
+    app_id: &str,
+) -> Result<Vec<PlanView>, WebError> {
+    let mut plans = Vec::new();
+    for p in sqlx::query(
+        "SELECT slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 ORDER BY trial DESC, duration_days, slug",
+    )
+    .bind(app_id)
+    .fetch_all(conn)
+    .await?
+    {
+        let entitlements: String = p.try_get("entitlements")?;
+        let value: serde_json::Value = serde_json::from_str(&entitlements).unwrap_or_default();
+        plans.push(PlanView {
+            slug: p.try_get("slug")?,
+            name: p.try_get("name")?,
+            description: p.try_get("description")?,
+            trial: p.try_get::<i64, _>("trial")? != 0,
+            days: p.try_get("duration_days")?,
+            entitles: entitlement_lines(&value),
+        });
+    }
+    Ok(plans)
+}
+
+/// The AWS resources (logical id, type) a release's summary lists.
+fn resource_views(summary: &serde_json::Value) -> Vec<(String, String)> {
+    summary
+        .get("resources")
+        .and_then(|r| r.as_array())
+        .map(|list| {
+            list.iter()
+                .map(|r| {
+                    (
+                        r.get("logical_id")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        r.get("type")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The IAM permissions a release's summary lists.
+fn permission_views(summary: &serde_json::Value) -> Vec<PermissionView> {
+    summary
+        .get("permissions")
+        .and_then(|p| p.as_array())
+        .map(|list| {
+            list.iter()
+                .map(|p| {
+                    let field = |k: &str| {
+                        p.get(k)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    PermissionView {
+                        principal: field("principal"),
+                        action: field("action"),
+                        resource: field("resource"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The portal's own URL as the browser reached it, for the commands pages show.

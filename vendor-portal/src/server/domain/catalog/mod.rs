@@ -7,6 +7,7 @@ use crate::server::domain::error::{DomainError, DomainResult};
 
 pub mod apps;
 pub mod customers;
+pub mod market;
 pub mod plans;
 
 pub use self::apps::{

@@ -113,12 +113,29 @@ pub async fn start_trial(
         ));
     }
     // Reserve the trial first: the primary key refuses a second one for this app and account.
+    let names = (app_name.as_str(), vendor_name.as_str());
+    reserve_trial(&state, &app_id, &buyer, names).await?;
+    let issued = issue_trial(&state, &buyer, meta, &vendor_id, &vendor, &app, &form.plan).await;
+    let license_id = settle_trial(&state, &app_id, &buyer, issued).await?;
+    Ok(see_other(&format!(
+        "/account/licenses/{license_id}?done=trial"
+    )))
+}
+
+/// Reserves the one trial of `app_id` for the buyer's AWS account (409 with when it was taken,
+/// when it was).
+async fn reserve_trial(
+    state: &AppState,
+    app_id: &str,
+    buyer: &Buyer,
+    (app_name, vendor_name): (&str, &str),
+) -> Result<(), WebError> {
     let reserved = {
         let _turn = state.write_turn().await;
         sqlx::query(
             "INSERT INTO trials (app_id, aws_account, buyer_id, license_id, created_at) VALUES ($1, $2, $3, NULL, $4)",
         )
-        .bind(&app_id)
+        .bind(app_id)
         .bind(&buyer.aws_account)
         .bind(&buyer.id)
         .bind(now())
@@ -129,7 +146,7 @@ pub async fn start_trial(
         Err(e) if is_unique_violation(&e) => {
             let when: i64 =
                 sqlx::query("SELECT created_at FROM trials WHERE app_id = $1 AND aws_account = $2")
-                    .bind(&app_id)
+                    .bind(app_id)
                     .bind(&buyer.aws_account)
                     .fetch_one(&state.db.pool)
                     .await?
@@ -146,26 +163,33 @@ pub async fn start_trial(
         }
         other => other?,
     };
-    match issue_trial(&state, &buyer, meta, &vendor_id, &vendor, &app, &form.plan).await {
+    Ok(())
+}
+
+/// Records the issued license on the reservation, or frees the reservation when nothing was
+/// issued so that the buyer can try again.
+async fn settle_trial(
+    state: &AppState,
+    app_id: &str,
+    buyer: &Buyer,
+    issued: Result<String, WebError>,
+) -> Result<String, WebError> {
+    let _turn = state.write_turn().await;
+    match issued {
         Ok(license_id) => {
-            let _turn = state.write_turn().await;
             sqlx::query("UPDATE trials SET license_id = $3 WHERE app_id = $1 AND aws_account = $2")
-                .bind(&app_id)
+                .bind(app_id)
                 .bind(&buyer.aws_account)
                 .bind(&license_id)
                 .execute(&state.db.pool)
                 .await?;
-            Ok(see_other(&format!(
-                "/account/licenses/{license_id}?done=trial"
-            )))
+            Ok(license_id)
         }
         Err(e) => {
-            // Nothing was issued: free the reservation so the buyer can try again.
-            let _turn = state.write_turn().await;
             sqlx::query(
                 "DELETE FROM trials WHERE app_id = $1 AND aws_account = $2 AND license_id IS NULL",
             )
-            .bind(&app_id)
+            .bind(app_id)
             .bind(&buyer.aws_account)
             .execute(&state.db.pool)
             .await?;

@@ -14,6 +14,7 @@ use crate::server::base::now;
 use crate::server::domain;
 use crate::server::domain::catalog;
 use crate::server::domain::installations;
+use crate::server::domain::installations::usage::CustomerUsage;
 use crate::server::domain::licenses::change::{self, Change};
 use crate::server::domain::licenses::issue::LicenseIssue;
 use crate::server::http::extract::ApiPath;
@@ -162,13 +163,51 @@ pub async fn customer_page(
     let customer = catalog::find_customer(&mut conn, &caller.vendor_id, &slug).await?;
     let usage =
         installations::usage::customer_usage_of(&mut conn, &caller.vendor_id, slug.clone()).await?;
+    let licenses = license_rows(&mut conn, &caller.vendor_id, &customer.id, &usage).await?;
+    let installations = usage
+        .licenses
+        .iter()
+        .flat_map(|l| {
+            l.installations.iter().map(|i| InstallationRow {
+                customer: slug.clone(),
+                version: i.version.clone(),
+                region: i.region.clone(),
+                account: i.aws_account.clone(),
+                stack: i.stack.clone(),
+                last_seen: crate::server::web::datetime(i.last_seen_at),
+                state: installation_state(i.last_seen_at, i.removed_at),
+            })
+        })
+        .collect();
+    let charts = usage_charts(&usage);
+    let plans = plan_choices(&mut conn, &caller.vendor_id).await?;
+    Ok(render(&CustomerPage {
+        page: Page::new(&parts, "console", customer.name.clone()),
+        slug,
+        email: customer.email.unwrap_or_default(),
+        accounts: customer.aws_accounts.join(", "),
+        licenses,
+        installations,
+        charts,
+        plans,
+    }))
+}
+
+/// The customer's licenses as the page lists them (an active license past its expiry shows as
+/// expired), with their seats in use.
+async fn license_rows(
+    conn: &mut sqlx::AnyConnection,
+    vendor_id: &str,
+    customer_id: &str,
+    usage: &CustomerUsage,
+) -> Result<Vec<LicenseRow>, WebError> {
     let mut licenses = Vec::new();
     for row in sqlx::query(
         "SELECT l.id, l.state, l.expires_at, a.slug AS app, p.slug AS plan FROM licenses l JOIN apps a ON a.id = l.app_id \
          LEFT JOIN plans p ON p.id = l.plan_id WHERE l.vendor_id = $1 AND l.customer_id = $2 ORDER BY l.issued_at DESC, l.id",
     )
-    .bind(&caller.vendor_id)
-    .bind(&customer.id)
+    .bind(vendor_id)
+    .bind(customer_id)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -196,21 +235,11 @@ pub async fn customer_page(
             seats,
         });
     }
-    let installations = usage
-        .licenses
-        .iter()
-        .flat_map(|l| {
-            l.installations.iter().map(|i| InstallationRow {
-                customer: slug.clone(),
-                version: i.version.clone(),
-                region: i.region.clone(),
-                account: i.aws_account.clone(),
-                stack: i.stack.clone(),
-                last_seen: crate::server::web::datetime(i.last_seen_at),
-                state: installation_state(i.last_seen_at, i.removed_at),
-            })
-        })
-        .collect();
+    Ok(licenses)
+}
+
+/// One usage chart per dimension: daily totals over the last `CHART_DAYS` days.
+fn usage_charts(usage: &CustomerUsage) -> Vec<Chart> {
     let mut by_dimension: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
     for d in usage.licenses.iter().flat_map(|l| &l.usage) {
         by_dimension
@@ -218,7 +247,7 @@ pub async fn customer_page(
             .or_default()
             .extend(d.hours.iter().map(|h| (h.hour, h.quantity)));
     }
-    let charts = usage
+    usage
         .totals
         .iter()
         .map(|t| {
@@ -233,13 +262,20 @@ pub async fn customer_page(
                 svg: svg::usage_chart(&t.dimension, &days),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The plans a license can be issued from, as `app/plan` and a label.
+async fn plan_choices(
+    conn: &mut sqlx::AnyConnection,
+    vendor_id: &str,
+) -> Result<Vec<(String, String)>, WebError> {
     let mut plans = Vec::new();
     for row in sqlx::query(
         "SELECT a.slug AS app, a.name AS app_name, p.slug, p.name FROM plans p JOIN apps a ON a.id = p.app_id \
          WHERE p.vendor_id = $1 ORDER BY a.slug, p.slug",
     )
-    .bind(&caller.vendor_id)
+    .bind(vendor_id)
     .fetch_all(&mut *conn)
     .await?
     {
@@ -252,16 +288,7 @@ pub async fn customer_page(
         );
         plans.push((format!("{app}/{plan}"), label));
     }
-    Ok(render(&CustomerPage {
-        page: Page::new(&parts, "console", customer.name.clone()),
-        slug,
-        email: customer.email.unwrap_or_default(),
-        accounts: customer.aws_accounts.join(", "),
-        licenses,
-        installations,
-        charts,
-        plans,
-    }))
+    Ok(plans)
 }
 
 /// The issue form: `app/plan`.

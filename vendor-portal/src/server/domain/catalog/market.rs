@@ -1,0 +1,131 @@
+//! The marketplace's catalogue: listed apps, searched by words in their name, summary and
+//! description, filtered by category and vendor, sorted, a page at a time.
+
+use serde::Deserialize;
+use sqlx::{AnyConnection, Row as _};
+
+use crate::server::domain::error::DomainResult;
+
+/// Apps per catalogue page.
+pub const PAGE_SIZE: i64 = 24;
+
+/// The catalogue's query string.
+#[derive(Debug, Default, Deserialize)]
+pub struct CatalogueQuery {
+    /// Words that must all appear in the name, summary or description.
+    #[serde(default)]
+    pub q: String,
+    /// A category.
+    #[serde(default)]
+    pub category: String,
+    /// A vendor's slug.
+    #[serde(default)]
+    pub vendor: String,
+    /// `name`, `newest` or `vendor`.
+    #[serde(default)]
+    pub sort: String,
+    /// 1-based; anything else is the first page.
+    #[serde(default)]
+    pub page: String,
+}
+
+/// An app on the catalogue.
+#[derive(Debug)]
+pub struct Listing {
+    /// The vendor's slug.
+    pub vendor: String,
+    /// The vendor's name.
+    pub vendor_name: String,
+    /// The app's slug.
+    pub slug: String,
+    /// Its name.
+    pub name: String,
+    /// One line.
+    pub summary: String,
+    /// Categories.
+    pub categories: Vec<String>,
+    /// Its newest published version.
+    pub version: Option<String>,
+    /// Whether a plan offers a trial.
+    pub trial: bool,
+}
+
+fn like_pattern(word: &str) -> String {
+    let escaped = word
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// Page `page` of the listings matching `query`, and how many match in all.
+pub async fn search(
+    conn: &mut AnyConnection,
+    query: &CatalogueQuery,
+    page: i64,
+) -> DomainResult<(i64, Vec<Listing>)> {
+    let mut conditions = vec!["a.listed = 1".to_owned()];
+    let mut binds: Vec<String> = Vec::new();
+    for word in query.q.split_whitespace().take(8) {
+        binds.push(like_pattern(word));
+        let n = binds.len();
+        conditions.push(format!(
+            "(lower(a.name) LIKE ${n} ESCAPE '\\' OR lower(a.summary) LIKE ${n} ESCAPE '\\' OR lower(a.description) LIKE ${n} ESCAPE '\\')"
+        ));
+    }
+    if !query.category.is_empty() {
+        // Categories are a JSON array of strings; match the quoted element.
+        let quoted = serde_json::to_string(&query.category).unwrap_or_default();
+        binds.push(like_pattern(&quoted));
+        conditions.push(format!(
+            "lower(a.categories) LIKE ${} ESCAPE '\\'",
+            binds.len()
+        ));
+    }
+    if !query.vendor.is_empty() {
+        binds.push(query.vendor.clone());
+        conditions.push(format!("v.slug = ${}", binds.len()));
+    }
+    let filter = conditions.join(" AND ");
+    let order = match query.sort.as_str() {
+        "newest" => "a.created_at DESC, a.name",
+        "vendor" => "v.name, a.name",
+        _ => "lower(a.name), v.name",
+    };
+    let count_sql = format!(
+        "SELECT COUNT(*) AS n FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter}"
+    );
+    let mut count = sqlx::query(&count_sql);
+    for b in &binds {
+        count = count.bind(b);
+    }
+    let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
+    let list_sql = format!(
+        "SELECT a.slug, a.name, a.summary, a.categories, v.slug AS vendor, v.name AS vendor_name, \
+         (SELECT r.version FROM releases r WHERE r.app_id = a.id AND r.state = 'published' AND r.yanked_reason IS NULL \
+          ORDER BY r.published_at DESC LIMIT 1) AS version, \
+         (SELECT COUNT(*) FROM plans p WHERE p.app_id = a.id AND p.trial = 1) AS trials \
+         FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter} ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {}",
+        (page - 1) * PAGE_SIZE
+    );
+    let mut list = sqlx::query(&list_sql);
+    for b in &binds {
+        list = list.bind(b);
+    }
+    let mut listings = Vec::new();
+    for row in list.fetch_all(&mut *conn).await? {
+        let categories: String = row.try_get("categories")?;
+        listings.push(Listing {
+            vendor: row.try_get("vendor")?,
+            vendor_name: row.try_get("vendor_name")?,
+            slug: row.try_get("slug")?,
+            name: row.try_get("name")?,
+            summary: row.try_get("summary")?,
+            categories: serde_json::from_str(&categories).unwrap_or_default(),
+            version: row.try_get("version")?,
+            trial: row.try_get::<i64, _>("trials")? > 0,
+        });
+    }
+    Ok((total, listings))
+}
