@@ -75,6 +75,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/0005_members.sqlite.sql"),
         postgres: include_str!("../../../migrations/0005_members.postgres.sql"),
     },
+    Migration {
+        version: 6,
+        name: "search",
+        common: include_str!("../../../migrations/0006_search.sql"),
+        sqlite: include_str!("../../../migrations/0006_search.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0006_search.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

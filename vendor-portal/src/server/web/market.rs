@@ -34,7 +34,7 @@ pub async fn catalogue(
 ) -> Result<Response, WebError> {
     let page = query.page.parse::<i64>().unwrap_or(1).clamp(1, 10_000);
     let mut conn = state.db.pool.acquire().await?;
-    let (total, listings) = market::search(&mut conn, &query, page).await?;
+    let (total, listings) = market::search(&mut conn, state.db.backend, &query, page).await?;
     let (categories, vendors) = match state.facets.get(&()) {
         Some(hit) => hit,
         None => {

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use sqlx::{AnyConnection, Row as _};
 
+use crate::server::base::db::Backend;
 use crate::server::domain::error::DomainResult;
 
 /// Apps per catalogue page.
@@ -12,7 +13,7 @@ pub const PAGE_SIZE: i64 = 24;
 /// The catalogue's query string.
 #[derive(Debug, Default, Deserialize)]
 pub struct CatalogueQuery {
-    /// Words that must all appear in the name, summary or description.
+    /// Words that must each begin a word of the name, summary or description.
     #[serde(default)]
     pub q: String,
     /// A category.
@@ -59,20 +60,48 @@ fn like_pattern(word: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// The words of a search, lower-case: runs of letters and digits, at most 16.
+pub fn search_words(q: &str) -> Vec<String> {
+    q.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(16)
+        .map(str::to_lowercase)
+        .collect()
+}
+
 /// Page `page` of the listings matching `query`, and how many match in all.
 pub async fn search(
     conn: &mut AnyConnection,
+    backend: Backend,
     query: &CatalogueQuery,
     page: i64,
 ) -> DomainResult<(i64, Vec<Listing>)> {
     let mut conditions = vec!["a.listed = 1".to_owned()];
     let mut binds: Vec<String> = Vec::new();
-    for word in query.q.split_whitespace().take(8) {
-        binds.push(like_pattern(word));
-        let n = binds.len();
-        conditions.push(format!(
-            "(lower(a.name) LIKE ${n} ESCAPE '\\' OR lower(a.summary) LIKE ${n} ESCAPE '\\' OR lower(a.description) LIKE ${n} ESCAPE '\\')"
-        ));
+    let words = search_words(&query.q);
+    if !words.is_empty() {
+        // The databases' full-text indexes: every word must begin a word of the name, summary
+        // or description. Words hold only letters and digits, so they are never query syntax.
+        let (expression, condition) = match backend {
+            Backend::Sqlite => (
+                words
+                    .iter()
+                    .map(|w| format!("\"{w}\"*"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                "a.rowid IN (SELECT rowid FROM apps_fts WHERE apps_fts MATCH $N)",
+            ),
+            Backend::Postgres => (
+                words
+                    .iter()
+                    .map(|w| format!("{w}:*"))
+                    .collect::<Vec<_>>()
+                    .join(" & "),
+                "a.search @@ to_tsquery('simple', $N)",
+            ),
+        };
+        binds.push(expression);
+        conditions.push(condition.replace("$N", &format!("${}", binds.len())));
     }
     if !query.category.is_empty() {
         // Categories are a JSON array of strings; match the quoted element.
@@ -128,4 +157,20 @@ pub async fn search(
         });
     }
     Ok((total, listings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_words;
+
+    #[test]
+    fn search_words_are_letters_and_digits_only() {
+        assert_eq!(search_words("Billing  analytics"), ["billing", "analytics"]);
+        // Query syntax of either database is never passed through.
+        assert_eq!(search_words("a\" OR 1:* & !b"), ["a", "or", "1", "b"]);
+        assert_eq!(search_words("100%"), ["100"]);
+        assert_eq!(search_words("Ünïcode"), ["ünïcode"]);
+        assert!(search_words("%_ -").is_empty());
+        assert_eq!(search_words(&"x ".repeat(40)).len(), 16);
+    }
 }
