@@ -204,25 +204,7 @@ pub async fn open(
     )
     .await?;
     let all = tuf::releases(&repo)?;
-    let release = all
-        .iter()
-        .find(|r| r.app.as_str() == index.app && r.version.to_string() == index.version)
-        .cloned()
-        .ok_or_else(|| {
-            anyhow!(
-                "the kit's signed metadata has no {} {}",
-                index.app,
-                index.version
-            )
-        })?;
-    if let Some(reason) = &release.yanked {
-        crate::refuse!(
-            Yanked,
-            "{} {} was withdrawn by the vendor ({reason})",
-            index.app,
-            index.version
-        );
-    }
+    let release = kit_release(&all, &index)?;
     let manifest = tuf::read_manifest(&repo, &release).await?;
     let wrapped = read_small(dir.path(), "keys.wrapped")?;
     let keys_bytes = bundles::wrap::unwrap(&wrapped, key)?;
@@ -259,4 +241,28 @@ pub async fn open(
         bundle,
         signature,
     })
+}
+
+/// The release the kit's index names, from the verified metadata; a yanked one is refused.
+fn kit_release(all: &[ReleaseTarget], index: &KitIndex) -> Result<ReleaseTarget> {
+    let release = all
+        .iter()
+        .find(|r| r.app.as_str() == index.app && r.version.to_string() == index.version)
+        .cloned()
+        .ok_or_else(|| {
+            anyhow!(
+                "the kit's signed metadata has no {} {}",
+                index.app,
+                index.version
+            )
+        })?;
+    if let Some(reason) = &release.yanked {
+        crate::refuse!(
+            Yanked,
+            "{} {} was withdrawn by the vendor ({reason})",
+            index.app,
+            index.version
+        );
+    }
+    Ok(release)
 }

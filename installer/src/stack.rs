@@ -449,28 +449,14 @@ pub(crate) async fn watch(
             marker = newest.event_id().map(str::to_owned);
         }
         for event in fresh.iter().rev() {
-            let status = event
-                .resource_status()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default();
-            let logical = event.logical_resource_id().unwrap_or_default();
-            let kind = event.resource_type().unwrap_or_default();
-            let reason = event.resource_status_reason().unwrap_or_default();
-            let at = event.timestamp().map(|t| t.to_string()).unwrap_or_default();
-            if logical != stack && status.ends_with("_COMPLETE") {
-                settled_resources.insert(logical.to_owned());
-            }
-            let counter = if total > 0 {
-                format!("[{:>2}/{total}] ", settled_resources.len().min(total))
-            } else {
-                String::new()
-            };
-            ui.say(format!(
-                "  {counter}{at}  {status:<22} {logical} ({kind}) {reason}"
-            ));
-            if status.ends_with("_FAILED") && first_failure.is_none() && logical != stack {
-                first_failure = Some(format!("resource {logical} ({kind}) failed: {reason}"));
-            }
+            show_event(
+                event,
+                stack,
+                total,
+                &mut settled_resources,
+                &mut first_failure,
+                ui,
+            );
         }
         let Some(current) = describe_stack(aws, stack).await? else {
             return Ok("DELETE_COMPLETE".into());
@@ -496,6 +482,39 @@ pub(crate) async fn watch(
             bail!("stack {stack} did not settle within 3 hours (still {status})");
         }
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// Prints one stack event with the count of settled resources, and remembers the first failure.
+fn show_event(
+    event: &aws_sdk_cloudformation::types::StackEvent,
+    stack: &str,
+    total: usize,
+    settled_resources: &mut BTreeSet<String>,
+    first_failure: &mut Option<String>,
+    ui: Ui,
+) {
+    let status = event
+        .resource_status()
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_default();
+    let logical = event.logical_resource_id().unwrap_or_default();
+    let kind = event.resource_type().unwrap_or_default();
+    let reason = event.resource_status_reason().unwrap_or_default();
+    let at = event.timestamp().map(|t| t.to_string()).unwrap_or_default();
+    if logical != stack && status.ends_with("_COMPLETE") {
+        settled_resources.insert(logical.to_owned());
+    }
+    let counter = if total > 0 {
+        format!("[{:>2}/{total}] ", settled_resources.len().min(total))
+    } else {
+        String::new()
+    };
+    ui.say(format!(
+        "  {counter}{at}  {status:<22} {logical} ({kind}) {reason}"
+    ));
+    if status.ends_with("_FAILED") && first_failure.is_none() && logical != stack {
+        *first_failure = Some(format!("resource {logical} ({kind}) failed: {reason}"));
     }
 }
 

@@ -6,14 +6,13 @@
 //! database seeds nothing twice; it only prints a fresh token.
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, Request};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use crate::server::base::now;
 use crate::server::domain;
 use crate::server::domain::keys as vendor_keys;
-use crate::server::http::reply::CommitReply as _;
 use crate::server::state::AppState;
 use crate::server::{app, create_vendor};
 use anyhow::{Context as _, Result, bail};
@@ -79,32 +78,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         use sqlx::Row as _;
         let vendor_id: String = row.try_get("vendor_id")?;
         let member_id: String = row.try_get("member_id")?;
-        let mut tx = domain::tx::VendorTx::begin(state, &vendor_id)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.detail))?;
-        let name = format!("demo {}", now());
-        let token = domain::vendors::insert_token(tx.conn(), &vendor_id, &member_id, &name, None)
-            .await
-            .map_err(|e| anyhow::anyhow!(e.detail))?;
-        tx.audit_as(
-            json!({"admin": "serve --demo"}),
-            "localhost",
-            "-",
-            "token.create",
-            &token.info.id,
-            json!({"name": name}),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!(e.detail))?;
-        tx.commit(None, StatusCode::CREATED, &json!({}))
-            .await
-            .map_err(|e| anyhow::anyhow!(e.detail))?;
-        return Ok(Demo {
-            password: None,
-            token: token.token,
-            license_id: None,
-            release: None,
-        });
+        return fresh_token(state, &vendor_id, &member_id).await;
     }
     let vendor = create_vendor(state, VENDOR, "Acme Serverless", OWNER)
         .await
@@ -119,6 +93,62 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         "categories": ["content", "web"],
         "listed": true,
     })).await?;
+    seed_plans(state, &t).await?;
+    call(state, &t, Method::POST, "/api/v1/customers", json!({
+        "slug": "globex", "name": "Globex Corporation", "email": "cloud-team@globex.example", "aws_accounts": ["123456789012"],
+    })).await?;
+    let license = call(
+        state,
+        &t,
+        Method::POST,
+        "/api/v1/licenses",
+        json!({
+            "customer": "globex", "app": "serverless-blog", "plan": "standard",
+        }),
+    )
+    .await?;
+    let release = publish_reference_app(state, &t, &vendor.id).await?;
+    seed_other_listings(state).await?;
+    Ok(Demo {
+        password: Some(vendor.owner_password),
+        token: vendor.token,
+        license_id: license.get("id").and_then(Value::as_str).map(str::to_owned),
+        release,
+    })
+}
+
+/// A new API token for the demo owner, when the demo was seeded before.
+async fn fresh_token(state: &AppState, vendor_id: &str, member_id: &str) -> Result<Demo> {
+    let mut tx = domain::tx::VendorTx::begin(state, vendor_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
+    let name = format!("demo {}", now());
+    let token = domain::vendors::insert_token(tx.conn(), vendor_id, member_id, &name, None)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
+    tx.audit_as(
+        json!({"admin": "serve --demo"}),
+        "localhost",
+        "-",
+        "token.create",
+        &token.info.id,
+        json!({"name": name}),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!(e.detail))?;
+    tx.commit_all(&[])
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
+    Ok(Demo {
+        password: None,
+        token: token.token,
+        license_id: None,
+        release: None,
+    })
+}
+
+/// The reference app's trial, standard and enterprise plans.
+async fn seed_plans(state: &AppState, t: &str) -> Result<()> {
     let policies = json!({"checkin_interval": 86400, "offline_grace": 604800});
     for (slug, name, trial, days, features, extra) in [
         (
@@ -151,31 +181,11 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
             map.insert("features".into(), features);
             map.extend(p.clone());
         }
-        call(state, &t, Method::POST, "/api/v1/apps/serverless-blog/plans", json!({
+        call(state, t, Method::POST, "/api/v1/apps/serverless-blog/plans", json!({
             "slug": slug, "name": name, "trial": trial, "duration_days": days, "entitlements": entitlements,
         })).await?;
     }
-    call(state, &t, Method::POST, "/api/v1/customers", json!({
-        "slug": "globex", "name": "Globex Corporation", "email": "cloud-team@globex.example", "aws_accounts": ["123456789012"],
-    })).await?;
-    let license = call(
-        state,
-        &t,
-        Method::POST,
-        "/api/v1/licenses",
-        json!({
-            "customer": "globex", "app": "serverless-blog", "plan": "standard",
-        }),
-    )
-    .await?;
-    let release = publish_reference_app(state, &t, &vendor.id).await?;
-    seed_other_listings(state).await?;
-    Ok(Demo {
-        password: Some(vendor.owner_password),
-        token: vendor.token,
-        license_id: license.get("id").and_then(Value::as_str).map(str::to_owned),
-        release,
-    })
+    Ok(())
 }
 
 /// Two more vendors with listed apps and plans (no releases), so the catalogue has something to
@@ -304,7 +314,7 @@ async fn publish_reference_app(
             Ok((bundle, built.keys))
         })
         .await??;
-    let mut reader = bundles::BundleReader::open_pinned(
+    let reader = bundles::BundleReader::open_pinned(
         bundle.as_slice(),
         &keys.manifest,
         &bundles::Limits::default(),
@@ -312,6 +322,31 @@ async fn publish_reference_app(
     let manifest = reader.manifest().clone();
     let manifest_bytes = reader.manifest_bytes().to_vec();
     let signature = reader.signature().clone();
+    upload_objects(state, vendor_id, reader).await?;
+    let app = manifest.app.as_str().to_owned();
+    call(state, token, Method::PUT, &format!("/api/v1/apps/{app}/releases/{}", manifest.version), json!({
+        "manifest": String::from_utf8(manifest_bytes.clone())?,
+        "signature": {"kid": signature.kid, "signature": base64::engine::general_purpose::STANDARD.encode(signature.signature)},
+        "keys": &*keys.to_json()?,
+    })).await?;
+    publish_signed(
+        state,
+        token,
+        &app,
+        (&manifest, &manifest_bytes),
+        &keyset,
+        (&root_key, &release_key),
+    )
+    .await?;
+    Ok(Some(format!("{app} {}", manifest.version)))
+}
+
+/// Stores the demo bundle's sealed objects in the blob store, each checked against its digest.
+async fn upload_objects(
+    state: &AppState,
+    vendor_id: &str,
+    mut reader: bundles::BundleReader<&[u8]>,
+) -> Result<()> {
     while let Some((entry, mut sealed)) = reader.next_object()? {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut sealed, &mut bytes)?;
@@ -333,12 +368,19 @@ async fn publish_reference_app(
                 )
             })?;
     }
-    let app = manifest.app.as_str().to_owned();
-    call(state, token, Method::PUT, &format!("/api/v1/apps/{app}/releases/{}", manifest.version), json!({
-        "manifest": String::from_utf8(manifest_bytes.clone())?,
-        "signature": {"kid": signature.kid, "signature": base64::engine::general_purpose::STANDARD.encode(signature.signature)},
-        "keys": &*keys.to_json()?,
-    })).await?;
+    Ok(())
+}
+
+/// Signs and publishes the app's first TUF root (with the portal's online key) and targets
+/// naming the release on `stable`, as `release push` does with a vendor's keys.
+async fn publish_signed(
+    state: &AppState,
+    token: &str,
+    app: &str,
+    (manifest, manifest_bytes): (&bundles::BundleManifest, &[u8]),
+    keyset: &license::Keyset,
+    (root_key, release_key): (&license::SigningKey, &license::SigningKey),
+) -> Result<()> {
     let tuf_state = call(
         state,
         token,
@@ -365,7 +407,7 @@ async fn publish_reference_app(
             online: &online,
         },
     )?;
-    let root = crate::tuf::sign(root, &[&root_key])?;
+    let root = crate::tuf::sign(root, &[root_key])?;
     call(
         state,
         token,
@@ -374,11 +416,11 @@ async fn publish_reference_app(
         serde_json::to_value(&root)?,
     )
     .await?;
-    let info = crate::tuf::new_release(&manifest, &manifest_bytes, "stable", false)?;
+    let info = crate::tuf::new_release(manifest, manifest_bytes, "stable", false)?;
     let targets = crate::tuf::next_targets(None, at, |t| {
         crate::tuf::add_release(t, manifest_bytes.len() as u64, &info)
     })?;
-    let targets = crate::tuf::sign(targets, &[&release_key])?;
+    let targets = crate::tuf::sign(targets, &[release_key])?;
     call(
         state,
         token,
@@ -387,5 +429,5 @@ async fn publish_reference_app(
         serde_json::to_value(&targets)?,
     )
     .await?;
-    Ok(Some(format!("{app} {}", manifest.version)))
+    Ok(())
 }

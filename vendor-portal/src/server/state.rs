@@ -73,6 +73,12 @@ pub struct Inner {
     >,
     /// The marketplace's filter choices: categories and (slug, name) of vendors with listings.
     pub facets: TtlCache<(), Facets>,
+    /// Catalogue pages recently read: (words, category, vendor, sort, page) to the number of
+    /// matches and the page's listings.
+    pub listings: TtlCache<
+        crate::server::domain::catalog::market::PageKey,
+        crate::server::domain::catalog::market::ListingPage,
+    >,
     /// Writes new licenses in shared transactions.
     pub issuer: crate::server::domain::issuer::Issuer,
 }
@@ -121,6 +127,26 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             .get(key)
             .filter(|(at, _)| at.elapsed() < Self::TTL)
             .map(|(_, v)| v.clone())
+    }
+
+    /// An entry at most `max_age` old, and whether it is past the TTL; a stale one is marked
+    /// fresh again at once, so that of the requests that find it stale only this one refreshes
+    /// it while the rest are served the copy.
+    pub fn get_or_claim(&self, key: &K, max_age: std::time::Duration) -> Option<(V, bool)>
+    where
+        K: Clone,
+    {
+        let mut entries = self.entries.lock().ok()?;
+        let (at, value) = entries.get_mut(key)?;
+        let age = at.elapsed();
+        if age >= max_age {
+            return None;
+        }
+        let stale = age >= Self::TTL;
+        if stale {
+            *at = std::time::Instant::now();
+        }
+        Some((value.clone(), stale))
     }
 
     /// Remembers what was just read.
@@ -177,6 +203,7 @@ impl AppState {
             credentials: TtlCache::default(),
             catalog: TtlCache::default(),
             facets: TtlCache::default(),
+            listings: TtlCache::default(),
             issuer,
         }))
     }

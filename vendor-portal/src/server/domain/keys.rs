@@ -6,7 +6,7 @@
 //! keyset or a release.
 
 use anyhow::Context as _;
-use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, TrustPin, UnixTime};
+use license::{KEYSET_TYPE, KeyEntry, Keyset, SigningKey, TrustPin, TrustedKeyset, UnixTime};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
@@ -247,25 +247,7 @@ pub async fn register_keyset(
     check_successor(&mut *conn, vendor_id, custody, &keyset).await?;
     let now = UnixTime::now();
     if let Some(pem) = registration.license_signing_key {
-        let key = SigningKey::from_pem(pem).map_err(|e| {
-            DomainError::invalid(format!("the license-signing key is not usable: {e}"))
-        })?;
-        let kid = key.public_key().derive_kid("lic");
-        let entry = trusted.license_key(&kid).ok_or_else(|| {
-            DomainError::invalid(format!(
-                "the license-signing key {kid} is not in the keyset: send the keyset that lists it"
-            ))
-        })?;
-        store_key(
-            &mut *conn,
-            master,
-            vendor_id,
-            "license",
-            entry,
-            Some(&key),
-            keyset.seq,
-        )
-        .await?;
+        store_sent_license_key(&mut *conn, master, vendor_id, &trusted, pem).await?;
     }
     let listed: Vec<&str> = keyset.license_keys.iter().map(|k| k.kid.as_str()).collect();
     forget_unlisted(&mut *conn, vendor_id, &listed).await?;
@@ -313,6 +295,36 @@ pub async fn register_keyset(
         ));
     }
     Ok(keyset)
+}
+
+/// Stores the private license-signing key the vendor sent with its keyset (sealed), once it is
+/// one the keyset lists.
+async fn store_sent_license_key(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    vendor_id: &str,
+    trusted: &TrustedKeyset,
+    pem: &str,
+) -> DomainResult<()> {
+    let key = SigningKey::from_pem(pem)
+        .map_err(|e| DomainError::invalid(format!("the license-signing key is not usable: {e}")))?;
+    let kid = key.public_key().derive_kid("lic");
+    let entry = trusted.license_key(&kid).ok_or_else(|| {
+        DomainError::invalid(format!(
+            "the license-signing key {kid} is not in the keyset: send the keyset that lists it"
+        ))
+    })?;
+    store_key(
+        &mut *conn,
+        master,
+        vendor_id,
+        "license",
+        entry,
+        Some(&key),
+        trusted.keyset().seq,
+    )
+    .await?;
+    Ok(())
 }
 
 /// Refuses a vendor-held keyset that changes the root customers pin, or does not come after the

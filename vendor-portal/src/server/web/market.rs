@@ -33,11 +33,11 @@ pub async fn catalogue(
     Query(query): Query<CatalogueQuery>,
 ) -> Result<Response, WebError> {
     let page = query.page.parse::<i64>().unwrap_or(1).clamp(1, 10_000);
-    let mut conn = state.db.pool.acquire().await?;
-    let (total, listings) = market::search(&mut conn, state.db.backend, &query, page).await?;
+    let (total, listings) = market::listing_page(&state, &query, page).await?;
     let (categories, vendors) = match state.facets.get(&()) {
         Some(hit) => hit,
         None => {
+            let mut conn = state.db.pool.acquire().await?;
             let found = facets(&mut conn).await?;
             state.facets.put((), found.clone());
             found

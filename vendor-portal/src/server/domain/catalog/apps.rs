@@ -149,6 +149,7 @@ pub async fn create_app(
     let response = app;
     state.catalog.clear();
     state.facets.clear();
+    state.listings.clear();
     Ok(response)
 }
 
@@ -253,5 +254,6 @@ pub async fn update_app(
     let response = app;
     state.catalog.clear();
     state.facets.clear();
+    state.listings.clear();
     Ok(response)
 }

@@ -6,12 +6,13 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::server::base::db::Backend;
 use crate::server::domain::error::DomainResult;
+use crate::server::state::AppState;
 
 /// Apps per catalogue page.
 pub const PAGE_SIZE: i64 = 24;
 
 /// The catalogue's query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct CatalogueQuery {
     /// Words that must each begin a word of the name, summary or description.
     #[serde(default)]
@@ -31,7 +32,7 @@ pub struct CatalogueQuery {
 }
 
 /// An app on the catalogue.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Listing {
     /// The vendor's slug.
     pub vendor: String,
@@ -67,6 +68,58 @@ pub fn search_words(q: &str) -> Vec<String> {
         .take(16)
         .map(str::to_lowercase)
         .collect()
+}
+
+/// A catalogue page's identity: words, category, vendor, sort and page number.
+pub type PageKey = (String, String, String, String, i64);
+
+/// How many listings match, and one page of them.
+pub type ListingPage = (i64, Vec<Listing>);
+
+/// How long a catalogue page may be served while it is being read again: a visitor never waits
+/// for the database on a page someone asked for in the last few seconds, and sees a change
+/// made through another portal process within about a second.
+const STALE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Page `page` of the listings matching `query`, and how many match in all: from the state's
+/// cache of catalogue pages (cleared when an app of this process changes), read again in the
+/// background once it is a second old, else from the database.
+pub async fn listing_page(
+    state: &AppState,
+    query: &CatalogueQuery,
+    page: i64,
+) -> DomainResult<ListingPage> {
+    let key = (
+        search_words(&query.q).join(" "),
+        query.category.clone(),
+        query.vendor.clone(),
+        query.sort.clone(),
+        page,
+    );
+    if let Some((hit, stale)) = state.listings.get_or_claim(&key, STALE_FOR) {
+        if stale {
+            let (state, query) = (state.clone(), query.clone());
+            tokio::spawn(async move {
+                if let Err(e) = read_page(&state, key, &query, page).await {
+                    tracing::warn!(error = %e.detail, "a catalogue page could not be read again");
+                }
+            });
+        }
+        return Ok(hit);
+    }
+    read_page(state, key, query, page).await
+}
+
+async fn read_page(
+    state: &AppState,
+    key: PageKey,
+    query: &CatalogueQuery,
+    page: i64,
+) -> DomainResult<ListingPage> {
+    let mut conn = state.db.pool.acquire().await?;
+    let found = search(&mut conn, state.db.backend, query, page).await?;
+    state.listings.put(key, found.clone());
+    Ok(found)
 }
 
 /// Page `page` of the listings matching `query`, and how many match in all.
@@ -117,10 +170,11 @@ pub async fn search(
         conditions.push(format!("v.slug = ${}", binds.len()));
     }
     let filter = conditions.join(" AND ");
-    let order = match query.sort.as_str() {
-        "newest" => "a.created_at DESC, a.name",
-        "vendor" => "v.name, a.name",
-        _ => "lower(a.name), v.name",
+    // The same order inside (on the tables) and outside (on the page's rows).
+    let (order, page_order) = match query.sort.as_str() {
+        "newest" => ("a.created_at DESC, a.name", "p.created_at DESC, p.name"),
+        "vendor" => ("v.name, a.name", "p.vendor_name, p.name"),
+        _ => ("lower(a.name), v.name", "lower(p.name), p.vendor_name"),
     };
     let count_sql = format!(
         "SELECT COUNT(*) AS n FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter}"
@@ -130,12 +184,17 @@ pub async fn search(
         count = count.bind(b);
     }
     let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
+    // The page is chosen first; the newest version and the trial plans are looked up for its
+    // rows only, not for every match before sorting.
     let list_sql = format!(
-        "SELECT a.slug, a.name, a.summary, a.categories, v.slug AS vendor, v.name AS vendor_name, \
-         (SELECT r.version FROM releases r WHERE r.app_id = a.id AND r.state = 'published' AND r.yanked_reason IS NULL \
+        "SELECT p.slug, p.name, p.summary, p.categories, p.vendor, p.vendor_name, \
+         (SELECT r.version FROM releases r WHERE r.app_id = p.id AND r.state = 'published' AND r.yanked_reason IS NULL \
           ORDER BY r.published_at DESC LIMIT 1) AS version, \
-         (SELECT COUNT(*) FROM plans p WHERE p.app_id = a.id AND p.trial = 1) AS trials \
-         FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter} ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {}",
+         (SELECT COUNT(*) FROM plans t WHERE t.app_id = p.id AND t.trial = 1) AS trials \
+         FROM (SELECT a.id, a.slug, a.name, a.summary, a.categories, a.created_at, v.slug AS vendor, \
+               v.name AS vendor_name FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE {filter} \
+               ORDER BY {order} LIMIT {PAGE_SIZE} OFFSET {}) p \
+         ORDER BY {page_order}",
         (page - 1) * PAGE_SIZE
     );
     let mut list = sqlx::query(&list_sql);

@@ -190,6 +190,7 @@ pub async fn create_plan(
     tx.commit_answer(idem, 201, &plan).await?;
     let response = plan;
     state.catalog.clear();
+    state.listings.clear();
     Ok(response)
 }
 

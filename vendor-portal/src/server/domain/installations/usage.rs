@@ -197,6 +197,23 @@ pub async fn license_usage(
             agents: row.try_get("agents")?,
         });
     }
+    let versions = versions_in_use(&installations);
+    let usage = usage_by_dimension(&mut *conn, vendor_id, &id).await?;
+    Ok(LicenseUsage {
+        license: id,
+        max_installations: record.claims.bindings.max_installations,
+        seats_in_use: installations
+            .iter()
+            .filter(|i| i.removed_at.is_none())
+            .count() as i64,
+        installations,
+        versions,
+        usage,
+    })
+}
+
+/// The versions the live installations run, newest first, with how many run each.
+fn versions_in_use(installations: &[InstallationView]) -> Vec<VersionInUse> {
     let mut versions: Vec<VersionInUse> = Vec::new();
     for i in installations.iter().filter(|i| i.removed_at.is_none()) {
         match versions.iter_mut().find(|v| v.version == i.version) {
@@ -211,12 +228,22 @@ pub async fn license_usage(
         let parse = |v: &str| semver::Version::parse(v).ok();
         parse(&b.version).cmp(&parse(&a.version))
     });
+    versions
+}
+
+/// A license's usage per dimension: all-time totals and record counts, and the hours of the last
+/// 90 days.
+async fn usage_by_dimension(
+    conn: &mut AnyConnection,
+    vendor_id: &str,
+    id: &str,
+) -> DomainResult<Vec<DimensionUsage>> {
     let since = now() - 90 * 86_400;
     let rows = sqlx::query(
         "SELECT dimension, hour, CAST(SUM(quantity) AS BIGINT) AS quantity, COUNT(*) AS records FROM usage_records \
          WHERE license_id = $1 AND vendor_id = $2 GROUP BY dimension, hour ORDER BY dimension, hour",
     )
-    .bind(&id)
+    .bind(id)
     .bind(vendor_id)
     .fetch_all(&mut *conn)
     .await?;
@@ -242,15 +269,5 @@ pub async fn license_usage(
             }
         }
     }
-    Ok(LicenseUsage {
-        license: id,
-        max_installations: record.claims.bindings.max_installations,
-        seats_in_use: installations
-            .iter()
-            .filter(|i| i.removed_at.is_none())
-            .count() as i64,
-        installations,
-        versions,
-        usage,
-    })
+    Ok(usage)
 }

@@ -163,6 +163,7 @@ pub async fn put_targets(
     };
     tx.commit_answer(None, 201, &result).await?;
     state.catalog.clear();
+    state.listings.clear();
     Ok(result)
 }
 
