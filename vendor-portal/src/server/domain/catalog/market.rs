@@ -129,47 +129,7 @@ pub async fn search(
     query: &CatalogueQuery,
     page: i64,
 ) -> DomainResult<(i64, Vec<Listing>)> {
-    let mut conditions = vec!["a.listed = 1".to_owned()];
-    let mut binds: Vec<String> = Vec::new();
-    let words = search_words(&query.q);
-    if !words.is_empty() {
-        // The databases' full-text indexes: every word must begin a word of the name, summary
-        // or description. Words hold only letters and digits, so they are never query syntax.
-        let (expression, condition) = match backend {
-            Backend::Sqlite => (
-                words
-                    .iter()
-                    .map(|w| format!("\"{w}\"*"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                "a.rowid IN (SELECT rowid FROM apps_fts WHERE apps_fts MATCH $N)",
-            ),
-            Backend::Postgres => (
-                words
-                    .iter()
-                    .map(|w| format!("{w}:*"))
-                    .collect::<Vec<_>>()
-                    .join(" & "),
-                "a.search @@ to_tsquery('simple', $N)",
-            ),
-        };
-        binds.push(expression);
-        conditions.push(condition.replace("$N", &format!("${}", binds.len())));
-    }
-    if !query.category.is_empty() {
-        // Categories are a JSON array of strings; match the quoted element.
-        let quoted = serde_json::to_string(&query.category).unwrap_or_default();
-        binds.push(like_pattern(&quoted));
-        conditions.push(format!(
-            "lower(a.categories) LIKE ${} ESCAPE '\\'",
-            binds.len()
-        ));
-    }
-    if !query.vendor.is_empty() {
-        binds.push(query.vendor.clone());
-        conditions.push(format!("v.slug = ${}", binds.len()));
-    }
-    let filter = conditions.join(" AND ");
+    let (filter, binds) = conditions(backend, query);
     // The same order inside (on the tables) and outside (on the page's rows).
     let (order, page_order) = match query.sort.as_str() {
         "newest" => ("a.created_at DESC, a.name", "p.created_at DESC, p.name"),
@@ -216,6 +176,52 @@ pub async fn search(
         });
     }
     Ok((total, listings))
+}
+
+/// The WHERE clause of a catalogue query and its bound values: listed apps, the search words
+/// (through the database's full-text index), the category and the vendor.
+fn conditions(backend: Backend, query: &CatalogueQuery) -> (String, Vec<String>) {
+    let mut conditions = vec!["a.listed = 1".to_owned()];
+    let mut binds: Vec<String> = Vec::new();
+    let words = search_words(&query.q);
+    if !words.is_empty() {
+        // The databases' full-text indexes: every word must begin a word of the name, summary
+        // or description. Words hold only letters and digits, so they are never query syntax.
+        let (expression, condition) = match backend {
+            Backend::Sqlite => (
+                words
+                    .iter()
+                    .map(|w| format!("\"{w}\"*"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                "a.rowid IN (SELECT rowid FROM apps_fts WHERE apps_fts MATCH $N)",
+            ),
+            Backend::Postgres => (
+                words
+                    .iter()
+                    .map(|w| format!("{w}:*"))
+                    .collect::<Vec<_>>()
+                    .join(" & "),
+                "a.search @@ to_tsquery('simple', $N)",
+            ),
+        };
+        binds.push(expression);
+        conditions.push(condition.replace("$N", &format!("${}", binds.len())));
+    }
+    if !query.category.is_empty() {
+        // Categories are a JSON array of strings; match the quoted element.
+        let quoted = serde_json::to_string(&query.category).unwrap_or_default();
+        binds.push(like_pattern(&quoted));
+        conditions.push(format!(
+            "lower(a.categories) LIKE ${} ESCAPE '\\'",
+            binds.len()
+        ));
+    }
+    if !query.vendor.is_empty() {
+        binds.push(query.vendor.clone());
+        conditions.push(format!("v.slug = ${}", binds.len()));
+    }
+    (conditions.join(" AND "), binds)
 }
 
 #[cfg(test)]
