@@ -34,12 +34,12 @@ fn admin_sql(sql: String) -> Result<(), String> {
             .enable_all()
             .build()
             .map_err(|e| e.to_string())?;
-        rt.block_on(async {
+        rt.block_on(async move {
             use sqlx::Connection as _;
             let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
                 format!("PostgreSQL at {admin} does not answer ({e}); scripts/test starts one")
             })?;
-            sqlx::Executor::execute(&mut conn, sql.as_str())
+            sqlx::Executor::execute(&mut conn, sqlx::raw_sql(sqlx::AssertSqlSafe(sql)))
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())

@@ -1041,9 +1041,9 @@ async fn housekeeping_deletes_only_what_expired(db: Db) {
         ("idempotency_keys", "idem_key"),
         ("sessions", "id_hash"),
     ] {
-        let left: Vec<(String,)> = sqlx::query_as(&format!(
+        let left: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {column} FROM {table} WHERE {column} IN ('old', 'new')"
-        ))
+        )))
         .fetch_all(pool)
         .await
         .unwrap();

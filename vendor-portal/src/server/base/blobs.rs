@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use object_store::path::Path as StorePath;
 use object_store::signer::Signer as _;
-use object_store::{GetOptions, GetRange, ObjectStore, PutPayload};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload};
 use tokio::io::AsyncWriteExt as _;
 
 /// The marker the portal writes at start and reads in `/readyz`.

@@ -4,6 +4,7 @@
 //! domain as an [`IdempotencyContext`].
 
 use sqlx::AnyConnection;
+use sqlx::AssertSqlSafe;
 
 use super::error::{DomainError, DomainResult, Kind};
 use crate::server::base::db::is_unique_violation;
@@ -38,7 +39,7 @@ impl IdempotencyContext {
             values_clause(records.len(), 6)
         );
         let created = now();
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (ctx, status, body) in records {
             query = query
                 .bind(&ctx.scope)

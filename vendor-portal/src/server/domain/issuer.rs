@@ -8,6 +8,7 @@
 //! Nothing waits to fill a batch: the issuer takes what is queued when it is free, so a lone
 //! request goes through at once and a burst shares commits.
 
+use sqlx::AssertSqlSafe;
 use std::collections::BTreeMap;
 
 use tokio::sync::{mpsc, oneshot};
@@ -203,7 +204,7 @@ async fn write(
         "INSERT INTO licenses (id, vendor_id, app_id, customer_id, plan_id, state, seq, kid, claims, armored, issued_at, expires_at, updated_at) VALUES {}",
         values_clause(licenses.len(), 13)
     );
-    let mut query = sqlx::query(&sql);
+    let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
     for l in licenses {
         query = query
             .bind(&l.id)

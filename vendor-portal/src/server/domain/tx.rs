@@ -4,6 +4,7 @@
 //! response under the request's `Idempotency-Key`, so a retried request either replays that
 //! response or finds nothing happened.
 
+use sqlx::AssertSqlSafe;
 use sqlx::{Any, AnyConnection, Row as _, Transaction};
 
 use super::access::Caller;
@@ -139,7 +140,7 @@ impl VendorTx {
             "INSERT INTO audit_log (vendor_id, seq, at, action, entry, prev_hash, hash) VALUES {}",
             values_clause(rows.len(), 7)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (seq, action, entry, prev_hash, hash) in &rows {
             query = query
                 .bind(&self.vendor_id)

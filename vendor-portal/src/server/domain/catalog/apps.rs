@@ -1,6 +1,7 @@
 //! Apps: the listing data the marketplace shows.
 
 use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
@@ -77,9 +78,9 @@ pub(crate) const APP_COLUMNS: &str =
 
 /// Finds an app of the vendor by slug (404 otherwise, whoever owns it).
 pub async fn find_app(conn: &mut AnyConnection, vendor_id: &str, slug: &str) -> DomainResult<App> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {APP_COLUMNS} FROM apps WHERE vendor_id = $1 AND slug = $2"
-    ))
+    )))
     .bind(vendor_id)
     .bind(slug)
     .fetch_optional(conn)
@@ -155,9 +156,9 @@ pub async fn create_app(
 
 /// Lists the vendor's apps.
 pub async fn list_apps(state: &AppState, caller: &Caller) -> DomainResult<Vec<App>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {APP_COLUMNS} FROM apps WHERE vendor_id = $1 ORDER BY slug"
-    ))
+    )))
     .bind(&caller.vendor_id)
     .fetch_all(&state.db.pool)
     .await?;

@@ -1,6 +1,7 @@
 //! Customers: who licenses are issued to, and the AWS accounts they are bound to by default.
 
 use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
@@ -67,9 +68,9 @@ pub async fn find_customer(
     vendor_id: &str,
     slug: &str,
 ) -> DomainResult<Customer> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE vendor_id = $1 AND slug = $2"
-    ))
+    )))
     .bind(vendor_id)
     .bind(slug)
     .fetch_optional(conn)
@@ -146,9 +147,9 @@ pub async fn create_customer_of(
 
 /// Lists the vendor's customers.
 pub async fn list_customers(state: &AppState, caller: &Caller) -> DomainResult<Vec<Customer>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE vendor_id = $1 ORDER BY slug"
-    ))
+    )))
     .bind(&caller.vendor_id)
     .fetch_all(&state.db.pool)
     .await?;

@@ -1,5 +1,6 @@
 //! Apps (the listing data the marketplace shows), their plans, and customers.
 
+use sqlx::AssertSqlSafe;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::server::base::now;
@@ -113,7 +114,7 @@ pub async fn find_for_license(
         key("sealed_private"),
         key("not_after"),
     );
-    let row = sqlx::query(&sql)
+    let row = sqlx::query(AssertSqlSafe(sql.as_str()))
         .bind(vendor_id)
         .bind(customer)
         .bind(app)

@@ -10,6 +10,7 @@ use license::claims::Claims;
 use license::status::LicenseState;
 use license::{TrustPin, UnixTime, VerifyOptions};
 use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::{IntoParams, ToSchema};
 
@@ -252,9 +253,9 @@ pub async fn find_license(
     vendor_id: &str,
     id: &str,
 ) -> DomainResult<License> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(AssertSqlSafe(format!(
         "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND l.id = $2"
-    ))
+    )))
     .bind(vendor_id)
     .bind(id)
     .fetch_optional(conn)
@@ -292,10 +293,10 @@ pub async fn list(
 ) -> DomainResult<Vec<License>> {
     let limit = i64::from(filter.limit.unwrap_or(100).clamp(1, 1000));
     let offset = i64::from(filter.offset.unwrap_or(0));
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "{LICENSE_SELECT} WHERE l.vendor_id = $1 AND ($2 = '' OR c.slug = $2) AND ($3 = '' OR a.slug = $3) \
          AND ($4 = '' OR l.state = $4) ORDER BY l.issued_at DESC, l.id LIMIT $5 OFFSET $6"
-    ))
+    )))
     .bind(&caller.vendor_id)
     .bind(filter.customer.unwrap_or_default())
     .bind(filter.app.unwrap_or_default())

@@ -14,6 +14,7 @@ pub mod uploads;
 use bundles::{Digest, Limits};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
 use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
@@ -112,9 +113,9 @@ pub fn release_from(row: &sqlx::any::AnyRow) -> DomainResult<Release> {
 
 /// Every release of an app, staged and published, newest version first.
 pub async fn releases_of(conn: &mut AnyConnection, app_id: &str) -> DomainResult<Vec<Release>> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {RELEASE_COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id WHERE r.app_id = $1"
-    ))
+    )))
     .bind(app_id)
     .fetch_all(conn)
     .await?;
@@ -141,10 +142,10 @@ pub async fn find_release(
     app_id: &str,
     version: &str,
 ) -> DomainResult<Release> {
-    let row = sqlx::query(&format!(
+    let row = sqlx::query(AssertSqlSafe(format!(
         "SELECT {RELEASE_COLUMNS} FROM releases r JOIN apps a ON a.id = r.app_id \
          WHERE r.app_id = $1 AND r.version = $2"
-    ))
+    )))
     .bind(app_id)
     .bind(version)
     .fetch_optional(conn)

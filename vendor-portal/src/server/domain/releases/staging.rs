@@ -16,6 +16,7 @@ use crate::server::state::AppState;
 use bundles::release::target_name;
 use bundles::{Digest, KeysFile, Limits};
 use serde::{Deserialize, Serialize};
+use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 use utoipa::ToSchema;
 
@@ -342,7 +343,7 @@ async fn insert_objects(
             "INSERT INTO release_objects (release_id, vendor_id, digest, size) VALUES {}",
             values_clause(chunk.len(), 4)
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
         for (digest, size) in chunk {
             query = query
                 .bind(release_id)

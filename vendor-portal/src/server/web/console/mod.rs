@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
+use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 
 use super::{Page, PageParts, WebError, WebForm, render, see_other, svg};
@@ -172,9 +173,9 @@ async fn audit_rows(
     vendor_id: &str,
     limit: i64,
 ) -> Result<Vec<AuditRow>, WebError> {
-    let rows = sqlx::query(&format!(
+    let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT seq, at, action, entry FROM audit_log WHERE vendor_id = $1 ORDER BY seq DESC LIMIT {limit}"
-    ))
+    )))
     .bind(vendor_id)
     .fetch_all(&state.db.pool)
     .await?;
@@ -217,7 +218,7 @@ struct OverviewPage {
     audit: Vec<AuditRow>,
 }
 
-async fn count(state: &AppState, sql: &str, vendor_id: &str) -> Result<i64, WebError> {
+async fn count(state: &AppState, sql: &'static str, vendor_id: &str) -> Result<i64, WebError> {
     Ok(sqlx::query(sql)
         .bind(vendor_id)
         .fetch_one(&state.db.pool)
