@@ -190,9 +190,10 @@ pub const UPLOAD_DAYS: u64 = 7;
 pub const IDEMPOTENCY_SECONDS: i64 = 24 * 3600;
 
 /// Deletes what has served its purpose: rate-limit windows older than an hour, idempotency
-/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions; and re-signs TUF timestamps and
-/// snapshots that expire soon; and deletes uploads abandoned for [`UPLOAD_DAYS`] days. Every
-/// process runs it; the deletes are idempotent, so running it twice at once is harmless.
+/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions; refreshes SQLite's query
+/// statistics; re-signs TUF timestamps and snapshots that expire soon; and deletes uploads
+/// abandoned for [`UPLOAD_DAYS`] days. Every process runs it; the deletes are idempotent, so
+/// running it twice at once is harmless.
 pub async fn housekeeping(state: &AppState) -> Result<()> {
     let now = now();
     let turn = state.write_turn().await;
@@ -208,6 +209,8 @@ pub async fn housekeeping(state: &AppState) -> Result<()> {
         .bind(now)
         .execute(&state.db.pool)
         .await?;
+    // It may write SQLite's statistics, so it takes the writers' turn too.
+    state.db.optimize(false).await?;
     drop(turn);
     // Parts and staging files of uploads that never completed.
     let stale = state

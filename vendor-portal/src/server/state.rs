@@ -105,12 +105,16 @@ pub struct CachedStatus {
 #[derive(Debug)]
 pub struct TtlCache<K, V> {
     entries: std::sync::Mutex<std::collections::HashMap<K, (std::time::Instant, V)>>,
+    /// Reads under way, one per key: requests that miss the same entry together wait for one
+    /// read instead of each running it (see [`TtlCache::read_once`]).
+    flights: std::sync::Mutex<std::collections::HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl<K, V> Default for TtlCache<K, V> {
     fn default() -> Self {
         Self {
             entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            flights: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 }
@@ -147,6 +151,38 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             *at = std::time::Instant::now();
         }
         Some((value.clone(), stale))
+    }
+
+    /// The entry for `key` if one at most `max_age` old is there, else what `read` reads, which
+    /// is remembered. Of the requests that miss the same key at once only the first runs `read`;
+    /// the others wait and take its result (or, if it failed, each try again in turn).
+    pub async fn read_once<E, F>(
+        &self,
+        key: &K,
+        max_age: std::time::Duration,
+        read: impl FnOnce() -> F,
+    ) -> Result<V, E>
+    where
+        K: Clone,
+        F: Future<Output = Result<V, E>>,
+    {
+        let flight = match self.flights.lock() {
+            Ok(mut flights) => flights.entry(key.clone()).or_default().clone(),
+            Err(_) => Arc::default(),
+        };
+        let turn = flight.lock().await;
+        let found = match self.get_or_claim(key, max_age) {
+            Some((hit, _)) => Ok(hit),
+            None => read().await.inspect(|v| self.put(key.clone(), v.clone())),
+        };
+        drop(turn);
+        if let Ok(mut flights) = self.flights.lock() {
+            // Held by the map and by this request only: nobody else is waiting on it.
+            if Arc::strong_count(&flight) == 2 {
+                flights.remove(key);
+            }
+        }
+        found
     }
 
     /// Remembers what was just read.
@@ -231,5 +267,57 @@ pub async fn sqlite_turn(
     match db.backend {
         crate::server::base::db::Backend::Sqlite => Some(writer.clone().lock_owned().await),
         crate::server::base::db::Backend::Postgres => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::TtlCache;
+
+    /// Sixteen requests missing the same entry at once: one read, sixteen answers.
+    #[tokio::test]
+    async fn requests_missing_the_same_entry_share_one_read() {
+        let cache: Arc<TtlCache<&'static str, u32>> = Arc::default();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let mut waiting = Vec::new();
+        for _ in 0..16 {
+            let (cache, reads) = (cache.clone(), reads.clone());
+            waiting.push(tokio::spawn(async move {
+                cache
+                    .read_once(&"page", Duration::from_secs(10), || async {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, ()>(7)
+                    })
+                    .await
+            }));
+        }
+        for answer in waiting {
+            assert_eq!(answer.await.unwrap(), Ok(7));
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Nobody waits any more: the flight is gone, the entry stays.
+        assert!(cache.flights.lock().unwrap().is_empty());
+        assert_eq!(cache.get(&"page"), Some(7));
+    }
+
+    /// A read that fails is not remembered: the next request reads again.
+    #[tokio::test]
+    async fn a_failed_read_is_tried_again() {
+        let cache: TtlCache<&'static str, u32> = TtlCache::default();
+        let failed = cache
+            .read_once(&"page", Duration::from_secs(10), || async { Err("down") })
+            .await;
+        assert_eq!(failed, Err("down"));
+        let read = cache
+            .read_once(&"page", Duration::from_secs(10), || async {
+                Ok::<_, &str>(3)
+            })
+            .await;
+        assert_eq!(read, Ok(3));
     }
 }

@@ -128,7 +128,27 @@ impl Database {
             .with_context(|| format!("cannot connect to the database at {}", redact(&url)))?;
         let db = Self { pool, backend };
         db.migrate().await?;
+        db.optimize(true).await?;
         Ok(db)
+    }
+
+    /// Lets SQLite's query planner learn the tables' sizes again where they changed much
+    /// (`PRAGMA optimize`; `at_open` also looks at tables no query has touched yet). Without
+    /// statistics SQLite may walk a poor index: the catalogue's vendor list took 64 ms at
+    /// 10,000 listings instead of 0.3 ms. PostgreSQL's autovacuum keeps its own statistics.
+    pub async fn optimize(&self, at_open: bool) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            let pragma = if at_open {
+                "PRAGMA optimize = 0x10002"
+            } else {
+                "PRAGMA optimize"
+            };
+            sqlx::raw_sql(pragma)
+                .execute(&self.pool)
+                .await
+                .context("cannot refresh SQLite's query statistics")?;
+        }
+        Ok(())
     }
 
     /// Applies pending migrations, each in its own transaction.

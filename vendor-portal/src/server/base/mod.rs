@@ -12,6 +12,13 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Unix seconds as a UTC date, `YYYY-MM-DD` (`-` if out of range).
+pub fn utc_date(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|_| "-".to_owned())
+}
+
 /// Decodes base64 in any of the usual alphabets (standard or URL-safe, padded or not).
 pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;

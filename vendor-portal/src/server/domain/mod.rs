@@ -16,6 +16,7 @@ pub mod members;
 pub mod ratelimit;
 pub mod releases;
 pub mod sessions;
+pub mod trials;
 pub mod tuf;
 pub mod tx;
 pub mod vendors;

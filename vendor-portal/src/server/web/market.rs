@@ -11,7 +11,7 @@ use sqlx::Row as _;
 
 use super::{Page, PageParts, WebError, render, svg};
 use crate::server::domain::releases::Release;
-use crate::server::state::{AppState, Facets};
+use crate::server::state::AppState;
 
 #[derive(Template)]
 #[template(path = "catalogue.html")]
@@ -34,15 +34,7 @@ pub async fn catalogue(
 ) -> Result<Response, WebError> {
     let page = query.page.parse::<i64>().unwrap_or(1).clamp(1, 10_000);
     let (total, listings) = market::listing_page(&state, &query, page).await?;
-    let (categories, vendors) = match state.facets.get(&()) {
-        Some(hit) => hit,
-        None => {
-            let mut conn = state.db.pool.acquire().await?;
-            let found = facets(&mut conn).await?;
-            state.facets.put((), found.clone());
-            found
-        }
-    };
+    let (categories, vendors) = market::facets(&state).await?;
     let link = |p: i64| {
         format!(
             "/?q={}&category={}&vendor={}&sort={}&page={p}",
@@ -69,28 +61,6 @@ pub async fn catalogue(
         previous,
         next,
     }))
-}
-
-/// The categories of listed apps and the vendors that have any, for the catalogue's filters.
-async fn facets(conn: &mut sqlx::AnyConnection) -> Result<Facets, WebError> {
-    let mut categories = std::collections::BTreeSet::new();
-    for row in sqlx::query("SELECT DISTINCT categories FROM apps WHERE listed = 1")
-        .fetch_all(&mut *conn)
-        .await?
-    {
-        let text: String = row.try_get("categories")?;
-        categories.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
-    }
-    let mut vendors = Vec::new();
-    for row in sqlx::query(
-        "SELECT v.slug, v.name FROM vendors v WHERE EXISTS (SELECT 1 FROM apps a WHERE a.vendor_id = v.id AND a.listed = 1) ORDER BY v.name",
-    )
-    .fetch_all(&mut *conn)
-    .await?
-    {
-        vendors.push((row.try_get("slug")?, row.try_get("name")?));
-    }
-    Ok((categories.into_iter().collect(), vendors))
 }
 
 /// A plan as buyers see it.

@@ -501,9 +501,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for WebForm<T> {
 
 /// Unix seconds as a date (`2026-11-27`), for tables.
 pub fn date(secs: i64) -> String {
-    jiff::Timestamp::from_second(secs)
-        .map(|t| t.strftime("%Y-%m-%d").to_string())
-        .unwrap_or_else(|_| "-".to_owned())
+    crate::server::base::utc_date(secs)
 }
 
 /// Unix seconds as date and time in UTC.

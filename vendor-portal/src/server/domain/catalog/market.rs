@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::server::base::db::Backend;
 use crate::server::domain::error::DomainResult;
-use crate::server::state::AppState;
+use crate::server::state::{AppState, Facets, TtlCache};
 
 /// Apps per catalogue page.
 pub const PAGE_SIZE: i64 = 24;
@@ -97,30 +97,84 @@ pub async fn listing_page(
         query.sort.clone(),
         page,
     );
-    if let Some((hit, stale)) = state.listings.get_or_claim(&key, STALE_FOR) {
+    served(state, |s| &s.listings, key, read_page).await
+}
+
+/// The catalogue's filter choices: the categories of listed apps and the vendors that have
+/// any, cached like the pages.
+pub async fn facets(state: &AppState) -> DomainResult<Facets> {
+    served(state, |s| &s.facets, (), read_facets).await
+}
+
+/// What `cache` holds for `key` if it is at most [`STALE_FOR`] old (read again in the
+/// background once it is past the cache's TTL), else what `read` reads, once for all the
+/// requests that ask for it meanwhile.
+async fn served<K, V, F>(
+    state: &AppState,
+    cache: fn(&AppState) -> &TtlCache<K, V>,
+    key: K,
+    read: fn(AppState, K) -> F,
+) -> DomainResult<V>
+where
+    K: Clone + std::hash::Hash + Eq + Send + 'static,
+    V: Clone + Send + 'static,
+    F: Future<Output = DomainResult<V>> + Send + 'static,
+{
+    if let Some((hit, stale)) = cache(state).get_or_claim(&key, STALE_FOR) {
         if stale {
-            let (state, query) = (state.clone(), query.clone());
+            let state = state.clone();
             tokio::spawn(async move {
-                if let Err(e) = read_page(&state, key, &query, page).await {
-                    tracing::warn!(error = %e.detail, "a catalogue page could not be read again");
+                match read(state.clone(), key.clone()).await {
+                    Ok(found) => cache(&state).put(key, found),
+                    Err(e) => {
+                        tracing::warn!(error = %e.detail, "a catalogue page could not be read again");
+                    }
                 }
             });
         }
         return Ok(hit);
     }
-    read_page(state, key, query, page).await
+    cache(state)
+        .read_once(&key, STALE_FOR, || read(state.clone(), key.clone()))
+        .await
 }
 
-async fn read_page(
-    state: &AppState,
-    key: PageKey,
-    query: &CatalogueQuery,
-    page: i64,
-) -> DomainResult<ListingPage> {
+async fn read_page(state: AppState, key: PageKey) -> DomainResult<ListingPage> {
+    let (q, category, vendor, sort, page) = key;
+    let query = CatalogueQuery {
+        q,
+        category,
+        vendor,
+        sort,
+        page: page.to_string(),
+    };
     let mut conn = state.db.pool.acquire().await?;
-    let found = search(&mut conn, state.db.backend, query, page).await?;
-    state.listings.put(key, found.clone());
-    Ok(found)
+    search(&mut conn, state.db.backend, &query, page).await
+}
+
+async fn read_facets(state: AppState, (): ()) -> DomainResult<Facets> {
+    let mut conn = state.db.pool.acquire().await?;
+    let mut categories = std::collections::BTreeSet::new();
+    for row in sqlx::query("SELECT DISTINCT categories FROM apps WHERE listed = 1")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let text: String = row.try_get("categories")?;
+        categories.extend(serde_json::from_str::<Vec<String>>(&text).unwrap_or_default());
+    }
+    // One pass over the listed apps whatever plan the database picks: a correlated EXISTS per
+    // vendor walked every listing once per vendor on SQLite before its statistics existed.
+    let mut vendors = Vec::new();
+    for row in sqlx::query(
+        "SELECT v.slug, v.name FROM vendors v \
+         WHERE v.id IN (SELECT a.vendor_id FROM apps a WHERE a.listed = 1) ORDER BY v.name",
+    )
+    .fetch_all(&mut *conn)
+    .await?
+    {
+        vendors.push((row.try_get("slug")?, row.try_get("name")?));
+    }
+    Ok((categories.into_iter().collect(), vendors))
 }
 
 /// Page `page` of the listings matching `query`, and how many match in all.

@@ -174,6 +174,15 @@ pub fn parse_state(text: &str) -> DomainResult<LicenseState> {
         .ok_or_else(|| DomainError::internal(format!("a license has the unknown state {text:?}")))
 }
 
+/// How a license stands, in a word for pages: its state, or `expired` once an active license
+/// is past its expiry at `at` (Unix seconds).
+pub fn standing_word(state: &str, expires_at: i64, at: i64) -> DomainResult<&'static str> {
+    Ok(match parse_state(state)? {
+        LicenseState::Active if expires_at <= at => "expired",
+        other => other.as_str(),
+    })
+}
+
 impl LicenseRecord {
     /// Refuses a revoked or suspended license (403 `revoked` / `suspended`).
     pub fn in_force(&self) -> DomainResult<()> {

@@ -11,6 +11,7 @@ use super::*;
 use super::{Page, PageParts, WebError, render};
 use crate::server::base::now;
 use crate::server::domain;
+use crate::server::domain::licenses::standing_word;
 use crate::server::http::extract::ApiPath;
 use crate::server::state::AppState;
 
@@ -58,10 +59,8 @@ pub(crate) async fn licenses_of(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let expires_at: i64 = row.try_get("expires_at")?;
-        let mut license_state: String = row.try_get("state")?;
-        if license_state == "active" && expires_at <= now() {
-            license_state = "expired".into();
-        }
+        let license_state =
+            standing_word(&row.try_get::<String, _>("state")?, expires_at, now())?.to_owned();
         out.push(LicenseRow {
             id: row.try_get("id")?,
             app: row.try_get("app")?,

@@ -17,6 +17,7 @@ use crate::server::domain::installations;
 use crate::server::domain::installations::usage::CustomerUsage;
 use crate::server::domain::licenses::change::{self, Change};
 use crate::server::domain::licenses::issue::LicenseIssue;
+use crate::server::domain::licenses::standing_word;
 use crate::server::http::extract::ApiPath;
 use crate::server::state::AppState;
 use license::status::LicenseState;
@@ -213,10 +214,8 @@ async fn license_rows(
     {
         let id: String = row.try_get("id")?;
         let expires_at: i64 = row.try_get("expires_at")?;
-        let mut license_state: String = row.try_get("state")?;
-        if license_state == "active" && expires_at <= now() {
-            license_state = "expired".into();
-        }
+        let license_state = standing_word(&row.try_get::<String, _>("state")?, expires_at, now())?
+            .to_owned();
         let seats = usage
             .licenses
             .iter()
