@@ -127,7 +127,7 @@ where
                 match read(state.clone(), key.clone()).await {
                     Ok(found) => cache(&state).put(key, found),
                     Err(e) => {
-                        tracing::warn!(error = %e.detail, "a catalogue page could not be read again");
+                        tracing::warn!(error = %e.detail, "a cached catalogue read (a page or the filter lists) could not be refreshed; the copy serves meanwhile");
                     }
                 }
             });
