@@ -16,7 +16,7 @@ use crate::time::UnixTime;
 
 /// The `typ` header of a signed status.
 pub const STATUS_TYP: &str = "consign-status+jwt";
-/// Nonces are 16 to 128 characters of `[A-Za-z0-9_-]`.
+/// Nonces are 16 to 128 characters of `[A-Za-z0-9_-]`, optionally padded with up to two `=`.
 pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 16..=128;
 
 /// The state of a license as the portal knows it.
@@ -71,10 +71,19 @@ pub struct StatusClaims {
     pub nonce: String,
 }
 
-/// Whether `nonce` has the allowed length and alphabet.
+/// What [`valid_nonce`] asks for, in the words an error gives.
+pub const NONCE_RULE: &str = "nonce must be 16 to 128 characters of base64url (A-Z a-z 0-9 _ -, padding allowed): make one with `head -c16 /dev/urandom | basenc --base64url`";
+
+/// Whether `nonce` has the allowed length and alphabet: base64url, padded or not (`basenc
+/// --base64url` pads), so up to two `=` may end it.
 pub fn valid_nonce(nonce: &str) -> bool {
+    let body = nonce
+        .strip_suffix("==")
+        .or_else(|| nonce.strip_suffix('='))
+        .unwrap_or(nonce);
     NONCE_LEN.contains(&nonce.len())
-        && nonce
+        && !body.is_empty()
+        && body
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
@@ -230,6 +239,12 @@ mod tests {
     #[test]
     fn nonce_alphabet_and_length() {
         assert!(valid_nonce("abcdefghijklmnop"));
+        // `head -c16 /dev/urandom | basenc --base64url` pads to 24 characters.
+        assert!(valid_nonce("q83vEjRWeJq83vEjRWeJqw=="));
+        assert!(valid_nonce("q83vEjRWeJq83vEjRWeJqwQ="));
+        assert!(!valid_nonce("q83vEjRWeJq83vEjRWeJ===="));
+        assert!(!valid_nonce("q83vEjRW=eJq83vEjRWeJqw"));
+        assert!(!valid_nonce("================"));
         assert!(!valid_nonce("short"));
         assert!(!valid_nonce("has spaces in it, sadly"));
         assert!(!valid_nonce(&"a".repeat(129)));

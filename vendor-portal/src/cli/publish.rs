@@ -59,9 +59,10 @@ pub struct PromoteArgs {
     /// Remove it from the channel instead.
     #[arg(long)]
     remove: bool,
-    /// The key directory (its release key re-signs the targets).
+    /// The key directory, whose release key re-signs the targets; without it the portal signs,
+    /// which it can only for a vendor whose keys it holds (the demo's, a new vendor's).
     #[arg(long)]
-    keys: PathBuf,
+    keys: Option<PathBuf>,
 }
 
 /// Arguments of `release yank`.
@@ -74,9 +75,10 @@ pub struct YankArgs {
     /// Why (customers see it).
     #[arg(long)]
     reason: String,
-    /// The key directory.
+    /// The key directory, whose release key re-signs the targets; without it the portal signs,
+    /// which it can only for a vendor whose keys it holds (the demo's, a new vendor's).
     #[arg(long)]
-    keys: PathBuf,
+    keys: Option<PathBuf>,
 }
 
 /// Arguments of `release require`.
@@ -89,9 +91,10 @@ pub struct RequireArgs {
     /// Clear the mark instead.
     #[arg(long)]
     clear: bool,
-    /// The key directory.
+    /// The key directory, whose release key re-signs the targets; without it the portal signs,
+    /// which it can only for a vendor whose keys it holds (the demo's, a new vendor's).
     #[arg(long)]
-    keys: PathBuf,
+    keys: Option<PathBuf>,
 }
 
 /// Arguments of `release list`.
@@ -436,21 +439,35 @@ fn resign(
     )
 }
 
-/// Changes the signed description of one published release.
+/// Changes the signed description of one published release: re-signed here with the release key
+/// of `keys_dir`, or, without one, by the portal with the release key it holds for the vendor
+/// (`held` describes the change for the portal's endpoint).
 fn change_release(
     ctx: &Ctx,
-    keys_dir: &Path,
-    app: &str,
-    version: &str,
+    keys_dir: Option<&Path>,
+    (app, version): (&str, &str),
+    held: Value,
     change: impl FnOnce(&mut ReleaseTarget),
 ) -> Result<Value> {
+    let version = semver::Version::parse(version)
+        .map_err(|e| anyhow::anyhow!("{version:?} is not a semantic version: {e}"))?;
+    let portal = ctx.portal()?;
+    let Some(keys_dir) = keys_dir else {
+        let answer = portal.post(
+            &format!("/api/v1/apps/{app}/releases/{version}/change"),
+            &held,
+        )?;
+        if ctx.output == Output::Text {
+            eprintln!(
+                "signed by the portal, which holds this vendor's release key (pass --keys DIR once you hold your own)"
+            );
+        }
+        return Ok(answer);
+    };
     let keys = KeyDir::open(keys_dir)?;
     let trusted = keys.read_keyset()?;
     let root_key = keys.read_key(ROOT_KEY)?;
     let release_key = keys.read_key(RELEASE_KEY)?;
-    let version = semver::Version::parse(version)
-        .map_err(|e| anyhow::anyhow!("{version:?} is not a semantic version: {e}"))?;
-    let portal = ctx.portal()?;
     resign(&portal, app, &trusted, &root_key, &release_key, |targets| {
         let name = tough::TargetName::new(target_name(app, &version))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -480,7 +497,13 @@ pub fn promote(args: PromoteArgs, ctx: &Ctx) -> Result<()> {
     let channel = license::claims::Slug::new(args.channel.clone())
         .map_err(|e| anyhow::anyhow!("--channel {:?}: {e}", args.channel))?;
     let remove = args.remove;
-    let answer = change_release(ctx, &args.keys, &args.app, &args.version, |info| {
+    let held = if remove {
+        json!({"remove_channel": args.channel})
+    } else {
+        json!({"promote": args.channel})
+    };
+    let at = (args.app.as_str(), args.version.as_str());
+    let answer = change_release(ctx, args.keys.as_deref(), at, held, |info| {
         info.channels.retain(|c| c != &channel);
         if !remove {
             info.channels.push(channel.clone());
@@ -504,7 +527,9 @@ pub fn yank(args: YankArgs, ctx: &Ctx) -> Result<()> {
         bail!("--reason must say why, in at most 500 characters");
     }
     let reason = args.reason.clone();
-    let answer = change_release(ctx, &args.keys, &args.app, &args.version, |info| {
+    let held = json!({"yank": args.reason});
+    let at = (args.app.as_str(), args.version.as_str());
+    let answer = change_release(ctx, args.keys.as_deref(), at, held, |info| {
         info.yanked = Some(reason);
     })?;
     report_change(
@@ -517,7 +542,9 @@ pub fn yank(args: YankArgs, ctx: &Ctx) -> Result<()> {
 /// `release require`.
 pub fn require(args: RequireArgs, ctx: &Ctx) -> Result<()> {
     let clear = args.clear;
-    let answer = change_release(ctx, &args.keys, &args.app, &args.version, |info| {
+    let held = json!({"required": !clear});
+    let at = (args.app.as_str(), args.version.as_str());
+    let answer = change_release(ctx, args.keys.as_deref(), at, held, |info| {
         info.required = !clear;
     })?;
     let what = if clear {

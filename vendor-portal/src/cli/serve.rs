@@ -48,6 +48,33 @@ pub enum LogFormat {
     Json,
 }
 
+/// How much the portal logs.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also the portal's own events and one line per request.
+    Info,
+    /// Everything useful to a developer.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -63,6 +90,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Log level; `info` adds one line per request. Without it, RUST_LOG or CONSIGN_LOG (an
+    /// env-filter such as `info,sqlx=warn`) decide, else the portal logs its own events and
+    /// warnings but not each request.
+    #[arg(long, value_enum)]
+    log_level: Option<LogLevel>,
     /// License issuances and changes per vendor per minute (0: unlimited).
     #[arg(long, default_value_t = Limits::default().license_writes_per_minute)]
     license_writes_per_minute: u64,
@@ -95,7 +127,7 @@ macro_rules! say {
 
 /// Runs `serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
-    init_logging(args.log_format);
+    init_logging(args.log_format, args.log_level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -116,45 +148,108 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let state = server::open(&config).await?;
         let listener = tokio::net::TcpListener::bind(&args.bind)
             .await
-            .with_context(|| format!("cannot listen on {}: is another portal running there? choose another --bind", args.bind))?;
+            .with_context(|| {
+                format!(
+                    "cannot listen on {}: is another portal running there? choose another --bind",
+                    args.bind
+                )
+            })?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         // Startup lines go to stdout for people and scripts; a closed stdout must not stop the
         // server, so write errors are ignored.
         let mut out = std::io::stdout();
         say!(out, "Consign portal listening on {url}");
-        say!(out, "  database: {}", server::base::db::redact(&config.database_url()));
+        say!(
+            out,
+            "  database: {}",
+            server::base::db::redact(&config.database_url())
+        );
         say!(out, "  blobs:    {}", state.blobs.url);
         say!(out, "  API:      {url}/api/v1/openapi.json");
-        say!(out, "  pages:    {url}/ (marketplace), {url}/console (vendor console)");
+        say!(
+            out,
+            "  pages:    {url}/ (marketplace), {url}/console (vendor console)"
+        );
         if args.demo {
             let demo = demo::seed(&state).await?;
-            say!(out, "");
-            say!(out, "Demo vendor {} ({}):", demo::VENDOR, demo::OWNER);
-            if let Some(password) = &demo.password {
-                say!(out, "  owner password (shown once): {password}");
-                say!(out, "  console sign-in: {url}/console/login (vendor {}, {})", demo::VENDOR, demo::OWNER);
-            }
-            say!(out, "  export PORTAL_URL={url}");
-            say!(out, "  export PORTAL_TOKEN={}", demo.token);
-            say!(out, "  then try:  vendor-portal license list");
-            say!(out, "             vendor-portal license issue --customer globex --app serverless-blog --plan trial -o trial.lic");
-            say!(out, "  public keyset: {url}/api/v1/vendors/{}/keyset", demo::VENDOR);
-            if let Some(release) = &demo.release {
-                say!(out, "  published:      {release} on stable; TUF metadata at {url}/tuf/{}/serverless-blog/timestamp.json", demo::VENDOR);
-            }
-            if let Some(id) = &demo.license_id {
-                say!(out, "  license status: {url}/api/v1/vendors/{}/licenses/{id}/status?nonce=0123456789abcdef", demo::VENDOR);
-            }
+            print_demo(&mut out, &url, &demo);
         }
         let _ = out.flush();
         server::serve(listener, state).await
     })
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONSIGN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+/// What the demo seeded, printed last so it is what a newcomer sees: how to sign in, the API
+/// token, the root fingerprint to pin, and the next commands.
+fn print_demo(out: &mut impl std::io::Write, url: &str, demo: &demo::Demo) {
+    let vendor = demo::VENDOR;
+    let owner = demo::OWNER;
+    say!(out, "");
+    say!(
+        out,
+        "Demo vendor {vendor}, signing keys held by the portal (root {})",
+        demo.root_fingerprint
+    );
+    say!(
+        out,
+        "  console:  {url}/console/login  (vendor {vendor}, {owner})"
+    );
+    match &demo.password {
+        Some(password) => {
+            say!(out, "  password: {password}  (shown once)");
+        }
+        None => {
+            say!(
+                out,
+                "  password: shown on the first start only; to set a new one, run"
+            );
+            say!(
+                out,
+                "            vendor-portal admin reset-password --vendor {vendor} --email {owner}"
+            );
+        }
+    }
+    if let Some(release) = &demo.release {
+        say!(out, "  released: {release} on stable");
+    }
+    say!(out, "");
+    say!(out, "Try it from another terminal:");
+    say!(out, "  export PORTAL_URL={url}");
+    say!(out, "  export PORTAL_TOKEN={}", demo.token);
+    say!(out, "  vendor-portal license list");
+    say!(
+        out,
+        "  vendor-portal license issue --customer globex --app serverless-blog --plan trial -o trial.lic"
+    );
+    say!(
+        out,
+        "  vendor-portal release promote serverless-blog 1.0.0 --channel beta   # the portal signs for a demo vendor"
+    );
+    say!(
+        out,
+        "  curl -s $PORTAL_URL/api/v1/vendors/{vendor}/keyset > {vendor}-keyset.json"
+    );
+    say!(
+        out,
+        "  license-agent verify --license trial.lic --trust {vendor}-keyset.json --trust-root {}",
+        demo.root_fingerprint
+    );
+    say!(
+        out,
+        "The marketplace is {url}/ ; the README walks a vendor, a buyer and an admin through the rest."
+    );
+}
+
+fn init_logging(format: LogFormat, level: Option<LogLevel>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => EnvFilter::new(format!("{},sqlx=warn", level.directive())),
+        None => EnvFilter::try_from_env("CONSIGN_LOG")
+            .or_else(|_| EnvFilter::try_from_default_env())
+            // Request lines come from tower_http at info: shown only when asked for.
+            .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

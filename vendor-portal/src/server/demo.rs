@@ -33,6 +33,8 @@ pub struct Demo {
     pub license_id: Option<String>,
     /// The published release (`app version`), when the reference app was found.
     pub release: Option<String>,
+    /// The fingerprint of the demo vendor's root key, for `--trust-root`.
+    pub root_fingerprint: String,
 }
 
 async fn call(
@@ -114,6 +116,7 @@ pub async fn seed(state: &AppState) -> Result<Demo> {
         token: vendor.token,
         license_id: license.get("id").and_then(Value::as_str).map(str::to_owned),
         release,
+        root_fingerprint: vendor.root_fingerprint,
     })
 }
 
@@ -136,6 +139,9 @@ async fn fresh_token(state: &AppState, vendor_id: &str, member_id: &str) -> Resu
     )
     .await
     .map_err(|e| anyhow::anyhow!(e.detail))?;
+    let (keyset, _) = vendor_keys::current_keyset(tx.conn(), vendor_id)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.detail))?;
     tx.commit_all(&[])
         .await
         .map_err(|e| anyhow::anyhow!(e.detail))?;
@@ -144,6 +150,7 @@ async fn fresh_token(state: &AppState, vendor_id: &str, member_id: &str) -> Resu
         token: token.token,
         license_id: None,
         release: None,
+        root_fingerprint: keyset.root.fingerprint(),
     })
 }
 

@@ -372,6 +372,7 @@ pub async fn create_vendor(
     })
 }
 
-fn whoami() -> String {
+/// Who runs an `admin` command, for the audit log: `$USER`, else `admin`.
+pub fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "admin".to_owned())
 }

@@ -230,6 +230,67 @@ pub async fn reset_password(
     Ok(reply)
 }
 
+/// Sets a member's password from the portal's own machine (`vendor-portal admin reset-password`),
+/// for an owner locked out of a fresh portal or a restarted demo: no credential, the operator
+/// (`admin`) named in the audit log. A generated password is returned to show once. Ends the
+/// member's browser sessions; their API tokens stay (this is for a forgotten password: an owner
+/// who fears a stolen token revokes it in the console or with `token revoke`).
+pub async fn admin_reset_password(
+    state: &AppState,
+    vendor_slug: &str,
+    email: &str,
+    operator: &str,
+    password: Option<String>,
+) -> DomainResult<MemberCreated> {
+    let generated = password.is_none();
+    let password = chosen_password(password)?;
+    let hash = hash_in_background(password.to_string()).await?;
+    let vendor_id: String = sqlx::query("SELECT id FROM vendors WHERE slug = $1")
+        .bind(vendor_slug)
+        .fetch_optional(&state.db.pool)
+        .await?
+        .ok_or_else(|| DomainError::not_found("vendor", vendor_slug))?
+        .try_get("id")?;
+    let mut tx = VendorTx::begin(state, &vendor_id).await?;
+    let id: String = sqlx::query("SELECT id FROM members WHERE vendor_id = $1 AND email = $2")
+        .bind(&vendor_id)
+        .bind(email)
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or_else(|| DomainError::not_found("member", email))?
+        .try_get("id")?;
+    let found = find(tx.conn(), &vendor_id, &id).await?;
+    sqlx::query("UPDATE members SET password_hash = $3 WHERE vendor_id = $1 AND id = $2")
+        .bind(&vendor_id)
+        .bind(&id)
+        .bind(&hash)
+        .execute(tx.conn())
+        .await?;
+    let sessions_ended =
+        sqlx::query("DELETE FROM sessions WHERE vendor_id = $1 AND member_id = $2")
+            .bind(&vendor_id)
+            .bind(&id)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+    tx.audit_as(
+        serde_json::json!({"admin": operator}),
+        "localhost",
+        "-",
+        "member.password",
+        &id,
+        serde_json::json!({"email": found.email, "generated": generated,
+            "sessions_ended": sessions_ended, "by": "admin reset-password"}),
+    )
+    .await?;
+    tx.commit_all(&[]).await?;
+    state.credentials.clear();
+    Ok(MemberCreated {
+        member: found,
+        password: generated.then(|| password.to_string()),
+    })
+}
+
 /// Removes a member (owners only): their sessions end, their tokens are deleted, and they can
 /// no longer sign in. The audit log keeps what they did.
 pub async fn remove(state: &AppState, caller: &Caller, id: String) -> DomainResult<MemberChanged> {

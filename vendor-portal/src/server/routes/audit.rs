@@ -12,7 +12,7 @@ use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
 
 /// Reads the audit log.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "vendor", security(("token" = [])), params(AuditQuery), responses((status = 200, body = AuditPage)))]
+#[utoipa::path(get, path = "/api/v1/audit", operation_id = "list_audit", tag = "vendor", security(("token" = [])), params(AuditQuery), responses((status = 200, body = AuditPage)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

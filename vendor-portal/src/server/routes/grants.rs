@@ -131,7 +131,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<std::ops::Range<
 /// with `Authorization: License <license>` for an object of a published release of the license's
 /// app, or with a token of the vendor. On S3 the answer is a redirect to a presigned URL valid for
 /// five minutes.
-#[utoipa::path(get, path = "/api/v1/vendors/{vendor}/objects/{digest}", tag = "public",
+#[utoipa::path(get, path = "/api/v1/vendors/{vendor}/objects/{digest}", operation_id = "download_object", tag = "public",
     params(("vendor" = String, Path, description = "Vendor slug"), ("digest" = String, Path, description = "Ciphertext digest")),
     responses((status = 200, description = "The sealed object"), (status = 206, description = "Part of it"),
               (status = 307, description = "Presigned S3 URL"), (status = 401, body = crate::server::http::problem::Problem),

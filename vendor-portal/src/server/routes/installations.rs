@@ -43,7 +43,7 @@ pub async fn checkin(
 }
 
 /// Frees the seat of an uninstalled stack (the installer calls this after `uninstall`).
-#[utoipa::path(post, path = "/api/v1/installations/remove", tag = "agents", request_body = RemoveRequest,
+#[utoipa::path(post, path = "/api/v1/installations/remove", operation_id = "remove_installation", tag = "agents", request_body = RemoveRequest,
     responses((status = 200, body = Removed), (status = 401, body = crate::server::http::problem::Problem),
               (status = 403, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn remove(

@@ -16,7 +16,7 @@ use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
 
 /// Shows the vendor's keys.
-#[utoipa::path(get, path = "/api/v1/keys", tag = "keys", security(("token" = [])), responses((status = 200, body = KeysInfo)))]
+#[utoipa::path(get, path = "/api/v1/keys", operation_id = "show_keys", tag = "keys", security(("token" = [])), responses((status = 200, body = KeysInfo)))]
 pub async fn show(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let answer = keys::show(&state, &caller).await?;
     Ok(json_response(StatusCode::OK, answer))

@@ -21,7 +21,7 @@ use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
 
 /// Issues a license.
-#[utoipa::path(post, path = "/api/v1/licenses", tag = "licenses", security(("token" = [])), request_body = LicenseIssue, responses(
+#[utoipa::path(post, path = "/api/v1/licenses", operation_id = "issue_license", tag = "licenses", security(("token" = [])), request_body = LicenseIssue, responses(
     (status = 201, body = License), (status = 404, body = crate::server::http::problem::Problem),
     (status = 422, body = crate::server::http::problem::Problem), (status = 429, body = crate::server::http::problem::Problem)))]
 pub async fn issue(
@@ -40,7 +40,7 @@ pub async fn issue(
 }
 
 /// Lists licenses, newest first.
-#[utoipa::path(get, path = "/api/v1/licenses", tag = "licenses", security(("token" = [])), params(LicenseFilter),
+#[utoipa::path(get, path = "/api/v1/licenses", operation_id = "list_licenses", tag = "licenses", security(("token" = [])), params(LicenseFilter),
     responses((status = 200, body = Vec<License>)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -52,7 +52,7 @@ pub async fn list(
 }
 
 /// Shows a license.
-#[utoipa::path(get, path = "/api/v1/licenses/{id}", tag = "licenses", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/licenses/{id}", operation_id = "show_license", tag = "licenses", security(("token" = [])),
     params(("id" = String, Path, description = "License id")), responses((status = 200, body = License), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn show(
     State(state): State<AppState>,
@@ -64,7 +64,7 @@ pub async fn show(
 }
 
 /// Downloads the current license file.
-#[utoipa::path(get, path = "/api/v1/licenses/{id}/file", tag = "licenses", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/licenses/{id}/file", operation_id = "download_license", tag = "licenses", security(("token" = [])),
     params(("id" = String, Path, description = "License id")), responses((status = 200, description = "The armoured license", body = String, content_type = "application/vnd.consign.license"), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn download(
     State(state): State<AppState>,
@@ -174,9 +174,11 @@ pub async fn revoke(
 
 /// The nonce a status request carries.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StatusQuery {
-    /// 16 to 128 characters of `[A-Za-z0-9_-]`, fresh for each request.
+    /// 16 to 128 characters of base64url (`[A-Za-z0-9_-]`, padding allowed), fresh for each
+    /// request.
     pub nonce: String,
 }
 
@@ -200,7 +202,7 @@ pub struct StatusResponse {
 
 /// The signed status of a license, for agents and installers (no credentials: license ids are
 /// unguessable and the answer reveals only the state).
-#[utoipa::path(get, path = "/api/v1/vendors/{vendor}/licenses/{id}/status", tag = "public", params(
+#[utoipa::path(get, path = "/api/v1/vendors/{vendor}/licenses/{id}/status", operation_id = "license_status", tag = "public", params(
     ("vendor" = String, Path, description = "Vendor slug"), ("id" = String, Path, description = "License id"), StatusQuery),
     responses((status = 200, body = StatusResponse), (status = 400, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn status(
@@ -209,9 +211,7 @@ pub async fn status(
     ApiQuery(query): ApiQuery<StatusQuery>,
 ) -> DomainResult<Response> {
     if !valid_nonce(&query.nonce) {
-        return Err(DomainError::bad_request(
-            "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
-        ));
+        return Err(DomainError::bad_request(license::status::NONCE_RULE));
     }
     let (claims, signed) = signed_status(&state, &vendor, &id, &query.nonce).await?;
     Ok(json_response(

@@ -51,7 +51,7 @@ pub async fn reset_password(
 
 /// Removes a member (owners only): their sessions end, their tokens are deleted, and they can
 /// no longer sign in. The audit log keeps what they did.
-#[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "vendor", security(("token" = [])),
+#[utoipa::path(delete, path = "/api/v1/members/{id}", operation_id = "remove_member", tag = "vendor", security(("token" = [])),
     params(("id" = String, Path, description = "Member id")), responses(
     (status = 200, body = MemberChanged), (status = 403, body = crate::server::http::problem::Problem),
     (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem)))]

@@ -45,7 +45,7 @@ use super::state::AppState;
         keys::show, keys::register, keys::rotate, keys::public_keyset,
         audit::list,
         releases::missing, releases::upload_object, releases::upload_part, releases::list_parts, releases::complete_upload, releases::stage, releases::list, releases::show,
-        releases::tuf_state, releases::put_root, releases::put_targets, releases::metadata, releases::target,
+        releases::tuf_state, releases::put_root, releases::put_targets, releases::sign_change, releases::metadata, releases::target,
         grants::grant, grants::kit_keys, grants::download,
         installations::activate, installations::checkin, installations::remove, installations::usage,
         installations::customer_usage,
@@ -80,8 +80,46 @@ impl Modify for BearerToken {
 }
 
 /// The OpenAPI document as pretty JSON.
+///
+/// OpenAPI requires a description on every response; a handler's annotation names the status and
+/// the body, so the status's reason phrase is filled in where it gave none.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    let Ok(mut doc) = serde_json::to_value(ApiDoc::openapi()) else {
+        return String::new();
+    };
+    let operations = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(serde_json::Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let responses = operation
+            .get_mut("responses")
+            .and_then(serde_json::Value::as_object_mut)
+            .into_iter()
+            .flat_map(|responses| responses.iter_mut());
+        for (status, response) in responses {
+            let Some(response) = response.as_object_mut() else {
+                continue;
+            };
+            let missing = response
+                .get("description")
+                .and_then(serde_json::Value::as_str)
+                .is_none_or(str::is_empty);
+            if missing {
+                let phrase = status
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                    .and_then(|code| code.canonical_reason())
+                    .unwrap_or("Response");
+                response.insert("description".into(), phrase.into());
+            }
+        }
+    }
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
 async fn openapi() -> axum::response::Response {
@@ -213,6 +251,10 @@ pub fn streaming_router() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(
                     crate::server::domain::releases::MAX_STAGE_BODY,
                 )),
+        )
+        .route(
+            "/api/v1/apps/{app}/releases/{version}/change",
+            post(releases::sign_change),
         )
         .route(
             "/api/v1/apps/{app}/tuf/targets",

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 
 use crate::server::domain::error::DomainResult;
-use crate::server::domain::releases::publish::{self, Published, TufState};
+use crate::server::domain::releases::publish::{self, Published, ReleaseChange, TufState};
 use crate::server::domain::releases::staging::{self, StageRequest, Staged};
 use crate::server::domain::releases::uploads::{
     self, CompleteRequest, ObjectStored, PartStored, UploadState,
@@ -115,7 +115,7 @@ pub async fn stage(
 }
 
 /// Lists an app's releases, staged and published, newest version first.
-#[utoipa::path(get, path = "/api/v1/apps/{app}/releases", tag = "releases", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/apps/{app}/releases", operation_id = "list_releases", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug")),
     responses((status = 200, body = Vec<Release>), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn list(
@@ -128,7 +128,7 @@ pub async fn list(
 }
 
 /// One release.
-#[utoipa::path(get, path = "/api/v1/apps/{app}/releases/{version}", tag = "releases", security(("token" = [])),
+#[utoipa::path(get, path = "/api/v1/apps/{app}/releases/{version}", operation_id = "show_release", tag = "releases", security(("token" = [])),
     params(("app" = String, Path, description = "App slug"), ("version" = String, Path, description = "Version")),
     responses((status = 200, body = Release), (status = 404, body = crate::server::http::problem::Problem)))]
 pub async fn show(
@@ -181,6 +181,24 @@ pub async fn put_targets(
     body: axum::body::Bytes,
 ) -> DomainResult<Response> {
     let answer = publish::put_targets(&state, &caller, app, &body).await?;
+    Ok(json_response(StatusCode::CREATED, answer))
+}
+
+/// Changes a published release (channels, yank, required) with the release key the portal holds
+/// for this vendor: for vendors that have not registered their own keys, such as the demo's.
+/// The portal signs the app's next targets and publishes them; a vendor holding its own release
+/// key gets 409 and signs with `vendor-portal release promote|yank|require --keys DIR`.
+#[utoipa::path(post, path = "/api/v1/apps/{app}/releases/{version}/change", tag = "releases", security(("token" = [])),
+    params(("app" = String, Path, description = "App slug"), ("version" = String, Path, description = "Release version")),
+    request_body = ReleaseChange,
+    responses((status = 201, body = Published), (status = 404, body = crate::server::http::problem::Problem), (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
+pub async fn sign_change(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((app, version)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<ReleaseChange>,
+) -> DomainResult<Response> {
+    let answer = publish::sign_change(&state, &caller, app, version, body).await?;
     Ok(json_response(StatusCode::CREATED, answer))
 }
 

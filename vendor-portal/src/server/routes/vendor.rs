@@ -18,7 +18,7 @@ use crate::server::http::reply::json_response;
 use crate::server::state::AppState;
 
 /// Who am I.
-#[utoipa::path(get, path = "/api/v1/vendor", tag = "vendor", security(("token" = [])), responses(
+#[utoipa::path(get, path = "/api/v1/vendor", operation_id = "show_vendor", tag = "vendor", security(("token" = [])), responses(
     (status = 200, body = VendorInfo), (status = 401, body = crate::server::http::problem::Problem)))]
 pub async fn show(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
     let answer = vendors::show(&state, &caller).await?;

@@ -74,9 +74,7 @@ fn check_nonce(nonce: &str) -> DomainResult<()> {
     if valid_nonce(nonce) {
         Ok(())
     } else {
-        Err(DomainError::invalid(
-            "nonce must be 16 to 128 characters of A-Z a-z 0-9 _ -",
-        ))
+        Err(DomainError::invalid(license::status::NONCE_RULE))
     }
 }
 

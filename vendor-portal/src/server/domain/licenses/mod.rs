@@ -280,6 +280,7 @@ pub fn secs(t: UnixTime) -> i64 {
 
 /// Filters for listing licenses.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LicenseFilter {
     /// Only this customer's.

@@ -11,7 +11,7 @@ use crate::server::domain::tx::{AuditRecord, VendorTx};
 use crate::server::state::AppState;
 use crate::tuf;
 use bundles::release::{ReleaseTarget, target_name};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row as _};
 use tough::schema::Targets;
 use utoipa::ToSchema;
@@ -165,6 +165,121 @@ pub async fn put_targets(
     state.catalog.clear();
     state.listings.clear();
     Ok(result)
+}
+
+/// A change to a published release that the portal signs itself, for a vendor whose release key
+/// it holds (custody `portal`, as a new or demo vendor has). Give one or more.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseChange {
+    /// Put the release on this channel.
+    #[serde(default)]
+    pub promote: Option<String>,
+    /// Take the release off this channel.
+    #[serde(default)]
+    pub remove_channel: Option<String>,
+    /// Withdraw the release, with the reason installers show.
+    #[serde(default)]
+    pub yank: Option<String>,
+    /// Whether upgrades may not skip the release.
+    #[serde(default)]
+    pub required: Option<bool>,
+}
+
+fn channel(name: &str) -> DomainResult<license::claims::Slug> {
+    license::claims::Slug::new(name.to_owned())
+        .map_err(|e| DomainError::invalid(format!("channel {name:?}: {e}")))
+}
+
+/// Changes a published release's channels, yank or required flag, signing the app's next
+/// targets with the release key the portal holds for this vendor, then publishing them exactly
+/// as [`put_targets`] does for targets a vendor signed. A vendor holding its own release key is
+/// refused: the portal cannot sign for it.
+pub async fn sign_change(
+    state: &AppState,
+    caller: &Caller,
+    app: String,
+    version: String,
+    change: ReleaseChange,
+) -> DomainResult<Published> {
+    caller.require(Role::Publisher)?;
+    if change.promote.is_none()
+        && change.remove_channel.is_none()
+        && change.yank.is_none()
+        && change.required.is_none()
+    {
+        return Err(DomainError::invalid(
+            "say what changes: promote, remove_channel, yank or required",
+        ));
+    }
+    let promote = change.promote.as_deref().map(channel).transpose()?;
+    let remove = change.remove_channel.as_deref().map(channel).transpose()?;
+    if let Some(reason) = &change.yank
+        && (reason.trim().is_empty() || reason.len() > 500)
+    {
+        return Err(DomainError::invalid(
+            "yank must say why, in at most 500 characters",
+        ));
+    }
+    let version = semver::Version::parse(&version)
+        .map_err(|e| DomainError::invalid(format!("{version:?} is not a semantic version: {e}")))?;
+    let mut conn = state.db.pool.acquire().await?;
+    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
+        .bind(&caller.vendor_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("key_custody")?;
+    if custody != domain::keys::CUSTODY_PORTAL {
+        return Err(DomainError::conflict(
+            "this vendor's release key is on its own machine, so the portal cannot sign the change: run the command with --keys DIR",
+        ));
+    }
+    let app_row = find_app(&mut conn, &caller.vendor_id, &app).await?;
+    let not_published = || DomainError::not_found("release", &format!("{app} {version}"));
+    let (_, previous) = domain::tuf::latest(&mut conn, &app_row.id, "targets")
+        .await?
+        .ok_or_else(not_published)?;
+    let previous: tough::schema::Signed<Targets> =
+        tuf::parse(previous.as_bytes(), "targets").map_err(DomainError::internal)?;
+    let name =
+        tough::TargetName::new(target_name(&app, &version)).map_err(DomainError::internal)?;
+    if !previous.signed.targets.contains_key(&name) {
+        return Err(not_published());
+    }
+    let (_, release_key) =
+        domain::keys::private_key(&mut conn, &state.master, &caller.vendor_id, "release", None)
+            .await?;
+    drop(conn);
+    let next = tuf::next_targets(
+        Some(&previous.signed),
+        crate::server::base::now(),
+        |targets| {
+            let target = targets
+                .targets
+                .get_mut(&name)
+                .ok_or_else(|| anyhow::anyhow!("{app} {version} is not published"))?;
+            let mut info = tuf::release_of(target)?;
+            if let Some(channel) = &remove {
+                info.channels.retain(|c| c != channel);
+            }
+            if let Some(channel) = promote {
+                info.channels.retain(|c| c != &channel);
+                info.channels.push(channel);
+            }
+            if let Some(reason) = change.yank {
+                info.yanked = Some(reason);
+            }
+            if let Some(required) = change.required {
+                info.required = required;
+            }
+            *target = tuf::target(target.length, &info)?;
+            Ok(())
+        },
+    )
+    .map_err(DomainError::internal)?;
+    let signed = tuf::sign(next, &[&release_key]).map_err(DomainError::internal)?;
+    let bytes = tuf::to_bytes(&signed).map_err(DomainError::internal)?;
+    put_targets(state, caller, app, &bytes).await
 }
 
 /// Refuses targets that drop or change a target the previous targets metadata published.
