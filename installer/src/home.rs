@@ -5,6 +5,7 @@
 //! $CONSIGN_INSTALLER_HOME (default $XDG_CONFIG_HOME/consign-installer, else ~/.config/consign-installer)
 //!   login.json                 portal, vendor, app, pinned root fingerprint, the license
 //!   tuf/<vendor>/<app>/        tough's datastore
+//!   installation-keys/<license>.pem   the key this machine registers installations with (0600)
 //! ```
 //!
 //! Nothing here records what is installed: that lives in the AWS account (stack tags and an SSM
@@ -108,4 +109,40 @@ impl Login {
 /// The TUF datastore for `vendor`'s `app`.
 pub fn datastore(vendor: &str, app: &str) -> Result<PathBuf> {
     Ok(dir()?.join("tuf").join(vendor).join(app))
+}
+
+/// The Ed25519 key this machine registers installations of `license_id` with on the portal
+/// (as an agent does when it activates), made on first use, mode 0600. One per license: the
+/// portal binds a key to one license.
+pub fn installation_key(license_id: &str) -> Result<license::SigningKey> {
+    let folder = dir()?.join("installation-keys");
+    let path = folder.join(format!("{license_id}.pem"));
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => license::SigningKey::from_pem(&pem).with_context(|| {
+            format!(
+                "{} is not an Ed25519 key: delete it and run the command again",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+            let key = license::SigningKey::generate()?;
+            let tmp = path.with_extension("pem.tmp");
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            file.write_all(key.to_pem().as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, &path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }

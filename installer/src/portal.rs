@@ -213,6 +213,20 @@ impl Portal {
         })
     }
 
+    /// Registers an installation (`POST /api/v1/installations`, the activation an agent makes);
+    /// the portal answers with the installation and the license's signed status.
+    pub async fn activate(
+        &self,
+        signed: &license::checkin::Signed,
+    ) -> Result<license::checkin::ActivationAnswer> {
+        let body = serde_json::to_value(signed)?;
+        let response = self.post_json("/api/v1/installations", &body).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| anyhow!("the portal's answer to the activation is not valid: {e}"))
+    }
+
     /// Frees the seat `stack` in `account` and `region` holds on `license` (after an uninstall);
     /// returns the installation freed, if the portal had one.
     pub async fn free_seat(

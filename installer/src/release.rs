@@ -340,6 +340,48 @@ impl Release {
         Ok(())
     }
 
+    /// Registers the installation `stack` in `account` and `region` with the portal, as an agent
+    /// does when it activates, so the vendor counts it from the install on, whether or not an
+    /// agent ever runs. It happens before the account changes, so a license whose installations
+    /// are all in use is refused first. The answer's status must verify under the pinned keyset.
+    /// A kit has no portal: nothing to do (`None`).
+    pub async fn register(
+        &self,
+        account: &str,
+        region: &str,
+        stack: &str,
+    ) -> Result<Option<String>> {
+        use license::checkin::{ACTIVATION, Activation, Placement, Signed, fresh_nonce};
+        let Source::Portal { portal, .. } = &self.source else {
+            return Ok(None);
+        };
+        let license_id = self.license.claims().jti.clone();
+        let key = crate::home::installation_key(license_id.as_str())?;
+        let nonce = fresh_nonce()?;
+        let activation = Activation {
+            license: self.license_text.clone(),
+            public_key: key.public_key(),
+            placement: Placement {
+                aws_account: account.to_owned(),
+                region: region.to_owned(),
+                stack: stack.to_owned(),
+                version: self.manifest.version.to_string(),
+            },
+            nonce: nonce.clone(),
+            time: UnixTime::now(),
+        };
+        let signed = Signed::sign(ACTIVATION, &activation, &key)?;
+        let answer = portal.activate(&signed).await?;
+        self.keyset
+            .verify_status(&answer.status, &license_id, &nonce)
+            .map_err(|e| {
+                anyhow!(
+                    "the portal's answer to the installation's registration does not verify under the pinned keyset ({e}): nothing was changed; check the portal address"
+                )
+            })?;
+        Ok(Some(answer.installation))
+    }
+
     /// Decrypts `wanted` objects into `dir`, each checked against the manifest; returns each
     /// object's plaintext file by path. `progress` counts sealed bytes.
     pub async fn fetch(

@@ -102,8 +102,114 @@ pub async fn describe_stack(aws: &Aws, name: &str) -> Result<Option<Stack>> {
     }))
 }
 
-/// The template's outputs that are a plain `Ref` to a resource, by output name.
-pub(crate) fn ref_outputs(template: &serde_json::Value) -> BTreeMap<String, String> {
+/// The resources of `template` whose `Condition` is false for these parameter values, so
+/// CloudFormation will not create them (moto still lists them in a change set). `value` gives a
+/// parameter's value, else the template's default is used. A condition this cannot decide (an
+/// intrinsic other than `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition` and `Ref` of
+/// a parameter) counts as true: the resource stays listed.
+pub(crate) fn resources_left_out(
+    template: &serde_json::Value,
+    value: impl Fn(&str) -> Option<String>,
+) -> BTreeSet<String> {
+    use serde_json::Value;
+    let conditions = template.get("Conditions").and_then(Value::as_object);
+    let parameters = template.get("Parameters").and_then(Value::as_object);
+    let resolve = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(text) => Some(text.clone()),
+            Value::Object(map) => {
+                let name = map.get("Ref")?.as_str()?;
+                value(name).or_else(|| {
+                    parameters?.get(name)?.get("Default").map(|d| match d {
+                        Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    })
+                })
+            }
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    };
+    fn eval(
+        c: &Value,
+        depth: usize,
+        resolve: &dyn Fn(&Value) -> Option<String>,
+        conditions: Option<&serde_json::Map<String, Value>>,
+    ) -> Option<bool> {
+        if depth > 16 {
+            return None;
+        }
+        let map = c.as_object()?;
+        let (op, args) = map.iter().next()?;
+        let list = || args.as_array().map(Vec::as_slice).unwrap_or_default();
+        let each = |f: &dyn Fn(&[Option<bool>]) -> Option<bool>| {
+            let values: Vec<Option<bool>> = list()
+                .iter()
+                .map(|a| eval(a, depth + 1, resolve, conditions))
+                .collect();
+            f(&values)
+        };
+        match op.as_str() {
+            "Fn::Equals" => match list() {
+                [a, b] => Some(resolve(a)? == resolve(b)?),
+                _ => None,
+            },
+            "Fn::Not" => match list() {
+                [a] => eval(a, depth + 1, resolve, conditions).map(|b| !b),
+                _ => None,
+            },
+            // One false decides an And, one true an Or, whatever the undecided ones say.
+            "Fn::And" => each(&|v| {
+                if v.contains(&Some(false)) {
+                    Some(false)
+                } else {
+                    v.iter().all(Option::is_some).then_some(true)
+                }
+            }),
+            "Fn::Or" => each(&|v| {
+                if v.contains(&Some(true)) {
+                    Some(true)
+                } else {
+                    v.iter().all(Option::is_some).then_some(false)
+                }
+            }),
+            "Condition" => {
+                let name = args.as_str()?;
+                eval(conditions?.get(name)?, depth + 1, resolve, conditions)
+            }
+            _ => None,
+        }
+    }
+    template
+        .get("Resources")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(_, resource)| {
+            resource
+                .get("Condition")
+                .and_then(Value::as_str)
+                .and_then(|name| conditions?.get(name))
+                .and_then(|c| eval(c, 0, &resolve, conditions))
+                == Some(false)
+        })
+        .map(|(logical, _)| logical.clone())
+        .collect()
+}
+
+/// How an output's value is made from the stack's resources and parameters, when it is simple
+/// enough to rebuild from outside: a `Ref` to a resource, or an `Fn::Sub` string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OutputValue {
+    /// `{"Ref": RESOURCE}`: the resource's physical id.
+    Ref(String),
+    /// `{"Fn::Sub": "…${Name}…"}`: names are resources, parameters or pseudo parameters.
+    Sub(String),
+}
+
+/// The template's outputs that [`OutputValue`] can rebuild, by output name.
+pub(crate) fn rebuildable_outputs(template: &serde_json::Value) -> BTreeMap<String, OutputValue> {
     let resources = template.get("Resources").and_then(|r| r.as_object());
     template
         .get("Outputs")
@@ -112,24 +218,52 @@ pub(crate) fn ref_outputs(template: &serde_json::Value) -> BTreeMap<String, Stri
             outputs
                 .iter()
                 .filter_map(|(name, o)| {
-                    let target = o.get("Value")?.get("Ref")?.as_str()?;
-                    resources?
-                        .contains_key(target)
-                        .then(|| (name.clone(), target.to_owned()))
+                    let value = o.get("Value")?;
+                    if let Some(target) = value.get("Ref").and_then(|t| t.as_str()) {
+                        return resources?
+                            .contains_key(target)
+                            .then(|| (name.clone(), OutputValue::Ref(target.to_owned())));
+                    }
+                    let text = value.get("Fn::Sub")?.as_str()?;
+                    Some((name.clone(), OutputValue::Sub(text.to_owned())))
                 })
                 .collect()
         })
         .unwrap_or_default()
 }
 
+/// `text` with every `${Name}` replaced by `lookup(Name)`; `None` when a name has no value (an
+/// attribute such as `${Api.RootResourceId}`, or a resource the stack lacks).
+pub(crate) fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        if let Some(literal) = after.strip_prefix('!') {
+            // `${!Literal}` stands for `${Literal}`.
+            let end = literal.find('}')?;
+            out.push_str("${");
+            out.push_str(&literal[..=end]);
+            rest = &literal[end + 1..];
+            continue;
+        }
+        let end = after.find('}')?;
+        out.push_str(&lookup(&after[..end])?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 /// The stack's outputs. CloudFormation lists them once the stack settles; moto does not rebuild
 /// them after a change set executes, so when none are listed, the outputs of the stack's own
-/// template that are a `Ref` to a resource are read from the resources' physical ids instead.
+/// template that are a `Ref` to a resource, or an `Fn::Sub` of resources, parameters and pseudo
+/// parameters (the app's URL, typically), are rebuilt from the resources' physical ids and the
+/// stack's parameters instead.
 pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, String>> {
-    let mut out = describe_stack(aws, stack)
-        .await?
-        .map(|s| s.outputs)
-        .unwrap_or_default();
+    let described = describe_stack(aws, stack).await?.unwrap_or_default();
+    let mut out = described.outputs;
     if !out.is_empty() {
         return Ok(out);
     }
@@ -139,10 +273,7 @@ pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, S
         Err(e) => return Err(aws.explain(e, "cloudformation:GetTemplate", stack)),
     };
     let template: serde_json::Value = serde_json::from_str(&template).unwrap_or_default();
-    let wanted: Vec<(String, String)> = ref_outputs(&template)
-        .into_iter()
-        .filter(|(name, _)| !out.contains_key(name))
-        .collect();
+    let wanted = rebuildable_outputs(&template);
     if wanted.is_empty() {
         return Ok(out);
     }
@@ -169,9 +300,34 @@ pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, S
             _ => break,
         }
     }
-    for (name, logical) in wanted {
-        if let Some(id) = physical.get(&logical) {
-            out.insert(name, id.clone());
+    let china = aws.region.starts_with("cn-");
+    let lookup = |name: &str| -> Option<String> {
+        let pseudo = match name {
+            "AWS::Region" => Some(aws.region.clone()),
+            "AWS::AccountId" => Some(aws.account.clone()),
+            "AWS::StackName" => Some(stack.to_owned()),
+            "AWS::Partition" => Some(if china { "aws-cn" } else { "aws" }.to_owned()),
+            "AWS::URLSuffix" => Some(
+                if china {
+                    "amazonaws.com.cn"
+                } else {
+                    "amazonaws.com"
+                }
+                .to_owned(),
+            ),
+            _ => None,
+        };
+        pseudo
+            .or_else(|| physical.get(name).cloned())
+            .or_else(|| described.parameters.get(name).cloned())
+    };
+    for (name, value) in wanted {
+        let rebuilt = match value {
+            OutputValue::Ref(logical) => physical.get(&logical).cloned(),
+            OutputValue::Sub(text) => substitute(&text, lookup),
+        };
+        if let Some(rebuilt) = rebuilt {
+            out.insert(name, rebuilt);
         }
     }
     Ok(out)
@@ -505,7 +661,9 @@ fn show_event(
     if logical != stack && status.ends_with("_COMPLETE") {
         settled_resources.insert(logical.to_owned());
     }
-    let counter = if total > 0 {
+    // The count moves with resource events; a stack's own events (and an emulator that sends
+    // no resource events) get none, so no counter stands still.
+    let counter = if total > 0 && logical != stack {
         format!("[{:>2}/{total}] ", settled_resources.len().min(total))
     } else {
         String::new()
@@ -529,7 +687,34 @@ mod tests {
     use crate::ui::describe_changes;
 
     #[test]
-    fn ref_outputs_are_those_naming_a_resource() {
+    fn resources_whose_condition_is_false_are_left_out() {
+        let template = serde_json::json!({
+            "Parameters": {"LayerKey": {"Type": "String", "Default": ""}, "Stage": {"Type": "String"}},
+            "Conditions": {
+                "HasLayer": {"Fn::Not": [{"Fn::Equals": [{"Ref": "LayerKey"}, ""]}]},
+                "Live": {"Fn::And": [{"Condition": "HasLayer"}, {"Fn::Equals": ["live", {"Ref": "Stage"}]}]},
+                "Odd": {"Fn::Equals": [{"Fn::Select": [0, ["a"]]}, "a"]}
+            },
+            "Resources": {
+                "Layer": {"Type": "AWS::Lambda::LayerVersion", "Condition": "HasLayer"},
+                "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Condition": "Live"},
+                "Other": {"Type": "AWS::SNS::Topic", "Condition": "Odd"},
+                "Table": {"Type": "AWS::DynamoDB::Table"}
+            }
+        });
+        let none = |_: &str| None;
+        let left: Vec<String> = resources_left_out(&template, none).into_iter().collect();
+        assert_eq!(left, ["Alarm", "Layer"]);
+        let with_layer = |name: &str| match name {
+            "LayerKey" => Some("functions/abc.zip".to_owned()),
+            "Stage" => Some("live".to_owned()),
+            _ => None,
+        };
+        assert!(resources_left_out(&template, with_layer).is_empty());
+    }
+
+    #[test]
+    fn outputs_rebuild_from_refs_and_subs() {
         let template = serde_json::json!({
             "Resources": {"SiteBucket": {"Type": "AWS::S3::Bucket"}},
             "Parameters": {"Stage": {"Type": "String"}},
@@ -539,12 +724,36 @@ mod tests {
                 "Url": {"Value": {"Fn::Sub": "https://${SiteBucket}"}}
             }
         });
-        let outputs = ref_outputs(&template);
-        assert_eq!(outputs.len(), 1);
+        let outputs = rebuildable_outputs(&template);
+        assert_eq!(outputs.len(), 2);
         assert_eq!(
-            outputs.get("SiteBucketName").map(String::as_str),
-            Some("SiteBucket")
+            outputs.get("SiteBucketName"),
+            Some(&OutputValue::Ref("SiteBucket".into()))
         );
+        assert_eq!(
+            outputs.get("Url"),
+            Some(&OutputValue::Sub("https://${SiteBucket}".into()))
+        );
+        let lookup = |name: &str| match name {
+            "Api" => Some("abc123".to_owned()),
+            "AWS::Region" => Some("eu-west-1".to_owned()),
+            "Stage" => Some("prod".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            substitute(
+                "https://${Api}.execute-api.${AWS::Region}.amazonaws.com/${Stage}/",
+                lookup
+            )
+            .as_deref(),
+            Some("https://abc123.execute-api.eu-west-1.amazonaws.com/prod/")
+        );
+        assert_eq!(substitute("${Api.RootResourceId}", lookup), None);
+        assert_eq!(
+            substitute("${!Literal} ${Stage}", lookup).as_deref(),
+            Some("${Literal} prod")
+        );
+        assert_eq!(substitute("broken ${Stage", lookup), None);
     }
 
     #[test]

@@ -304,12 +304,37 @@ pub async fn load(
         .datastore(datastore)
         .load()
         .await
-        .map_err(|e| {
-            anyhow!(
-                "the release metadata at {metadata} is refused: {}",
-                describe(&e)
-            )
-        })
+        .map_err(|e| refused_metadata(&metadata, &e))
+}
+
+/// Why loaded metadata is refused, with what to do for the two refusals a customer meets in
+/// ordinary use: a kit made before metadata this machine has already seen, and an expired kit.
+fn refused_metadata(metadata: &Url, e: &tough::error::Error) -> anyhow::Error {
+    use tough::error::Error as Tough;
+    let kit = metadata.scheme() == "file";
+    match e {
+        Tough::OlderMetadata {
+            role,
+            current_version,
+            new_version,
+            ..
+        } if kit => crate::error::refused(
+            crate::error::Code::BadKit,
+            format!(
+                "this kit's {role} metadata (version {new_version}) is older than what this machine has already seen (version {current_version}): it was exported before a newer kit or an online install; ask the vendor to export a new kit (`vendor-portal kit export`)"
+            ),
+        ),
+        Tough::ExpiredMetadata { role, .. } if kit => crate::error::refused(
+            crate::error::Code::BadKit,
+            format!(
+                "this kit's {role} metadata has expired (a kit must be installed within a day of its export): ask the vendor to export a new kit (`vendor-portal kit export`)"
+            ),
+        ),
+        _ => anyhow!(
+            "the release metadata at {metadata} is refused: {}",
+            describe(e)
+        ),
+    }
 }
 
 /// Loads an app's repository from a portal: `base` is the app's TUF folder

@@ -514,7 +514,12 @@ impl VerifiedLicense {
                 ));
             }
         }
-        let warning = (now.plus(c.policy.expiry_warning) >= c.term.end && now <= c.term.end)
+        // The warning lead never covers more than the last quarter of the term, so a term
+        // shorter than the lead (a 14-day trial under a 30-day lead) does not warn from its first
+        // day; a year's term keeps the full lead.
+        let term = c.term.end.as_secs().saturating_sub(c.term.start.as_secs());
+        let lead = c.policy.expiry_warning.min(term / 4);
+        let warning = (now.plus(lead) >= c.term.end && now <= c.term.end)
             .then(|| format!("the contract term ends at {}", c.term.end));
         match grace {
             Some((until, reason)) => Lifecycle {

@@ -68,8 +68,8 @@ impl Progress {
                     "\r{label} [{}{}] {pct:>3}% {}/{}",
                     "#".repeat(filled),
                     " ".repeat(25 - filled),
-                    mib(now),
-                    mib(total)
+                    human_size(now),
+                    human_size(total)
                 );
             }
         }
@@ -83,7 +83,41 @@ impl Progress {
     }
 }
 
-/// Bytes as MiB with one decimal, for messages.
-pub fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / 1_048_576.0)
+/// Bytes for people: `512 bytes`, then KiB below a MiB, MiB below a GiB, GiB, with one decimal.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let b = bytes as f64;
+    if bytes == 1 {
+        "1 byte".to_owned()
+    } else if b < KIB {
+        format!("{bytes} bytes")
+    } else if b < KIB * KIB {
+        format!("{:.1} KiB", b / KIB)
+    } else if b < KIB * KIB * KIB {
+        format!("{:.1} MiB", b / (KIB * KIB))
+    } else {
+        format!("{:.1} GiB", b / (KIB * KIB * KIB))
+    }
+}
+
+/// `n` and the noun that agrees with it: `count(1, "file", "files")` is `1 file`.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_counts_read_right() {
+        assert_eq!(human_size(1), "1 byte");
+        assert_eq!(human_size(900), "900 bytes");
+        assert_eq!(human_size(1474), "1.4 KiB");
+        assert_eq!(human_size(16_154_545), "15.4 MiB");
+        assert_eq!(human_size(3 << 30), "3.0 GiB");
+        assert_eq!(count(1, "release", "releases"), "1 release");
+        assert_eq!(count(0, "release", "releases"), "0 releases");
+        assert_eq!(count(2, "file", "files"), "2 files");
+    }
 }

@@ -146,7 +146,10 @@ fn term_end_grace_then_expiry_then_renewal_without_restart() {
         .into_claims(vendor.keyset.issuer.as_ref(), t0)
         .unwrap();
     let agent = Agent::new(vendor.trusted(), &vendor.sign(&c), Memory::default(), t0).unwrap();
-    let warned = agent.lifecycle(t0.plus(DAY));
+    // The 30-day lead is capped at a quarter of the 10-day term: quiet on day 1, announced in
+    // the last two and a half days.
+    assert!(agent.lifecycle(t0.plus(DAY)).warning.is_none());
+    let warned = agent.lifecycle(t0.plus(8 * DAY));
     assert_eq!(warned.state, State::Active);
     assert!(warned.warning.is_some(), "the term's end is announced");
     assert_eq!(state_at(&agent, t0.plus(12 * DAY)), State::Grace);

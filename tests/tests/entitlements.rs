@@ -242,10 +242,31 @@ fn after_the_term_the_license_is_in_grace_until_exp_then_restricted() {
 #[test]
 fn the_agent_warns_before_the_term_ends() {
     let license = verified(|c| {
+        c.term.start = now().minus(355 * 86_400);
         c.term.end = now().plus(10 * 86_400);
         c.policy.expiry_warning = 30 * 86_400;
     });
     let lc = license.lifecycle(now(), None);
     assert_eq!(lc.state, State::Active);
     assert!(lc.warning.unwrap().contains("contract term ends"));
+}
+
+/// A 14-day trial under the default 30-day warning lead: no warning on its first day, a warning
+/// in its last quarter (the lead is capped at a quarter of the term).
+#[test]
+fn a_trial_shorter_than_the_warning_lead_does_not_warn_from_its_first_day() {
+    let start = now();
+    let license = verified(|c| {
+        c.term.start = start;
+        c.term.end = start.plus(14 * 86_400);
+        c.exp = c.term.end;
+        c.policy.expiry_warning = 30 * 86_400;
+    });
+    assert_eq!(license.lifecycle(start.plus(3600), None).warning, None);
+    assert_eq!(
+        license.lifecycle(start.plus(10 * 86_400), None).warning,
+        None
+    );
+    let late = license.lifecycle(start.plus(11 * 86_400), None);
+    assert!(late.warning.unwrap().contains("contract term ends"));
 }

@@ -117,6 +117,41 @@ fn air_gapped_install_and_upgrade_from_kits() {
     // The same kit again: nothing to do.
     let again = from_kit("install", "1.1.0");
     assert_eq!(again["changed"], false, "{again}");
+
+    // The vendor changes the app's metadata and exports a new kit, which this machine loads;
+    // the first kit is now older than what it has seen, and the refusal says what to do.
+    world.vendor(&[
+        "release",
+        "promote",
+        "serverless-blog",
+        "1.1.0",
+        "--channel",
+        "beta",
+        "--keys",
+        &world.p("keys"),
+    ]);
+    world.export_kit("1.1.0", "blog-newer.kit");
+    let newer = from_kit("install", "newer");
+    assert_eq!(newer["changed"], false, "{newer}");
+    let before = world.account();
+    let stale = world.installer_err(&[
+        "install",
+        "--stack",
+        STACK,
+        "--kit",
+        &world.p("blog-1.0.0.kit"),
+        "--key",
+        &world.p("install-key"),
+        "--trust-root",
+        &world.fingerprint,
+        "--yes",
+    ]);
+    assert!(
+        stale.contains("older than what this machine has already seen")
+            && stale.contains("export a new kit"),
+        "{stale}"
+    );
+    assert_eq!(world.account(), before);
 }
 
 #[test]

@@ -42,6 +42,14 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
             .any(|c| c["logical_id"] == "PostsFunction" && c["action"] == "Add"),
         "{plan}"
     );
+    // The release has no license agent layer, so the plan does not list the layer the
+    // template declares under a condition that is false without one.
+    assert!(
+        !changes
+            .iter()
+            .any(|c| c["logical_id"] == "LicenseAgentLayer"),
+        "{plan}"
+    );
     assert!(
         plan["iam_actions"]
             .as_array()
@@ -79,6 +87,13 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
         .unwrap()
         .to_owned();
     assert_eq!(installed["assets_uploaded"], 1, "{installed}");
+    // The app's URL, rebuilt from the stack's resources where moto lists no outputs.
+    let url = installed["outputs"]["ApiUrl"].as_str().unwrap_or_default();
+    assert!(
+        url.starts_with("https://")
+            && url.contains(&format!(".execute-api.{REGION}.amazonaws.com/")),
+        "{installed}"
+    );
     let account = world.account();
     assert_eq!(
         account["buckets"][&site_bucket],
@@ -92,6 +107,19 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
         "{account}"
     );
     assert_eq!(function_count(&world), 3);
+    // The install registered the installation with the portal: the vendor counts it before any
+    // agent runs.
+    let usage: Value = serde_json::from_str(&world.vendor(&[
+        "usage",
+        "show",
+        "--license",
+        &license_id,
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(usage["seats_in_use"], 1, "{usage}");
+    assert_eq!(usage["installations"][0]["stack"], STACK, "{usage}");
 
     // status, from the account
     let status = world.installer_json(&["status", "--stack", STACK]);
@@ -221,6 +249,32 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     );
     let status = world.installer_json(&["status", "--stack", STACK]);
     assert_eq!(status["installed"], false, "{status}");
+
+    // An agent started after the uninstall finds no license parameter, and says what that
+    // likely means in one line instead of an SDK dump.
+    let late = world
+        .agent_command(&[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--license-parameter",
+            &format!("/consign/{STACK}/license"),
+            "--trust",
+            &world.p("keys/keyset.json"),
+            "--state-dir",
+            &world.p("late-agent-state"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(late.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&late.stderr);
+    assert!(
+        said.contains("does not exist") && said.contains("uninstalled"),
+        "{said}"
+    );
+    assert!(!said.contains("ParameterNotFound {"), "an SDK dump: {said}");
+    let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{said}");
 }
 
 #[test]

@@ -11,42 +11,82 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_publishes_a_release_installers_can_verify() {
-    let dir = tempfile::tempdir().unwrap();
+/// A running `serve --demo` and what it printed before serving.
+struct Demo {
+    child: std::process::Child,
+    url: String,
+    token: String,
+    printed: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --demo` in `dir` and reads its output up to the last line it prints.
+fn demo(dir: &std::path::Path) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
         .args(["serve", "--demo", "--bind", "127.0.0.1:0"])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_remove("CONSIGN_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("CONSIGN_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut url, mut token, mut license_id, mut published) = (None, None, None, None);
+    let (mut url, mut token, mut printed) = (None, None, String::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
         if let Some(rest) = line.strip_prefix("Consign portal listening on ") {
             url = Some(rest.trim().to_owned());
         } else if let Some(rest) = line.trim().strip_prefix("export PORTAL_TOKEN=") {
             token = Some(rest.to_owned());
-        } else if line.trim().starts_with("published:") {
-            published = Some(line.clone());
-        } else if let Some(rest) = line.trim().strip_prefix("license status: ") {
-            license_id = rest
-                .split("/licenses/")
-                .nth(1)
-                .and_then(|r| r.split('/').next())
-                .map(str::to_owned);
+        } else if line.starts_with("The marketplace is ") {
             break;
         }
     }
     std::thread::spawn(move || lines.for_each(drop));
-    let (url, token, license_id) = (url.unwrap(), token.unwrap(), license_id.unwrap());
+    Demo {
+        child,
+        url: url.unwrap(),
+        token: token.unwrap(),
+        printed,
+    }
+}
+
+/// `vendor-portal ARGS` against the demo; (exit status, stdout, stderr).
+fn vp(demo: &Demo, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
+        .args(args)
+        .env("PORTAL_URL", &demo.url)
+        .env("PORTAL_TOKEN", &demo.token)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_publishes_a_release_installers_can_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = demo(dir.path());
+    let (url, token) = (running.url.clone(), running.token.clone());
     assert!(
-        published
-            .unwrap()
-            .contains("serverless-blog 1.0.0 on stable")
+        running
+            .printed
+            .contains("released: serverless-blog 1.0.0 on stable"),
+        "{}",
+        running.printed
     );
     let http = reqwest::Client::new();
 
@@ -96,6 +136,16 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     assert_eq!(bundles::Digest::of(&manifest), releases[0].manifest);
 
     // The demo license is granted the keys.
+    let licenses: Value = http
+        .get(format!("{url}/api/v1/licenses"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let license_id = licenses[0]["id"].as_str().unwrap().to_owned();
     let license: Value = http
         .get(format!("{url}/api/v1/licenses/{license_id}"))
         .bearer_auth(&token)
@@ -206,6 +256,219 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
         .map(|r| r.version.to_string())
         .collect();
     assert_eq!(versions, ["1.1.0", "1.0.0"]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(running);
+}
+
+/// The demo's last lines are what a newcomer needs: the console sign-in with the password, the
+/// root fingerprint to pin (the one the served keyset has), the token and the next commands; a
+/// request is not logged unless asked for. A vendor whose keys the portal holds promotes, yanks
+/// and requires without a key folder: the portal signs, and says so. Restarted, the demo prints
+/// no password but the command that sets one, and that command's password signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_what_to_do_next_and_the_portal_signs_for_its_held_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = demo(dir.path());
+    let http = reqwest::Client::new();
+    let keyset = http
+        .get(format!("{}/api/v1/vendors/acme/keyset", running.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let root = license::Keyset::verify(&keyset, &license::TrustPin::default())
+        .unwrap()
+        .root_fingerprint();
+    let printed = &running.printed;
+    let tail: String = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("Demo vendor acme"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for wanted in [
+        root.as_str(),
+        "password: ",
+        "/console/login",
+        "export PORTAL_TOKEN=cns_",
+        "--trust-root",
+        "vendor-portal release promote",
+    ] {
+        assert!(
+            tail.contains(wanted),
+            "the demo's last lines lack {wanted:?}:\n{printed}"
+        );
+    }
+    assert!(
+        !printed.contains("INFO"),
+        "request logs on stdout:\n{printed}"
+    );
+
+    // Promote, yank and require, signed by the portal.
+    let (ok, _, said) = vp(
+        &running,
+        &[
+            "release",
+            "promote",
+            "serverless-blog",
+            "1.0.0",
+            "--channel",
+            "beta",
+        ],
+    );
+    assert!(ok, "{said}");
+    assert!(said.contains("signed by the portal"), "{said}");
+    let (ok, _, said) = vp(
+        &running,
+        &["release", "require", "serverless-blog", "1.0.0"],
+    );
+    assert!(ok, "{said}");
+    let (ok, _, said) = vp(
+        &running,
+        &[
+            "release",
+            "yank",
+            "serverless-blog",
+            "1.0.0",
+            "--reason",
+            "try a yank",
+        ],
+    );
+    assert!(ok, "{said}");
+    let releases: Value = http
+        .get(format!(
+            "{}/api/v1/apps/serverless-blog/releases",
+            running.url
+        ))
+        .bearer_auth(&running.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let release = &releases[0];
+    assert_eq!(release["channels"], json!(["stable", "beta"]), "{release}");
+    assert_eq!(release["required"], json!(true), "{release}");
+    assert_eq!(release["yanked"], json!("try a yank"), "{release}");
+    // An installer pinned to the demo's root follows the portal-signed targets.
+    let base = format!("{}/tuf/acme/serverless-blog/", running.url);
+    let roots = |n: u64| {
+        let (http, url) = (http.clone(), format!("{base}{n}.root.json"));
+        async move {
+            let response = http.get(url).send().await?;
+            anyhow::ensure!(response.status().is_success(), "no {n}.root.json");
+            Ok(response.bytes().await?.to_vec())
+        }
+    };
+    let repo = installer::tuf::load_over_http(&base, &root, roots, &dir.path().join("tuf"))
+        .await
+        .unwrap();
+    let seen = installer::tuf::releases(&repo).unwrap();
+    assert!(seen[0].on_channel("beta"));
+    assert!(seen[0].yanked.is_some());
+    drop(running);
+
+    // Restarted: no password, but how to set one.
+    let again = demo(dir.path());
+    assert!(
+        again.printed.contains(
+            "vendor-portal admin reset-password --vendor acme --email owner@acme.example"
+        ),
+        "{}",
+        again.printed
+    );
+    let reset = Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
+        .args([
+            "--output",
+            "json",
+            "admin",
+            "reset-password",
+            "--vendor",
+            "acme",
+            "--email",
+            "owner@acme.example",
+        ])
+        .current_dir(dir.path())
+        .env_remove("CONSIGN_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    let reset: Value = serde_json::from_slice(&reset.stdout).unwrap();
+    let password = reset["password"].as_str().unwrap();
+    let session = http
+        .post(format!("{}/api/v1/session", again.url))
+        .json(&json!({"vendor": "acme", "email": "owner@acme.example", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200);
+    // The token the restarted demo printed still works: a reset ends sessions, not tokens.
+    let (ok, _, said) = vp(&again, &["license", "list"]);
+    assert!(ok, "{said}");
+}
+
+/// Attack: the portal signing release changes for a vendor that holds its own release key. Once
+/// the vendor has registered its own keys the portal has forgotten its release key, and the
+/// endpoint that signs for held keys refuses (409) before anything is signed; the targets
+/// metadata stays the version it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_cannot_sign_release_changes_once_the_vendor_holds_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = demo(dir.path());
+    let keys = dir.path().join("own-keys");
+    let keys = keys.to_str().unwrap();
+    assert!(
+        vp(
+            &running,
+            &["keys", "init", "--out", keys, "--issuer", "acme"]
+        )
+        .0
+    );
+    assert!(vp(&running, &["keys", "register", "--keys", keys]).0);
+    let http = reqwest::Client::new();
+    let targets = |http: reqwest::Client, url: String| async move {
+        let timestamp: Value = http
+            .get(format!("{url}/tuf/acme/serverless-blog/timestamp.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        timestamp["signed"]["version"].clone()
+    };
+    let before = targets(http.clone(), running.url.clone()).await;
+    let (ok, _, said) = vp(
+        &running,
+        &[
+            "release",
+            "promote",
+            "serverless-blog",
+            "1.0.0",
+            "--channel",
+            "beta",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        said.contains("its own machine") && said.contains("--keys"),
+        "{said}"
+    );
+    let answer = http
+        .post(format!(
+            "{}/api/v1/apps/serverless-blog/releases/1.0.0/change",
+            running.url
+        ))
+        .bearer_auth(&running.token)
+        .json(&json!({"yank": "forged by the portal"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 409);
+    assert_eq!(targets(http.clone(), running.url.clone()).await, before);
 }

@@ -117,6 +117,11 @@ impl Visitor {
 }
 
 async fn listed_blog(portal: &TestPortal) {
+    listed_blog_without_release(portal).await;
+    publish_blog(portal).await;
+}
+
+async fn listed_blog_without_release(portal: &TestPortal) {
     portal.seed_catalog(&portal.token).await;
     portal
         .post(
@@ -136,6 +141,32 @@ async fn listed_blog(portal: &TestPortal) {
         .await
         .expect(200);
     assert_eq!(listed["listed"], true);
+}
+
+/// Publishes the reference app, renamed `blog`, as the app's first release (a trial needs
+/// something to install).
+async fn publish_blog(portal: &TestPortal) {
+    let dir = tempfile::tempdir().unwrap();
+    tests::portal::copy_tree(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog"),
+        dir.path(),
+    );
+    let toml = dir.path().join("consign.toml");
+    let text = std::fs::read_to_string(&toml).unwrap().replacen(
+        "slug = \"serverless-blog\"",
+        "slug = \"blog\"",
+        1,
+    );
+    std::fs::write(&toml, text).unwrap();
+    let vendor = portal.get("/api/v1/vendor").await.expect(200);
+    vendor_portal::server::demo::publish_folder(
+        &portal.state,
+        &portal.token,
+        vendor["id"].as_str().unwrap(),
+        dir.path().to_path_buf(),
+    )
+    .await
+    .unwrap();
 }
 
 async fn catalogue_lists_searches_and_filters(db: Db) {
@@ -372,15 +403,28 @@ async fn trial_is_bound_to_the_account_and_once_per_app(db: Db) {
         404
     );
     assert!(!colleague.get("/account").await.text.contains(id));
-    // Revoked by the vendor: the buyer's pages say so.
+    // Revoked by the vendor: the buyer's pages say so, with the reason, and offer neither
+    // install commands nor the download.
     portal
-        .post(&format!("/api/v1/licenses/{id}/revoke"), json!({}))
+        .post(
+            &format!("/api/v1/licenses/{id}/revoke"),
+            json!({"reason": "trial abuse"}),
+        )
         .await
         .expect(200);
     let account = buyer.get("/account").await.text;
     assert!(
         account.contains(&format!("data-license-state=\"{id}\">revoked")),
         "{account}"
+    );
+    let page = buyer.get(&license_path).await.text;
+    assert!(
+        page.contains("id=\"ended\"") && page.contains("trial abuse"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("id=\"download\"") && !page.contains("installer login"),
+        "{page}"
     );
 }
 on_both_databases!(trial_is_bound_to_the_account_and_once_per_app);
@@ -414,6 +458,79 @@ async fn trials_are_rate_limited(db: Db) {
     assert!(limited.text.contains("<html"), "an error page, not JSON");
 }
 on_both_databases!(trials_are_rate_limited);
+
+/// The app's page offers only what a buyer can use: no trial before the first release (and the
+/// trial form refused if posted anyway), sign-up and sign-in that come back to the trial form,
+/// and install commands complete with the vendor's root fingerprint and where `installer` comes
+/// from.
+async fn app_page_offers_what_a_buyer_can_use(db: Db) {
+    let portal = start(db).await;
+    listed_blog_without_release(&portal).await;
+    let mut buyer = Visitor::new(&portal);
+    let page = buyer.get("/apps/acme/blog").await.text;
+    assert!(page.contains("id=\"no-trial\""), "{page}");
+    assert!(!page.contains("Sign up to start a trial"), "{page}");
+    buyer
+        .sign_up("pat@globex.example", "Globex", "123456789012")
+        .await;
+    buyer.get("/apps/acme/blog").await;
+    let refused = buyer
+        .post("/apps/acme/blog/trial", &[("plan", "trial")])
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert!(refused.text.contains("no release yet"), "{}", refused.text);
+    // Refused pages keep the buyer's header.
+    assert!(
+        refused.text.contains("Sign out Pat Buyer"),
+        "{}",
+        refused.text
+    );
+
+    publish_blog(&portal).await;
+    let mut visitor = Visitor::new(&portal);
+    let page = visitor.get("/apps/acme/blog").await.text;
+    assert!(
+        page.contains("/signup?next=%2Fapps%2Facme%2Fblog%23trial")
+            && page.contains("/login?next=%2Fapps%2Facme%2Fblog%23trial"),
+        "{page}"
+    );
+    let keyset = portal.get("/api/v1/vendors/acme/keyset").await;
+    let root = license::Keyset::verify(keyset.text.as_bytes(), &license::TrustPin::default())
+        .unwrap()
+        .root_fingerprint();
+    assert!(page.contains(&format!("--trust-root {root}")), "{page}");
+    assert!(
+        page.contains("cargo build --release -p installer"),
+        "{page}"
+    );
+    // Signing up from there comes back to the trial form.
+    visitor
+        .get("/signup?next=%2Fapps%2Facme%2Fblog%23trial")
+        .await;
+    let signed_up = visitor
+        .post(
+            "/signup",
+            &[
+                ("name", "Kim Buyer"),
+                ("company", "Hooli"),
+                ("email", "kim@hooli.example"),
+                ("password", "correct horse battery"),
+                ("aws_account", "345678901234"),
+                ("next", "/apps/acme/blog#trial"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.text
+    );
+    assert_eq!(signed_up.location(), "/apps/acme/blog#trial");
+    let page = visitor.get("/apps/acme/blog").await.text;
+    assert!(page.contains("id=\"start-trial\""), "{page}");
+}
+on_both_databases!(app_page_offers_what_a_buyer_can_use);
 
 async fn console_acts_through_the_api(db: Db) {
     let portal = start(db).await;
@@ -476,11 +593,29 @@ async fn console_acts_through_the_api(db: Db) {
         ("reinstate", "active"),
         ("revoke", "revoked"),
     ] {
+        let path = format!("/console/licenses/{id}/{action}");
+        if action != "reinstate" {
+            // Suspending and revoking ask first, on a page that says what they do; nothing
+            // changes until the member confirms.
+            let asked = vendor.post(&path, &[("reason", "test")]).await;
+            assert_eq!(asked.status, 200, "{action}: {}", asked.text);
+            assert!(
+                asked.text.contains("name=\"confirm\" value=\"yes\""),
+                "{}",
+                asked.text
+            );
+            assert!(asked.text.contains("next check-in"), "{}", asked.text);
+            assert_ne!(
+                portal
+                    .get(&format!("/api/v1/licenses/{id}"))
+                    .await
+                    .expect(200)["state"],
+                state,
+                "{action} happened before it was confirmed"
+            );
+        }
         let done = vendor
-            .post(
-                &format!("/console/licenses/{id}/{action}"),
-                &[("reason", "test")],
-            )
+            .post(&path, &[("reason", "test"), ("confirm", "yes")])
             .await;
         assert_eq!(done.status, 303, "{action}: {}", done.text);
         assert_eq!(
@@ -512,8 +647,30 @@ async fn console_acts_through_the_api(db: Db) {
     );
     let audit = vendor.get("/console/audit").await.text;
     assert!(
-        audit.contains("license.revoke") && audit.contains("ops@acme.example"),
+        audit.contains("license.revoke") && audit.contains("ops@acme.example (publisher, console)"),
         "{audit}"
+    );
+    assert!(audit.contains("app.unpublish"), "{audit}");
+    // Unpublished, the app's page is the vendor's alone, and says so.
+    let own = vendor.get("/apps/acme/blog").await;
+    assert_eq!(own.status, 200);
+    assert!(own.text.contains("id=\"unpublished\""), "{}", own.text);
+    assert_eq!(
+        Visitor::new(&portal).get("/apps/acme/blog").await.status,
+        404
+    );
+    // An error page keeps the member's header, with a way back to the console.
+    let missing = vendor.get("/console/customers/nobody-at-all").await;
+    assert_eq!(missing.status, 404);
+    assert!(
+        missing.text.contains("Sign out ops@acme.example"),
+        "{}",
+        missing.text
+    );
+    assert!(
+        missing.text.contains("Back to the console"),
+        "{}",
+        missing.text
     );
     // Another vendor's customer is as absent as one that does not exist.
     let other = portal.other_vendor("initech").await;

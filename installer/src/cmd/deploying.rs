@@ -121,6 +121,14 @@ pub fn print_report(report: &deploy::Report, output: Output) -> Result<()> {
             for (k, v) in &report.outputs {
                 println!("  {k} = {v}");
             }
+            // The app's address, last: the output that is a URL.
+            if let Some((name, url)) = report
+                .outputs
+                .iter()
+                .find(|(_, v)| v.starts_with("https://") || v.starts_with("http://"))
+            {
+                println!("Open {url} ({name})");
+            }
             Ok(())
         }
     }

@@ -5,6 +5,7 @@ use installer::aws::{Aws, AwsOptions};
 use installer::deploy::{self, Ui};
 use installer::home::Login;
 use installer::portal::Portal;
+use license::process::count;
 
 use super::{Output, POLL, print_json};
 
@@ -46,15 +47,15 @@ pub async fn run(
         Output::Json => print_json(&done),
         Output::Text => {
             println!(
-                "Uninstalled {}: stack {}; {} static file(s) and {} artifact(s) removed.",
+                "Uninstalled {}: stack {}; {} and {} removed.",
                 done.stack,
                 if done.deleted {
                     "deleted"
                 } else {
                     "was already gone"
                 },
-                done.assets_removed,
-                done.artifacts_removed
+                count(done.assets_removed as u64, "static file", "static files"),
+                count(done.artifacts_removed as u64, "artifact", "artifacts")
             );
             if let Some(seat) = &done.seat_freed {
                 println!("Freed the license seat of installation {seat} on the vendor's portal.");

@@ -27,11 +27,13 @@ pub(crate) mod artifacts;
 pub(crate) mod preflight;
 
 use self::artifacts::{needed_objects, template_ref, upload_assets, upload_functions};
-use self::preflight::{check_against_installed, check_capabilities, check_params, parameters};
+use self::preflight::{
+    ShownParameters, check_against_installed, check_capabilities, check_params, parameters,
+};
 pub use crate::stack::Change;
 use crate::stack::{
-    Stack, create_change_set, delete_change_set, delete_stack_quietly, describe_stack, execute,
-    newest_event, outputs, watch,
+    Stack, TemplateRef, create_change_set, delete_change_set, delete_stack_quietly, describe_stack,
+    execute, newest_event, outputs, watch,
 };
 pub use crate::ui::{Ui, confirm, describe_changes, require_yes_or_terminal};
 
@@ -280,7 +282,8 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
         false,
     )
     .await?;
-    let set = match create_change_set(
+    let left_out = left_out(&p.template, &shown, live);
+    let mut set = match create_change_set(
         aws,
         &release,
         &options.stack,
@@ -300,6 +303,7 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
             return Err(e);
         }
     };
+    set.changes.retain(|c| !left_out.contains(&c.logical_id));
     if set.has_changes {
         delete_change_set(aws, &options.stack, &set.name).await?;
     }
@@ -346,6 +350,14 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         });
     }
 
+    // The vendor counts the installation from here, agent or not; a license with no seat left
+    // is refused before the account changes.
+    if let Some(installation) = release.register(&aws.account, &aws.region, name).await? {
+        ui.say(format!(
+            "registered installation {installation} with the vendor's portal"
+        ));
+    }
+
     // From here on the account changes.
     let uploaded = upload_artifacts(aws, &release, &p, ui).await?;
     if let Some(stack) = p.stack.as_ref().filter(|s| s.is_vacant()) {
@@ -356,11 +368,14 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
         delete_stack_quietly(aws, name).await?;
         watch(aws, name, None, options.poll, 0, ui).await.ok();
     }
-    let status = change_stack(aws, &release, options, &p, live.as_ref(), ui).await?;
+    let status = change_stack(aws, &release, options, &p, live.as_ref(), &uploaded, ui).await?;
     let outputs = outputs(aws, name).await?;
     let (assets_uploaded, asset_buckets) = upload_assets(aws, &release, &outputs, &p.files).await?;
     if assets_uploaded > 0 {
-        ui.say(format!("uploaded {assets_uploaded} static files"));
+        ui.say(format!(
+            "uploaded {}",
+            license::process::count(assets_uploaded as u64, "static file", "static files")
+        ));
     }
     record_deploy(aws, &release, options, p.history.clone(), asset_buckets).await?;
     Ok(Report {
@@ -403,6 +418,65 @@ async fn upload_artifacts(
     Ok(uploaded)
 }
 
+/// The template's resources this deploy will not create (their condition is false for the
+/// parameters it passes), so the change shown lists only what the release has.
+fn left_out(
+    template: &serde_json::Value,
+    shown: &ShownParameters,
+    live: Option<&Stack>,
+) -> std::collections::BTreeSet<String> {
+    crate::stack::resources_left_out(template, |name| match shown.get(name) {
+        Some(Some(value)) => Some(value.clone()),
+        Some(None) => live.and_then(|s| s.parameters.get(name).cloned()),
+        None => None,
+    })
+}
+
+/// What the account already holds when the admin is asked, and why: CloudFormation reads the
+/// artifacts and a large template from the account, and a change set must exist to be shown.
+fn written_before_asking(
+    bucket: &str,
+    bucket_created: bool,
+    uploaded: u64,
+    template_uploaded: bool,
+    (stack, set): (&str, &crate::stack::ChangeSet),
+) -> String {
+    let mut written = Vec::new();
+    if bucket_created {
+        written.push(format!(
+            "the artifact bucket {bucket} (created now: encrypted, public access blocked)"
+        ));
+    }
+    if uploaded > 0 {
+        written.push(format!(
+            "{} in s3://{bucket}",
+            license::process::count(uploaded, "function zip", "function zips")
+        ));
+    }
+    if template_uploaded {
+        written.push("the template, too large to send inline".to_owned());
+    }
+    let empty_stack = set.kind == ChangeSetType::Create;
+    written.push(format!(
+        "the change set {}{}",
+        set.name,
+        if empty_stack {
+            format!(" on the empty stack {stack} that holds it (REVIEW_IN_PROGRESS)")
+        } else {
+            String::new()
+        }
+    ));
+    format!(
+        "Written to your account so far, because CloudFormation reads them from it: {}. Answer no and the change set{} is deleted; the artifacts stay for the next run (`installer uninstall --purge-artifacts` removes them). Nothing else changes until you answer yes.",
+        written.join("; "),
+        if empty_stack {
+            " with its empty stack"
+        } else {
+            ""
+        }
+    )
+}
+
 /// The change set: created, shown, confirmed (or deleted when declined), executed and watched
 /// until the stack settles; returns the stack's final status. The license parameter is stored
 /// just before the change runs.
@@ -412,10 +486,12 @@ async fn change_stack(
     options: &Options,
     p: &Prepared,
     live: Option<&Stack>,
+    uploaded: &[String],
     ui: Ui,
 ) -> Result<String> {
     let name = options.stack.as_str();
-    let (parameters, _) = parameters(release, options, &p.bucket, live)?;
+    let (parameters, shown) = parameters(release, options, &p.bucket, live)?;
+    let left_out = left_out(&p.template, &shown, live);
     let kind = if live.is_some() {
         ChangeSetType::Update
     } else {
@@ -429,7 +505,8 @@ async fn change_stack(
         true,
     )
     .await?;
-    let set = create_change_set(
+    let template_uploaded = matches!(template, TemplateRef::Url(_));
+    let mut set = create_change_set(
         aws,
         release,
         name,
@@ -439,6 +516,7 @@ async fn change_stack(
         p.capabilities.clone(),
     )
     .await?;
+    set.changes.retain(|c| !left_out.contains(&c.logical_id));
     if !set.has_changes {
         ui.say(format!("stack {name} needs no resource changes"));
         store_license(aws, name, release, ui).await?;
@@ -455,6 +533,15 @@ async fn change_stack(
         ui.say(format!(
             "  the stack's roles will hold: {}",
             actions.join(", ")
+        ));
+    }
+    if !options.yes {
+        ui.say(written_before_asking(
+            &p.bucket,
+            !p.bucket_ours,
+            uploaded.len() as u64,
+            template_uploaded,
+            (name, &set),
         ));
     }
     if let Err(e) = confirm(
@@ -526,4 +613,42 @@ async fn store_license(aws: &Aws, stack: &str, release: &Release, ui: Ui) -> Res
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_says_what_is_already_in_the_account() {
+        let set = crate::stack::ChangeSet {
+            name: "consign-1-0-0-1".into(),
+            kind: ChangeSetType::Create,
+            changes: Vec::new(),
+            has_changes: true,
+        };
+        let said = written_before_asking("consign-artifacts-x", true, 1, false, ("blog", &set));
+        assert!(
+            said.contains("the artifact bucket consign-artifacts-x (created now"),
+            "{said}"
+        );
+        assert!(
+            said.contains("1 function zip in s3://consign-artifacts-x"),
+            "{said}"
+        );
+        assert!(said.contains("empty stack blog"), "{said}");
+        assert!(
+            said.contains("Nothing else changes until you answer yes"),
+            "{said}"
+        );
+        let update = crate::stack::ChangeSet {
+            kind: ChangeSetType::Update,
+            ..set
+        };
+        let said = written_before_asking("b", false, 0, true, ("blog", &update));
+        assert!(!said.contains("bucket b ("), "{said}");
+        assert!(!said.contains("function zip"), "{said}");
+        assert!(said.contains("the template, too large"), "{said}");
+        assert!(!said.contains("empty stack"), "{said}");
+    }
 }

@@ -163,7 +163,7 @@ pub(crate) fn check_capabilities(release: &Release) -> Result<Vec<Capability>> {
 }
 
 /// Parameters as a plan shows them (`None`: the running stack's value is kept).
-type ShownParameters = BTreeMap<String, Option<String>>;
+pub(crate) type ShownParameters = BTreeMap<String, Option<String>>;
 
 /// The stack's parameters: the installer's own (bucket, code keys), then the admin's, then
 /// (on an update) the running values of everything not given.

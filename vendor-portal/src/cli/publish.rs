@@ -7,7 +7,7 @@
 //! targets, they are checked against the vendor's own release keys, so a compromised portal
 //! cannot slip a target into the vendor's next signature.
 
-use license::process::{Progress, mib};
+use license::process::{Progress, human_size};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -281,7 +281,7 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
                 args.channel,
                 to_send.len(),
                 unique.len(),
-                mib(bytes_sent),
+                human_size(bytes_sent),
                 unique.len() - to_send.len()
             );
             Ok(())
@@ -418,9 +418,9 @@ fn resign(
             )?;
             let names: Vec<&str> = previous.signed.targets.keys().map(|n| n.raw()).collect();
             eprintln!(
-                "re-anchoring {app} in your root key {}: re-signing {} release(s) published with portal-held keys ({}); your customers re-pin the new root",
+                "re-anchoring {app} in your root key {}: re-signing {} published with portal-held keys ({}); your customers re-pin the new root",
                 root_public.fingerprint(),
-                names.len(),
+                license::process::count(names.len() as u64, "release", "releases"),
                 names.join(", ")
             );
         } else {
@@ -601,7 +601,7 @@ pub fn list(args: ListArgs, ctx: &Ctx) -> Result<()> {
                     "-".into()
                 },
                 time_field(r, "published_at"),
-                mib(r.get("total_size").and_then(Value::as_u64).unwrap_or(0)),
+                human_size(r.get("total_size").and_then(Value::as_u64).unwrap_or(0)),
             ]
         })
         .collect();

@@ -355,7 +355,7 @@ fn agent_layer(args: AgentLayerArgs, output: Output) -> Result<()> {
             println!(
                 "Wrote the license agent layer to {}: extensions/license-agent ({}), consign/keyset.json (seq {}, root {})",
                 args.out.display(),
-                license::process::mib(size),
+                license::process::human_size(size),
                 keyset.keyset().seq,
                 keyset.root_fingerprint()
             );

@@ -290,11 +290,23 @@ async fn publish_reference_app(
     token: &str,
     vendor_id: &str,
 ) -> Result<Option<String>> {
-    use base64::Engine as _;
     let Some(dir) = reference_app() else {
         tracing::warn!("examples/serverless-blog not found: the demo has no published release");
         return Ok(None);
     };
+    publish_folder(state, token, vendor_id, dir).await.map(Some)
+}
+
+/// Builds the app folder `dir` and publishes it on stable as the app's first release, signed
+/// with the release and root keys the portal holds for `vendor_id` (the demo's way; also how
+/// the web tests give an app a release). Returns `app version`.
+pub async fn publish_folder(
+    state: &AppState,
+    token: &str,
+    vendor_id: &str,
+    dir: std::path::PathBuf,
+) -> Result<String> {
+    use base64::Engine as _;
     let detail = |e: domain::error::DomainError| anyhow::anyhow!(e.detail);
     let mut conn = state.db.pool.acquire().await?;
     let (kid, release_key) =
@@ -345,7 +357,7 @@ async fn publish_reference_app(
         (&root_key, &release_key),
     )
     .await?;
-    Ok(Some(format!("{app} {}", manifest.version)))
+    Ok(format!("{app} {}", manifest.version))
 }
 
 /// Stores the demo bundle's sealed objects in the blob store, each checked against its digest.

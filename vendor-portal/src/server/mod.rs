@@ -158,7 +158,7 @@ pub fn app(state: AppState) -> Router {
         .merge(streaming)
         .merge(
             web::router()
-                .layer(axum::middleware::from_fn(web::layer))
+                .layer(axum::middleware::from_fn_with_state(state.clone(), web::layer))
                 .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
                 .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(30))),
         )

@@ -13,6 +13,7 @@
 //! the license file or parameter, so a renewed license placed there is picked up without a
 //! restart, and a renewal the portal sends is kept in the state directory.
 
+use license::status::LicenseState;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -121,18 +122,44 @@ impl Source {
                     .with_decryption(true)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow::anyhow!(
-                            "cannot read the license from SSM parameter {name}: {}; the agent's role needs ssm:GetParameter on it (and kms:Decrypt for its key)",
-                            aws_sdk_ssm::error::DisplayErrorContext(e)
-                        )
-                    })?;
+                    .map_err(|e| parameter_error(name, e))?;
                 out.parameter
                     .and_then(|p| p.value)
                     .with_context(|| format!("SSM parameter {name} holds no value"))
             }
         }
     }
+}
+
+/// One sentence for a failed read of the license parameter: missing (the stack was probably
+/// uninstalled, or never installed here), access denied (what the role needs), or unreachable;
+/// never the SDK's debug dump.
+fn parameter_error(
+    name: &str,
+    e: aws_sdk_ssm::error::SdkError<aws_sdk_ssm::operation::get_parameter::GetParameterError>,
+) -> anyhow::Error {
+    use aws_sdk_ssm::error::ProvideErrorMetadata as _;
+    if let Some(service) = e.as_service_error() {
+        if service.is_parameter_not_found() {
+            return anyhow::anyhow!(
+                "the SSM parameter {name} holding the license does not exist in this account and region: the stack may have been uninstalled (`installer uninstall` deletes it) or installed elsewhere; install it again with `installer install`, or start the agent with --license FILE"
+            );
+        }
+        let code = service.code().unwrap_or("error");
+        let message = service.message().unwrap_or_default();
+        if code.contains("AccessDenied") {
+            return anyhow::anyhow!(
+                "AWS denied ssm:GetParameter on {name} ({code}: {message}): the agent's role needs ssm:GetParameter on it, and kms:Decrypt for its key"
+            );
+        }
+        return anyhow::anyhow!(
+            "cannot read the license from SSM parameter {name} ({code}: {message}): check the parameter and the agent's role"
+        );
+    }
+    anyhow::anyhow!(
+        "cannot reach SSM to read the license parameter {name} ({}): check the network and the region (AWS_REGION), then start the agent again",
+        aws_sdk_ssm::error::DisplayErrorContext(&e)
+    )
 }
 
 /// Everything the handlers and the check-in loop share.
@@ -684,13 +711,42 @@ fn accept(
     renewed: Option<&str>,
     nonce: &str,
 ) -> std::result::Result<(), String> {
+    let before = shared.agent.memory().portal_state;
     let accepted = shared
         .agent
         .accept(status, renewed, nonce, UnixTime::now())
         .map_err(|t| format!("tampering ({}): {}", t.code, t.detail))?;
+    let license = shared.agent.license();
+    let id = license.claims().jti.to_string();
     if accepted.renewed {
-        tracing::info!("a renewed license from the portal took over");
+        tracing::info!(
+            license = %id,
+            seq = license.claims().seq,
+            "license renewed by the vendor: revision {} runs now, valid until {}",
+            license.claims().seq,
+            license.claims().exp
+        );
         keep_license(shared, &shared.agent.armored());
+    }
+    let now = accepted.status.state;
+    if before != Some(now) {
+        match (before, now) {
+            (_, LicenseState::Revoked) => tracing::warn!(
+                license = %id,
+                "license revoked by the vendor: entitlement checks are refused from now on"
+            ),
+            (_, LicenseState::Suspended) => tracing::warn!(
+                license = %id,
+                "license suspended by the vendor: entitlement checks are refused until it is reinstated"
+            ),
+            (Some(_), LicenseState::Active) => tracing::info!(
+                license = %id,
+                "license reinstated by the vendor: entitlement checks are answered again"
+            ),
+            (_, state) => {
+                tracing::info!(license = %id, state = state.as_str(), "license {} on the vendor's portal", state.as_str())
+            }
+        }
     }
     Ok(())
 }

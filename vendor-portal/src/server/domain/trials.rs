@@ -81,6 +81,17 @@ pub async fn start(
             of.plan
         )));
     }
+    let released: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM releases WHERE app_id = $1 AND state = 'published'")
+            .bind(&app_id)
+            .fetch_one(&state.db.pool)
+            .await?
+            .try_get("n")?;
+    if released == 0 {
+        return Err(DomainError::conflict(format!(
+            "{app_name} has no release yet, so a trial would have nothing to install: trials open with the first release"
+        )));
+    }
     reserve(state, &app_id, buyer, (&app_name, &vendor_name)).await?;
     let caller = marketplace_caller(vendor_id.clone(), of.vendor.to_owned(), buyer, meta);
     let issued = issue_for(state, &caller, buyer, of).await;

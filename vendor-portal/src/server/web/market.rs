@@ -175,6 +175,12 @@ struct AppPage {
     signed_in: bool,
     trial_plans: Vec<(String, String)>,
     portal: String,
+    /// Where sign-up and sign-in return to: this page's trial form.
+    back_here: String,
+    /// The vendor's root fingerprint, for `--trust-root` in the install commands.
+    root: String,
+    /// Shown to the vendor's own members while the listing is off the marketplace.
+    unpublished: bool,
 }
 
 /// `GET /apps/{vendor}/{app}`: an app's page.
@@ -185,15 +191,25 @@ pub async fn app_page(
     Path((vendor, slug)): Path<(String, String)>,
 ) -> Result<Response, WebError> {
     let mut conn = state.db.pool.acquire().await?;
+    // A listed app for everyone; an unlisted one only for its own vendor's members.
+    let own = parts.viewer.member_vendor.clone().unwrap_or_default();
     let row = sqlx::query(
-        "SELECT a.id, a.name, a.summary, a.description, a.categories, v.name AS vendor_name \
-         FROM apps a JOIN vendors v ON v.id = a.vendor_id WHERE v.slug = $1 AND a.slug = $2 AND a.listed = 1",
+        "SELECT a.id, a.name, a.summary, a.description, a.categories, a.listed, v.id AS vendor_id, \
+         v.name AS vendor_name FROM apps a JOIN vendors v ON v.id = a.vendor_id \
+         WHERE v.slug = $1 AND a.slug = $2 AND (a.listed = 1 OR v.slug = $3)",
     )
     .bind(&vendor)
     .bind(&slug)
+    .bind(&own)
     .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| WebError::not_found("app on the marketplace"))?;
+    let unpublished = row.try_get::<i64, _>("listed")? == 0;
+    let vendor_id: String = row.try_get("vendor_id")?;
+    let root = crate::server::domain::keys::current_keyset(&mut conn, &vendor_id)
+        .await
+        .map(|(keyset, _)| keyset.root.fingerprint())
+        .unwrap_or_default();
     let app_id: String = row.try_get("id")?;
     let categories: String = row.try_get("categories")?;
     let plans = plan_views(&mut conn, &app_id).await?;
@@ -226,12 +242,14 @@ pub async fn app_page(
             yanked: r.yanked.clone(),
         })
         .collect();
+    // A trial needs something to install: none is offered before the first release.
     let trial_plans = plans
         .iter()
-        .filter(|p| p.trial)
+        .filter(|p| p.trial && newest.is_some())
         .map(|p| (p.slug.clone(), format!("{} ({} days)", p.name, p.days)))
         .collect();
     let name: String = row.try_get("name")?;
+    let back_here = super::encode(&format!("/apps/{vendor}/{slug}#trial"));
     Ok(render(&AppPage {
         signed_in: parts.viewer.buyer.is_some(),
         page: Page::new(&parts, "market", name.clone()),
@@ -251,6 +269,9 @@ pub async fn app_page(
         diagram,
         trial_plans,
         portal: portal_url(&headers),
+        back_here,
+        root,
+        unpublished,
     }))
 }
 

@@ -19,7 +19,7 @@ pub mod svg;
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -154,8 +154,9 @@ fn equal(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The middleware of every page: CSRF and security headers.
-pub async fn layer(request: Request, next: Next) -> Response {
+/// The middleware of every page: CSRF and security headers, and error pages drawn with the
+/// visitor's own header (signed in, with working sign-out forms).
+pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let existing = cookie(request.headers(), CSRF_COOKIE).filter(|t| t.len() == 43);
     let (mut parts, body) = request.into_parts();
     let body = if parts.method == Method::POST {
@@ -205,8 +206,40 @@ pub async fn layer(request: Request, next: Next) -> Response {
         },
     };
     parts.extensions.insert(CsrfToken(token.clone()));
+    let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
     let response = next.run(Request::from_parts(parts, body)).await;
+    let response = match response.extensions().get::<ErrorShown>().cloned() {
+        Some(shown) if signed_in(&headers) => {
+            redraw_error(&state, shown, uri, headers, &token).await
+        }
+        _ => response,
+    };
     with_headers(response, fresh.then_some(token))
+}
+
+fn signed_in(headers: &HeaderMap) -> bool {
+    cookie(headers, buyer::BUYER_COOKIE).is_some()
+        || cookie(headers, crate::server::http::auth::SESSION_COOKIE).is_some()
+}
+
+/// An error page again, with the header of the visitor who asked for it.
+async fn redraw_error(
+    state: &AppState,
+    shown: ErrorShown,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    csrf: &str,
+) -> Response {
+    let mut request = Request::new(());
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    let (mut parts, ()) = request.into_parts();
+    parts.extensions.insert(CsrfToken(csrf.to_owned()));
+    let viewer = match PageParts::from_request_parts(&mut parts, state).await {
+        Ok(page_parts) => page_parts.viewer,
+        Err(_) => Viewer::default(),
+    };
+    shown.render(parts.uri.path(), csrf.to_owned(), viewer)
 }
 
 fn with_headers(mut response: Response, new_csrf: Option<String>) -> Response {
@@ -240,6 +273,8 @@ pub struct Viewer {
     pub buyer: Option<String>,
     /// The signed-in vendor member (`email at vendor`).
     pub member: Option<String>,
+    /// The signed-in member's vendor slug (they see its unpublished listings).
+    pub member_vendor: Option<String>,
 }
 
 /// What every page's layout needs.
@@ -302,7 +337,10 @@ impl FromRequestParts<AppState> for PageParts {
             csrf,
             viewer: Viewer {
                 buyer: buyer.map(|b| b.name),
-                member: member.map(|m| format!("{} at {}", m.email, m.vendor_slug)),
+                member: member
+                    .as_ref()
+                    .map(|m| format!("{} at {}", m.email, m.vendor_slug)),
+                member_vendor: member.map(|m| m.vendor_slug),
             },
             notice: notice.filter(|n| !n.is_empty()),
         })
@@ -359,6 +397,50 @@ struct ErrorPage<'a> {
     page: Page,
     status: u16,
     detail: &'a str,
+    /// Where to go from here: the part of the site the request was for.
+    back: (&'static str, &'static str),
+}
+
+/// What an error page showed, kept on the response so [`layer`] can draw it again with the
+/// visitor's header.
+#[derive(Clone, Debug)]
+struct ErrorShown {
+    status: StatusCode,
+    title: String,
+    detail: String,
+}
+
+impl ErrorShown {
+    fn render(&self, path: &str, csrf: String, viewer: Viewer) -> Response {
+        let (section, back) = if path.starts_with("/console") {
+            ("console", ("/console", "Back to the console"))
+        } else if path.starts_with("/account") {
+            ("account", ("/account", "Back to my licenses"))
+        } else {
+            ("market", ("/", "Back to the marketplace"))
+        };
+        let page = ErrorPage {
+            page: Page {
+                title: self.title.clone(),
+                csrf,
+                viewer,
+                notice: None,
+                section,
+            },
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            back,
+        };
+        let html = page.render().unwrap_or_else(|_| self.detail.clone());
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            html,
+        )
+            .into_response();
+        response.extensions_mut().insert(self.clone());
+        response
+    }
 }
 
 impl WebError {
@@ -442,24 +524,12 @@ impl IntoResponse for WebError {
         if self.status.is_server_error() {
             tracing::error!(status = %self.status, "page failed");
         }
-        let page = ErrorPage {
-            page: Page {
-                title: self.title,
-                csrf: String::new(),
-                viewer: Viewer::default(),
-                notice: None,
-                section: "market",
-            },
-            status: self.status.as_u16(),
-            detail: &self.detail,
-        };
-        let html = page.render().unwrap_or_else(|_| self.detail.clone());
-        (
-            self.status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            html,
-        )
-            .into_response()
+        ErrorShown {
+            status: self.status,
+            title: self.title,
+            detail: self.detail,
+        }
+        .render("/", String::new(), Viewer::default())
     }
 }
 

@@ -225,7 +225,16 @@ pub async fn update_app(
         app.categories = categories;
         changed.push("categories");
     }
+    // Putting a listing on the marketplace or taking it off is its own entry in the audit log.
+    let mut action = "app.update";
     if let Some(listed) = body.listed {
+        if listed != app.listed {
+            action = if listed {
+                "app.publish"
+            } else {
+                "app.unpublish"
+            };
+        }
         app.listed = listed;
         changed.push(if listed { "listed" } else { "unlisted" });
     }
@@ -246,7 +255,7 @@ pub async fn update_app(
     .await?;
     tx.audit(
         caller,
-        "app.update",
+        action,
         &app.id,
         serde_json::json!({"slug": app.slug, "changed": changed}),
     )

@@ -216,7 +216,8 @@ async fn take_seat(tx: &mut VendorTx, meta: &RequestMeta, seat: &Seat<'_>) -> Do
         return Err(refused(
             "seat_limit",
             format!(
-                "the license allows {max} installation(s) and all are in use: uninstall one (installer uninstall) or ask the vendor for more"
+                "the license allows {} and all are in use: uninstall one (installer uninstall) or ask the vendor for more",
+                license::process::count(u64::from(max), "installation", "installations")
             ),
         ));
     }

@@ -38,6 +38,8 @@ pub struct LicenseRow {
     pub issued: String,
     /// The signed license text.
     pub armored: String,
+    /// The vendor's id (for the reason of a revocation or suspension).
+    pub vendor_id: String,
 }
 
 pub(crate) async fn licenses_of(
@@ -47,7 +49,7 @@ pub(crate) async fn licenses_of(
 ) -> Result<Vec<LicenseRow>, WebError> {
     let rows = sqlx::query(
         "SELECT l.id, l.state, l.expires_at, l.issued_at, l.armored, a.id AS app_id, a.slug AS app, a.name AS app_name, \
-         v.slug AS vendor, v.name AS vendor_name, p.name AS plan FROM licenses l \
+         v.id AS vendor_id, v.slug AS vendor, v.name AS vendor_name, p.name AS plan FROM licenses l \
          JOIN customers c ON c.id = l.customer_id JOIN apps a ON a.id = l.app_id JOIN vendors v ON v.id = l.vendor_id \
          LEFT JOIN plans p ON p.id = l.plan_id \
          WHERE c.buyer_id = $1 AND ($2 = '' OR l.id = $2) ORDER BY l.issued_at DESC, l.id",
@@ -74,6 +76,7 @@ pub(crate) async fn licenses_of(
             expires: crate::server::web::date(expires_at),
             issued: crate::server::web::date(row.try_get("issued_at")?),
             armored: row.try_get("armored")?,
+            vendor_id: row.try_get("vendor_id")?,
         });
     }
     Ok(out)
@@ -121,6 +124,9 @@ pub async fn account(
 pub(crate) struct LicensePage {
     page: Page,
     license: LicenseRow,
+    /// Why the license can no longer be used (revoked, suspended or expired), in a sentence;
+    /// the page then offers no install commands and no download.
+    ended: Option<String>,
     versions: Vec<String>,
     why_none: Option<String>,
     fingerprint: String,
@@ -136,6 +142,7 @@ pub async fn license_page(
 ) -> Result<Response, WebError> {
     let license = own_license(&state, &headers, &id).await?;
     let mut conn = state.db.pool.acquire().await?;
+    let ended = ended(&mut conn, &license).await?;
     let mut versions = Vec::new();
     let mut why_none = None;
     match domain::licenses::check_license(&mut conn, &license.armored).await {
@@ -160,11 +167,56 @@ pub async fn license_page(
     .unwrap_or_default();
     Ok(render(&LicensePage {
         page: Page::new(&parts, "account", format!("{} license", license.app_name)),
+        ended,
         license,
         versions,
         why_none,
         fingerprint,
         portal: crate::server::web::market::portal_url(&headers),
+    }))
+}
+
+/// Why `license` can no longer be used, with the vendor's reason for a revocation or suspension
+/// (from its audit log); `None` while it is active.
+async fn ended(
+    conn: &mut sqlx::AnyConnection,
+    license: &LicenseRow,
+) -> Result<Option<String>, WebError> {
+    let vendor = &license.vendor_name;
+    let action = match license.state.as_str() {
+        "revoked" => "license.revoke",
+        "suspended" => "license.suspend",
+        "expired" => {
+            return Ok(Some(format!(
+                "This license expired on {}. It no longer installs or runs the app; ask {vendor} to renew it.",
+                license.expires
+            )));
+        }
+        _ => return Ok(None),
+    };
+    let entry: Option<String> = sqlx::query(
+        "SELECT entry FROM audit_log WHERE vendor_id = $1 AND action = $2 AND entry LIKE $3 \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(&license.vendor_id)
+    .bind(action)
+    .bind(format!("%\"{}\"%", license.id))
+    .fetch_optional(conn)
+    .await?
+    .map(|row| row.try_get("entry"))
+    .transpose()?;
+    let reason = entry
+        .and_then(|e| serde_json::from_str::<serde_json::Value>(&e).ok())
+        .and_then(|e| e["detail"]["reason"].as_str().map(str::to_owned))
+        .filter(|r| !r.trim().is_empty());
+    let reason = reason.map_or_else(String::new, |r| format!(" ({r})"));
+    Ok(Some(match license.state.as_str() {
+        "revoked" => format!(
+            "{vendor} revoked this license{reason}. It no longer installs or runs the app, and running installations stop at their next check-in."
+        ),
+        _ => format!(
+            "{vendor} suspended this license{reason}. Until {vendor} reinstates it, nothing can be installed with it and running installations refuse new checks."
+        ),
     }))
 }
 

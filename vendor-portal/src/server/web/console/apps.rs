@@ -29,6 +29,8 @@ pub struct ReleaseRow {
     pub yanked: Option<String>,
     /// Required.
     pub required: bool,
+    /// The release notes from its signed manifest.
+    pub notes: String,
 }
 
 #[derive(Template)]
@@ -40,6 +42,9 @@ pub(crate) struct AppPage {
     categories: String,
     plans: Vec<crate::server::web::market::PlanView>,
     releases: Vec<ReleaseRow>,
+    /// The portal holds this vendor's release key (a new or demo vendor): it signs promotions
+    /// and yanks itself.
+    portal_signs: bool,
 }
 
 /// `GET /console/apps/{app}`: the listing, its plans, releases and channels.
@@ -84,9 +89,16 @@ pub async fn app_page(
                 .unwrap_or_default(),
             yanked: r.yanked,
             required: r.required,
+            notes: r.release_notes,
         })
         .collect();
+    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
+        .bind(&caller.vendor_id)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("key_custody")?;
     Ok(render(&AppPage {
+        portal_signs: custody == domain::keys::CUSTODY_PORTAL,
         page: Page::new(&parts, "console", app.name.clone()),
         vendor: caller.vendor_slug.clone(),
         categories: app.categories.join(", "),

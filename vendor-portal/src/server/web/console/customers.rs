@@ -331,15 +331,60 @@ pub struct ActionForm {
     /// Why (suspend, revoke).
     #[serde(default)]
     pub reason: String,
+    /// `yes` once the member has confirmed a suspension or revocation on the page that says
+    /// what it does.
+    #[serde(default)]
+    pub confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "console_confirm.html")]
+struct ConfirmPage {
+    page: Page,
+    license: String,
+    customer: String,
+    app: String,
+    action: String,
+    consequence: String,
+    button: &'static str,
+    reason: String,
 }
 
 /// `POST /console/licenses/{id}/{action}`: renew, suspend, reinstate or revoke.
 pub async fn license_action(
     State(state): State<AppState>,
+    parts: PageParts,
     Member(caller): Member,
     ApiPath((id, action)): ApiPath<(String, String)>,
     WebForm(form): WebForm<ActionForm>,
 ) -> Result<Response, WebError> {
+    // Suspending and revoking stop the customer's installations: first a page that says so.
+    let drastic = match action.as_str() {
+        "revoke" => Some((
+            "Revoke the license for good",
+            "Revoking cannot be undone. Installations refuse every check from their next check-in, the installer refuses to deploy with it, and the customer's page shows it revoked with your reason.",
+        )),
+        "suspend" => Some((
+            "Suspend the license",
+            "Installations refuse new checks from their next check-in and the installer refuses to deploy with it, until you reinstate it.",
+        )),
+        _ => None,
+    };
+    if let Some((button, consequence)) = drastic
+        && form.confirm != "yes"
+    {
+        let license = domain::licenses::show(&state, &caller, id.clone()).await?;
+        return Ok(render(&ConfirmPage {
+            page: Page::new(&parts, "console", format!("{button}: {id}?")),
+            license: id,
+            customer: license.customer,
+            app: license.app,
+            action,
+            consequence: consequence.to_owned(),
+            button,
+            reason: form.reason,
+        }));
+    }
     let reason = Some(form.reason.trim().to_owned()).filter(|r| !r.is_empty());
     let change = match action.as_str() {
         "renew" => Change::Renew(None),

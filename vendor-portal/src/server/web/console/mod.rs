@@ -168,6 +168,41 @@ pub struct AuditRow {
     pub target: String,
 }
 
+/// Who did it, in words: a member and how (console or API token), a marketplace buyer, the
+/// portal's operator, a license agent, or a customer's installation.
+fn actor_words(actor: &serde_json::Value) -> String {
+    let text = |key: &str| actor.get(key).and_then(|v| v.as_str());
+    if let Some(admin) = text("admin") {
+        return format!("{admin}, on the portal's machine");
+    }
+    if let Some(agent) = text("agent") {
+        return format!(
+            "license agent {agent} (license {})",
+            text("license").unwrap_or("unknown")
+        );
+    }
+    if let Some(member) = text("member") {
+        let email = text("email").unwrap_or(member);
+        if member.starts_with("buyer:") {
+            return format!("{email}, a marketplace buyer");
+        }
+        let role = text("role").unwrap_or("member");
+        let how = if text("token").is_some() {
+            "API token"
+        } else {
+            "console"
+        };
+        return format!("{email} ({role}, {how})");
+    }
+    if let Some(customer) = text("customer") {
+        return format!(
+            "customer {customer}'s installation (license {})",
+            text("license").unwrap_or("unknown")
+        );
+    }
+    actor.to_string()
+}
+
 async fn audit_rows(
     state: &AppState,
     vendor_id: &str,
@@ -183,14 +218,7 @@ async fn audit_rows(
     for row in rows {
         let entry: String = row.try_get("entry")?;
         let entry: serde_json::Value = serde_json::from_str(&entry).unwrap_or_default();
-        let actor = entry.get("actor").cloned().unwrap_or_default();
-        let actor = actor
-            .get("email")
-            .or_else(|| actor.get("admin"))
-            .or_else(|| actor.get("agent"))
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| actor.to_string());
+        let actor = actor_words(&entry.get("actor").cloned().unwrap_or_default());
         out.push(AuditRow {
             seq: row.try_get("seq")?,
             at: super::datetime(row.try_get("at")?),
