@@ -188,8 +188,8 @@ impl PortalSetup {
         let (child, mut reader) = self.spawn_serve(&["--demo"]);
         let mut printed = String::new();
         let mut line = String::new();
-        // The demo's last line names the seeded license's status URL.
-        while !line.contains("license status:") {
+        // The demo's last line points at the marketplace.
+        while !line.starts_with("The marketplace is ") {
             line.clear();
             if reader.read_line(&mut line).unwrap() == 0 {
                 panic!("serve --demo stopped before seeding:\n{printed}");
@@ -204,7 +204,11 @@ impl PortalSetup {
                 .unwrap_or_else(|| panic!("serve --demo printed no {label:?}:\n{printed}"))
         };
         let url = field("listening on ");
-        let password = field("owner password (shown once): ");
+        let password = field("password: ")
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         (PortalProcess { child, url }, password)
     }
 

@@ -1,9 +1,12 @@
 //! The marketplace and the vendor console in a real Chromium (Debian's, over WebDriver), on the
 //! portal's demo data: a buyer searches, opens the reference blog's page, reads what it creates
-//! and which IAM actions it holds, signs up, starts a trial, downloads the license, and
-//! `license-agent verify` accepts it; the vendor signs in, finds the trial customer and revokes
-//! the license; the buyer's page then shows it revoked. Each step's screenshot is saved under
-//! `target/test-artifacts/web_browser/<database>/`.
+//! and which IAM actions it holds and the complete install commands, signs up from the page and
+//! comes back to it, starts a trial, downloads the license, and `license-agent verify` accepts
+//! it; an app with no release offers no trial. The vendor signs in, reads release notes, finds
+//! the trial customer and revokes the license after confirming, reads the audit log in words,
+//! unpublishes the blog and still sees its page marked unpublished; the buyer gets a 404 that
+//! keeps their header, and the license page shows the revocation's reason with nothing to
+//! download. Each step's screenshot is saved under `target/test-artifacts/web_browser/<database>/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -73,8 +76,25 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     buyer.screenshot("blog-page-on-a-phone");
     buyer.resize(1280, 1000);
 
-    // Sign up, then start the trial from the blog's page.
-    buyer.click("a[href='/signup']");
+    // The install commands are complete: the root fingerprint to pin, and where `installer`
+    // comes from.
+    let commands = buyer.text("#install-commands");
+    assert!(commands.contains("--trust-root sha256:"), "{commands}");
+    assert!(
+        buyer
+            .source()
+            .contains("cargo build --release -p installer")
+    );
+
+    // An app with no release yet offers no trial.
+    buyer.goto(&format!("{url}/apps/initech/log-lens"));
+    assert_eq!(buyer.count("#start-trial"), 0);
+    assert_eq!(buyer.count("#no-trial"), 1, "{}", buyer.source());
+    buyer.screenshot("no-release-no-trial");
+    buyer.goto(&format!("{url}/apps/acme/serverless-blog"));
+
+    // Sign up from the blog's page, come back to it, start the trial.
+    buyer.click("a[href^='/signup?next=']");
     buyer.type_into("#name", "Pat Buyer");
     buyer.type_into("#company", "Initech");
     buyer.type_into("#email", "pat@initech.example");
@@ -82,8 +102,10 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     buyer.type_into("#aws_account", "210987654321");
     buyer.screenshot("signup");
     buyer.click("#signup");
-    buyer.wait_for_path("/account");
-    buyer.goto(&format!("{url}/apps/acme/serverless-blog"));
+    buyer.wait_for_url("the blog's page again", |url| {
+        url.ends_with("/apps/acme/serverless-blog#trial")
+    });
+    buyer.screenshot("back-on-the-blog-page");
     buyer.click("#start-trial");
     let license_url = buyer.wait_for_url("the new license's page", |url| {
         url.contains("/account/licenses/lic_")
@@ -141,8 +163,25 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     );
     vendor.screenshot("customers");
     vendor.click("#customers a[href^='/console/customers/initech-']");
+    let customer_url = vendor.url();
     vendor.type_into(&format!("#reason-{license_id}"), "trial abuse");
     vendor.click(&format!("#revoke-{license_id}"));
+    // Revoking asks first, saying what it does; nothing has changed yet.
+    assert!(
+        vendor.source().contains("cannot be undone"),
+        "{}",
+        vendor.source()
+    );
+    assert_eq!(vendor.count("#confirm"), 1);
+    vendor.screenshot("revoke-asks-first");
+    vendor.goto(&customer_url);
+    assert_eq!(
+        vendor.text(&format!("[data-license-state='{license_id}']")),
+        "active"
+    );
+    vendor.type_into(&format!("#reason-{license_id}"), "trial abuse");
+    vendor.click(&format!("#revoke-{license_id}"));
+    vendor.click("#confirm");
     vendor.wait_for_url("the page after revoking", |url| url.contains("done=revoke"));
     assert_eq!(
         vendor.text(&format!("[data-license-state='{license_id}']")),
@@ -151,10 +190,53 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     assert!(vendor.source().contains("The license is revoked"));
     vendor.screenshot("revoked-in-console");
 
-    // The buyer's page shows it revoked, with nothing left to install.
-    buyer.goto(&license_url);
+    // The audit log says who, in words.
+    vendor.goto(&format!("{url}/console/audit"));
+    let audit = vendor.source();
+    assert!(
+        audit.contains("owner@acme.example (owner, console)"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("pat@initech.example, a marketplace buyer"),
+        "{audit}"
+    );
+    vendor.screenshot("audit-in-words");
+
+    // The app's console page shows the release notes; unpublishing is its own audit entry, and
+    // the vendor still sees the page, marked unpublished.
+    vendor.goto(&format!("{url}/console/apps/serverless-blog"));
+    assert!(
+        vendor.text(".release-notes").contains("First release"),
+        "{}",
+        vendor.source()
+    );
+    vendor.screenshot("release-notes");
+    vendor.click("#unpublish");
+    vendor.wait_for_url("the page after unpublishing", |url| {
+        url.contains("done=unlisted")
+    });
+    vendor.goto(&format!("{url}/console/audit"));
+    assert!(vendor.source().contains("app.unpublish"));
+    vendor.goto(&format!("{url}/apps/acme/serverless-blog"));
+    assert_eq!(vendor.count("#unpublished"), 1, "{}", vendor.source());
+    vendor.screenshot("unpublished-for-the-vendor");
+
+    // For the buyer the page is gone, and the error page keeps their header and real links.
+    buyer.goto(&format!("{url}/apps/acme/serverless-blog"));
+    let gone = buyer.source();
+    assert!(gone.contains("Not found"), "{gone}");
+    assert!(gone.contains("Sign out Pat Buyer"), "{gone}");
+    assert_eq!(buyer.count("a[href='/account']"), 1);
+    buyer.screenshot("not-found-keeps-the-header");
+
+    // The buyer's license page shows it revoked, with the reason, and nothing to install or
+    // download.
+    buyer.goto(license_url.split('?').next().unwrap_or(&license_url));
     assert_eq!(buyer.text("#license-state"), "revoked");
-    assert!(buyer.source().contains("Nothing can be installed with it"));
+    assert!(buyer.text("#ended").contains("trial abuse"));
+    assert_eq!(buyer.count("#download"), 0);
+    assert_eq!(buyer.count("#commands"), 0);
     buyer.screenshot("revoked-for-buyer");
 }
 

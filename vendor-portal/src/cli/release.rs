@@ -194,8 +194,11 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
             }
         });
     }
+    let mut previous_version = None;
     if let Some(previous) = &args.previous_keys {
-        builder.reuse_keys(read_keys_file(previous)?);
+        let keys = read_keys_file(previous)?;
+        previous_version = Some((keys.version.clone(), previous.clone()));
+        builder.reuse_keys(keys);
     }
     let tmp = args.out.with_extension("bundle.partial");
     let file =
@@ -228,6 +231,9 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
     fs::rename(&tmp, &args.out).with_context(|| format!("cannot write {}", args.out.display()))?;
     let size = fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
     let m = &built.manifest;
+    for warning in version_warnings(&m.version, previous_version.as_ref(), &args.out) {
+        eprintln!("warning: {warning}");
+    }
     match output {
         Output::Json => print_json(&json!({
             "bundle": args.out,
@@ -277,6 +283,41 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What looks like a build of the wrong version: the same version as the previous build (whose
+/// keys are reused), or an output file named for another version than the app folder's.
+fn version_warnings(
+    version: &semver::Version,
+    previous: Option<&(semver::Version, PathBuf)>,
+    out: &Path,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some((old, file)) = previous
+        && old == version
+    {
+        warnings.push(format!(
+            "this build is version {version}, the same as the previous build ({}): the portal publishes a version once; raise `version` in consign.toml and build again",
+            file.display()
+        ));
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let named: Vec<semver::Version> = name
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '.'))
+        .filter_map(|part| semver::Version::parse(part.trim_end_matches(".bundle")).ok())
+        .collect();
+    if let Some(other) = named.iter().find(|v| *v != version)
+        && !named.contains(version)
+    {
+        warnings.push(format!(
+            "{} is named for version {other}, but the app folder's consign.toml says {version}: raise `version` there, or name the file for {version}",
+            out.display()
+        ));
+    }
+    warnings
 }
 
 /// Reads keyset.json with an optional pinned root.
@@ -480,4 +521,27 @@ fn open(args: OpenArgs, output: Output) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_of_the_wrong_version_is_warned_about() {
+        let v = |s: &str| semver::Version::parse(s).unwrap();
+        let none = version_warnings(&v("1.1.0"), None, Path::new("blog-1.1.0.bundle"));
+        assert!(none.is_empty(), "{none:?}");
+        let misnamed = version_warnings(&v("1.0.0"), None, Path::new("out/blog-1.1.0.bundle"));
+        assert_eq!(misnamed.len(), 1, "{misnamed:?}");
+        assert!(
+            misnamed[0].contains("named for version 1.1.0"),
+            "{misnamed:?}"
+        );
+        let previous = (v("1.0.0"), PathBuf::from("blog-1.0.0.bundle.keys"));
+        let same = version_warnings(&v("1.0.0"), Some(&previous), Path::new("blog.bundle"));
+        assert_eq!(same.len(), 1, "{same:?}");
+        assert!(same[0].contains("same as the previous build"), "{same:?}");
+        assert!(version_warnings(&v("1.1.0"), Some(&previous), Path::new("b.bundle")).is_empty());
+    }
 }

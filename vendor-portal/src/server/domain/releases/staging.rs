@@ -261,7 +261,7 @@ async fn replace_staged(
     match existing {
         Some(row) if row.try_get::<String, _>("state")? == "published" => {
             Err(DomainError::conflict(format!(
-                "{app} {version} is published already and versions are immutable: build the change as a new version"
+                "{app} {version} is published already and versions are immutable: raise `version` in the app's consign.toml, build again and push the new bundle"
             )))
         }
         Some(row) => {
