@@ -22,8 +22,8 @@ license-agent verify --license globex.lic --trust keyset.json --trust-root "$ROO
 # Rotating the license-signing key needs the root key back for a moment; no customer reinstalls,
 # and a verifier that saw the new keyset refuses the old one.
 vendor-portal keys rotate --keys acme-keys
-license-agent verify --license globex.lic --trust acme-keys/keyset.json --state-dir trust-state
-if license-agent verify --license globex.lic --trust keyset.json --state-dir trust-state; then false; fi
+license-agent verify --license globex.lic --trust acme-keys/keyset.json --trust-root "$ROOT" --state-dir trust-state
+if license-agent verify --license globex.lic --trust keyset.json --trust-root "$ROOT" --state-dir trust-state; then false; fi
 
 # A release as one signed, encrypted bundle; the admin checks it before it touches the account.
 cp -R "$CONSIGN_REPO/examples/serverless-blog" blog

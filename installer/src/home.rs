@@ -62,7 +62,7 @@ impl Login {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 crate::refuse!(
                     NotLoggedIn,
-                    "not logged in: run `installer login --portal URL --license FILE.lic` first"
+                    "not logged in: run `installer login --portal URL --license FILE.lic --trust-root FINGERPRINT` first (the vendor gives you the fingerprint)"
                 )
             }
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),

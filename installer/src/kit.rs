@@ -173,6 +173,22 @@ fn file_url(path: &Path) -> Result<url::Url> {
         .map_err(|()| anyhow!("{} is not an absolute folder", path.display()))
 }
 
+/// A kit's metadata refused for being older than what this machine has seen, or expired, says
+/// what to do about it: ask the vendor for a new kit.
+fn stale_kit(e: anyhow::Error) -> anyhow::Error {
+    use crate::tuf::{MetadataRefused, Refusal};
+    let advice = match e.downcast_ref::<MetadataRefused>().map(|r| &r.kind) {
+        Some(Refusal::Older(role, seen, offered)) => format!(
+            "this kit's {role} metadata (version {offered}) is older than what this machine has already seen (version {seen}): it was exported before a newer kit or an online install; ask the vendor to export a new kit (`vendor-portal kit export`)"
+        ),
+        Some(Refusal::Expired(role)) => format!(
+            "this kit's {role} metadata has expired (a kit must be installed within a day of its export): ask the vendor to export a new kit (`vendor-portal kit export`)"
+        ),
+        _ => return e,
+    };
+    crate::error::refused(crate::error::Code::BadKit, advice)
+}
+
 /// Opens and verifies `kit` with the install key `key`, trusting only the vendor root key
 /// `root_pin` (`sha256:<hex>`); `datastore` keeps the newest metadata seen, so an older kit
 /// cannot roll this machine back.
@@ -202,7 +218,8 @@ pub async fn open(
         datastore,
         tough::FilesystemTransport,
     )
-    .await?;
+    .await
+    .map_err(stale_kit)?;
     let all = tuf::releases(&repo)?;
     let release = kit_release(&all, &index)?;
     let manifest = tuf::read_manifest(&repo, &release).await?;

@@ -307,34 +307,54 @@ pub async fn load(
         .map_err(|e| refused_metadata(&metadata, &e))
 }
 
-/// Why loaded metadata is refused, with what to do for the two refusals a customer meets in
-/// ordinary use: a kit made before metadata this machine has already seen, and an expired kit.
+/// Metadata the TUF client refused: the sentence, and which of the refusals a customer meets in
+/// ordinary use it was, for callers that know what to advise (a kit: export a new one).
+#[derive(Debug)]
+pub struct MetadataRefused {
+    /// What was refused and why.
+    pub message: String,
+    /// What kind of refusal.
+    pub kind: Refusal,
+}
+
+/// The kinds of [`MetadataRefused`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Older than metadata this machine has seen: `role`, the version seen, the version offered.
+    Older(String, u64, u64),
+    /// Expired: `role`.
+    Expired(String),
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for MetadataRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for MetadataRefused {}
+
 fn refused_metadata(metadata: &Url, e: &tough::error::Error) -> anyhow::Error {
     use tough::error::Error as Tough;
-    let kit = metadata.scheme() == "file";
-    match e {
+    let kind = match e {
         Tough::OlderMetadata {
             role,
             current_version,
             new_version,
             ..
-        } if kit => crate::error::refused(
-            crate::error::Code::BadKit,
-            format!(
-                "this kit's {role} metadata (version {new_version}) is older than what this machine has already seen (version {current_version}): it was exported before a newer kit or an online install; ask the vendor to export a new kit (`vendor-portal kit export`)"
-            ),
-        ),
-        Tough::ExpiredMetadata { role, .. } if kit => crate::error::refused(
-            crate::error::Code::BadKit,
-            format!(
-                "this kit's {role} metadata has expired (a kit must be installed within a day of its export): ask the vendor to export a new kit (`vendor-portal kit export`)"
-            ),
-        ),
-        _ => anyhow!(
+        } => Refusal::Older(role.to_string(), *current_version, *new_version),
+        Tough::ExpiredMetadata { role, .. } => Refusal::Expired(role.to_string()),
+        _ => Refusal::Other,
+    };
+    anyhow::Error::new(MetadataRefused {
+        message: format!(
             "the release metadata at {metadata} is refused: {}",
             describe(e)
         ),
-    }
+        kind,
+    })
 }
 
 /// Loads an app's repository from a portal: `base` is the app's TUF folder

@@ -356,3 +356,31 @@ fn manifest_signature_not_by_a_release_key_is_refused() {
         assert_eq!(world.account(), before);
     }
 }
+
+/// Attack: a man in the middle (or a compromised portal) answers the installation's registration
+/// with a status the vendor's license key did not sign. The installer checks it under the pinned
+/// keyset before the account changes, and refuses.
+#[test]
+fn forged_status_in_the_installation_registration_is_refused() {
+    let (world, mitm) = logged_in_through_a_man_in_the_middle();
+    mitm.rewrite("/api/v1/installations", |body| {
+        let mut answer: Value = serde_json::from_slice(body).unwrap();
+        let status = answer["status"].as_str().unwrap().to_owned();
+        // Flip the signature's first character: a status no key of the vendor signed.
+        let (head, signature) = status.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { 'B' } else { 'A' };
+        answer["status"] = Value::from(format!("{head}.{flipped}{}", &signature[1..]));
+        serde_json::to_vec(&answer).unwrap()
+    });
+    let before = world.account();
+    let stderr = world.installer_err(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
+    assert!(
+        stderr.contains("does not verify under the pinned keyset"),
+        "{stderr}"
+    );
+    assert_eq!(
+        world.account(),
+        before,
+        "a refused registration changed the account"
+    );
+}

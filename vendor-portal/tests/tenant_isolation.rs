@@ -37,6 +37,7 @@ fn body_for(path: &str) -> Value {
             json!({"vendor": "acme", "email": "owner@acme.example", "password": "guess-guess-guess"})
         }
         "/api/v1/apps/{app}/releases/missing" => json!({"digests": []}),
+        "/api/v1/apps/{app}/releases/{version}/change" => json!({"yank": "attack"}),
         "/api/v1/licenses/{id}/kit-keys" => {
             json!({"version": "1.0.0", "recipient": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="})
         }

@@ -322,3 +322,16 @@ fn print_summary(
         d.versions.as_str()
     );
 }
+
+/// An AWS SDK error in one phrase for people: the service's code and message when AWS answered,
+/// else why it could not be reached (never the SDK's debug form).
+pub(crate) fn aws_phrase<E>(e: &E) -> String
+where
+    E: aws_sdk_ssm::error::ProvideErrorMetadata + std::error::Error,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => aws_sdk_ssm::error::DisplayErrorContext(e).to_string(),
+    }
+}

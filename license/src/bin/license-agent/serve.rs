@@ -215,8 +215,8 @@ async fn account_from_sts() -> Result<String> {
         .await
         .map_err(|e| {
             anyhow::anyhow!(
-                "cannot learn the AWS account from STS: {}; pass --aws-account (CONSIGN_AWS_ACCOUNT)",
-                aws_sdk_sts::error::DisplayErrorContext(e)
+                "cannot learn the AWS account from STS ({}): pass --aws-account (CONSIGN_AWS_ACCOUNT), or give the agent credentials that may call sts:GetCallerIdentity",
+                crate::aws_phrase(&e)
             )
         })?;
     out.account.context("STS named no account")

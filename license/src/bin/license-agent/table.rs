@@ -28,7 +28,6 @@ use std::collections::HashMap;
 
 use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, Put, TransactWriteItem, WriteRequest,
 };
@@ -207,11 +206,15 @@ impl Table {
         HashMap::from([("pk".to_owned(), s(&self.pk)), ("sk".to_owned(), s(sk))])
     }
 
-    fn failed(&self, what: &str, e: impl std::error::Error) -> anyhow::Error {
+    fn failed(
+        &self,
+        what: &str,
+        e: impl aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error,
+    ) -> anyhow::Error {
         anyhow::anyhow!(
-            "cannot {what} the agent's state in DynamoDB table {}: {}; check the table's name and region, and that the agent's role allows dynamodb:Query, PutItem and DeleteItem on it",
+            "cannot {what} the agent's state in DynamoDB table {} ({}): check the table's name and region, and that the agent's role allows dynamodb:Query, PutItem and DeleteItem on it",
             self.name,
-            DisplayErrorContext(e)
+            crate::aws_phrase(&e)
         )
     }
 
