@@ -82,6 +82,11 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
         kept.contains("BEGIN CONSIGN LICENSE"),
         "the renewal is kept for restarts"
     );
+    let log = agent.log.lock().unwrap().clone();
+    assert!(
+        log.contains("license renewed by the vendor: revision 2 runs now"),
+        "{log}"
+    );
 
     // Someone swaps the license file for a forgery: the agent keeps the genuine license and
     // reports it home, once, where it lands in the vendor's audit log.
@@ -137,6 +142,12 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["code"], "revoked");
     assert_eq!(body["state"], "RESTRICTED");
+    // The agent's log says what happened, not a generic change.
+    let log = agent.log.lock().unwrap().clone();
+    assert!(
+        log.contains("license revoked by the vendor: entitlement checks are refused from now on"),
+        "{log}"
+    );
 
     // The outbox shows exactly what went home: signed payloads naming the agent and its nonce.
     let (_, outbox) = agent.get("/v1/outbox");

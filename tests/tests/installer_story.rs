@@ -109,15 +109,18 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     assert_eq!(function_count(&world), 3);
     // The install registered the installation with the portal: the vendor counts it before any
     // agent runs.
-    let usage: Value = serde_json::from_str(&world.vendor(&[
-        "usage",
-        "show",
-        "--license",
-        &license_id,
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    let usage_of = || -> Value {
+        serde_json::from_str(&world.vendor(&[
+            "usage",
+            "show",
+            "--license",
+            &license_id,
+            "--output",
+            "json",
+        ]))
+        .unwrap()
+    };
+    let usage = usage_of();
     assert_eq!(usage["seats_in_use"], 1, "{usage}");
     assert_eq!(usage["installations"][0]["stack"], STACK, "{usage}");
 
@@ -205,17 +208,6 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     });
     let (status, answer) = agent.get("/v1/entitlements/posts");
     assert_eq!(status, 200, "{answer}");
-    let usage_of = || -> Value {
-        serde_json::from_str(&world.vendor(&[
-            "usage",
-            "show",
-            "--license",
-            &license_id,
-            "--output",
-            "json",
-        ]))
-        .unwrap()
-    };
     let usage = usage_of();
     assert_eq!(usage["seats_in_use"], 1, "{usage}");
     assert_eq!(usage["installations"][0]["aws_account"], ACCOUNT);

@@ -61,6 +61,21 @@ fn demo(dir: &std::path::Path) -> Demo {
     }
 }
 
+/// The root fingerprint of the demo vendor's keyset as the portal at `url` serves it.
+async fn served_root(http: &reqwest::Client, url: &str) -> String {
+    let keyset = http
+        .get(format!("{url}/api/v1/vendors/acme/keyset"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    license::Keyset::verify(&keyset, &license::TrustPin::default())
+        .unwrap()
+        .root_fingerprint()
+}
+
 /// `vendor-portal ARGS` against the demo; (exit status, stdout, stderr).
 fn vp(demo: &Demo, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vendor-portal"))
@@ -91,17 +106,7 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     let http = reqwest::Client::new();
 
     // The installer's side: trust the keyset's root key, load TUF from the portal over HTTP.
-    let keyset = http
-        .get(format!("{url}/api/v1/vendors/acme/keyset"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let pin = license::Keyset::verify(&keyset, &license::TrustPin::default())
-        .unwrap()
-        .root_fingerprint();
+    let pin = served_root(&http, &url).await;
     let base = format!("{url}/tuf/acme/serverless-blog/");
     let root = http
         .get(format!("{base}1.root.json"))
@@ -136,25 +141,13 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     assert_eq!(bundles::Digest::of(&manifest), releases[0].manifest);
 
     // The demo license is granted the keys.
-    let licenses: Value = http
-        .get(format!("{url}/api/v1/licenses"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let vendor_get = |path: String| {
+        let request = http.get(format!("{url}{path}")).bearer_auth(&token);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let licenses = vendor_get("/api/v1/licenses".into()).await;
     let license_id = licenses[0]["id"].as_str().unwrap().to_owned();
-    let license: Value = http
-        .get(format!("{url}/api/v1/licenses/{license_id}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let license = vendor_get(format!("/api/v1/licenses/{license_id}")).await;
     let key = bundles::wrap::RecipientSecret::generate().unwrap();
     let grant = http
         .post(format!("{url}/api/v1/grants"))
@@ -269,17 +262,7 @@ async fn the_demo_prints_what_to_do_next_and_the_portal_signs_for_its_held_keys(
     let dir = tempfile::tempdir().unwrap();
     let running = demo(dir.path());
     let http = reqwest::Client::new();
-    let keyset = http
-        .get(format!("{}/api/v1/vendors/acme/keyset", running.url))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let root = license::Keyset::verify(&keyset, &license::TrustPin::default())
-        .unwrap()
-        .root_fingerprint();
+    let root = served_root(&http, &running.url).await;
     let printed = &running.printed;
     let tail: String = printed
         .lines()

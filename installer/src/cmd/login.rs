@@ -77,8 +77,9 @@ pub async fn login(
             );
             println!("Vendor {vendor}'s root key {root} is pinned.");
             println!(
-                "{} releases published; `installer versions` lists them.",
-                releases.len()
+                "{} published; `installer versions` lists {}.",
+                license::process::count(releases.len() as u64, "release", "releases"),
+                if releases.len() == 1 { "it" } else { "them" }
             );
             Ok(())
         }

@@ -140,15 +140,21 @@ async fn fetch_verified(
     ui: Ui,
 ) -> Result<(BTreeMap<String, PathBuf>, serde_json::Value)> {
     let total = wanted.iter().map(|w| w.sealed_size).sum();
-    let progress = Progress::new(&format!("fetching {} objects", wanted.len()), total);
+    let progress = Progress::new(
+        &format!(
+            "fetching {}",
+            license::process::count(wanted.len() as u64, "object", "objects")
+        ),
+        total,
+    );
     let files = release.fetch(wanted, dir, &progress.tick()).await?;
     progress.finish();
     if !ui.json {
         ui.say(format!(
-            "verified {} {}: {} objects decrypted and checked against the signed manifest",
+            "verified {} {}: {} decrypted and checked against the signed manifest",
             release.app(),
             release.manifest.version,
-            files.len()
+            license::process::count(files.len() as u64, "object", "objects")
         ));
     }
     let template_file = files

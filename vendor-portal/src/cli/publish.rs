@@ -207,7 +207,13 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
     );
     let part_size = args.part_size_mib << 20;
     let bytes_total: u64 = to_send.iter().map(|(_, o)| o.sealed_size).sum();
-    let progress = Progress::new(&format!("uploading {} objects", to_send.len()), bytes_total);
+    let progress = Progress::new(
+        &format!(
+            "uploading {}",
+            license::process::count(to_send.len() as u64, "object", "objects")
+        ),
+        bytes_total,
+    );
     let mut bytes_sent = 0;
     for (i, object) in &to_send {
         let path = format!("/api/v1/objects/{}", object.sealed_digest);
@@ -276,11 +282,11 @@ pub fn push(args: PushArgs, ctx: &Ctx) -> Result<()> {
         Output::Json => print_json(&report),
         Output::Text => {
             println!(
-                "published {app} {} on {}: {} of {} objects uploaded ({}), {} already on the portal",
+                "published {app} {} on {}: {} of {} uploaded ({}), {} already on the portal",
                 manifest.version,
                 args.channel,
                 to_send.len(),
-                unique.len(),
+                license::process::count(unique.len() as u64, "object", "objects"),
                 human_size(bytes_sent),
                 unique.len() - to_send.len()
             );

@@ -272,8 +272,8 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
             }
             if built.reused > 0 {
                 println!(
-                    "  {} objects kept their key and ciphertext from the previous version",
-                    built.reused
+                    "  {} kept their key and ciphertext from the previous version",
+                    license::process::count(built.reused as u64, "object", "objects")
                 );
             }
             println!(
