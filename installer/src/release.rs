@@ -382,6 +382,17 @@ impl Release {
         Ok(Some(answer.installation))
     }
 
+    /// Gives back the seat [`Release::register`] took, when a first install stops before
+    /// anything was deployed (the admin answered no).
+    pub async fn unregister(&self, account: &str, region: &str, stack: &str) -> Result<()> {
+        if let Source::Portal { portal, .. } = &self.source {
+            portal
+                .free_seat(&self.license_text, account, region, stack)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Decrypts `wanted` objects into `dir`, each checked against the manifest; returns each
     /// object's plaintext file by path. `progress` counts sealed bytes.
     pub async fn fetch(

@@ -340,3 +340,64 @@ fn purging_artifacts_keeps_what_another_installation_uses() {
     let refused = world.installer_err(&["uninstall", "--stack", "blog", "--yes"]);
     assert!(refused.contains("nothing to uninstall"), "{refused}");
 }
+
+/// At a terminal, the question before a first install says what is already in the account and
+/// why; answering no deletes the change set and its empty stack and gives back the seat the
+/// registration took, so the vendor counts no installation.
+#[test]
+fn declining_a_first_install_at_the_terminal_leaves_no_stack_and_no_seat() {
+    let world = World::new();
+    let license_id = world.license("globex.lic", &["--features", "posts"]);
+    world.login("globex.lic");
+    // `script` gives the installer a terminal; "n" answers its question.
+    let installer = world.installer_command(&[]);
+    let line = format!(
+        "{} install --stack {STACK} --version 1.0.0",
+        installer.get_program().to_string_lossy()
+    );
+    let mut command = std::process::Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]);
+    for (key, value) in installer.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        // The question comes after the grant, the downloads and the uploads: answer once asked.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let _ = stdin.write_all(b"n\n");
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("Written to your account so far") && said.contains("empty stack blog"),
+        "{said}"
+    );
+    assert!(said.contains("nothing was deployed"), "{said}");
+    let account = world.account();
+    assert_eq!(account["stacks"], serde_json::json!([]), "{account}");
+    let usage: Value = serde_json::from_str(&world.vendor(&[
+        "usage",
+        "show",
+        "--license",
+        &license_id,
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(usage["seats_in_use"], 0, "{usage}");
+}

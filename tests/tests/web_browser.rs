@@ -167,6 +167,7 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     vendor.type_into(&format!("#reason-{license_id}"), "trial abuse");
     vendor.click(&format!("#revoke-{license_id}"));
     // Revoking asks first, saying what it does; nothing has changed yet.
+    vendor.wait_for_url("the page that asks", |url| url.ends_with("/revoke"));
     assert!(
         vendor.source().contains("cannot be undone"),
         "{}",
@@ -181,6 +182,7 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
     );
     vendor.type_into(&format!("#reason-{license_id}"), "trial abuse");
     vendor.click(&format!("#revoke-{license_id}"));
+    vendor.wait_for_url("the page that asks", |url| url.ends_with("/revoke"));
     vendor.click("#confirm");
     vendor.wait_for_url("the page after revoking", |url| url.contains("done=revoke"));
     assert_eq!(

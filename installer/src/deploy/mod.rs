@@ -562,6 +562,11 @@ async fn change_stack(
         delete_change_set(aws, name, &set.name).await.ok();
         if set.kind == ChangeSetType::Create {
             delete_stack_quietly(aws, name).await.ok();
+            // Nothing was installed, so the seat the registration took is given back.
+            release
+                .unregister(&aws.account, &aws.region, name)
+                .await
+                .ok();
         }
         return Err(e);
     }
