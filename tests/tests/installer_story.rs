@@ -373,7 +373,7 @@ fn declining_a_first_install_at_the_terminal_leaves_no_stack_and_no_seat() {
         use std::io::Write as _;
         let mut stdin = child.stdin.take().unwrap();
         // The question comes after the grant, the downloads and the uploads: answer once asked.
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(1));
         let _ = stdin.write_all(b"n\n");
     }
     let out = child.wait_with_output().unwrap();
