@@ -2,11 +2,12 @@
 //! portal's demo data: a buyer searches, opens the reference blog's page, reads what it creates
 //! and which IAM actions it holds and the complete install commands, signs up from the page and
 //! comes back to it, starts a trial, downloads the license, and `license-agent verify` accepts
-//! it; an app with no release offers no trial. The vendor signs in, reads release notes, finds
-//! the trial customer and revokes the license after confirming, reads the audit log in words,
-//! unpublishes the blog and still sees its page marked unpublished; the buyer gets a 404 that
-//! keeps their header, and the license page shows the revocation's reason with nothing to
-//! download. Each step's screenshot is saved under `target/test-artifacts/web_browser/<database>/`.
+//! it; an app with no release offers no trial. The vendor signs in, finds the trial customer and
+//! revokes the license after confirming, reads the audit log in words and the release notes,
+//! promotes a release the portal signs for it, unpublishes the blog and still sees its page
+//! marked unpublished; the buyer gets a 404 that keeps their header, and the license page shows
+//! the revocation's reason with nothing to download. Each step's screenshot is saved under
+//! `target/test-artifacts/web_browser/<database>/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -214,6 +215,18 @@ fn buyer_and_vendor_in_chromium(postgres: bool) {
         vendor.source()
     );
     vendor.screenshot("release-notes");
+    // The demo vendor's release key is the portal's: the console promotes, and says who signed.
+    vendor.type_into("[id='channel-1.0.0']", "beta");
+    vendor.click("[id='promote-1.0.0']");
+    vendor.wait_for_url("the page after promoting", |url| {
+        url.contains("done=promoted")
+    });
+    assert!(
+        vendor.source().contains("the portal signed it"),
+        "{}",
+        vendor.source()
+    );
+    vendor.screenshot("promoted-by-the-portal");
     vendor.click("#unpublish");
     vendor.wait_for_url("the page after unpublishing", |url| {
         url.contains("done=unlisted")

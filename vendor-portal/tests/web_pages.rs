@@ -651,6 +651,31 @@ async fn console_acts_through_the_api(db: Db) {
         "{audit}"
     );
     assert!(audit.contains("app.unpublish"), "{audit}");
+    // The portal holds this vendor's release key, so the console promotes and yanks, signed by
+    // the portal.
+    let app_page = vendor.get("/console/apps/blog").await.text;
+    assert!(app_page.contains("id=\"promote-1.0.0\""), "{app_page}");
+    let promoted = vendor
+        .post(
+            "/console/apps/blog/releases/1.0.0/promote",
+            &[("channel", "beta")],
+        )
+        .await;
+    assert_eq!(promoted.status, 303, "{}", promoted.text);
+    assert_eq!(promoted.location(), "/console/apps/blog?done=promoted");
+    let yanked = vendor
+        .post(
+            "/console/apps/blog/releases/1.0.0/yank",
+            &[("reason", "broken posts")],
+        )
+        .await;
+    assert_eq!(yanked.status, 303, "{}", yanked.text);
+    let release = portal
+        .get("/api/v1/apps/blog/releases/1.0.0")
+        .await
+        .expect(200);
+    assert_eq!(release["channels"], json!(["stable", "beta"]), "{release}");
+    assert_eq!(release["yanked"], "broken posts", "{release}");
     // Unpublished, the app's page is the vendor's alone, and says so.
     let own = vendor.get("/apps/acme/blog").await;
     assert_eq!(own.status, 200);
@@ -672,6 +697,15 @@ async fn console_acts_through_the_api(db: Db) {
         "{}",
         missing.text
     );
+    // So does the 404 of an address no route knows.
+    let nowhere = vendor.get("/no/such/page").await;
+    assert_eq!(nowhere.status, 404);
+    assert!(
+        nowhere.text.contains("Sign out ops@acme.example"),
+        "{}",
+        nowhere.text
+    );
+    assert_eq!(Visitor::new(&portal).get("/no/such/page").await.status, 404);
     // Another vendor's customer is as absent as one that does not exist.
     let other = portal.other_vendor("initech").await;
     portal

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, Request, StatusCode};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
@@ -142,9 +142,9 @@ pub fn app(state: AppState) -> Router {
     ));
     routes::router()
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::layer))
-        .fallback(|uri: axum::http::Uri| async move {
+        .fallback(|State(state): State<AppState>, uri: axum::http::Uri, headers: axum::http::HeaderMap| async move {
             if web::is_page_path(uri.path()) {
-                web::not_found_page()
+                web::not_found_page(&state, uri, headers).await
             } else {
                 axum::response::IntoResponse::into_response(DomainError::new(Kind::NotFound, "not_found", "no such endpoint; the API is described at /api/v1/openapi.json"))
             }

@@ -67,6 +67,10 @@ pub fn router() -> Router<AppState> {
             get(console::app_page).post(console::update_app),
         )
         .route("/console/apps/{app}/listing", post(console::set_listed))
+        .route(
+            "/console/apps/{app}/releases/{version}/{action}",
+            post(console::release_action),
+        )
         .route("/console/customers", get(console::customers))
         .route("/console/customers/{customer}", get(console::customer_page))
         .route(
@@ -358,6 +362,12 @@ fn notice_text(code: &str) -> &'static str {
         "listed" => "The listing is published on the marketplace.",
         "unlisted" => "The listing is off the marketplace. Existing licenses are unaffected.",
         "saved" => "The listing is saved.",
+        "promoted" => {
+            "The release is on the channel: the portal signed it with the release key it holds for you."
+        }
+        "yanked" => {
+            "The release is yanked: the portal signed it with the release key it holds for you. Installers refuse it and show your reason."
+        }
         "signup" => "Welcome. Pick a plan marked trial on an app's page to start a trial.",
         "trial" => "Your trial license is ready.",
         "member-role" => "The role is changed; the member's sessions and tokens ended.",
@@ -533,17 +543,25 @@ impl IntoResponse for WebError {
     }
 }
 
-/// The HTML 404 for paths outside the API.
-pub fn not_found_page() -> Response {
-    with_headers(
-        WebError::new(
-            StatusCode::NOT_FOUND,
-            "Page not found",
-            "There is no page at this address. Start from the marketplace, or check the address for typos.",
-        )
-        .into_response(),
-        None,
-    )
+/// The HTML 404 for paths outside the API, drawn with the visitor's header when they are
+/// signed in.
+pub async fn not_found_page(
+    state: &AppState,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let shown = ErrorShown {
+        status: StatusCode::NOT_FOUND,
+        title: "Page not found".to_owned(),
+        detail: "There is no page at this address. Start from the marketplace, or check the address for typos.".to_owned(),
+    };
+    let response = if signed_in(&headers) {
+        let csrf = cookie(&headers, CSRF_COOKIE).unwrap_or_default();
+        redraw_error(state, shown, uri, headers, &csrf).await
+    } else {
+        shown.render(uri.path(), String::new(), Viewer::default())
+    };
+    with_headers(response, None)
 }
 
 /// A form body; a malformed one is a page saying which field is wrong.

@@ -192,3 +192,48 @@ pub async fn set_listed(
     )
     .await
 }
+
+/// A release change from the console, for a vendor whose release key the portal holds.
+#[derive(Debug, Deserialize)]
+pub struct ReleaseForm {
+    /// The channel to promote to.
+    #[serde(default)]
+    pub channel: String,
+    /// Why it is yanked (installers show it).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `POST /console/apps/{app}/releases/{version}/{promote|yank}`: the portal signs the change
+/// with the release key it holds ([`domain::releases::publish::sign_change`], as
+/// `POST /api/v1/apps/{app}/releases/{version}/change`); refused once the vendor holds its own.
+pub async fn release_action(
+    State(state): State<AppState>,
+    Member(caller): Member,
+    ApiPath((slug, version, action)): ApiPath<(String, String, String)>,
+    WebForm(form): WebForm<ReleaseForm>,
+) -> Result<Response, WebError> {
+    use domain::releases::publish::{ReleaseChange, sign_change};
+    let (change, done) = match action.as_str() {
+        "promote" => (
+            ReleaseChange {
+                promote: Some(form.channel.trim().to_owned()),
+                ..ReleaseChange::default()
+            },
+            "promoted",
+        ),
+        "yank" => (
+            ReleaseChange {
+                yank: Some(form.reason.trim().to_owned()),
+                ..ReleaseChange::default()
+            },
+            "yanked",
+        ),
+        _ => return Err(WebError::not_found("release action")),
+    };
+    sign_change(&state, &caller, slug.clone(), version, change).await?;
+    Ok(see_other(&format!(
+        "/console/apps/{}?done={done}",
+        crate::server::web::encode(&slug)
+    )))
+}

@@ -23,7 +23,7 @@ use crate::server::web::buyer::LoginPage;
 mod apps;
 mod customers;
 
-pub use self::apps::{app_page, set_listed, update_app};
+pub use self::apps::{app_page, release_action, set_listed, update_app};
 use self::customers::{InstallationRow, installation_state};
 pub use self::customers::{customer_page, customers, issue_license, license_action};
 
