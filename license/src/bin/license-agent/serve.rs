@@ -139,27 +139,21 @@ fn parameter_error(
     e: aws_sdk_ssm::error::SdkError<aws_sdk_ssm::operation::get_parameter::GetParameterError>,
 ) -> anyhow::Error {
     use aws_sdk_ssm::error::ProvideErrorMetadata as _;
-    if let Some(service) = e.as_service_error() {
-        if service.is_parameter_not_found() {
-            return anyhow::anyhow!(
-                "the SSM parameter {name} holding the license does not exist in this account and region: the stack may have been uninstalled (`installer uninstall` deletes it) or installed elsewhere; install it again with `installer install`, or start the agent with --license FILE"
-            );
-        }
-        let code = service.code().unwrap_or("error");
-        let message = service.message().unwrap_or_default();
-        if code.contains("AccessDenied") {
-            return anyhow::anyhow!(
-                "AWS denied ssm:GetParameter on {name} ({code}: {message}): the agent's role needs ssm:GetParameter on it, and kms:Decrypt for its key"
-            );
-        }
-        return anyhow::anyhow!(
-            "cannot read the license from SSM parameter {name} ({code}: {message}): check the parameter and the agent's role"
-        );
+    let said = crate::aws_phrase(&e);
+    match e.as_service_error() {
+        Some(service) if service.is_parameter_not_found() => anyhow::anyhow!(
+            "the SSM parameter {name} holding the license does not exist in this account and region: the stack may have been uninstalled (`installer uninstall` deletes it) or installed elsewhere; install it again with `installer install`, or start the agent with --license FILE"
+        ),
+        Some(_) if e.code().is_some_and(|code| code.contains("AccessDenied")) => anyhow::anyhow!(
+            "AWS denied ssm:GetParameter on {name} ({said}): the agent's role needs ssm:GetParameter on it, and kms:Decrypt for its key"
+        ),
+        Some(_) => anyhow::anyhow!(
+            "cannot read the license from SSM parameter {name} ({said}): check the parameter and the agent's role"
+        ),
+        None => anyhow::anyhow!(
+            "cannot reach SSM to read the license parameter {name} ({said}): check the network and the region (AWS_REGION), then start the agent again"
+        ),
     }
-    anyhow::anyhow!(
-        "cannot reach SSM to read the license parameter {name} ({}): check the network and the region (AWS_REGION), then start the agent again",
-        aws_sdk_ssm::error::DisplayErrorContext(&e)
-    )
 }
 
 /// Everything the handlers and the check-in loop share.

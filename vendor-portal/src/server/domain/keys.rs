@@ -453,12 +453,17 @@ pub struct KeysInfo {
     pub keys: Vec<KeyInfo>,
 }
 
-async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> DomainResult<KeysInfo> {
-    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
+/// Who holds the vendor's root and release keys: [`CUSTODY_PORTAL`] or the vendor.
+pub async fn custody(conn: &mut AnyConnection, vendor_id: &str) -> DomainResult<String> {
+    Ok(sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
         .bind(vendor_id)
-        .fetch_one(&mut *conn)
+        .fetch_one(conn)
         .await?
-        .try_get("key_custody")?;
+        .try_get("key_custody")?)
+}
+
+async fn keys_info(conn: &mut AnyConnection, vendor_id: &str) -> DomainResult<KeysInfo> {
+    let custody = custody(&mut *conn, vendor_id).await?;
     let (keyset, _) = current_keyset(&mut *conn, vendor_id).await?;
     let rows = sqlx::query(
         "SELECT kid, role, CAST(CASE WHEN sealed_private IS NULL THEN 0 ELSE 1 END AS BIGINT) AS held, not_before, not_after FROM vendor_keys \
@@ -517,11 +522,7 @@ pub async fn register(
         return Err(DomainError::invalid("the keyset is over the size limit"));
     }
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
-    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
-        .bind(&caller.vendor_id)
-        .fetch_one(tx.conn())
-        .await?
-        .try_get("key_custody")?;
+    let custody = custody(tx.conn(), &caller.vendor_id).await?;
     let keyset: Keyset = register_keyset(
         tx.conn(),
         &state.master,
@@ -558,11 +559,7 @@ pub async fn rotate(
 ) -> DomainResult<KeysInfo> {
     caller.require(Role::Owner)?;
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
-    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
-        .bind(&caller.vendor_id)
-        .fetch_one(tx.conn())
-        .await?
-        .try_get("key_custody")?;
+    let custody = custody(tx.conn(), &caller.vendor_id).await?;
     let keyset = rotate_keys(tx.conn(), &state.master, &caller.vendor_id, &custody).await?;
     let new_kid = keyset
         .license_keys

@@ -224,12 +224,7 @@ pub async fn sign_change(
     let version = semver::Version::parse(&version)
         .map_err(|e| DomainError::invalid(format!("{version:?} is not a semantic version: {e}")))?;
     let mut conn = state.db.pool.acquire().await?;
-    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
-        .bind(&caller.vendor_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("key_custody")?;
-    if custody != domain::keys::CUSTODY_PORTAL {
+    if domain::keys::custody(&mut conn, &caller.vendor_id).await? != domain::keys::CUSTODY_PORTAL {
         return Err(DomainError::conflict(
             "this vendor's release key is on its own machine, so the portal cannot sign the change: run the command with --keys DIR",
         ));

@@ -92,13 +92,10 @@ pub async fn app_page(
             notes: r.release_notes,
         })
         .collect();
-    let custody: String = sqlx::query("SELECT key_custody FROM vendors WHERE id = $1")
-        .bind(&caller.vendor_id)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("key_custody")?;
+    let portal_signs =
+        domain::keys::custody(&mut conn, &caller.vendor_id).await? == domain::keys::CUSTODY_PORTAL;
     Ok(render(&AppPage {
-        portal_signs: custody == domain::keys::CUSTODY_PORTAL,
+        portal_signs,
         page: Page::new(&parts, "console", app.name.clone()),
         vendor: caller.vendor_slug.clone(),
         categories: app.categories.join(", "),
