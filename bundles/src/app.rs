@@ -80,7 +80,25 @@ pub struct FunctionInput {
     pub feature: Option<license::claims::FeatureName>,
     /// The template parameter that receives the S3 key of the function's code.
     pub code_parameter: String,
+    /// A command that builds the function's `code` (a compiled function's binary) before it is
+    /// packed.
+    pub build: Option<BuildSpec>,
 }
+
+/// `build = { command = [...], sources = [...] }`: how a function's code is made.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSpec {
+    /// The program and its arguments, run in the app folder before packing, without a shell.
+    pub command: Vec<String>,
+    /// Files and folders (relative to the app folder) holding the function's source: a build
+    /// whose zip carries any of their files is refused, so source cannot ship by mistake.
+    #[serde(default)]
+    pub sources: Vec<String>,
+}
+
+/// The most arguments a build command may have.
+pub const MAX_BUILD_ARGS: usize = 64;
 
 /// `[[layers]]`: a Lambda layer the bundle carries, such as the license agent's extension.
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +253,29 @@ impl AppManifest {
                     "functions.{}.timeout must be 1-900 seconds",
                     f.name
                 )));
+            }
+            if let Some(build) = &f.build {
+                if build.command.is_empty()
+                    || build.command.len() > MAX_BUILD_ARGS
+                    || build.command[0].is_empty()
+                {
+                    return Err(invalid(format!(
+                        "functions.{}.build.command must be a program and at most {} arguments, as a list of strings",
+                        f.name,
+                        MAX_BUILD_ARGS - 1
+                    )));
+                }
+                if build
+                    .command
+                    .iter()
+                    .chain(&build.sources)
+                    .any(|a| a.len() > 4096 || a.contains('\0'))
+                {
+                    return Err(invalid(format!(
+                        "functions.{}.build: an argument or source is over 4096 bytes or holds a NUL",
+                        f.name
+                    )));
+                }
             }
         }
         let mut layer_names = std::collections::BTreeSet::new();

@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::keys_file::{KEYS_FILE_TYPE, KeyText, KeysFile};
 use crate::limits::{BundlePath, Limits};
 use crate::manifest::{
-    AssetEntry, BundleManifest, FORMAT_VERSION, FunctionEntry, LayerEntry, ObjectEntry, Role,
-    sign_manifest,
+    AssetEntry, BundleManifest, FORMAT_VERSION, FunctionEntry, FunctionKind, LayerEntry,
+    ObjectEntry, Role, sign_manifest,
 };
 use crate::seal::{self, DataKey};
 use crate::template::TemplateSummary;
@@ -124,8 +124,9 @@ impl Builder {
         self.previous = Some(previous);
     }
 
-    /// Adds the code zip of function `name` (which must be in `consign.toml`).
-    pub fn add_function(&mut self, name: &str, zip: Opener) -> Result<()> {
+    /// Adds the code zip of function `name` (which must be in `consign.toml`), shipping as
+    /// `kind` ([`crate::manifest::FunctionKind::of`] tells it from the zip's files).
+    pub fn add_function(&mut self, name: &str, zip: Opener, kind: FunctionKind) -> Result<()> {
         let f = self
             .app
             .functions
@@ -142,6 +143,7 @@ impl Builder {
             feature: f.feature.clone(),
             code_parameter: f.code_parameter.clone(),
             object: path.clone(),
+            kind,
         });
         self.planned.push(Planned {
             path,

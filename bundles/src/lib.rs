@@ -24,6 +24,7 @@ pub mod open;
 pub mod release;
 pub mod seal;
 pub mod template;
+pub mod workflow;
 pub mod wrap;
 pub mod zip;
 

@@ -87,6 +87,50 @@ pub struct FunctionEntry {
     pub code_parameter: String,
     /// The object holding its zip.
     pub object: BundlePath,
+    /// Whether it ships as source or compiled (absent for source, so manifests without compiled
+    /// functions keep their bytes and older installers keep reading them).
+    #[serde(default, skip_serializing_if = "FunctionKind::is_source")]
+    pub kind: FunctionKind,
+}
+
+/// How a function's code ships to the customer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// Its source: Python, JavaScript, anything the runtime reads as written.
+    #[default]
+    Source,
+    /// A native executable: the runtime is `provided.*` and the zip's `bootstrap` is an ELF
+    /// binary. The vendor's source is not in the bundle.
+    Compiled,
+}
+
+impl FunctionKind {
+    /// Whether this is [`FunctionKind::Source`].
+    pub fn is_source(&self) -> bool {
+        *self == FunctionKind::Source
+    }
+
+    /// The kind of a function with `runtime` whose zip holds `entries`: compiled when the
+    /// runtime runs the zip's `bootstrap` and that file is an ELF executable.
+    pub fn of(runtime: &str, entries: &[crate::zip::ZipEntry]) -> Self {
+        let native = entries.iter().any(|e| {
+            e.name.as_str() == "bootstrap" && e.executable && e.data.starts_with(b"\x7fELF")
+        });
+        if runtime.starts_with("provided.") && native {
+            FunctionKind::Compiled
+        } else {
+            FunctionKind::Source
+        }
+    }
+
+    /// `source` or `compiled`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FunctionKind::Source => "source",
+            FunctionKind::Compiled => "compiled",
+        }
+    }
 }
 
 /// A Lambda layer in the manifest.
@@ -333,10 +377,16 @@ impl BundleManifest {
                 .as_ref()
                 .map(|x| format!(", feature {x}"))
                 .unwrap_or_default();
+            let size = self.object(&f.object).map_or(0, |o| o.size);
             let _ = writeln!(
                 s,
-                "  {:<16} {} {} {} MB {} s{feature}",
-                f.name, f.runtime, f.handler, f.memory, f.timeout
+                "  {:<16} {:<8} {} {} {} MB {} s{feature}, {size} bytes",
+                f.name,
+                f.kind.as_str(),
+                f.runtime,
+                f.handler,
+                f.memory,
+                f.timeout,
             );
         }
         if !self.layers.is_empty() {

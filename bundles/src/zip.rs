@@ -2,8 +2,12 @@
 //! 1980-01-01 00:00, permissions 0644 or 0755, no extra fields, deflate at a fixed level (or
 //! stored when that is smaller). The same files give the same bytes on every machine, so an
 //! unchanged function keeps its digest across versions.
+//!
+//! A prebuilt zip (a vendor's own, or a build tool's) is read back into its files with
+//! [`read_zip`] and written again with [`write_zip`], so its digest depends on its files alone,
+//! not on the time stamps and order the tool that made it chose.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 
 use crate::error::{Error, Result};
 use crate::limits::BundlePath;
@@ -112,6 +116,116 @@ pub fn write_zip(mut entries: Vec<ZipEntry>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The most a prebuilt zip may unpack to: Lambda's own limit on a function's unzipped code.
+pub const MAX_UNZIPPED: u64 = 250 * 1024 * 1024;
+
+const EOCD: u32 = 0x0605_4b50;
+const CENTRAL: u32 = 0x0201_4b50;
+const LOCAL: u32 = 0x0403_4b50;
+
+fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Reads the files of a zip `what` names (for errors): stored and deflated entries, folders
+/// skipped, the executable bit kept. Refused: encrypted entries, zip64, symbolic links, other
+/// compression methods, names that are not [`BundlePath`]s, a CRC or size that does not match,
+/// and more than [`MAX_UNZIPPED`] bytes in all (checked as it inflates, so a zip bomb stops at
+/// the limit).
+pub fn read_zip(what: &str, bytes: &[u8]) -> Result<Vec<ZipEntry>> {
+    let bad = |reason: &str| Error::Malformed(format!("{what} is not a usable zip: {reason}"));
+    let truncated = || bad("it is truncated");
+    let search_from = bytes.len().saturating_sub(22 + usize::from(u16::MAX));
+    let eocd = (search_from..bytes.len().saturating_sub(21))
+        .rev()
+        .find(|&i| u32_at(bytes, i) == Some(EOCD))
+        .ok_or_else(|| bad("it has no end of central directory"))?;
+    let count = u16_at(bytes, eocd + 10).ok_or_else(truncated)?;
+    let central_offset = u32_at(bytes, eocd + 16).ok_or_else(truncated)?;
+    if count == u16::MAX || central_offset == u32::MAX {
+        return Err(bad("it is a zip64 file; zip it without zip64"));
+    }
+    let mut at = central_offset as usize;
+    let mut entries = Vec::new();
+    let mut total: u64 = 0;
+    for _ in 0..count {
+        if u32_at(bytes, at) != Some(CENTRAL) {
+            return Err(bad("its central directory is damaged"));
+        }
+        let made_by = u16_at(bytes, at + 4).ok_or_else(truncated)?;
+        let flags = u16_at(bytes, at + 8).ok_or_else(truncated)?;
+        let method = u16_at(bytes, at + 10).ok_or_else(truncated)?;
+        let crc = u32_at(bytes, at + 16).ok_or_else(truncated)?;
+        let compressed = u32_at(bytes, at + 20).ok_or_else(truncated)? as usize;
+        let size = u32_at(bytes, at + 24).ok_or_else(truncated)?;
+        let name_len = usize::from(u16_at(bytes, at + 28).ok_or_else(truncated)?);
+        let extra_len = usize::from(u16_at(bytes, at + 30).ok_or_else(truncated)?);
+        let comment_len = usize::from(u16_at(bytes, at + 32).ok_or_else(truncated)?);
+        let external = u32_at(bytes, at + 38).ok_or_else(truncated)?;
+        let local = u32_at(bytes, at + 42).ok_or_else(truncated)? as usize;
+        let name = bytes.get(at + 46..at + 46 + name_len).ok_or_else(truncated)?;
+        at += 46 + name_len + extra_len + comment_len;
+        let name = std::str::from_utf8(name).map_err(|_| bad("an entry's name is not UTF-8"))?;
+        let unix_mode = if made_by >> 8 == 3 { external >> 16 } else { 0 };
+        if name.ends_with('/') || unix_mode & 0o170_000 == 0o040_000 {
+            continue;
+        }
+        if unix_mode & 0o170_000 == 0o120_000 {
+            return Err(bad(&format!(
+                "{name} is a symbolic link; zip the file it points to instead"
+            )));
+        }
+        if flags & 1 != 0 {
+            return Err(bad(&format!("{name} is encrypted")));
+        }
+        total += u64::from(size);
+        if total > MAX_UNZIPPED {
+            return Err(Error::TooLarge {
+                what: "unzipped function code",
+                size: total,
+                limit: MAX_UNZIPPED,
+            });
+        }
+        if u32_at(bytes, local) != Some(LOCAL) {
+            return Err(bad(&format!("the local header of {name} is missing")));
+        }
+        let local_name = usize::from(u16_at(bytes, local + 26).ok_or_else(truncated)?);
+        let local_extra = usize::from(u16_at(bytes, local + 28).ok_or_else(truncated)?);
+        let start = local + 30 + local_name + local_extra;
+        let body = bytes
+            .get(start..start + compressed)
+            .ok_or_else(truncated)?;
+        let mut data = Vec::new();
+        match method {
+            0 => data.extend_from_slice(body),
+            8 => {
+                flate2::read::DeflateDecoder::new(body)
+                    .take(u64::from(size) + 1)
+                    .read_to_end(&mut data)
+                    .map_err(|_| bad(&format!("{name} does not inflate")))?;
+            }
+            other => {
+                return Err(bad(&format!(
+                    "{name} uses compression method {other}; zip with deflate or store"
+                )));
+            }
+        }
+        if data.len() as u64 != u64::from(size) || crc32fast::hash(&data) != crc {
+            return Err(bad(&format!("{name} does not match its size or CRC")));
+        }
+        entries.push(ZipEntry {
+            name: BundlePath::new(name)?,
+            executable: unix_mode & 0o111 != 0,
+            data,
+        });
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +252,46 @@ mod tests {
         .unwrap();
         assert_eq!(a, b);
         assert_eq!(&a[..4], b"PK\x03\x04");
+    }
+
+    #[test]
+    fn a_zip_reads_back_into_its_files() {
+        let files = vec![
+            entry("bootstrap", &[0x7f, b'E', b'L', b'F', 1, 2, 3], true),
+            entry("lib/data.txt", &[b'x'; 10_000], false),
+        ];
+        let zip = write_zip(files.clone()).unwrap();
+        let back = read_zip("test.zip", &zip).unwrap();
+        assert_eq!(back.len(), 2);
+        for (a, b) in files.iter().zip(&back) {
+            assert_eq!((&a.name, a.executable, &a.data), (&b.name, b.executable, &b.data));
+        }
+        assert_eq!(write_zip(back).unwrap(), zip);
+    }
+
+    #[test]
+    fn damaged_zips_are_refused_without_panicking() {
+        let zip = write_zip(vec![entry("a.txt", &[b'a'; 4096], false)]).unwrap();
+        for cut in [0, 10, zip.len() / 2, zip.len() - 1] {
+            assert!(read_zip("t.zip", &zip[..cut]).is_err(), "cut at {cut}");
+        }
+        // A CRC that does not match the data.
+        let mut bad_crc = zip.clone();
+        let central = (0..bad_crc.len())
+            .find(|&i| u32_at(&bad_crc, i) == Some(CENTRAL))
+            .unwrap();
+        bad_crc[central + 16] ^= 1;
+        assert!(read_zip("t.zip", &bad_crc).unwrap_err().to_string().contains("CRC"));
+        // An entry that claims to be small but inflates further stops at its claim.
+        let mut bomb = zip.clone();
+        bomb[central + 24..central + 28].copy_from_slice(&16u32.to_le_bytes());
+        assert!(read_zip("t.zip", &bomb).is_err());
+        // A name that climbs out of the folder.
+        let escape = zip.clone();
+        let mut escape = escape;
+        let name_at = central + 46;
+        escape[name_at..name_at + 5].copy_from_slice(b"../ab");
+        assert!(read_zip("t.zip", &escape).is_err());
     }
 
     #[test]

@@ -73,7 +73,11 @@ fn fixture() -> Fixture {
     }])
     .unwrap();
     builder
-        .add_function("fn", bundles::build::in_memory(zip))
+        .add_function(
+            "fn",
+            bundles::build::in_memory(zip),
+            bundles::manifest::FunctionKind::Source,
+        )
         .unwrap();
     let mut out = Vec::new();
     builder

@@ -98,7 +98,11 @@ impl AppFixture {
         )
         .unwrap();
         builder
-            .add_function("worker", bundles::build::in_memory(self.function.clone()))
+            .add_function(
+                "worker",
+                bundles::build::in_memory(self.function.clone()),
+                bundles::manifest::FunctionKind::Source,
+            )
             .unwrap();
         for (path, data) in &self.assets {
             builder

@@ -244,6 +244,13 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
             "bytes": size,
             "reused_keys": built.reused,
             "layers_left_out": left_out,
+            "functions": m.functions.iter().map(|f| {
+                let object = m.object(&f.object);
+                json!({
+                    "name": f.name, "kind": f.kind, "runtime": f.runtime,
+                    "size": object.map(|o| o.size), "digest": object.map(|o| o.digest),
+                })
+            }).collect::<Vec<_>>(),
             "objects": m.objects.iter().map(|o| json!({
                 "role": o.role, "path": o.path, "digest": o.digest, "size": o.size,
                 "sealed_digest": o.sealed_digest, "sealed_size": o.sealed_size,
@@ -263,6 +270,22 @@ fn build(args: BuildArgs, output: Output) -> Result<()> {
                     o.path.as_str(),
                     o.size,
                     o.digest
+                );
+            }
+            if !m.functions.is_empty() {
+                println!("Functions:");
+            }
+            for f in &m.functions {
+                let Some(object) = m.object(&f.object) else {
+                    continue;
+                };
+                println!(
+                    "  {:<16} {:<8} {:<16} {:>10}  {}",
+                    f.name.as_str(),
+                    f.kind.as_str(),
+                    f.runtime,
+                    license::process::human_size(object.size),
+                    object.digest
                 );
             }
             for name in &left_out {
