@@ -2,7 +2,7 @@
 //! tell buyers and admins — and the portal, which never sees the template in the clear — which AWS
 //! resources a release creates and which IAM actions it holds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -196,6 +196,23 @@ impl TemplateSummary {
     }
 }
 
+/// The Lambda functions of a parsed JSON template whose code is a bundle object: logical id → the
+/// template parameter that receives its code's S3 key (`Code.S3Key` is a `Ref` to it). With the
+/// manifest's `code_parameter`s this says which function of the bundle each resource runs.
+pub fn function_code_parameters(template: &Value) -> BTreeMap<String, String> {
+    let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
+        return BTreeMap::new();
+    };
+    resources
+        .iter()
+        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some("AWS::Lambda::Function"))
+        .filter_map(|(id, r)| {
+            let parameter = r.pointer("/Properties/Code/S3Key/Ref")?.as_str()?;
+            Some((id.clone(), parameter.to_owned()))
+        })
+        .collect()
+}
+
 /// A reference from one resource to another in a template: `Ref`, `Fn::GetAtt`, or a
 /// `${Name}` / `${Name.Attribute}` inside `Fn::Sub`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -345,6 +362,17 @@ mod tests {
             ]
         );
         assert!(references(b"not json").is_empty());
+    }
+
+    #[test]
+    fn maps_functions_to_their_code_parameters() {
+        let t = br#"{"Resources":{
+            "Price":{"Type":"AWS::Lambda::Function","Properties":{"Code":{"S3Key":{"Ref":"PriceCodeKey"}}}},
+            "Inline":{"Type":"AWS::Lambda::Function","Properties":{"Code":{"ZipFile":"x"}}},
+            "Table":{"Type":"AWS::DynamoDB::Table"}}}"#;
+        let map = function_code_parameters(&serde_json::from_slice(t).unwrap());
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["Price"], "PriceCodeKey");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! vendor's: every loop terminates (states are visited once), nesting is bounded
 //! ([`MAX_DEPTH`]), and so is the number of states drawn ([`MAX_STATES`]).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -27,7 +27,8 @@ const MAX_TEXT: usize = 120;
 pub struct StateMachine {
     /// The resource's logical id.
     pub logical_id: String,
-    /// Its states, in the order a run meets them (then any it cannot reach).
+    /// Its states: the path along `Next` first, then the states choices, defaults and catches
+    /// lead to, then any no run reaches.
     pub states: Vec<State>,
     /// Why the graph is partial or empty, when it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,26 +73,28 @@ pub struct Transition {
     pub label: Option<String>,
 }
 
-/// Every state machine in a JSON template, sorted by logical id. A template that does not parse
-/// gives none ([`crate::template::TemplateSummary::parse`] is where templates are judged).
-pub fn state_machines(template: &[u8]) -> Vec<StateMachine> {
-    let Ok(doc) = serde_json::from_slice::<Value>(template) else {
-        return Vec::new();
-    };
-    let Some(resources) = doc.get("Resources").and_then(Value::as_object) else {
+/// Every state machine in a parsed JSON template, sorted by logical id
+/// ([`crate::template::TemplateSummary::parse`] is where templates are judged).
+pub fn state_machines(template: &Value) -> Vec<StateMachine> {
+    let Some(resources) = template.get("Resources").and_then(Value::as_object) else {
         return Vec::new();
     };
     let names: BTreeSet<&str> = resources.keys().map(String::as_str).collect();
     resources
         .iter()
-        .filter(|(_, r)| r.get("Type").and_then(Value::as_str) == Some("AWS::StepFunctions::StateMachine"))
+        .filter(|(_, r)| {
+            r.get("Type").and_then(Value::as_str) == Some("AWS::StepFunctions::StateMachine")
+        })
         .map(|(id, r)| read_machine(id, r.get("Properties").unwrap_or(&Value::Null), &names))
         .collect()
 }
 
 fn read_machine(logical_id: &str, props: &Value, names: &BTreeSet<&str>) -> StateMachine {
     let mut wiring = Wiring::new(names);
-    if let Some(subs) = props.get("DefinitionSubstitutions").and_then(Value::as_object) {
+    if let Some(subs) = props
+        .get("DefinitionSubstitutions")
+        .and_then(Value::as_object)
+    {
         for (name, value) in subs {
             if let Some(target) = wiring.target_of(value) {
                 wiring.placeholders.insert(name.clone(), target);
@@ -283,19 +286,24 @@ fn read_states(
     let Some(states) = def.get("States").and_then(Value::as_object) else {
         return Vec::new();
     };
-    let start = def.get("StartAt").and_then(Value::as_str).unwrap_or_default();
+    let start = def
+        .get("StartAt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // Depth first, `Next` before choices, default and catches: the path a run takes when all
+    // goes well reads straight down, and the other paths follow it.
     let mut order = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut queue = VecDeque::from([start.to_owned()]);
-    while let Some(name) = queue.pop_front() {
+    let mut stack = vec![start.to_owned()];
+    while let Some(name) = stack.pop() {
         let Some(body) = states.get(&name) else {
             continue;
         };
         if !seen.insert(name.clone()) {
             continue;
         }
-        for t in transitions(body) {
-            queue.push_back(t.to);
+        for t in transitions(body).into_iter().rev() {
+            stack.push(t.to);
         }
         order.push((name, body));
     }
@@ -327,6 +335,7 @@ fn transitions(body: &Value) -> Vec<Transition> {
             });
         }
     };
+    push(body.get("Next"), None);
     for (i, rule) in body
         .get("Choices")
         .and_then(Value::as_array)
@@ -337,7 +346,6 @@ fn transitions(body: &Value) -> Vec<Transition> {
         push(rule.get("Next"), Some(choice_label(rule, i)));
     }
     push(body.get("Default"), Some("default".into()));
-    push(body.get("Next"), None);
     for catch in body
         .get("Catch")
         .and_then(Value::as_array)
@@ -351,7 +359,10 @@ fn transitions(body: &Value) -> Vec<Transition> {
             .flatten()
             .filter_map(Value::as_str)
             .collect();
-        push(catch.get("Next"), Some(format!("catch {}", errors.join(", "))));
+        push(
+            catch.get("Next"),
+            Some(format!("catch {}", errors.join(", "))),
+        );
     }
     out
 }
@@ -469,13 +480,110 @@ fn first_wired(args: &Map<String, Value>, wiring: &Wiring<'_>) -> Option<String>
         .find_map(|text| wiring.resource_in(text))
 }
 
+/// For each Lambda function of a template that runs a function of the bundle: the bundle
+/// function's name and how it ships (`price, compiled`), by the resource's logical id.
+pub fn function_notes(
+    template: &Value,
+    manifest: &crate::BundleManifest,
+) -> BTreeMap<String, String> {
+    crate::template::function_code_parameters(template)
+        .into_iter()
+        .filter_map(|(logical_id, parameter)| {
+            let f = manifest
+                .functions
+                .iter()
+                .find(|f| f.code_parameter == parameter)?;
+            Some((logical_id, format!("{}, {}", f.name, f.kind.as_str())))
+        })
+        .collect()
+}
+
+impl State {
+    /// What the state does, in a few words: the function it invokes (with `notes` on it), the
+    /// service call it makes, or its type.
+    pub fn does(&self, notes: &BTreeMap<String, String>) -> String {
+        match (&self.function, &self.service) {
+            (Some(function), _) => match notes.get(function) {
+                Some(note) => format!("invokes {function} ({note})"),
+                None => format!("invokes {function}"),
+            },
+            (None, Some(service)) => match &self.resource {
+                Some(resource) => format!("{service} on {resource}"),
+                None => service.clone(),
+            },
+            (None, None) if self.kind == "Map" && !self.branches.is_empty() => {
+                "Map: the branch runs for each item".to_owned()
+            }
+            (None, None) if !self.branches.is_empty() => {
+                format!("{}: {} branches at once", self.kind, self.branches.len())
+            }
+            (None, None) => self.kind.clone(),
+        }
+    }
+}
+
+impl StateMachine {
+    /// The graph as text, one state a line (branches indented), each with what it does and
+    /// where a run goes next: for `installer plan` and `release inspect`.
+    pub fn describe(&self, notes: &BTreeMap<String, String>) -> String {
+        fn lines(
+            states: &[State],
+            depth: usize,
+            notes: &BTreeMap<String, String>,
+            out: &mut String,
+        ) {
+            for s in states {
+                let next: Vec<String> = s
+                    .next
+                    .iter()
+                    .map(|t| match &t.label {
+                        Some(label) => format!("{} ({label})", t.to),
+                        None => t.to.clone(),
+                    })
+                    .collect();
+                let then = if next.is_empty() {
+                    if s.end {
+                        " → end".to_owned()
+                    } else {
+                        String::new()
+                    }
+                } else {
+                    format!(" → {}", next.join("; "))
+                };
+                out.push_str(&format!(
+                    "{:indent$}{}: {}{then}\n",
+                    "",
+                    s.name,
+                    s.does(notes),
+                    indent = 2 + 2 * depth
+                ));
+                for (i, branch) in s.branches.iter().enumerate() {
+                    out.push_str(&format!(
+                        "{:indent$}branch {}:\n",
+                        "",
+                        i + 1,
+                        indent = 4 + 2 * depth
+                    ));
+                    lines(branch, depth + 2, notes, out);
+                }
+            }
+        }
+        let mut out = format!("State machine {}:\n", self.logical_id);
+        lines(&self.states, 0, notes, &mut out);
+        if let Some(note) = &self.note {
+            out.push_str(&format!("  (not all of it is shown: {note})\n"));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
-    fn template(props: Value) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({
+    fn template(props: Value) -> Value {
+        serde_json::json!({
             "AWSTemplateFormatVersion": "2010-09-09",
             "Resources": {
                 "Validate": {"Type": "AWS::Lambda::Function"},
@@ -483,8 +591,7 @@ mod tests {
                 "Orders": {"Type": "AWS::DynamoDB::Table"},
                 "Flow": {"Type": "AWS::StepFunctions::StateMachine", "Properties": props}
             }
-        }))
-        .unwrap()
+        })
     }
 
     const DEFINITION: &str = r#"{"StartAt":"Check","States":{
@@ -504,7 +611,7 @@ mod tests {
     fn check(machine: &StateMachine) {
         assert_eq!(machine.note, None, "{machine:?}");
         let names: Vec<&str> = machine.states.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["Check", "Ok?", "Both", "No", "Done"]);
+        assert_eq!(names, ["Check", "Ok?", "Both", "Done", "No"]);
         assert_eq!(machine.states[0].function.as_deref(), Some("Validate"));
         let choice = &machine.states[1];
         assert_eq!(
@@ -520,13 +627,32 @@ mod tests {
         assert_eq!(store.service.as_deref(), Some("dynamodb:putItem"));
         assert_eq!(store.resource.as_deref(), Some("Orders"));
         assert_eq!(store.next[0].label.as_deref(), Some("catch States.ALL"));
-        assert!(machine.states[4].end && machine.states[3].end);
+        assert!(machine.states[3].end && machine.states[4].end);
+        let text = machine.describe(&BTreeMap::from([(
+            "Validate".to_owned(),
+            "validate, source".to_owned(),
+        )]));
+        assert!(
+            text.contains("Check: invokes Validate (validate, source) → Ok?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Ok?: Choice → Both ($.valid == true); No (default)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Store: dynamodb:putItem on Orders → Lost (catch States.ALL)"),
+            "{text}"
+        );
+        assert!(text.contains("Done: Succeed → end"), "{text}");
     }
 
     #[test]
     fn reads_a_definition_string_with_fn_sub_variables() {
-        let t = template(serde_json::json!({"DefinitionString": {"Fn::Sub": [DEFINITION,
-            {"PriceArn": {"Fn::GetAtt": ["Price", "Arn"]}}]}}));
+        let t = template(
+            serde_json::json!({"DefinitionString": {"Fn::Sub": [DEFINITION,
+            {"PriceArn": {"Fn::GetAtt": ["Price", "Arn"]}}]}}),
+        );
         check(&state_machines(&t)[0]);
     }
 
@@ -534,10 +660,12 @@ mod tests {
     fn reads_a_definition_object_with_substitutions() {
         let mut def: Value = serde_json::from_str(DEFINITION).unwrap();
         def["States"]["Check"]["Parameters"]["FunctionName"] = serde_json::json!("${ValidateArn}");
-        let t = template(serde_json::json!({"Definition": def, "DefinitionSubstitutions": {
+        let t = template(
+            serde_json::json!({"Definition": def, "DefinitionSubstitutions": {
             "ValidateArn": {"Fn::GetAtt": ["Validate", "Arn"]},
             "PriceArn": {"Fn::GetAtt": "Price.Arn"},
-            "Orders": {"Ref": "Orders"}}}));
+            "Orders": {"Ref": "Orders"}}}),
+        );
         check(&state_machines(&t)[0]);
     }
 
@@ -560,15 +688,24 @@ mod tests {
 
     #[test]
     fn deep_nesting_and_huge_machines_are_cut_with_a_note() {
-        let mut def = serde_json::json!({"StartAt": "S", "States": {"S": {"Type": "Pass", "End": true}}});
+        let mut def =
+            serde_json::json!({"StartAt": "S", "States": {"S": {"Type": "Pass", "End": true}}});
         for _ in 0..20 {
             def = serde_json::json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [def]}}});
         }
         let t = template(serde_json::json!({"Definition": def}));
         let machine = &state_machines(&t)[0];
-        assert!(machine.note.as_deref().unwrap().contains("deeper"), "{machine:?}");
+        assert!(
+            machine.note.as_deref().unwrap().contains("deeper"),
+            "{machine:?}"
+        );
         let states: Map<String, Value> = (0..1000)
-            .map(|i| (format!("S{i}"), serde_json::json!({"Type": "Pass", "Next": format!("S{}", i + 1)})))
+            .map(|i| {
+                (
+                    format!("S{i}"),
+                    serde_json::json!({"Type": "Pass", "Next": format!("S{}", i + 1)}),
+                )
+            })
             .collect();
         let t = template(serde_json::json!({"Definition": {"StartAt": "S0", "States": states}}));
         let machine = &state_machines(&t)[0];
@@ -579,14 +716,26 @@ mod tests {
     #[test]
     fn definitions_that_cannot_be_read_say_why() {
         for (props, why) in [
-            (serde_json::json!({"DefinitionS3Location": {"Bucket": "b", "Key": "k"}}), "S3"),
-            (serde_json::json!({"DefinitionString": "not json"}), "not JSON"),
-            (serde_json::json!({"DefinitionString": {"Fn::If": []}}), "not a string"),
+            (
+                serde_json::json!({"DefinitionS3Location": {"Bucket": "b", "Key": "k"}}),
+                "S3",
+            ),
+            (
+                serde_json::json!({"DefinitionString": "not json"}),
+                "not JSON",
+            ),
+            (
+                serde_json::json!({"DefinitionString": {"Fn::If": []}}),
+                "not a string",
+            ),
             (serde_json::json!({}), "no definition"),
         ] {
             let machine = &state_machines(&template(props))[0];
             assert!(machine.states.is_empty());
-            assert!(machine.note.as_deref().unwrap().contains(why), "{machine:?}");
+            assert!(
+                machine.note.as_deref().unwrap().contains(why),
+                "{machine:?}"
+            );
         }
     }
 }

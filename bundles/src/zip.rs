@@ -167,7 +167,9 @@ pub fn read_zip(what: &str, bytes: &[u8]) -> Result<Vec<ZipEntry>> {
         let comment_len = usize::from(u16_at(bytes, at + 32).ok_or_else(truncated)?);
         let external = u32_at(bytes, at + 38).ok_or_else(truncated)?;
         let local = u32_at(bytes, at + 42).ok_or_else(truncated)? as usize;
-        let name = bytes.get(at + 46..at + 46 + name_len).ok_or_else(truncated)?;
+        let name = bytes
+            .get(at + 46..at + 46 + name_len)
+            .ok_or_else(truncated)?;
         at += 46 + name_len + extra_len + comment_len;
         let name = std::str::from_utf8(name).map_err(|_| bad("an entry's name is not UTF-8"))?;
         let unix_mode = if made_by >> 8 == 3 { external >> 16 } else { 0 };
@@ -196,9 +198,7 @@ pub fn read_zip(what: &str, bytes: &[u8]) -> Result<Vec<ZipEntry>> {
         let local_name = usize::from(u16_at(bytes, local + 26).ok_or_else(truncated)?);
         let local_extra = usize::from(u16_at(bytes, local + 28).ok_or_else(truncated)?);
         let start = local + 30 + local_name + local_extra;
-        let body = bytes
-            .get(start..start + compressed)
-            .ok_or_else(truncated)?;
+        let body = bytes.get(start..start + compressed).ok_or_else(truncated)?;
         let mut data = Vec::new();
         match method {
             0 => data.extend_from_slice(body),
@@ -264,7 +264,10 @@ mod tests {
         let back = read_zip("test.zip", &zip).unwrap();
         assert_eq!(back.len(), 2);
         for (a, b) in files.iter().zip(&back) {
-            assert_eq!((&a.name, a.executable, &a.data), (&b.name, b.executable, &b.data));
+            assert_eq!(
+                (&a.name, a.executable, &a.data),
+                (&b.name, b.executable, &b.data)
+            );
         }
         assert_eq!(write_zip(back).unwrap(), zip);
     }
@@ -281,7 +284,12 @@ mod tests {
             .find(|&i| u32_at(&bad_crc, i) == Some(CENTRAL))
             .unwrap();
         bad_crc[central + 16] ^= 1;
-        assert!(read_zip("t.zip", &bad_crc).unwrap_err().to_string().contains("CRC"));
+        assert!(
+            read_zip("t.zip", &bad_crc)
+                .unwrap_err()
+                .to_string()
+                .contains("CRC")
+        );
         // An entry that claims to be small but inflates further stops at its claim.
         let mut bomb = zip.clone();
         bomb[central + 24..central + 28].copy_from_slice(&16u32.to_le_bytes());

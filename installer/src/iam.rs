@@ -118,6 +118,20 @@ fn resource_actions(kind: &str) -> Option<(&'static [&'static str], &'static str
             ],
             "arn:aws:sns:*:*:{stack}-*",
         ),
+        // The state machine's own role is an AWS::IAM::Role of the stack: passing it to Step
+        // Functions is the role statement's iam:PassRole.
+        "AWS::StepFunctions::StateMachine" => (
+            &[
+                "states:CreateStateMachine",
+                "states:DeleteStateMachine",
+                "states:DescribeStateMachine",
+                "states:UpdateStateMachine",
+                "states:TagResource",
+                "states:UntagResource",
+                "states:ListTagsForResource",
+            ],
+            "arn:aws:states:*:*:stateMachine:{stack}-*",
+        ),
         "AWS::SSM::Parameter" => (
             &[
                 "ssm:PutParameter",

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::bin;
 use crate::moto::{Moto, venv_python};
-use crate::portal::{PortalProcess, PortalSetup, copy_tree, issue_license, seed_vendor};
+use crate::portal::{PortalProcess, PortalSetup, copy_tree, issue_license_for, seed_vendor};
 
 /// moto's account.
 pub const ACCOUNT: &str = "123456789012";
@@ -25,6 +25,28 @@ pub const REGION: &str = "us-east-1";
 pub const NEIGHBOUR: &str = "111111111111";
 /// The SSM parameter where the installer records the account's artifact bucket.
 pub const ARTIFACT_BUCKET_RECORD: &str = "/consign/artifact-bucket";
+
+/// An example app a [`World`] publishes: its folder under `examples/` (also its slug) and the
+/// prefix of its bundles' file names (`blog-1.0.0.bundle`).
+#[derive(Debug, Clone, Copy)]
+pub struct Example {
+    /// The folder under `examples/`, and the app's slug.
+    pub folder: &'static str,
+    /// The prefix of its files in the world's folder.
+    pub files: &'static str,
+}
+
+/// The reference app.
+pub const BLOG: Example = Example {
+    folder: "serverless-blog",
+    files: "blog",
+};
+
+/// The workflow of functions in three languages, one of them compiled.
+pub const ORDER_WORKFLOW: Example = Example {
+    folder: "order-workflow",
+    files: "order-workflow",
+};
 
 /// A vendor with a portal and published releases, and a customer's AWS account.
 pub struct World {
@@ -42,6 +64,8 @@ pub struct World {
     pub dir: tempfile::TempDir,
     /// The AWS endpoint the installer uses (moto, or a proxy in front of it).
     pub endpoint: String,
+    /// The app it publishes.
+    pub example: Example,
 }
 
 impl World {
@@ -53,6 +77,20 @@ impl World {
 
     /// The same world on a given moto server.
     pub fn on(moto: Moto) -> Self {
+        let mut world = Self::bare(moto, BLOG);
+        world.publish("1.0.0", |_| {});
+        world.publish("1.1.0", |app| {
+            let posts = app.join("functions/posts/app.py");
+            let mut code = std::fs::read_to_string(&posts).unwrap();
+            code.push_str("\n# 1.1.0: posts are returned newest first.\n");
+            std::fs::write(posts, code).unwrap();
+        });
+        world
+    }
+
+    /// A world for `example` on `moto` with nothing published yet: the vendor, its keys, the
+    /// app and the customer.
+    pub fn bare(moto: Moto, example: Example) -> Self {
         let (status, body) = moto
             .request(
                 "POST",
@@ -75,6 +113,7 @@ impl World {
             fingerprint: String::new(),
             dir,
             endpoint,
+            example,
         };
         let fingerprint = seed_vendor(
             &world.setup,
@@ -83,18 +122,20 @@ impl World {
             &world.p("keys"),
             &["--aws-account", ACCOUNT],
         );
-        let mut world = Self {
+        let world = Self {
             fingerprint,
             ..world
         };
-        world.publish("1.0.0", |_| {});
-        world.publish("1.1.0", |app| {
-            let posts = app.join("functions/posts/app.py");
-            let mut code = std::fs::read_to_string(&posts).unwrap();
-            code.push_str("\n# 1.1.0: posts are returned newest first.\n");
-            std::fs::write(posts, code).unwrap();
-        });
-        world.endpoint = world.moto.endpoint();
+        if example.folder != BLOG.folder {
+            world.vendor(&[
+                "app",
+                "create",
+                "--slug",
+                example.folder,
+                "--name",
+                example.folder,
+            ]);
+        }
         world
     }
 
@@ -108,11 +149,14 @@ impl World {
         self.setup.client_ok(&self.portal.url, &self.token, args)
     }
 
-    /// Builds the reference app at `version` (after `edit` changes its folder) and pushes it.
+    /// Builds the world's app at `version` (after `edit` changes its folder) and pushes it.
     pub fn publish(&mut self, version: &str, edit: impl FnOnce(&Path)) {
-        let app = self.dir.path().join(format!("blog-{version}"));
+        let files = self.example.files;
+        let app = self.dir.path().join(format!("{files}-{version}"));
         copy_tree(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serverless-blog"),
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples")
+                .join(self.example.folder),
             &app,
         );
         let manifest = app.join("consign.toml");
@@ -123,7 +167,7 @@ impl World {
         );
         std::fs::write(&manifest, text).unwrap();
         edit(&app);
-        let bundle = self.p(&format!("blog-{version}.bundle"));
+        let bundle = self.p(&format!("{files}-{version}.bundle"));
         self.vendor(&[
             "release",
             "build",
@@ -139,10 +183,10 @@ impl World {
     /// Issues a license to globex (with extra `license issue` arguments) into `name`; returns
     /// its id.
     pub fn license(&self, name: &str, extra: &[&str]) -> String {
-        issue_license(
+        issue_license_for(
             &self.setup,
-            &self.portal.url,
-            &self.token,
+            (&self.portal.url, &self.token),
+            self.example.folder,
             &self.dir.path().join(name),
             extra,
         )
@@ -382,7 +426,8 @@ print(json.dumps({"functions": functions, "layers": layers, "stacks": stacks}, s
     /// The portal's stored blob of the object at `path` in `version`'s bundle.
     pub fn stored_object(&self, version: &str, path: &str) -> PathBuf {
         let mut file = std::io::BufReader::new(
-            std::fs::File::open(self.p(&format!("blog-{version}.bundle"))).unwrap(),
+            std::fs::File::open(self.p(&format!("{}-{version}.bundle", self.example.files)))
+                .unwrap(),
         );
         let head = bundles::container::read_head(&mut file, &bundles::Limits::default()).unwrap();
         let manifest: bundles::BundleManifest =

@@ -23,6 +23,20 @@ pub fn moto_server_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
 }
 
+/// `PATH` with the virtual environment's programs first (cargo-lambda, which compiled example
+/// functions build with, is installed there beside moto).
+pub fn path_with_venv() -> std::ffi::OsString {
+    let venv_bin = moto_server_path()
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let mut paths = vec![venv_bin];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
 /// The Python of the virtual environment that holds moto (and boto3).
 pub fn venv_python() -> PathBuf {
     moto_server_path().with_file_name("python")

@@ -229,6 +229,17 @@ impl PortalSetup {
             .args(args)
             .env("PORTAL_URL", url)
             .env("PORTAL_TOKEN", token)
+            .env("PATH", crate::moto::path_with_venv())
+            // Copies of the order-workflow example build its Rust function in one target
+            // folder per setup: versions built one after another compile incrementally, and no
+            // two copies of other tests share cargo's records of what is fresh.
+            .env(
+                "CARGO_TARGET_DIR",
+                self.data
+                    .parent()
+                    .unwrap_or(&self.data)
+                    .join("cargo-target"),
+            )
             .output()
             .unwrap()
     }
@@ -362,6 +373,17 @@ pub fn issue_license(
     out: &Path,
     extra: &[&str],
 ) -> String {
+    issue_license_for(setup, (url, token), "serverless-blog", out, extra)
+}
+
+/// [`issue_license`] for the app `app`.
+pub fn issue_license_for(
+    setup: &PortalSetup,
+    (url, token): (&str, &str),
+    app: &str,
+    out: &Path,
+    extra: &[&str],
+) -> String {
     let out = out.to_str().unwrap();
     let mut args = vec![
         "license",
@@ -369,7 +391,7 @@ pub fn issue_license(
         "--customer",
         "globex",
         "--app",
-        "serverless-blog",
+        app,
         "--output",
         "json",
         "-o",
@@ -462,6 +484,11 @@ pub fn copy_tree(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
+            // A compiled function's build output and cargo's target folder are not the app:
+            // a copy builds its own.
+            if matches!(entry.file_name().to_str(), Some("target" | "dist")) {
+                continue;
+            }
             copy_tree(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), target).unwrap();

@@ -272,7 +272,8 @@ fn refuse_shipped_sources(
             vec![(source.clone(), path)]
         };
         for (shown, file) in files {
-            let data = fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let data =
+                fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             if !data.is_empty() {
                 sources.insert(Digest::of(&data), shown);
             }

@@ -169,6 +169,9 @@ pub async fn plan(
             );
             println!("Resources:");
             print!("{}", deploy::describe_changes(&plan.changes));
+            for machine in &plan.workflows {
+                print!("{}", machine.describe(&plan.function_notes));
+            }
             println!("IAM actions the stack's roles will hold:");
             for action in &plan.iam_actions {
                 println!("  {action}");

@@ -98,6 +98,12 @@ pub struct Plan {
     pub parameters: BTreeMap<String, Option<String>>,
     /// Capabilities acknowledged.
     pub capabilities: Vec<String>,
+    /// The template's state machines: their states, the functions their tasks invoke and the
+    /// service calls they make.
+    pub workflows: Vec<bundles::workflow::StateMachine>,
+    /// For each Lambda function of the template that runs a function of the bundle: its name
+    /// and how it ships (`price, compiled`).
+    pub function_notes: BTreeMap<String, String>,
 }
 
 /// What a deploy did.
@@ -317,6 +323,8 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
         delete_stack_quietly(aws, &options.stack).await?;
     }
     Ok(Plan {
+        workflows: bundles::workflow::state_machines(&p.template),
+        function_notes: bundles::workflow::function_notes(&p.template, &release.manifest),
         stack: options.stack.clone(),
         app: release.app().to_owned(),
         version: release.manifest.version.to_string(),

@@ -13,9 +13,19 @@ command -v cargo-lambda >/dev/null 2>&1 || {
 # Absolute paths of crates in the registry would otherwise end up in panic messages, and make the
 # binary depend on where CARGO_HOME is.
 registry="${CARGO_HOME:-$HOME/.cargo}/registry/src"
-RUSTFLAGS="--remap-path-prefix=$registry=/crates" \
-    cargo lambda build --release --locked --quiet
 target="${CARGO_TARGET_DIR:-target}"
-rm -rf dist
-mkdir dist
-cp "$target/lambda/price/bootstrap" dist/bootstrap
+mkdir -p "$target"
+build() {
+    RUSTFLAGS="--remap-path-prefix=$registry=/crates" \
+        cargo lambda build --release --locked --quiet
+    rm -rf dist
+    mkdir dist
+    cp "$target/lambda/price/bootstrap" dist/bootstrap
+}
+# Builds of copies of this folder that share one CARGO_TARGET_DIR take turns, so that each copies
+# the binary it built.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$target/.price-build.lock"
+    flock 9
+fi
+build

@@ -172,6 +172,9 @@ struct AppPage {
     actions: Vec<String>,
     permissions: Vec<PermissionView>,
     diagram: String,
+    /// One graph per state machine of the newest release.
+    state_machines: Vec<String>,
+    functions: Vec<FunctionView>,
     signed_in: bool,
     trial_plans: Vec<(String, String)>,
     portal: String,
@@ -232,6 +235,8 @@ pub async fn app_page(
         Some(r) => svg::architecture(&r.summary, &format!("{} {}", slug, r.version)),
         None => String::new(),
     };
+    let functions = function_views(&summary);
+    let state_machines = state_machine_views(&summary);
     let releases = published
         .iter()
         .map(|r| ReleaseView {
@@ -267,12 +272,75 @@ pub async fn app_page(
         actions,
         permissions,
         diagram,
+        state_machines,
+        functions,
         trial_plans,
         portal: portal_url(&headers),
         back_here,
         root,
         unpublished,
     }))
+}
+
+/// A function of a release, as the app page lists it.
+struct FunctionView {
+    name: String,
+    /// `source` or `compiled`.
+    kind: String,
+    runtime: String,
+    size: String,
+    digest: String,
+}
+
+/// The functions a release's summary lists (releases staged before functions had a kind show
+/// them as source, which is what they were).
+fn function_views(summary: &serde_json::Value) -> Vec<FunctionView> {
+    let text = |f: &serde_json::Value, key: &str| {
+        f.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    summary
+        .get("functions")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+        .map(|f| FunctionView {
+            name: text(f, "name"),
+            kind: f
+                .get("kind")
+                .and_then(|v| v.as_str())
+                .unwrap_or("source")
+                .to_owned(),
+            runtime: text(f, "runtime"),
+            size: f
+                .get("size")
+                .and_then(serde_json::Value::as_u64)
+                .map(license::process::human_size)
+                .unwrap_or_default(),
+            digest: text(f, "digest"),
+        })
+        .collect()
+}
+
+/// The graphs of a release's state machines, each task that invokes a function of the bundle
+/// noted with that function's name and how it ships.
+fn state_machine_views(summary: &serde_json::Value) -> Vec<String> {
+    let machines: Vec<bundles::workflow::StateMachine> = summary
+        .get("workflows")
+        .cloned()
+        .and_then(|w| serde_json::from_value(w).ok())
+        .unwrap_or_default();
+    let notes: svg::FunctionNotes = summary
+        .get("function_notes")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    machines
+        .iter()
+        .map(|m| svg::state_machine(m, &notes))
+        .collect()
 }
 
 /// An app's plans as the listing shows them.

@@ -190,6 +190,256 @@ pub fn architecture(summary: &serde_json::Value, name: &str) -> String {
     svg
 }
 
+/// What the page knows of a Lambda function a state invokes: the bundle function it runs and
+/// how that ships (`price, compiled`).
+pub type FunctionNotes = BTreeMap<String, String>;
+
+const STATE_W: i64 = 300;
+const STATE_H: i64 = 50;
+const STATE_GAP: i64 = 36;
+const PAD: i64 = 12;
+const HEADER: i64 = 30;
+const LANE: i64 = 16;
+
+/// The space a list of states takes: its states' widest box, its lanes for transitions that
+/// skip ahead or go back, and its height.
+fn list_size(states: &[bundles::workflow::State]) -> (i64, i64, i64) {
+    let mut widest = 0;
+    let mut height = 0;
+    for (i, s) in states.iter().enumerate() {
+        let (w, h) = state_size(s);
+        widest = widest.max(w);
+        height += h + if i > 0 { STATE_GAP } else { 0 };
+    }
+    (widest, lane_space(states), height)
+}
+
+/// The width right of a list's boxes: a gutter for the labels of its long transitions, then
+/// one lane per transition.
+fn lane_space(states: &[bundles::workflow::State]) -> i64 {
+    let long = long_transitions(states);
+    if long.is_empty() {
+        return 0;
+    }
+    label_gutter(&long) + long.len() as i64 * LANE + 8
+}
+
+const LABEL_CHARS: usize = 36;
+
+fn label_gutter(long: &[(usize, usize, Option<String>)]) -> i64 {
+    let chars = long
+        .iter()
+        .filter_map(|(_, _, label)| label.as_deref())
+        .map(|l| l.chars().count().min(LABEL_CHARS))
+        .max()
+        .unwrap_or(0) as i64;
+    chars * 6 + 12
+}
+
+fn state_size(state: &bundles::workflow::State) -> (i64, i64) {
+    if state.branches.is_empty() {
+        return (STATE_W, STATE_H);
+    }
+    let mut width = PAD;
+    let mut height: i64 = 0;
+    for branch in &state.branches {
+        let (w, lanes, h) = list_size(branch);
+        width += w + lanes + PAD;
+        height = height.max(h);
+    }
+    (width.max(STATE_W), HEADER + height + 2 * PAD)
+}
+
+/// Transitions of a list that do not go to the next state down: (from, to, label).
+fn long_transitions(states: &[bundles::workflow::State]) -> Vec<(usize, usize, Option<String>)> {
+    let index = |name: &str| states.iter().position(|s| s.name == name);
+    let mut out = Vec::new();
+    for (i, s) in states.iter().enumerate() {
+        for t in &s.next {
+            if let Some(j) = index(&t.to)
+                && j != i + 1
+            {
+                out.push((i, j, t.label.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn draw_states(
+    svg: &mut String,
+    states: &[bundles::workflow::State],
+    x: i64,
+    y: i64,
+    notes: &FunctionNotes,
+) {
+    let (widest, _, _) = list_size(states);
+    let mut tops = Vec::with_capacity(states.len());
+    let mut top = y;
+    for s in states {
+        let (w, h) = state_size(s);
+        let left = x + (widest - w) / 2;
+        tops.push((left, top, w, h));
+        top += h + STATE_GAP;
+    }
+    let arrow = |svg: &mut String,
+                 d: String,
+                 label: Option<&str>,
+                 at: (i64, i64),
+                 title: String| {
+        let _ = write!(
+            svg,
+            r##"<path d="{d}" fill="none" stroke="#5b6475" stroke-width="1.5" marker-end="url(#sm-arrow)"><title>{}</title></path>"##,
+            escape(&title)
+        );
+        if let Some(label) = label {
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="{}" font-size="11" fill="#5b6475" font-family="sans-serif">{}</text>"##,
+                at.0,
+                at.1,
+                escape(&truncate(label, LABEL_CHARS))
+            );
+        }
+    };
+    for (i, s) in states.iter().enumerate() {
+        let (left, top, w, h) = tops[i];
+        if let Some(&(next_left, next_top, next_w, _)) = tops.get(i + 1) {
+            for t in s.next.iter().filter(|t| t.to == states[i + 1].name) {
+                let cx = left + w / 2;
+                let nx = next_left + next_w / 2;
+                arrow(
+                    svg,
+                    format!("M {cx} {} L {nx} {next_top}", top + h),
+                    t.label.as_deref(),
+                    (cx + 6, top + h + STATE_GAP / 2 + 4),
+                    format!("{} → {}", s.name, t.to),
+                );
+            }
+        }
+    }
+    let long = long_transitions(states);
+    let gutter = label_gutter(&long);
+    for (lane, (i, j, label)) in long.into_iter().enumerate() {
+        let (left, top, w, h) = tops[i];
+        let (to_left, to_top, to_w, to_h) = tops[j];
+        let lane_x = x + widest + gutter + lane as i64 * LANE;
+        let (from_y, to_y) = (top + h / 2, to_top + to_h / 2);
+        arrow(
+            svg,
+            format!(
+                "M {} {from_y} H {lane_x} V {to_y} H {}",
+                left + w,
+                to_left + to_w
+            ),
+            label.as_deref(),
+            (left + w + 6, from_y - 5),
+            format!("{} → {}", states[i].name, states[j].name),
+        );
+    }
+    for (s, &(left, top, w, h)) in states.iter().zip(&tops) {
+        let (fill, stroke) = match (s.kind.as_str(), &s.function) {
+            (_, Some(_)) => ("#fdf1dc", "#8a94a6"),
+            ("Task", None) => ("#e6f4ea", "#8a94a6"),
+            ("Choice", _) => ("#efe7fb", "#8a94a6"),
+            ("Succeed", _) => ("#e6f4ea", "#2e7d32"),
+            ("Fail", _) => ("#fbe7e7", "#b3261e"),
+            _ if !s.branches.is_empty() => ("#f5f7fa", "#8a94a6"),
+            _ => ("#ffffff", "#8a94a6"),
+        };
+        let dash = if s.branches.is_empty() {
+            ""
+        } else {
+            r#" stroke-dasharray="5 3""#
+        };
+        let line = s.does(notes);
+        let _ = write!(
+            svg,
+            r##"<g class="state" data-state="{name}" data-type="{kind}"><title>{kind} {name}: {line}</title><rect x="{left}" y="{top}" width="{w}" height="{h}" rx="8" fill="{fill}" stroke="{stroke}"{dash}/><text x="{}" y="{}" font-size="13" font-weight="700" fill="#1d2330" font-family="sans-serif">{}</text><text x="{}" y="{}" font-size="11" fill="#5b6475" font-family="sans-serif">{}</text></g>"##,
+            left + 10,
+            top + 19,
+            escape(&truncate(&s.name, 36)),
+            left + 10,
+            top + 36,
+            escape(&truncate(&line, 44)),
+            name = escape(&s.name),
+            kind = escape(&s.kind),
+            line = escape(&line),
+        );
+        let mut branch_x = left + PAD;
+        for branch in &s.branches {
+            let (bw, lanes, _) = list_size(branch);
+            draw_states(svg, branch, branch_x, top + HEADER + PAD, notes);
+            branch_x += bw + lanes + PAD;
+        }
+    }
+}
+
+fn count_states(states: &[bundles::workflow::State]) -> (usize, usize) {
+    states.iter().fold((0, 0), |(all, tasks), s| {
+        let (a, t) = s
+            .branches
+            .iter()
+            .map(|b| count_states(b))
+            .fold((0, 0), |x, y| (x.0 + y.0, x.1 + y.1));
+        (all + 1 + a, tasks + usize::from(s.function.is_some()) + t)
+    })
+}
+
+/// A state machine's graph: its states top to bottom in the order a run meets them, the
+/// function or service call of each task, choices and catches as labelled arrows (on the right
+/// when they skip ahead or go back), and the branches of `Parallel` and `Map` states side by side
+/// inside them.
+pub fn state_machine(machine: &bundles::workflow::StateMachine, notes: &FunctionNotes) -> String {
+    let (widest, lanes, height) = list_size(&machine.states);
+    let top = 44;
+    let width = (widest + lanes + 20).max(360);
+    let height = top + height.max(STATE_H) + 16;
+    let (states, functions) = count_states(&machine.states);
+    let id = format!("sm-{}", escape(&machine.logical_id));
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-labelledby="{id}-title {id}-desc" class="state-machine" data-machine="{name}">"#,
+        name = escape(&machine.logical_id)
+    );
+    let _ = write!(
+        svg,
+        r#"<title id="{id}-title">State machine {}</title><desc id="{id}-desc">{states} states, {functions} of them invoking Lambda functions.{}</desc>"#,
+        escape(&machine.logical_id),
+        machine
+            .note
+            .as_deref()
+            .map(|n| format!(" Not all of it is drawn: {}.", escape(n)))
+            .unwrap_or_default()
+    );
+    svg.push_str(r##"<defs><marker id="sm-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#5b6475"/></marker></defs>"##);
+    let _ = write!(
+        svg,
+        r##"<text x="10" y="18" font-size="15" font-weight="700" fill="#1d2330" font-family="sans-serif">{}</text>"##,
+        escape(&machine.logical_id)
+    );
+    let Some(first) = machine.states.first() else {
+        let _ = write!(
+            svg,
+            r##"<text x="10" y="{}" font-size="13" fill="#5b6475" font-family="sans-serif">Not drawn: {}.</text>"##,
+            top + 20,
+            escape(machine.note.as_deref().unwrap_or("no states"))
+        );
+        svg.push_str("</svg>");
+        return svg;
+    };
+    let first_w = state_size(first).0;
+    let first_x = 10 + (widest - first_w) / 2 + first_w / 2;
+    let _ = write!(
+        svg,
+        r##"<circle cx="{first_x}" cy="28" r="5" fill="#1d2330"/><path d="M {first_x} 33 L {first_x} {top}" stroke="#1d2330" stroke-width="1.5" marker-end="url(#sm-arrow)"/>"##
+    );
+    draw_states(&mut svg, &machine.states, 10, top, notes);
+    svg.push_str("</svg>");
+    svg
+}
+
 fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()

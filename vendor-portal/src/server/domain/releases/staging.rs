@@ -32,15 +32,16 @@ pub struct StageRequest {
     pub keys: String,
 }
 
-/// The references between the template's resources, for the marketplace's architecture diagram.
-/// The template is opened here, once, with the keys the vendor just handed over: its plaintext
-/// digest is in the signed manifest, so what the diagram shows is what the vendor signed.
-async fn template_references(
+/// The template's plaintext, for the marketplace's diagrams (the references between resources,
+/// the state machines' graphs). It is opened here, once, with the keys the vendor just handed
+/// over: its plaintext digest is in the signed manifest, so what the diagrams show is what the
+/// vendor signed.
+async fn open_template(
     state: &AppState,
     vendor_id: &str,
     manifest: &bundles::BundleManifest,
     keys: &KeysFile,
-) -> DomainResult<Vec<bundles::template::Reference>> {
+) -> DomainResult<Vec<u8>> {
     let entry = manifest
         .object(&manifest.template)
         .ok_or_else(|| DomainError::invalid("the manifest does not list its template object"))?;
@@ -70,7 +71,7 @@ async fn template_references(
         &mut plain,
     )
     .map_err(|e| DomainError::invalid(format!("the template object does not open: {e}")))?;
-    Ok(bundles::template::references(&plain))
+    Ok(plain)
 }
 
 /// The staged release and the TUF target to sign for it.
@@ -222,24 +223,34 @@ async fn check_uploaded(
     Ok(())
 }
 
-/// What the console and the marketplace show of a release: functions, resources, permissions,
-/// capabilities, parameters, and the template's references for the architecture diagram.
+/// What the console and the marketplace show of a release: functions (how each ships, its size
+/// and digest), resources, permissions, capabilities, parameters, and from the template the
+/// references for the architecture diagram and the state machines' graphs.
 async fn summary(
     state: &AppState,
     vendor_id: &str,
     manifest: &bundles::BundleManifest,
     keys: &KeysFile,
 ) -> DomainResult<serde_json::Value> {
+    let template = open_template(state, vendor_id, manifest, keys).await?;
+    let parsed: serde_json::Value = serde_json::from_slice(&template).unwrap_or_default();
     Ok(serde_json::json!({
         "name": manifest.name,
-        "functions": manifest.functions.iter().map(|f| serde_json::json!({
-            "name": f.name, "runtime": f.runtime, "memory": f.memory, "timeout": f.timeout, "feature": f.feature,
-        })).collect::<Vec<_>>(),
+        "functions": manifest.functions.iter().map(|f| {
+            let object = manifest.object(&f.object);
+            serde_json::json!({
+                "name": f.name, "runtime": f.runtime, "memory": f.memory, "timeout": f.timeout,
+                "feature": f.feature, "kind": f.kind,
+                "size": object.map(|o| o.size), "digest": object.map(|o| o.digest),
+            })
+        }).collect::<Vec<_>>(),
         "resources": manifest.resources,
         "permissions": manifest.permissions,
         "capabilities": manifest.capabilities,
         "parameters": manifest.parameters,
-        "references": template_references(state, vendor_id, manifest, keys).await?,
+        "references": bundles::template::references(&template),
+        "workflows": bundles::workflow::state_machines(&parsed),
+        "function_notes": bundles::workflow::function_notes(&parsed, manifest),
     }))
 }
 
