@@ -3,7 +3,8 @@
 //! Node.js functions. Its handler answers through cargo-lambda's Runtime API emulator; its bundle
 //! carries the binary and none of its source; the same source builds the same digest from another
 //! folder; and the app installs on moto with the state machine wired to its functions, upgrades
-//! moving only the Rust function, and uninstalls leaving nothing.
+//! moving only the Rust function, and uninstalls leaving nothing. In Chromium, the app's
+//! marketplace page draws the state machine and says which function ships compiled.
 //!
 //! `scripts/test` builds the function once in the example's folder (and runs its unit tests)
 //! before these tests, so the builds there are incremental; a copy of the example builds in a
@@ -26,7 +27,8 @@ use tests::agent::wait_for;
 use tests::bin;
 use tests::install::{ORDER_WORKFLOW, World};
 use tests::moto::{Moto, path_with_venv};
-use tests::portal::copy_tree;
+use tests::browser::Browser;
+use tests::portal::{PortalSetup, copy_tree, seed_vendor};
 
 const STACK: &str = "orders";
 
@@ -489,4 +491,121 @@ print(json.dumps({"machines": machines, "functions": functions, "queues": queues
                   "topics": topics, "roles": roles, "mappings": mappings}))
 "#,
     )
+}
+
+#[test]
+fn the_app_page_draws_the_state_machine_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = PortalSetup::new(dir.path(), false);
+    let token = setup.create_vendor("acme");
+    let portal = setup.start();
+    let keys = dir.path().join("keys");
+    seed_vendor(&setup, &portal.url, &token, keys.to_str().unwrap(), &[]);
+    let vendor = |args: &[&str]| setup.client_ok(&portal.url, &token, args);
+    vendor(&["app", "create", "--slug", "order-workflow", "--name", "Order Workflow"]);
+    vendor(&["app", "publish", "order-workflow"]);
+    build(&example(), dir.path(), "orders", &price_target());
+    vendor(&[
+        "release",
+        "push",
+        dir.path().join("orders.bundle").to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+    ]);
+
+    let shots = std::env::var_os("CONSIGN_TEST_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts"))
+        .join("compiled_functions");
+    let _ = std::fs::remove_dir_all(&shots);
+    let mut buyer = Browser::start(&shots, &dir.path().join("downloads"));
+    buyer.goto(&format!("{}/apps/acme/order-workflow", portal.url));
+    assert_eq!(buyer.count("figure svg.architecture"), 1);
+    assert_eq!(buyer.count("figure.workflow svg.state-machine"), 1, "{}", buyer.source());
+    // Every state, the branches of the Parallel state among them, in the order a run meets them.
+    let states = buyer.evaluate(
+        "return [...document.querySelectorAll('svg.state-machine g.state')].map(g => g.dataset.state);",
+    );
+    assert_eq!(
+        states,
+        serde_json::json!([
+            "Validate", "IsValid", "Price", "StoreAndAnnounce", "Store", "Announce", "Done",
+            "AnnounceRejection", "Rejected"
+        ])
+    );
+    let titles = buyer.evaluate(
+        "return [...document.querySelectorAll('svg.state-machine g.state > title')].map(t => t.textContent);",
+    );
+    let titles: Vec<String> = serde_json::from_value(titles).unwrap();
+    for expected in [
+        "Task Price: invokes PriceFunction (price, compiled)",
+        "Task Validate: invokes ValidateFunction (validate, source)",
+        "Task Store: dynamodb:putItem on Orders",
+        "Parallel StoreAndAnnounce: Parallel: 2 branches at once",
+    ] {
+        assert!(titles.iter().any(|t| t == expected), "{expected} not in {titles:?}");
+    }
+    let arrows = buyer.evaluate(
+        "return [...document.querySelectorAll('svg.state-machine path > title')].map(t => t.textContent);",
+    );
+    let arrows: Vec<String> = serde_json::from_value(arrows).unwrap();
+    for expected in ["IsValid → Price", "IsValid → AnnounceRejection", "Price → AnnounceRejection"] {
+        assert!(arrows.iter().any(|a| a == expected), "{expected} not in {arrows:?}");
+    }
+    // The graph is really drawn: its boxes have a size on the page.
+    let drawn = buyer.evaluate(
+        "const r = document.querySelector('svg.state-machine g.state[data-state=Price] rect').getBoundingClientRect(); return r.width > 100 && r.height > 20;",
+    );
+    assert_eq!(drawn, serde_json::json!(true));
+    assert_eq!(buyer.text("tr.function-compiled td:first-child"), "price");
+    buyer.screenshot("order-workflow-page");
+    // On a phone the page does not scroll sideways: the graph scrolls in its own box.
+    buyer.resize(390, 844);
+    let overflow = buyer.evaluate(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+    );
+    assert_eq!(overflow.as_i64(), Some(0), "the page is wider than a phone");
+}
+
+#[test]
+fn a_prebuilt_zip_that_is_not_a_safe_zip_is_refused_at_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    vendor_portal(&["keys", "init", "--out", keys.to_str().unwrap()], &price_target());
+    let app = tmp.path().join("app");
+    copy_tree(&example(), &app);
+    let manifest = app.join("consign.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let text = text.replace(r#"code = "functions/validate""#, r#"code = "validate.zip""#);
+    std::fs::write(&manifest, text).unwrap();
+    let build = || {
+        let out = Command::new(bin("vendor-portal"))
+            .args(["release", "build", app.to_str().unwrap(), "--keys"])
+            .arg(&keys)
+            .arg("-o")
+            .arg(tmp.path().join("x.bundle"))
+            .env("PATH", path_with_venv())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // Not a zip at all: before prebuilt zips were read, this shipped as the function's code.
+    std::fs::write(app.join("validate.zip"), b"def handler(e, c): pass\n").unwrap();
+    let said = build();
+    assert!(said.contains("is not a usable zip") && said.contains("function validate"), "{said}");
+    // A zip whose entry climbs out of the folder Lambda unpacks it into.
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n    z.writestr('../escape.py', 'x = 1')",
+        )
+        .arg(app.join("validate.zip"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let said = build();
+    assert!(said.contains("escape.py") && said.contains("'..'"), "{said}");
+    assert_eq!(said.matches("error:").count(), 1, "{said}");
+    assert!(!tmp.path().join("x.bundle").exists());
 }

@@ -28,6 +28,7 @@ fn column(kind: &str) -> Option<(usize, &'static str)> {
             Some((0, "route"))
         }
         "AWS::Events::Rule" | "AWS::Scheduler::Schedule" => Some((0, "schedule")),
+        "AWS::Lambda::EventSourceMapping" => Some((0, "trigger")),
         "AWS::Lambda::Function" => Some((1, "function")),
         "AWS::StepFunctions::StateMachine" => Some((1, "state machine")),
         "AWS::DynamoDB::Table" => Some((2, "table")),
@@ -269,9 +270,9 @@ fn long_transitions(states: &[bundles::workflow::State]) -> Vec<(usize, usize, O
 fn draw_states(
     svg: &mut String,
     states: &[bundles::workflow::State],
-    x: i64,
-    y: i64,
+    (x, y): (i64, i64),
     notes: &FunctionNotes,
+    id: &str,
 ) {
     let (widest, _, _) = list_size(states);
     let mut tops = Vec::with_capacity(states.len());
@@ -289,7 +290,7 @@ fn draw_states(
                  title: String| {
         let _ = write!(
             svg,
-            r##"<path d="{d}" fill="none" stroke="#5b6475" stroke-width="1.5" marker-end="url(#sm-arrow)"><title>{}</title></path>"##,
+            r##"<path d="{d}" fill="none" stroke="#5b6475" stroke-width="1.5" marker-end="url(#{id}-arrow)"><title>{}</title></path>"##,
             escape(&title)
         );
         if let Some(label) = label {
@@ -369,7 +370,7 @@ fn draw_states(
         let mut branch_x = left + PAD;
         for branch in &s.branches {
             let (bw, lanes, _) = list_size(branch);
-            draw_states(svg, branch, branch_x, top + HEADER + PAD, notes);
+            draw_states(svg, branch, (branch_x, top + HEADER + PAD), notes, id);
             branch_x += bw + lanes + PAD;
         }
     }
@@ -396,7 +397,16 @@ pub fn state_machine(machine: &bundles::workflow::StateMachine, notes: &Function
     let width = (widest + lanes + 20).max(360);
     let height = top + height.max(STATE_H) + 16;
     let (states, functions) = count_states(&machine.states);
-    let id = format!("sm-{}", escape(&machine.logical_id));
+    // CloudFormation's logical ids are alphanumeric; keep only that in element ids (a space
+    // would split aria-labelledby's list).
+    let id: String = format!(
+        "sm-{}",
+        machine
+            .logical_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect::<String>()
+    );
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -413,7 +423,10 @@ pub fn state_machine(machine: &bundles::workflow::StateMachine, notes: &Function
             .map(|n| format!(" Not all of it is drawn: {}.", escape(n)))
             .unwrap_or_default()
     );
-    svg.push_str(r##"<defs><marker id="sm-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#5b6475"/></marker></defs>"##);
+    let _ = write!(
+        svg,
+        r##"<defs><marker id="{id}-arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#5b6475"/></marker></defs>"##
+    );
     let _ = write!(
         svg,
         r##"<text x="10" y="18" font-size="15" font-weight="700" fill="#1d2330" font-family="sans-serif">{}</text>"##,
@@ -433,9 +446,9 @@ pub fn state_machine(machine: &bundles::workflow::StateMachine, notes: &Function
     let first_x = 10 + (widest - first_w) / 2 + first_w / 2;
     let _ = write!(
         svg,
-        r##"<circle cx="{first_x}" cy="28" r="5" fill="#1d2330"/><path d="M {first_x} 33 L {first_x} {top}" stroke="#1d2330" stroke-width="1.5" marker-end="url(#sm-arrow)"/>"##
+        r##"<circle cx="{first_x}" cy="28" r="5" fill="#1d2330"/><path d="M {first_x} 33 L {first_x} {top}" stroke="#1d2330" stroke-width="1.5" marker-end="url(#{id}-arrow)"/>"##
     );
-    draw_states(&mut svg, &machine.states, 10, top, notes);
+    draw_states(&mut svg, &machine.states, (10, top), notes, &id);
     svg.push_str("</svg>");
     svg
 }
@@ -569,6 +582,32 @@ mod tests {
         assert!(!svg.contains(">Role<"), "roles are not drawn");
         assert!(svg.contains("3 resources drawn"));
         assert!(svg.contains("2 references"));
+    }
+
+    #[test]
+    fn state_machine_names_cannot_inject_markup() {
+        let template = serde_json::json!({"Resources": {
+            "Fn": {"Type": "AWS::Lambda::Function"},
+            "M</svg><script>": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+                "DefinitionString": {"Fn::Sub": r#"{"StartAt":"<img src=x onerror=alert(1)>","States":{
+                    "<img src=x onerror=alert(1)>":{"Type":"Choice","Choices":[
+                        {"Variable":"$.a\"><script>","StringEquals":"</text>","Next":"Run & done"}],
+                        "Default":"<img src=x onerror=alert(1)>"},
+                    "Run & done":{"Type":"Task","Resource":"${Fn.Arn}","End":true}}}"#}}}
+        }});
+        let machine = &bundles::workflow::state_machines(&template)[0];
+        let notes = FunctionNotes::from([("Fn".to_owned(), "f<b>, compiled".to_owned())]);
+        let svg = state_machine(machine, &notes);
+        for bad in ["<script", "<img", "<b>", "& done"] {
+            assert!(!svg.contains(bad), "{bad} in {svg}");
+        }
+        assert!(svg.contains("Run &amp; done"));
+        assert!(svg.contains("$.a&quot;&gt;&lt;script&gt; == &lt;/text&gt;"), "{svg}");
+        assert!(svg.contains(r#"aria-labelledby="sm-Msvgscript-title sm-Msvgscript-desc""#));
+        assert!(svg.contains("invokes Fn (f&lt;b&gt;, compiled)"));
+        assert_eq!(svg.matches(r#"class="state""#).count(), 2);
+        // The loop back to the first state is drawn as one arrow, not followed.
+        assert!(svg.contains("default"), "{svg}");
     }
 
     #[test]
