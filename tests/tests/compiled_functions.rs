@@ -25,9 +25,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::agent::wait_for;
 use tests::bin;
+use tests::browser::Browser;
 use tests::install::{ORDER_WORKFLOW, World};
 use tests::moto::{Moto, path_with_venv};
-use tests::browser::Browser;
 use tests::portal::{PortalSetup, copy_tree, seed_vendor};
 
 const STACK: &str = "orders";
@@ -502,7 +502,14 @@ fn the_app_page_draws_the_state_machine_in_chromium() {
     let keys = dir.path().join("keys");
     seed_vendor(&setup, &portal.url, &token, keys.to_str().unwrap(), &[]);
     let vendor = |args: &[&str]| setup.client_ok(&portal.url, &token, args);
-    vendor(&["app", "create", "--slug", "order-workflow", "--name", "Order Workflow"]);
+    vendor(&[
+        "app",
+        "create",
+        "--slug",
+        "order-workflow",
+        "--name",
+        "Order Workflow",
+    ]);
     vendor(&["app", "publish", "order-workflow"]);
     build(&example(), dir.path(), "orders", &price_target());
     vendor(&[
@@ -515,13 +522,20 @@ fn the_app_page_draws_the_state_machine_in_chromium() {
 
     let shots = std::env::var_os("CONSIGN_TEST_ARTIFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+        })
         .join("compiled_functions");
     let _ = std::fs::remove_dir_all(&shots);
     let mut buyer = Browser::start(&shots, &dir.path().join("downloads"));
     buyer.goto(&format!("{}/apps/acme/order-workflow", portal.url));
     assert_eq!(buyer.count("figure svg.architecture"), 1);
-    assert_eq!(buyer.count("figure.workflow svg.state-machine"), 1, "{}", buyer.source());
+    assert_eq!(
+        buyer.count("figure.workflow svg.state-machine"),
+        1,
+        "{}",
+        buyer.source()
+    );
     // Every state, the branches of the Parallel state among them, in the order a run meets them.
     let states = buyer.evaluate(
         "return [...document.querySelectorAll('svg.state-machine g.state')].map(g => g.dataset.state);",
@@ -529,8 +543,15 @@ fn the_app_page_draws_the_state_machine_in_chromium() {
     assert_eq!(
         states,
         serde_json::json!([
-            "Validate", "IsValid", "Price", "StoreAndAnnounce", "Store", "Announce", "Done",
-            "AnnounceRejection", "Rejected"
+            "Validate",
+            "IsValid",
+            "Price",
+            "StoreAndAnnounce",
+            "Store",
+            "Announce",
+            "Done",
+            "AnnounceRejection",
+            "Rejected"
         ])
     );
     let titles = buyer.evaluate(
@@ -543,14 +564,24 @@ fn the_app_page_draws_the_state_machine_in_chromium() {
         "Task Store: dynamodb:putItem on Orders",
         "Parallel StoreAndAnnounce: Parallel: 2 branches at once",
     ] {
-        assert!(titles.iter().any(|t| t == expected), "{expected} not in {titles:?}");
+        assert!(
+            titles.iter().any(|t| t == expected),
+            "{expected} not in {titles:?}"
+        );
     }
     let arrows = buyer.evaluate(
         "return [...document.querySelectorAll('svg.state-machine path > title')].map(t => t.textContent);",
     );
     let arrows: Vec<String> = serde_json::from_value(arrows).unwrap();
-    for expected in ["IsValid → Price", "IsValid → AnnounceRejection", "Price → AnnounceRejection"] {
-        assert!(arrows.iter().any(|a| a == expected), "{expected} not in {arrows:?}");
+    for expected in [
+        "IsValid → Price",
+        "IsValid → AnnounceRejection",
+        "Price → AnnounceRejection",
+    ] {
+        assert!(
+            arrows.iter().any(|a| a == expected),
+            "{expected} not in {arrows:?}"
+        );
     }
     // The graph is really drawn: its boxes have a size on the page.
     let drawn = buyer.evaluate(
@@ -571,7 +602,10 @@ fn the_app_page_draws_the_state_machine_in_chromium() {
 fn a_prebuilt_zip_that_is_not_a_safe_zip_is_refused_at_build() {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");
-    vendor_portal(&["keys", "init", "--out", keys.to_str().unwrap()], &price_target());
+    vendor_portal(
+        &["keys", "init", "--out", keys.to_str().unwrap()],
+        &price_target(),
+    );
     let app = tmp.path().join("app");
     copy_tree(&example(), &app);
     let manifest = app.join("consign.toml");
@@ -593,7 +627,10 @@ fn a_prebuilt_zip_that_is_not_a_safe_zip_is_refused_at_build() {
     // Not a zip at all: before prebuilt zips were read, this shipped as the function's code.
     std::fs::write(app.join("validate.zip"), b"def handler(e, c): pass\n").unwrap();
     let said = build();
-    assert!(said.contains("is not a usable zip") && said.contains("function validate"), "{said}");
+    assert!(
+        said.contains("is not a usable zip") && said.contains("function validate"),
+        "{said}"
+    );
     // A zip whose entry climbs out of the folder Lambda unpacks it into.
     let made = Command::new("python3")
         .arg("-c")
@@ -605,7 +642,10 @@ fn a_prebuilt_zip_that_is_not_a_safe_zip_is_refused_at_build() {
         .unwrap();
     assert!(made.success());
     let said = build();
-    assert!(said.contains("escape.py") && said.contains("'..'"), "{said}");
+    assert!(
+        said.contains("escape.py") && said.contains("'..'"),
+        "{said}"
+    );
     assert_eq!(said.matches("error:").count(), 1, "{said}");
     assert!(!tmp.path().join("x.bundle").exists());
 }

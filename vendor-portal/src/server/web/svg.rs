@@ -602,7 +602,10 @@ mod tests {
             assert!(!svg.contains(bad), "{bad} in {svg}");
         }
         assert!(svg.contains("Run &amp; done"));
-        assert!(svg.contains("$.a&quot;&gt;&lt;script&gt; == &lt;/text&gt;"), "{svg}");
+        assert!(
+            svg.contains("$.a&quot;&gt;&lt;script&gt; == &lt;/text&gt;"),
+            "{svg}"
+        );
         assert!(svg.contains(r#"aria-labelledby="sm-Msvgscript-title sm-Msvgscript-desc""#));
         assert!(svg.contains("invokes Fn (f&lt;b&gt;, compiled)"));
         assert_eq!(svg.matches(r#"class="state""#).count(), 2);
