@@ -1,4 +1,4 @@
-"""The example apps' functions, run against the moto server (AWS_ENDPOINT_URL) and an HTTP
+"""The example apps' Python functions, run against the moto server (AWS_ENDPOINT_URL) and an HTTP
 endpoint that answers as the license agent's documented contract says (the agent's own server
 arrives with issue 7): 200 when a feature is entitled, 403 with {"code", "reason"} when not.
 
@@ -166,6 +166,36 @@ class Functions(unittest.TestCase):
         result = self.worker.handler(event, None)
         self.assertEqual(result, {"batchItemFailures": [{"itemIdentifier": "2"}]})
         self.assertEqual(Agent.usage, [{"dimension": "jobs", "quantity": 2}])
+
+
+class OrderValidation(unittest.TestCase):
+    """The order workflow's Python step (examples/order-workflow/functions/validate)."""
+
+    @classmethod
+    def setUpClass(cls):
+        path = os.path.join(HERE, "..", "order-workflow", "functions", "validate", "validate.py")
+        spec = importlib.util.spec_from_file_location("order_validate", path)
+        cls.validate = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(cls.validate)
+
+    def test_a_good_order_is_normalised_for_the_price_step(self):
+        order = {"order_id": "o-1", "customer": "globex", "currency": "eur", "note": "dropped",
+                 "lines": [{"sku": "A-1", "quantity": 2, "unit_price_cents": 1250, "x": 1}]}
+        self.assertEqual(self.validate.handler(order, None), {"valid": True, "order": {
+            "order_id": "o-1", "customer": "globex", "currency": "EUR",
+            "lines": [{"sku": "A-1", "quantity": 2, "unit_price_cents": 1250}]}})
+
+    def test_a_bad_order_names_every_problem(self):
+        answer = self.validate.handler({"order_id": "o-2", "currency": "XYZ", "lines": [
+            {"sku": "bad sku", "quantity": 0, "unit_price_cents": True}, "nope"]}, None)
+        self.assertFalse(answer["valid"])
+        self.assertEqual(answer["order_id"], "o-2")
+        reasons = " | ".join(answer["reasons"])
+        for expected in ("customer", "currency", "line 1: sku", "line 1: quantity",
+                         "line 1: unit_price_cents", "line 2 is not an object"):
+            self.assertIn(expected, reasons)
+        self.assertEqual(self.validate.handler("not an object", None)["reasons"],
+                         ["the order is not a JSON object"])
 
 
 if __name__ == "__main__":

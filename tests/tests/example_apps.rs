@@ -172,5 +172,21 @@ fn example_functions_answer_as_documented() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("Ran 9 tests"), "{log}");
+    assert!(log.contains("Ran 11 tests"), "{log}");
+}
+
+#[test]
+fn the_order_workflow_intake_answers_as_documented() {
+    let out = Command::new("node")
+        .args(["--test", "test_intake.mjs"])
+        .current_dir(examples().join("tests"))
+        .output()
+        .expect("node is missing: scripts/test installs Debian's nodejs where there is none");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{log}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("# pass 3"), "{log}");
 }

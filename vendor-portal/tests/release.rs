@@ -180,7 +180,9 @@ fn inspect_shows_resources_and_iam_permissions() {
     );
     assert!(text.contains("dynamodb:Query"), "{text}");
     assert!(
-        text.contains("posts            source   python3.12 app.handler 256 MB 10 s, feature posts, "),
+        text.contains(
+            "posts            source   python3.12 app.handler 256 MB 10 s, feature posts, "
+        ),
         "{text}"
     );
     let json: serde_json::Value = serde_json::from_str(&ok(portal(&[
