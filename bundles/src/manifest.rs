@@ -450,3 +450,76 @@ impl BundleManifest {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::zip::ZipEntry;
+
+    fn file(name: &str, data: &[u8], executable: bool) -> ZipEntry {
+        ZipEntry {
+            name: BundlePath::new(name).unwrap(),
+            executable,
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_bootstrap_binary_is_compiled_and_anything_else_is_source() {
+        let binary = [file("bootstrap", b"\x7fELF\x02\x01\x01rest", true)];
+        assert_eq!(
+            FunctionKind::of("provided.al2023", &binary),
+            FunctionKind::Compiled
+        );
+        assert_eq!(
+            FunctionKind::of("provided.al2", &binary),
+            FunctionKind::Compiled
+        );
+        // A shell script as bootstrap, a binary that is not executable, a binary under another
+        // name or another runtime: the source (or something other than a binary) ships.
+        for (runtime, files) in [
+            (
+                "provided.al2023",
+                [file("bootstrap", b"#!/bin/sh\nexec python3 app.py", true)],
+            ),
+            (
+                "provided.al2023",
+                [file("bootstrap", b"\x7fELF\x02", false)],
+            ),
+            ("provided.al2023", [file("server", b"\x7fELF\x02", true)]),
+            ("python3.12", [file("bootstrap", b"\x7fELF\x02", true)]),
+        ] {
+            assert_eq!(
+                FunctionKind::of(runtime, &files),
+                FunctionKind::Source,
+                "{runtime}"
+            );
+        }
+    }
+
+    #[test]
+    fn source_functions_keep_the_manifest_bytes_of_before() {
+        let entry = FunctionEntry {
+            name: license::claims::Slug::new("posts").unwrap(),
+            runtime: "python3.12".into(),
+            handler: "app.handler".into(),
+            memory: 128,
+            timeout: 3,
+            feature: None,
+            code_parameter: "PostsCodeKey".into(),
+            object: BundlePath::new("functions/posts.zip").unwrap(),
+            kind: FunctionKind::Source,
+        };
+        let text = serde_json::to_string(&entry).unwrap();
+        assert!(!text.contains("kind"), "{text}");
+        let compiled = FunctionEntry {
+            kind: FunctionKind::Compiled,
+            ..entry
+        };
+        let text = serde_json::to_string(&compiled).unwrap();
+        assert!(text.ends_with(r#","kind":"compiled"}"#), "{text}");
+        let back: FunctionEntry = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, compiled);
+    }
+}
