@@ -285,15 +285,16 @@ fn collect_targets(value: &Value, into: &mut BTreeSet<String>) {
     }
 }
 
-/// The names a `Fn::Sub` string refers to: `${Name}` and `${Name.Attr}`, not `${!Literal}`.
-fn sub_names(text: &str) -> Vec<String> {
+/// The names a `Fn::Sub` string refers to: `${Name}` and `${Name.Attr}` (as `Name`), not
+/// `${!Literal}` nor pseudo parameters (`${AWS::Region}`).
+pub(crate) fn sub_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {
         rest = &rest[start + 2..];
         let Some(end) = rest.find('}') else { break };
         let inner = &rest[..end];
-        if !inner.starts_with('!') {
+        if !inner.starts_with('!') && !inner.contains("::") {
             names.push(inner.split('.').next().unwrap_or_default().to_owned());
         }
         rest = &rest[end + 1..];

@@ -175,13 +175,15 @@ impl<'a> Wiring<'a> {
 
     /// The first resource a text names with `${Name}`, `${Name.Attr}` or a placeholder.
     fn resource_in(&self, text: &str) -> Option<String> {
-        placeholders_in(text).into_iter().find_map(|name| {
-            if let Some(target) = self.placeholders.get(&name) {
-                Some(target.clone())
-            } else {
-                self.names.contains(name.as_str()).then_some(name)
-            }
-        })
+        crate::template::sub_names(text)
+            .into_iter()
+            .find_map(|name| {
+                if let Some(target) = self.placeholders.get(&name) {
+                    Some(target.clone())
+                } else {
+                    self.names.contains(name.as_str()).then_some(name)
+                }
+            })
     }
 
     /// The definition text of a `DefinitionString`, with each intrinsic that stands for a resource
@@ -246,23 +248,6 @@ impl<'a> Wiring<'a> {
             other => other.clone(),
         }
     }
-}
-
-/// The names inside `${...}` in a text, without attributes (`${A.Arn}` → `A`); `${!Literal}`
-/// and pseudo parameters (`${AWS::Region}`) are not names.
-fn placeholders_in(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        rest = &rest[start + 2..];
-        let Some(end) = rest.find('}') else { break };
-        let inner = &rest[..end];
-        if !inner.starts_with('!') && !inner.contains("::") {
-            names.push(inner.split('.').next().unwrap_or_default().to_owned());
-        }
-        rest = &rest[end + 1..];
-    }
-    names
 }
 
 fn short(text: &str) -> String {

@@ -554,35 +554,33 @@ fn the_app_page_draws_the_state_machine_in_chromium() {
             "Rejected"
         ])
     );
-    let titles = buyer.evaluate(
-        "return [...document.querySelectorAll('svg.state-machine g.state > title')].map(t => t.textContent);",
+    let texts = |css: &str| -> Vec<String> {
+        let script =
+            format!("return [...document.querySelectorAll('{css}')].map(t => t.textContent);");
+        serde_json::from_value(buyer.evaluate(&script)).unwrap()
+    };
+    let has_all = |found: Vec<String>, expected: &[&str]| {
+        for e in expected {
+            assert!(found.iter().any(|t| t == e), "{e} not in {found:?}");
+        }
+    };
+    has_all(
+        texts("svg.state-machine g.state > title"),
+        &[
+            "Task Price: invokes PriceFunction (price, compiled)",
+            "Task Validate: invokes ValidateFunction (validate, source)",
+            "Task Store: dynamodb:putItem on Orders",
+            "Parallel StoreAndAnnounce: Parallel: 2 branches at once",
+        ],
     );
-    let titles: Vec<String> = serde_json::from_value(titles).unwrap();
-    for expected in [
-        "Task Price: invokes PriceFunction (price, compiled)",
-        "Task Validate: invokes ValidateFunction (validate, source)",
-        "Task Store: dynamodb:putItem on Orders",
-        "Parallel StoreAndAnnounce: Parallel: 2 branches at once",
-    ] {
-        assert!(
-            titles.iter().any(|t| t == expected),
-            "{expected} not in {titles:?}"
-        );
-    }
-    let arrows = buyer.evaluate(
-        "return [...document.querySelectorAll('svg.state-machine path > title')].map(t => t.textContent);",
+    has_all(
+        texts("svg.state-machine path > title"),
+        &[
+            "IsValid → Price",
+            "IsValid → AnnounceRejection",
+            "Price → AnnounceRejection",
+        ],
     );
-    let arrows: Vec<String> = serde_json::from_value(arrows).unwrap();
-    for expected in [
-        "IsValid → Price",
-        "IsValid → AnnounceRejection",
-        "Price → AnnounceRejection",
-    ] {
-        assert!(
-            arrows.iter().any(|a| a == expected),
-            "{expected} not in {arrows:?}"
-        );
-    }
     // The graph is really drawn: its boxes have a size on the page.
     let drawn = buyer.evaluate(
         "const r = document.querySelector('svg.state-machine g.state[data-state=Price] rect').getBoundingClientRect(); return r.width > 100 && r.height > 20;",
