@@ -165,19 +165,19 @@ pub fn load(app_dir: &Path) -> Result<Builder> {
 fn function_zip(app_dir: &Path, f: &FunctionInput) -> Result<(Vec<u8>, FunctionKind)> {
     if let Some(build) = &f.build {
         run_build(app_dir, f, build)?;
+        if !app_dir.join(&f.code).exists() {
+            bail!(
+                "function {}: its build command ran, but left nothing at code = {:?}: make `code` name what the build writes",
+                f.name,
+                f.code
+            );
+        }
     }
     let code = inside(
         app_dir,
         &f.code,
         &format!("the code of function {}", f.name),
-    )
-    .with_context(|| match &f.build {
-        Some(_) => format!(
-            "function {}: its build command ran, but left nothing at code = {:?}: make `code` name what the build writes",
-            f.name, f.code
-        ),
-        None => format!("function {}: code = {:?} is not there", f.name, f.code),
-    })?;
+    )?;
     let entries = if code.is_dir() {
         let mut folders = vec![code];
         for include in &f.include {
