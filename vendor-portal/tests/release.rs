@@ -318,6 +318,45 @@ fn broken_app_folders_are_refused_by_field_and_file() {
         assert_fails_with(&f.build("blog", "x.bundle", &[]), says);
         assert!(!f.p("x.bundle").exists());
     }
+    // A build command: its progress line comes first, then exactly one error.
+    let builds = [
+        (
+            original.replace(
+                "code_parameter = \"PostsCodeKey\"",
+                "code_parameter = \"PostsCodeKey\"\nbuild = { command = [] }",
+            ),
+            "functions.posts.build.command must be a program",
+        ),
+        (
+            original.replace(
+                "code_parameter = \"PostsCodeKey\"",
+                "code_parameter = \"PostsCodeKey\"\nbuild = { command = [\"consign-no-such-compiler\"] }",
+            ),
+            "the build command's program \"consign-no-such-compiler\" is not installed",
+        ),
+        (
+            original
+                .replace(
+                    "code = \"functions/posts\"",
+                    "code = \"functions/posts/out\"",
+                )
+                .replace(
+                    "code_parameter = \"PostsCodeKey\"",
+                    "code_parameter = \"PostsCodeKey\"\nbuild = { command = [\"true\"] }",
+                ),
+            "its build command ran, but left nothing at code = \"functions/posts/out\"",
+        ),
+    ];
+    for (text, says) in builds {
+        std::fs::write(&toml, text).unwrap();
+        let out = f.build("blog", "x.bundle", &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(errors[0].contains(says), "{err:?} does not say {says:?}");
+        assert!(!f.p("x.bundle").exists());
+    }
     std::fs::write(&toml, &original).unwrap();
     let template = f.p("blog/template.json");
     let t = std::fs::read_to_string(&template).unwrap();
