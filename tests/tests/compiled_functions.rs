@@ -202,15 +202,7 @@ fn a_build_that_would_ship_its_source_is_refused() {
         &["keys", "init", "--out", keys.to_str().unwrap()],
         &price_target(),
     );
-    let out = Command::new(bin("vendor-portal"))
-        .args(["release", "build", app.to_str().unwrap(), "--keys"])
-        .arg(&keys)
-        .arg("-o")
-        .arg(tmp.path().join("x.bundle"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = failed_build(&app, &keys, &tmp.path().join("x.bundle"));
     assert!(
         stderr.contains("would ship main.rs") && stderr.contains("functions/price/src/main.rs"),
         "{stderr}"
@@ -221,19 +213,29 @@ fn a_build_that_would_ship_its_source_is_refused() {
         .unwrap()
         .replace(r#"command = ["true"]"#, r#"command = ["false"]"#);
     std::fs::write(&manifest, text).unwrap();
-    let out = Command::new(bin("vendor-portal"))
-        .args(["release", "build", app.to_str().unwrap(), "--keys"])
-        .arg(&keys)
-        .arg("-o")
-        .arg(tmp.path().join("x.bundle"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = failed_build(&app, &keys, &tmp.path().join("x.bundle"));
     assert!(
         stderr.contains("the build command `false` failed"),
         "{stderr}"
     );
+}
+
+/// Runs `release build` of `app` into `out`, expecting a failure with one `error:` line and no
+/// bundle written; its stderr.
+fn failed_build(app: &Path, keys: &Path, out: &Path) -> String {
+    let run = Command::new(bin("vendor-portal"))
+        .args(["release", "build", app.to_str().unwrap(), "--keys"])
+        .arg(keys)
+        .arg("-o")
+        .arg(out)
+        .env("PATH", path_with_venv())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("error:").count(), 1, "{stderr}");
+    assert!(!out.exists());
+    stderr
 }
 
 fn free_port() -> u16 {
@@ -610,18 +612,7 @@ fn a_prebuilt_zip_that_is_not_a_safe_zip_is_refused_at_build() {
     let text = std::fs::read_to_string(&manifest).unwrap();
     let text = text.replace(r#"code = "functions/validate""#, r#"code = "validate.zip""#);
     std::fs::write(&manifest, text).unwrap();
-    let build = || {
-        let out = Command::new(bin("vendor-portal"))
-            .args(["release", "build", app.to_str().unwrap(), "--keys"])
-            .arg(&keys)
-            .arg("-o")
-            .arg(tmp.path().join("x.bundle"))
-            .env("PATH", path_with_venv())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    };
+    let build = || failed_build(&app, &keys, &tmp.path().join("x.bundle"));
     // Not a zip at all: before prebuilt zips were read, this shipped as the function's code.
     std::fs::write(app.join("validate.zip"), b"def handler(e, c): pass\n").unwrap();
     let said = build();
