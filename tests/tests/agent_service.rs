@@ -77,7 +77,11 @@ fn activation_checkins_renewal_and_revocation(postgres: bool) {
             "the installation key is the owner's alone"
         );
     }
-    let kept = std::fs::read_to_string(world.state_dir("agent-a").join("license.lic")).unwrap();
+    // The agent runs the renewal first and keeps it on disk just after: wait for the file, or
+    // this reads in between (seen once in CI).
+    let kept = wait_for("the renewal kept on disk", LIMIT, || {
+        std::fs::read_to_string(world.state_dir("agent-a").join("license.lic")).ok()
+    });
     assert!(
         kept.contains("BEGIN CONSIGN LICENSE"),
         "the renewal is kept for restarts"
