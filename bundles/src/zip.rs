@@ -137,7 +137,10 @@ fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
 /// and more than [`MAX_UNZIPPED`] bytes in all (checked as it inflates, so a zip bomb stops at
 /// the limit).
 pub fn read_zip(what: &str, bytes: &[u8]) -> Result<Vec<ZipEntry>> {
-    let bad = |reason: &str| Error::Malformed(format!("{what} is not a usable zip: {reason}"));
+    let bad = |reason: &str| Error::AppManifest {
+        file: what.to_owned(),
+        reason: format!("not a usable zip: {reason}"),
+    };
     let truncated = || bad("it is truncated");
     let search_from = bytes.len().saturating_sub(22 + usize::from(u16::MAX));
     let eocd = (search_from..bytes.len().saturating_sub(21))

@@ -197,7 +197,12 @@ fn function_zip(app_dir: &Path, f: &FunctionInput) -> Result<(Vec<u8>, FunctionK
         }
         let bytes = fs::read(&code).with_context(|| format!("cannot read {}", code.display()))?;
         read_zip(&code.display().to_string(), &bytes)
-            .with_context(|| format!("function {}: its prebuilt zip cannot be used", f.name))?
+            .with_context(|| {
+                format!(
+                    "function {}: its prebuilt zip cannot be used (zip its files again, stored or deflated, without links or names outside the folder)",
+                    f.name
+                )
+            })?
     } else {
         bail!("function {}: code must be a folder or a .zip file", f.name);
     };
