@@ -180,6 +180,13 @@ impl World {
         self.vendor(&["release", "push", &bundle, "--keys", &self.p("keys")]);
     }
 
+    /// What the vendor sees of license `id`'s installations and usage (`usage show --output
+    /// json`).
+    pub fn usage_of(&self, id: &str) -> Value {
+        serde_json::from_str(&self.vendor(&["usage", "show", "--license", id, "--output", "json"]))
+            .unwrap()
+    }
+
     /// Issues a license to globex (with extra `license issue` arguments) into `name`; returns
     /// its id.
     pub fn license(&self, name: &str, extra: &[&str]) -> String {

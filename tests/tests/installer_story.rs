@@ -109,17 +109,7 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     assert_eq!(function_count(&world), 3);
     // The install registered the installation with the portal: the vendor counts it before any
     // agent runs.
-    let usage_of = || -> Value {
-        serde_json::from_str(&world.vendor(&[
-            "usage",
-            "show",
-            "--license",
-            &license_id,
-            "--output",
-            "json",
-        ]))
-        .unwrap()
-    };
+    let usage_of = || world.usage_of(&license_id);
     let usage = usage_of();
     assert_eq!(usage["seats_in_use"], 1, "{usage}");
     assert_eq!(usage["installations"][0]["stack"], STACK, "{usage}");
@@ -390,14 +380,6 @@ fn declining_a_first_install_at_the_terminal_leaves_no_stack_and_no_seat() {
     assert!(said.contains("nothing was deployed"), "{said}");
     let account = world.account();
     assert_eq!(account["stacks"], serde_json::json!([]), "{account}");
-    let usage: Value = serde_json::from_str(&world.vendor(&[
-        "usage",
-        "show",
-        "--license",
-        &license_id,
-        "--output",
-        "json",
-    ]))
-    .unwrap();
+    let usage = world.usage_of(&license_id);
     assert_eq!(usage["seats_in_use"], 0, "{usage}");
 }

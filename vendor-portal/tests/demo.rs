@@ -61,16 +61,14 @@ fn demo(dir: &std::path::Path) -> Demo {
     }
 }
 
+/// The body at `url`.
+async fn get_bytes(http: &reqwest::Client, url: &str) -> bytes::Bytes {
+    http.get(url).send().await.unwrap().bytes().await.unwrap()
+}
+
 /// The root fingerprint of the demo vendor's keyset as the portal at `url` serves it.
 async fn served_root(http: &reqwest::Client, url: &str) -> String {
-    let keyset = http
-        .get(format!("{url}/api/v1/vendors/acme/keyset"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let keyset = get_bytes(http, &format!("{url}/api/v1/vendors/acme/keyset")).await;
     license::Keyset::verify(&keyset, &license::TrustPin::default())
         .unwrap()
         .root_fingerprint()
@@ -108,14 +106,7 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     // The installer's side: trust the keyset's root key, load TUF from the portal over HTTP.
     let pin = served_root(&http, &url).await;
     let base = format!("{url}/tuf/acme/serverless-blog/");
-    let root = http
-        .get(format!("{base}1.root.json"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let root = get_bytes(&http, &format!("{base}1.root.json")).await;
     installer::tuf::check_pinned_root(&root, &pin).unwrap();
     let datastore = dir.path().join("datastore");
     // Every root version, as the installer fetches them.
@@ -223,14 +214,7 @@ async fn the_demo_publishes_a_release_installers_can_verify() {
     let new_pin = license::Keyset::verify(&own_keyset, &license::TrustPin::default())
         .unwrap()
         .root_fingerprint();
-    let root2 = http
-        .get(format!("{base}2.root.json"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let root2 = get_bytes(&http, &format!("{base}2.root.json")).await;
     installer::tuf::check_pinned_root(&root2, &new_pin).unwrap();
     // A new customer pins the new root: the older, portal-held roots are skipped and the
     // first root rooted in the new pin is the anchor.
