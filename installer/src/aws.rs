@@ -37,6 +37,8 @@ pub struct Aws {
     pub region: String,
     /// The custom endpoint, if any.
     pub endpoint: Option<String>,
+    /// The loaded configuration (credentials for account proofs).
+    config: aws_config::SdkConfig,
 }
 
 impl Aws {
@@ -83,7 +85,32 @@ impl Aws {
             caller: identity.arn().unwrap_or_default().to_owned(),
             region,
             endpoint,
+            config,
         })
+    }
+
+    /// A proof of this account for `portal`: a portal nonce in a signed header of an
+    /// `sts:GetCallerIdentity` request signed with these credentials (the credentials stay here).
+    pub async fn prove(
+        &self,
+        portal: &crate::portal::Portal,
+    ) -> Result<license::proof::AccountProof> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let nonce = portal.proof_nonce().await?;
+        let provider = self.config.credentials_provider().ok_or_else(|| {
+            anyhow!("no AWS credentials were found: configure a profile, SSO or AWS_* variables")
+        })?;
+        let credentials = provider.provide_credentials().await.map_err(|e| {
+            anyhow!("cannot read your AWS credentials to prove the account to the portal ({e})")
+        })?;
+        let url = license::proof::endpoint_for(&self.region, self.endpoint.as_deref());
+        Ok(license::proof::sign(
+            credentials,
+            &self.region,
+            &url,
+            Some(&nonce),
+            std::time::SystemTime::now(),
+        )?)
     }
 
     /// [`explain`] with this account's endpoint.

@@ -60,7 +60,8 @@ enum Command {
         #[arg(long)]
         trust_root: Option<String>,
     },
-    /// Log in to a vendor's portal with your license, pinning the vendor's root key.
+    /// Log in to a vendor's portal with your license, pinning the vendor's root key, and prove
+    /// your AWS account to the portal (a signed sts:GetCallerIdentity; no credentials are sent).
     Login {
         /// The vendor's portal.
         #[arg(long, env = "PORTAL_URL")]
@@ -196,7 +197,7 @@ async fn run(cli: Cli) -> Result<()> {
             portal,
             license,
             trust_root,
-        } => cmd::login::login(&portal, &license, trust_root, output).await,
+        } => cmd::login::login(&portal, &license, trust_root, &options, output).await,
         Command::Versions => cmd::versions::versions(output).await,
         Command::Plan { deploying, version } => {
             cmd::deploying::plan(deploying, version, &options, ui, output).await

@@ -163,6 +163,7 @@ impl Portal {
         app: &str,
         version: &str,
         account: &str,
+        proof: license::proof::AccountProof,
     ) -> Result<Granted> {
         let secret = RecipientSecret::generate()?;
         let response = self
@@ -174,6 +175,7 @@ impl Portal {
                     "version": version,
                     "public_key": STANDARD.encode(secret.public()),
                     "aws_account": account,
+                    "account_proof": proof,
                 }),
             )
             .await?;
@@ -211,6 +213,47 @@ impl Portal {
                 signature: raw,
             },
         })
+    }
+
+    /// A single-use nonce for an account proof (`POST /api/v1/proofs/nonce`).
+    pub async fn proof_nonce(&self) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Nonce {
+            nonce: String,
+        }
+        let response = self.post_json("/api/v1/proofs/nonce", &json!({})).await?;
+        let nonce: Nonce = response
+            .json()
+            .await
+            .map_err(|e| anyhow!("the portal's proof nonce is not valid: {e}"))?;
+        if !license::proof::valid_nonce(&nonce.nonce) {
+            bail!("the portal's proof nonce is not a nonce: check the portal address");
+        }
+        Ok(nonce.nonce)
+    }
+
+    /// Proves to the portal the account `license` will be used in (`POST /api/v1/proofs`);
+    /// returns the proven account and ARN.
+    pub async fn prove(
+        &self,
+        license: &str,
+        proof: license::proof::AccountProof,
+    ) -> Result<license::proof::Identity> {
+        #[derive(Deserialize)]
+        struct Answer {
+            proven: license::proof::Identity,
+        }
+        let response = self
+            .post_json(
+                "/api/v1/proofs",
+                &json!({"license": license, "proof": proof}),
+            )
+            .await?;
+        let answer: Answer = response
+            .json()
+            .await
+            .map_err(|e| anyhow!("the portal's answer to the account proof is not valid: {e}"))?;
+        Ok(answer.proven)
     }
 
     /// Registers an installation (`POST /api/v1/installations`, the activation an agent makes);

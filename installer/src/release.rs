@@ -318,7 +318,8 @@ impl Release {
 
     /// Asks the portal for the data keys (the portal's last word on the license: revocation,
     /// suspension, the account binding). A kit already carries its keys.
-    pub async fn grant(&mut self, account: &str) -> Result<()> {
+    /// The grant carries a proof of `aws`'s account (a signed `sts:GetCallerIdentity`).
+    pub async fn grant(&mut self, aws: &crate::aws::Aws) -> Result<()> {
         let version = self.manifest.version.to_string();
         let app = self.app().to_owned();
         if let Source::Portal {
@@ -328,8 +329,9 @@ impl Release {
             ..
         } = &mut self.source
         {
+            let proof = aws.prove(portal).await?;
             let granted = portal
-                .grant(license_compact, &app, &version, account)
+                .grant(license_compact, &app, &version, &aws.account, proof)
                 .await?;
             verify_manifest_signature(&self.manifest_bytes, &granted.signature, &self.keyset)?;
             granted
@@ -345,12 +347,7 @@ impl Release {
     /// agent ever runs. It happens before the account changes, so a license whose installations
     /// are all in use is refused first. The answer's status must verify under the pinned keyset.
     /// A kit has no portal: nothing to do (`None`).
-    pub async fn register(
-        &self,
-        account: &str,
-        region: &str,
-        stack: &str,
-    ) -> Result<Option<String>> {
+    pub async fn register(&self, aws: &crate::aws::Aws, stack: &str) -> Result<Option<String>> {
         use license::checkin::{ACTIVATION, Activation, Placement, Signed, fresh_nonce};
         let Source::Portal { portal, .. } = &self.source else {
             return Ok(None);
@@ -358,12 +355,14 @@ impl Release {
         let license_id = self.license.claims().jti.clone();
         let key = crate::home::installation_key(license_id.as_str())?;
         let nonce = fresh_nonce()?;
+        let account_proof = Some(aws.prove(portal).await?);
         let activation = Activation {
             license: self.license_text.clone(),
             public_key: key.public_key(),
+            account_proof,
             placement: Placement {
-                aws_account: account.to_owned(),
-                region: region.to_owned(),
+                aws_account: aws.account.clone(),
+                region: aws.region.clone(),
                 stack: stack.to_owned(),
                 version: self.manifest.version.to_string(),
             },

@@ -147,6 +147,10 @@ pub struct Activation {
     pub nonce: String,
     /// The agent's clock.
     pub time: UnixTime,
+    /// The proof of `placement.aws_account` (a signed `sts:GetCallerIdentity` request with a
+    /// portal nonce); required by licenses that name accounts, and trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_proof: Option<crate::proof::AccountProof>,
 }
 
 /// The portal's answer to an activation.
@@ -198,6 +202,9 @@ pub struct Checkin {
     /// What the agent reports.
     #[serde(default)]
     pub reports: Vec<TamperReport>,
+    /// The proof that the agent still runs in its installation's account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_proof: Option<crate::proof::AccountProof>,
 }
 
 /// The portal's answer to a check-in.

@@ -10,6 +10,9 @@ use crate::time::UnixTime;
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
+    /// An account proof could not be made.
+    #[error("cannot prove the AWS account: {0}")]
+    Proof(String),
     /// The input is larger than the limit for its kind.
     #[error(
         "the {what} is {size} bytes, over the {limit}-byte limit: this is not a Consign {what}"
@@ -216,6 +219,7 @@ impl Error {
             Error::IssuerMismatch { .. } => "wrong_issuer",
             Error::RootMismatch { .. } => "untrusted_root",
             Error::Key(_) => "key_error",
+            Error::Proof(_) => "proof_error",
         }
     }
 }

@@ -59,6 +59,7 @@ pub mod keys;
 pub mod keyset;
 #[cfg(feature = "cli")]
 pub mod process;
+pub mod proof;
 pub mod request;
 pub mod status;
 pub mod time;

@@ -101,7 +101,11 @@ impl World {
             .unwrap();
         assert!((200..300).contains(&status), "{body}");
         let dir = tempfile::tempdir().unwrap();
-        let setup = PortalSetup::new(dir.path(), false);
+        let mut setup = PortalSetup::new(dir.path(), false);
+        // Account proofs go to moto's STS.
+        setup
+            .env
+            .push(("CONSIGN_STS_ENDPOINT".into(), moto.endpoint()));
         let token = setup.create_vendor("acme");
         let portal = setup.start();
         let endpoint = moto.endpoint();
@@ -306,6 +310,32 @@ impl World {
             "--trust-root",
             &self.fingerprint,
         ]);
+    }
+
+    /// `installer login` on a machine without AWS credentials (a laptop, say): the account is
+    /// left unproven, for the install to prove; tests of the installer's own checks use it.
+    pub fn login_without_aws(&self, name: &str) {
+        let out = self
+            .installer_command(&[
+                "login",
+                "--portal",
+                &self.portal.url,
+                "--license",
+                &self.p(name),
+                "--trust-root",
+                &self.fingerprint,
+            ])
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("not proven yet"),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Everything the installer could have touched in the account, read with boto3: stacks

@@ -35,7 +35,7 @@ fn refusal(world: &World, args: &[&str]) -> Value {
 fn installer_refusals_report_their_codes_in_json() {
     let world = World::new();
     world.license("elsewhere.lic", &["--aws-account", "999999999999"]);
-    world.login("elsewhere.lic");
+    world.login_without_aws("elsewhere.lic");
     let install = ["install", "--stack", STACK, "--version", "1.0.0", "--yes"];
     assert_eq!(refusal(&world, &install)["code"], "wrong_account");
 

@@ -16,6 +16,7 @@ pub async fn login(
     portal_url: &str,
     license_path: &std::path::Path,
     trust_root: Option<String>,
+    aws: &installer::aws::AwsOptions,
     output: Output,
 ) -> Result<()> {
     let text = std::fs::read_to_string(license_path)
@@ -53,6 +54,7 @@ pub async fn login(
     )
     .await?;
     let releases = installer::tuf::releases(&repo)?;
+    let proven = prove_account(&portal, &login.license, aws).await?;
     login.save()?;
     let summary = json!({
         "portal": login.portal,
@@ -67,6 +69,8 @@ pub async fn login(
         "regions": claims.bindings.regions,
         "root_fingerprint": root,
         "releases": releases.len(),
+        "proven_account": proven.as_ref().ok().map(|p| &p.account),
+        "proven_arn": proven.as_ref().ok().map(|p| &p.arn),
     });
     match output {
         Output::Json => print_json(&summary),
@@ -76,6 +80,15 @@ pub async fn login(
                 login.portal, claims.sub, claims.jti, claims.exp
             );
             println!("Vendor {vendor}'s root key {root} is pinned.");
+            match &proven {
+                Ok(p) => println!(
+                    "AWS account {} is proven to the portal (as {}).",
+                    p.account, p.arn
+                ),
+                Err(why) => println!(
+                    "Your AWS account is not proven yet ({why}); `installer install` proves it."
+                ),
+            }
             println!(
                 "{} published; `installer versions` lists {}.",
                 license::process::count(releases.len() as u64, "release", "releases"),
@@ -84,6 +97,23 @@ pub async fn login(
             Ok(())
         }
     }
+}
+
+/// Proves the account of the admin's AWS credentials to the portal for `license`: the portal's
+/// refusal (another account than the license's, a trial already used there) stops the login;
+/// credentials that cannot be found only leave the account unproven (`Err` with the reason),
+/// for the install to prove.
+async fn prove_account(
+    portal: &Portal,
+    license: &str,
+    options: &installer::aws::AwsOptions,
+) -> Result<std::result::Result<license::proof::Identity, String>> {
+    let aws = match installer::aws::Aws::connect(options).await {
+        Ok(aws) => aws,
+        Err(e) => return Ok(Err(format!("{e:#}"))),
+    };
+    let proof = aws.prove(portal).await?;
+    Ok(Ok(portal.prove(license, proof).await?))
 }
 
 /// The vendor (`iss`) and app (`aud`) a license names, before it is verified: they say which

@@ -243,7 +243,7 @@ async fn prepare(
             _dir: tempfile::tempdir().context("cannot create a temporary folder")?,
         });
     }
-    release.grant(&aws.account).await?;
+    release.grant(aws).await?;
     let (wanted, skipped) = needed_objects(aws, release, &bucket, bucket_exists).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
     let (files, template) =
@@ -366,7 +366,7 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
 
     // The vendor counts the installation from here, agent or not; a license with no seat left
     // is refused before the account changes.
-    if let Some(installation) = release.register(&aws.account, &aws.region, name).await? {
+    if let Some(installation) = release.register(aws, name).await? {
         ui.say(format!(
             "registered installation {installation} with the vendor's portal"
         ));

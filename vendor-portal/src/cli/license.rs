@@ -95,6 +95,11 @@ pub struct IssueArgs {
     /// default. License agents take a seat when they activate; `installer uninstall` frees it.
     #[arg(long)]
     max_installations: Option<u32>,
+    /// Whether installers and agents must prove their AWS account (a signed
+    /// sts:GetCallerIdentity): required, optional, or default (required when the license names
+    /// accounts or is a trial).
+    #[arg(long, value_parser = ["default", "required", "optional"])]
+    account_proof: Option<String>,
     /// Where to write the license file.
     #[arg(short = 'o', long = "out")]
     out: PathBuf,
@@ -221,6 +226,9 @@ fn issue(args: IssueArgs, ctx: &Ctx) -> Result<()> {
     }
     if let Some(max) = args.max_installations {
         body["max_installations"] = json!(max);
+    }
+    if let Some(proof) = &args.account_proof {
+        body["account_proof"] = json!(proof);
     }
     if let Some(before) = args.published_before {
         body["published_before"] = json!(before);

@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Database connections per process.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
+    /// An STS endpoint (scheme://host:port) that account proofs may be sent to besides AWS's own
+    /// https://sts[.REGION].amazonaws.com: an emulator's, for tests. Never a public address.
+    #[arg(long, env = "CONSIGN_STS_ENDPOINT", value_name = "URL")]
+    sts_endpoint: Option<String>,
 }
 
 macro_rules! say {
@@ -143,6 +147,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 trusted_proxies: args.trusted_proxies,
             },
             max_connections: args.max_connections.max(1),
+            sts_endpoint: args.sts_endpoint,
             ..args.storage.config()
         };
         let state = server::open(&config).await?;

@@ -52,6 +52,8 @@ pub struct Config {
     pub limits: Limits,
     /// Database connections per process.
     pub max_connections: u32,
+    /// An STS endpoint that account proofs may be sent to besides AWS's own (an emulator).
+    pub sts_endpoint: Option<String>,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             master_key_file: None,
             limits: Limits::default(),
             max_connections: 16,
+            sts_endpoint: None,
         }
     }
 
@@ -95,7 +98,9 @@ pub async fn open(config: &Config) -> Result<AppState> {
         .mark_ready()
         .await
         .with_context(|| format!("the blob store {blob_url} is not writable"))?;
-    Ok(AppState::new(db, blobs, master, config.limits.clone()))
+    let sts = base::sts::Sts::new(config.sts_endpoint.clone())
+        .context("cannot build the HTTP client for account proofs")?;
+    Ok(AppState::new(db, blobs, master, config.limits.clone(), sts))
 }
 
 async fn master_key(config: &Config, db: &Database) -> Result<MasterKey> {

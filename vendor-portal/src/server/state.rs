@@ -81,6 +81,8 @@ pub struct Inner {
     >,
     /// Writes new licenses in shared transactions.
     pub issuer: crate::server::domain::issuer::Issuer,
+    /// Sends account proofs to STS.
+    pub sts: crate::server::base::sts::Sts,
 }
 
 /// A license's state as read from the database, for the signed status endpoint.
@@ -221,7 +223,13 @@ pub type StatusCache = TtlCache<(String, String), CachedStatus>;
 
 impl AppState {
     /// Wraps the parts.
-    pub fn new(db: Database, blobs: Blobs, master: MasterKey, limits: Limits) -> Self {
+    pub fn new(
+        db: Database,
+        blobs: Blobs,
+        master: MasterKey,
+        limits: Limits,
+        sts: crate::server::base::sts::Sts,
+    ) -> Self {
         let writer = Arc::new(tokio::sync::Mutex::new(()));
         let issuer = crate::server::domain::issuer::Issuer::start(
             db.clone(),
@@ -241,6 +249,7 @@ impl AppState {
             facets: TtlCache::default(),
             listings: TtlCache::default(),
             issuer,
+            sts,
         }))
     }
 }

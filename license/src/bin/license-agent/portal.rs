@@ -118,6 +118,33 @@ impl PortalClient {
         }
     }
 
+    /// A single-use nonce for an account proof (`POST /api/v1/proofs/nonce`).
+    pub async fn proof_nonce(&self) -> Result<String, Failure> {
+        let url = format!("{}/api/v1/proofs/nonce", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .map_err(|e| Failure::Unreachable(describe(&e)))?;
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| Failure::Unreachable(describe(&e)))?;
+        let text = |k: &str| answer.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        match text("nonce") {
+            nonce if status == 200 && license::proof::valid_nonce(nonce) => Ok(nonce.to_owned()),
+            _ => Err(Failure::Refused {
+                status,
+                code: text("code").to_owned(),
+                detail: format!("no proof nonce: {}", text("detail")),
+            }),
+        }
+    }
+
     /// Posts a signed request to `path` and parses the answer.
     pub async fn post<T: DeserializeOwned>(
         &self,

@@ -178,6 +178,9 @@ struct Shared {
     source_complaint: Mutex<Option<String>>,
     /// Starts a check-in now (the Lambda extension rings it on an invoke after a long freeze).
     wake: Arc<Notify>,
+    /// The AWS configuration whose credentials prove the account to the portal, while they
+    /// can (`None` once they could not be found).
+    prover: Mutex<Option<aws_config::SdkConfig>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -331,6 +334,13 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
         (Some(table), Some(snapshot)) => Meter::open_table(Arc::clone(table), snapshot)?,
         _ => Meter::open(home.dir())?,
     };
+    let prover = match &args.portal {
+        Some(_) => {
+            let config = aws_config::load_from_env().await;
+            config.credentials_provider().is_some().then_some(config)
+        }
+        None => None,
+    };
     let portal = match &args.portal {
         Some(url) => Some(PortalClient::new(url, home.dir().join("outbox.jsonl"))?),
         None => {
@@ -364,6 +374,7 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
         last_error: Mutex::new(None),
         source_complaint: Mutex::new(None),
         wake: Arc::new(Notify::new()),
+        prover: Mutex::new(prover),
     });
     save(&shared).await?;
 
@@ -745,13 +756,51 @@ fn accept(
     Ok(())
 }
 
+/// A proof of the account the agent runs in, signed with its own credentials (the Lambda
+/// role's) over a portal nonce; `None` when it has no credentials (it stops trying: a license
+/// that requires proofs is then refused by the portal, which says so).
+async fn prove(
+    shared: &Shared,
+    portal: &PortalClient,
+    region: &str,
+) -> std::result::Result<Option<license::proof::AccountProof>, String> {
+    use aws_credential_types::provider::ProvideCredentials as _;
+    let Some(config) = lock(&shared.prover).clone() else {
+        return Ok(None);
+    };
+    let Some(provider) = config.credentials_provider() else {
+        return Ok(None);
+    };
+    let credentials = match provider.provide_credentials().await {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            tracing::warn!(error = %e, "no AWS credentials to prove the account with: check-ins go without a proof");
+            *lock(&shared.prover) = None;
+            return Ok(None);
+        }
+    };
+    let nonce = portal.proof_nonce().await.map_err(|e| e.to_string())?;
+    let url = license::proof::endpoint_for(region, config.endpoint_url());
+    license::proof::sign(
+        credentials,
+        region,
+        &url,
+        Some(&nonce),
+        std::time::SystemTime::now(),
+    )
+    .map(Some)
+    .map_err(|e| e.to_string())
+}
+
 async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<(), String> {
     let placement = shared.placement.clone().ok_or("the placement is unknown")?;
     for _ in 0..2 {
         let installation = lock(&shared.saved).installation.clone();
         if installation.is_none() {
             let nonce = fresh_nonce().map_err(|e| e.to_string())?;
+            let account_proof = prove(shared, portal, &placement.region).await?;
             let activation = Activation {
+                account_proof,
                 license: shared.agent.armored().to_string(),
                 public_key: shared.key.public_key(),
                 placement: placement.clone(),
@@ -772,7 +821,9 @@ async fn round(shared: &Shared, portal: &PortalClient) -> std::result::Result<()
         let records = shared.meter.pending(MAX_RECORDS_PER_CHECKIN);
         let reports = shared.agent.memory().reports;
         let license = shared.agent.license();
+        let account_proof = prove(shared, portal, &placement.region).await?;
         let checkin = Checkin {
+            account_proof,
             agent: shared.agent_id.clone(),
             license: license.claims().jti.clone(),
             license_seq: license.claims().seq,

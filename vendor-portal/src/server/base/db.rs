@@ -82,6 +82,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/0006_search.sqlite.sql"),
         postgres: include_str!("../../../migrations/0006_search.postgres.sql"),
     },
+    Migration {
+        version: 7,
+        name: "proofs",
+        common: include_str!("../../../migrations/0007_proofs.sql"),
+        sqlite: include_str!("../../../migrations/0007_proofs.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0007_proofs.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod db;
 pub mod secrets;
+pub mod sts;
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {

@@ -20,6 +20,7 @@ use super::access::{Caller, RequestMeta, Role};
 use super::entitlement::{Account, EntitledRelease, check_release, wrap_keys};
 use super::error::{DomainError, DomainResult};
 use super::licenses::{CheckedLicense, check_license, check_standing, verify_license};
+use super::proofs::{self, Proven};
 use super::ratelimit;
 use super::releases::SignatureBlock;
 use super::tx::VendorTx;
@@ -81,8 +82,10 @@ pub struct GrantAsk {
     pub version: String,
     /// A fresh X25519 public key, used for this grant only.
     pub recipient: [u8; 32],
-    /// The AWS account the installer deploys into.
+    /// The AWS account the installer deploys into, as it reports it.
     pub aws_account: Option<String>,
+    /// Its proof.
+    pub proof: Option<license::proof::AccountProof>,
 }
 
 /// Grants `ask`'s release keys, or refuses (and records the refusal).
@@ -97,10 +100,15 @@ pub async fn grant(state: &AppState, meta: &RequestMeta, ask: GrantAsk) -> Domai
             retry,
         ));
     }
-    let (license, release) = match entitled(state, &ask).await {
+    let (license, release, proven) = match entitled(state, &ask).await {
         Ok(found) => found,
         Err((license, e)) => return Err(refusal(state, meta, license.as_ref(), &ask, e).await),
     };
+    let account = proven
+        .as_ref()
+        .map(|p| p.account.clone())
+        .or_else(|| ask.aws_account.clone());
+    let proven_arn = proven.map(|p| p.arn);
     let wrapped = wrap_keys(&state.master, &license.vendor_id, &release, &ask.recipient)?;
     let grant_id = new_id("grant")?;
     let mut tx = VendorTx::begin(state, &license.vendor_id).await?;
@@ -114,15 +122,16 @@ pub async fn grant(state: &AppState, meta: &RequestMeta, ask: GrantAsk) -> Domai
     )
     .await?;
     let inserted = sqlx::query(
-        "INSERT INTO grants (public_key, vendor_id, license_id, release_id, aws_account, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO grants (public_key, vendor_id, license_id, release_id, aws_account, created_at, proven_arn) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(STANDARD.encode(ask.recipient))
     .bind(&license.vendor_id)
     .bind(license_id)
     .bind(&release.id)
-    .bind(&ask.aws_account)
+    .bind(&account)
     .bind(now())
+    .bind(&proven_arn)
     .execute(tx.conn())
     .await;
     match inserted {
@@ -143,7 +152,7 @@ pub async fn grant(state: &AppState, meta: &RequestMeta, ask: GrantAsk) -> Domai
         "grant.issue",
         &grant_id,
         serde_json::json!({"app": ask.app, "version": ask.version, "release": release.id,
-            "aws_account": ask.aws_account}),
+            "aws_account": account, "proven_arn": proven_arn}),
     )
     .await?;
     tx.commit_all(&[]).await?;
@@ -151,11 +160,14 @@ pub async fn grant(state: &AppState, meta: &RequestMeta, ask: GrantAsk) -> Domai
     Ok(Grant::of(grant_id, ask.app, ask.version, release, wrapped))
 }
 
-/// The license (once it verified) and the release it may receive, or the refusal.
+/// The license (once it verified), the release it may receive and the proven account, or the
+/// refusal. A proof is checked after the license's standing and before the release: the
+/// account that counts is the proven one.
 async fn entitled(
     state: &AppState,
     ask: &GrantAsk,
-) -> Result<(CheckedLicense, EntitledRelease), (Option<CheckedLicense>, DomainError)> {
+) -> Result<(CheckedLicense, EntitledRelease, Option<Proven>), (Option<CheckedLicense>, DomainError)>
+{
     let mut conn = state
         .db
         .pool
@@ -169,11 +181,53 @@ async fn entitled(
         Ok(app_id) => license.app_id = app_id,
         Err(e) => return Err((Some(license), e)),
     }
-    let account = Account::Reported(ask.aws_account.as_deref());
-    match check_release(&mut conn, &license, &ask.app, &ask.version, account).await {
-        Ok(release) => Ok((license, release)),
-        Err(e) => Err((Some(license), e)),
+    let license_id = license.claims.jti.as_str().to_owned();
+    let policy =
+        match proofs::policy(&mut conn, &license.vendor_id, &license_id, &license.claims).await {
+            Ok(policy) => policy,
+            Err(e) => return Err((Some(license), e)),
+        };
+    drop(conn);
+    let (account, proven) = match proofs::account_of(
+        state,
+        &policy,
+        &license_id,
+        ask.proof.as_ref(),
+        ask.aws_account.as_deref(),
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(e) => return Err((Some(license), e)),
+    };
+    let mut conn = match state.db.pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return Err((Some(license), e.into())),
+    };
+    let checked = check_release(
+        &mut conn,
+        &license,
+        &ask.app,
+        &ask.version,
+        Account::Reported(account.as_deref()),
+    )
+    .await;
+    drop(conn);
+    let release = match checked {
+        Ok(release) => release,
+        Err(e) => return Err((Some(license), e)),
+    };
+    if let Some(proven) = &proven {
+        let owner = (
+            license.vendor_id.as_str(),
+            license.app_id.as_str(),
+            license_id.as_str(),
+        );
+        if let Err(e) = proofs::bind(state, &policy, owner, proven).await {
+            return Err((Some(license), e));
+        }
     }
+    Ok((license, release, proven))
 }
 
 fn refusal_bucket(meta: &RequestMeta) -> String {

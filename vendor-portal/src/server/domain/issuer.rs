@@ -51,6 +51,9 @@ pub struct NewLicense {
     pub issued_at: i64,
     /// Unix seconds.
     pub expires_at: i64,
+    /// `default`, `required` or `optional`: whether its grants and activations must prove their
+    /// account (see `domain::proofs`).
+    pub account_proof: String,
     /// Its audit entry.
     pub audit: AuditRecord,
     /// The request's idempotency key, if any.
@@ -201,8 +204,8 @@ async fn write(
     let tx = db.pool.begin().await?;
     let mut tx = VendorTx::lock(tx, vendor_id, turn).await?;
     let sql = format!(
-        "INSERT INTO licenses (id, vendor_id, app_id, customer_id, plan_id, state, seq, kid, claims, armored, issued_at, expires_at, updated_at) VALUES {}",
-        values_clause(licenses.len(), 13)
+        "INSERT INTO licenses (id, vendor_id, app_id, customer_id, plan_id, state, seq, kid, claims, armored, issued_at, expires_at, updated_at, account_proof) VALUES {}",
+        values_clause(licenses.len(), 14)
     );
     let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
     for l in licenses {
@@ -219,7 +222,8 @@ async fn write(
             .bind(&l.armored)
             .bind(l.issued_at)
             .bind(l.expires_at)
-            .bind(l.issued_at);
+            .bind(l.issued_at)
+            .bind(&l.account_proof);
     }
     query.execute(tx.conn()).await?;
     let audit: Vec<AuditRecord> = licenses.iter().map(|l| l.audit.clone()).collect();

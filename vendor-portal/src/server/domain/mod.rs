@@ -13,6 +13,7 @@ pub mod issuer;
 pub mod keys;
 pub mod licenses;
 pub mod members;
+pub mod proofs;
 pub mod ratelimit;
 pub mod releases;
 pub mod sessions;

@@ -1,10 +1,13 @@
 //! Marketplace trials: a signed-in buyer starts one from an app's trial plan. The buyer becomes
 //! the vendor's customer (one customer per buyer and vendor) and gets a license from the trial
-//! plan, bound to the buyer's AWS account and issued through the same function as the vendor's,
-//! audited in the vendor's log as done by `buyer:<id>`.
+//! plan, issued through the same function as the vendor's and audited in the vendor's log as
+//! done by `buyer:<id>`.
 //!
-//! One trial per app and AWS account: the `trials` row is written before the license, so two
-//! tries at once cannot both win; when issuing fails, the reservation is freed again.
+//! The AWS account a buyer types is only a hint (kept with the trial): the trial license names no
+//! account and is bound to the account its first grant or activation *proves*, and there is one
+//! trial per app and proven account ([`crate::server::domain::proofs::bind`]). Here, one trial
+//! per app and buyer: the `trials` row is written before the license, so two tries at once cannot
+//! both win; when issuing fails, the reservation is freed again.
 
 use sqlx::Row as _;
 
@@ -27,7 +30,7 @@ pub struct TrialBuyer<'a> {
     pub email: &'a str,
     /// Their company: the customer's name at the vendor.
     pub company: &'a str,
-    /// The AWS account the trial license is bound to.
+    /// The AWS account the buyer typed: a hint; the license binds to the first proven one.
     pub aws_account: &'a str,
 }
 
@@ -137,8 +140,8 @@ pub fn customer_slug(company: &str) -> DomainResult<String> {
     })
 }
 
-/// Reserves the one trial of `app_id` for the buyer's AWS account (a conflict saying when it
-/// was taken, when it was).
+/// Reserves the buyer's one trial of `app_id` (a conflict saying when it was taken, when it
+/// was).
 async fn reserve(
     state: &AppState,
     app_id: &str,
@@ -160,15 +163,14 @@ async fn reserve(
     match reserved {
         Err(e) if is_unique_violation(&e) => {
             let when: i64 =
-                sqlx::query("SELECT created_at FROM trials WHERE app_id = $1 AND aws_account = $2")
+                sqlx::query("SELECT created_at FROM trials WHERE app_id = $1 AND buyer_id = $2")
                     .bind(app_id)
-                    .bind(buyer.aws_account)
+                    .bind(buyer.id)
                     .fetch_one(&state.db.pool)
                     .await?
                     .try_get("created_at")?;
             Err(DomainError::conflict(format!(
-                "A trial of {app_name} for AWS account {} was started on {}, and there is one trial per app and account. Your licenses are under My licenses; to go on, ask {vendor_name} for a plan.",
-                buyer.aws_account,
+                "You started a trial of {app_name} on {}, and there is one trial per app and buyer (and per AWS account). Your licenses are under My licenses; to go on, ask {vendor_name} for a plan.",
                 utc_date(when)
             )))
         }
@@ -187,9 +189,9 @@ async fn settle(
     let _turn = state.write_turn().await;
     match issued {
         Ok(license_id) => {
-            sqlx::query("UPDATE trials SET license_id = $3 WHERE app_id = $1 AND aws_account = $2")
+            sqlx::query("UPDATE trials SET license_id = $3 WHERE app_id = $1 AND buyer_id = $2")
                 .bind(app_id)
-                .bind(buyer.aws_account)
+                .bind(buyer.id)
                 .bind(&license_id)
                 .execute(&state.db.pool)
                 .await?;
@@ -197,10 +199,10 @@ async fn settle(
         }
         Err(e) => {
             sqlx::query(
-                "DELETE FROM trials WHERE app_id = $1 AND aws_account = $2 AND license_id IS NULL",
+                "DELETE FROM trials WHERE app_id = $1 AND buyer_id = $2 AND license_id IS NULL",
             )
             .bind(app_id)
-            .bind(buyer.aws_account)
+            .bind(buyer.id)
             .execute(&state.db.pool)
             .await?;
             Err(e)
@@ -228,7 +230,8 @@ async fn issue_for(
                 slug: slug.clone(),
                 name: buyer.company.to_owned(),
                 email: Some(buyer.email.to_owned()),
-                aws_accounts: vec![buyer.aws_account.to_owned()],
+                // The typed account is a hint, kept with the trial; no license defaults to it.
+                aws_accounts: vec![],
             };
             catalog::create_customer_of(state, caller, None, body, Some(buyer.id)).await?;
             slug
@@ -238,7 +241,8 @@ async fn issue_for(
         customer,
         app: of.app.to_owned(),
         plan: Some(of.plan.to_owned()),
-        aws_accounts: Some(vec![buyer.aws_account.to_owned()]),
+        // Bound at the first proof instead (a trial requires proofs).
+        aws_accounts: Some(vec![]),
         ..LicenseIssue::default()
     };
     Ok(issue(state, caller, None, body).await?.license.id)

@@ -44,6 +44,10 @@ pub struct GrantRequest {
     pub public_key: String,
     /// The AWS account the installer deploys into (from STS GetCallerIdentity).
     pub aws_account: Option<String>,
+    /// A signed `sts:GetCallerIdentity` request carrying a nonce from `POST /api/v1/proofs/nonce`:
+    /// the proof of `aws_account` (required for licenses that name accounts, and trials).
+    #[schema(value_type = Option<Object>)]
+    pub account_proof: Option<license::proof::AccountProof>,
 }
 
 /// Grants a release's data keys to a licensed installer.
@@ -62,6 +66,7 @@ pub async fn grant(
         app: body.app,
         version: body.version,
         aws_account: body.aws_account,
+        proof: body.account_proof,
     };
     let grant = grants::grant(&state, &meta, ask).await?;
     Ok(json_response(StatusCode::OK, grant))

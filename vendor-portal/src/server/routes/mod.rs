@@ -11,6 +11,7 @@ pub mod installations;
 pub mod keys;
 pub mod licenses;
 pub mod members;
+pub mod proofs;
 pub mod releases;
 pub mod vendor;
 
@@ -49,6 +50,7 @@ use super::state::AppState;
         grants::grant, grants::kit_keys, grants::download,
         installations::activate, installations::checkin, installations::remove, installations::usage,
         installations::customer_usage,
+        proofs::nonce, proofs::prove,
     ),
     components(schemas(crate::server::http::problem::Problem)),
     modifiers(&BearerToken),
@@ -208,6 +210,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/apps/{app}/tuf/root", put(releases::put_root))
         .route("/tuf/{vendor}/{app}/{file}", get(releases::metadata))
         .route("/tuf/{vendor}/{app}/targets/{file}", get(releases::target))
+        .route("/api/v1/proofs/nonce", post(proofs::nonce))
+        .route("/api/v1/proofs", post(proofs::prove))
         .route("/api/v1/grants", post(grants::grant))
         .route("/api/v1/licenses/{id}/kit-keys", post(grants::kit_keys))
         .route("/api/v1/licenses/{id}/usage", get(installations::usage))

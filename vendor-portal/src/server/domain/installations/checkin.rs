@@ -11,6 +11,7 @@ use crate::server::domain::access::RequestMeta;
 use crate::server::domain::error::{DomainError, DomainResult, Kind};
 use crate::server::domain::licenses::license_record;
 use crate::server::domain::licenses::status::signed_status;
+use crate::server::domain::proofs;
 use crate::server::domain::tx::VendorTx;
 use crate::server::state::AppState;
 
@@ -24,11 +25,13 @@ struct AgentRow {
     license_id: String,
     public_key: license::PublicKey,
     removed: bool,
+    /// The installation's AWS account.
+    aws_account: String,
 }
 
 async fn find_agent(conn: &mut AnyConnection, id: &str) -> DomainResult<AgentRow> {
     let row = sqlx::query(
-        "SELECT a.vendor_id, v.slug, a.installation_id, a.license_id, a.public_key, i.removed_at \
+        "SELECT a.vendor_id, v.slug, a.installation_id, a.license_id, a.public_key, i.removed_at, i.aws_account \
          FROM agents a JOIN vendors v ON v.id = a.vendor_id \
          JOIN installations i ON i.id = a.installation_id WHERE a.id = $1",
     )
@@ -51,6 +54,7 @@ async fn find_agent(conn: &mut AnyConnection, id: &str) -> DomainResult<AgentRow
         license_id: row.try_get("license_id")?,
         public_key,
         removed: row.try_get::<Option<i64>, _>("removed_at")?.is_some(),
+        aws_account: row.try_get("aws_account")?,
     })
 }
 
@@ -200,7 +204,31 @@ pub async fn checkin(
     check_nonce(&checkin.nonce)?;
     check_checkin(&checkin, &agent)?;
     let record = license_record(&mut conn, &agent.vendor_id, &agent.license_id).await?;
+    let policy = proofs::policy(
+        &mut conn,
+        &agent.vendor_id,
+        &agent.license_id,
+        &record.claims,
+    )
+    .await?;
     drop(conn);
+    // The installation's account, proven again on every check-in the license requires it of.
+    let (_, proven) = proofs::account_of(
+        state,
+        &policy,
+        &agent.license_id,
+        checkin.account_proof.as_ref(),
+        Some(&agent.aws_account),
+    )
+    .await?;
+    if let Some(proven) = &proven {
+        let owner = (
+            agent.vendor_id.as_str(),
+            record.app_id.as_str(),
+            agent.license_id.as_str(),
+        );
+        proofs::bind(state, &policy, owner, proven).await?;
+    }
 
     let at = now();
     let mut tx = VendorTx::begin(state, &agent.vendor_id).await?;
@@ -220,10 +248,13 @@ pub async fn checkin(
         .bind(at)
         .execute(tx.conn())
         .await?;
-    sqlx::query("UPDATE installations SET version = $2, last_seen_at = $3 WHERE id = $1")
+    sqlx::query(
+        "UPDATE installations SET version = $2, last_seen_at = $3, proven_arn = COALESCE($4, proven_arn) WHERE id = $1",
+    )
         .bind(&agent.installation_id)
         .bind(&checkin.version)
         .bind(at)
+        .bind(proven.as_ref().map(|p| p.arn.as_str()))
         .execute(tx.conn())
         .await?;
     for report in checkin.reports.iter().take(MAX_REPORTS) {

@@ -29,6 +29,7 @@ use crate::server::domain::licenses::status::signed_status;
 use crate::server::domain::licenses::{
     CheckedLicense, LicenseRecord, license_record, verify_license,
 };
+use crate::server::domain::proofs;
 use crate::server::domain::ratelimit;
 use crate::server::domain::tx::VendorTx;
 use crate::server::state::AppState;
@@ -128,8 +129,18 @@ pub async fn activate(
     let license: CheckedLicense = verify_license(&mut conn, &activation.license).await?;
     let license_id = license.claims.jti.as_str().to_owned();
     let record = license_record(&mut conn, &license.vendor_id, &license_id).await?;
-    drop(conn);
     record.in_force()?;
+    let policy = proofs::policy(&mut conn, &license.vendor_id, &license_id, &record.claims).await?;
+    drop(conn);
+    // The seat's account is the proven one when the license requires a proof.
+    let (_, proven) = proofs::account_of(
+        state,
+        &policy,
+        &license_id,
+        activation.account_proof.as_ref(),
+        Some(&place.aws_account),
+    )
+    .await?;
     // The binding and the seat count come from the newest revision: a renewal can add seats.
     let bindings = &record.claims.bindings;
     record
@@ -143,6 +154,14 @@ pub async fn activate(
                 ),
             )
         })?;
+    if let Some(proven) = &proven {
+        let owner = (
+            license.vendor_id.as_str(),
+            record.app_id.as_str(),
+            license_id.as_str(),
+        );
+        proofs::bind(state, &policy, owner, proven).await?;
+    }
 
     let at = now();
     let mut tx = VendorTx::begin(state, &license.vendor_id).await?;
@@ -160,6 +179,7 @@ pub async fn activate(
         max: bindings.max_installations,
         agent_id: &agent_id,
         at,
+        proven_arn: proven.as_ref().map(|p| p.arn.as_str()),
     };
     let installation = take_seat(&mut tx, meta, &seat).await?;
     register_agent(&mut tx, &seat, &installation, &activation.public_key).await?;
@@ -183,6 +203,8 @@ struct Seat<'a> {
     max: Option<u32>,
     agent_id: &'a str,
     at: i64,
+    /// Who STS said activated it, when it proved its account.
+    proven_arn: Option<&'a str>,
 }
 
 /// The installation of `seat`'s stack: the one already there, or a new one while the license
@@ -201,7 +223,15 @@ async fn take_seat(tx: &mut VendorTx, meta: &RequestMeta, seat: &Seat<'_>) -> Do
     .fetch_optional(tx.conn())
     .await?;
     if let Some(row) = existing {
-        return Ok(row.try_get::<String, _>("id")?);
+        let id: String = row.try_get("id")?;
+        if let Some(arn) = seat.proven_arn {
+            sqlx::query("UPDATE installations SET proven_arn = $2 WHERE id = $1")
+                .bind(&id)
+                .bind(arn)
+                .execute(tx.conn())
+                .await?;
+        }
+        return Ok(id);
     }
     let in_use: i64 = sqlx::query(
         "SELECT COUNT(*) AS n FROM installations WHERE license_id = $1 AND removed_at IS NULL",
@@ -224,7 +254,7 @@ async fn take_seat(tx: &mut VendorTx, meta: &RequestMeta, seat: &Seat<'_>) -> Do
     let id = new_id("ins")?;
     sqlx::query(
         "INSERT INTO installations (id, vendor_id, license_id, aws_account, region, stack, \
-         version, created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+         version, created_at, last_seen_at, proven_arn) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
     )
     .bind(&id)
     .bind(&license.vendor_id)
@@ -234,6 +264,7 @@ async fn take_seat(tx: &mut VendorTx, meta: &RequestMeta, seat: &Seat<'_>) -> Do
     .bind(&place.stack)
     .bind(&place.version)
     .bind(seat.at)
+    .bind(seat.proven_arn)
     .execute(tx.conn())
     .await?;
     tx.audit_as(
@@ -243,7 +274,8 @@ async fn take_seat(tx: &mut VendorTx, meta: &RequestMeta, seat: &Seat<'_>) -> Do
         "installation.activate",
         &id,
         serde_json::json!({"aws_account": place.aws_account, "region": place.region,
-            "stack": place.stack, "version": place.version, "agent": seat.agent_id}),
+            "stack": place.stack, "version": place.version, "agent": seat.agent_id,
+            "proven_arn": seat.proven_arn}),
     )
     .await?;
     Ok(id)

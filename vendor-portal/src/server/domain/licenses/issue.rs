@@ -57,6 +57,10 @@ pub struct LicenseIssue {
     /// Only releases published before this time (Unix seconds); no cut-off by default.
     #[serde(default)]
     pub published_before: Option<u64>,
+    /// Whether grants, activations and check-ins must prove their AWS account: `required`,
+    /// `optional`, or `default` (required when the license names accounts or is a trial).
+    #[serde(default)]
+    pub account_proof: Option<String>,
 }
 
 /// A license issued and stored, with its JSON answer (serialised once, for the reply and the
@@ -79,6 +83,16 @@ pub async fn issue(
     caller.require(Role::Publisher)?;
     let now_t = UnixTime::now();
     let (customer, app, plan, stored_key) = source(state, caller, &body).await?;
+    let account_proof = body
+        .account_proof
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    if !crate::server::domain::proofs::SETTINGS.contains(&account_proof.as_str()) {
+        return Err(DomainError::invalid(format!(
+            "account_proof must be one of {}",
+            crate::server::domain::proofs::SETTINGS.join(", ")
+        )));
+    }
     let request = license_request(body, &customer, plan.as_ref(), now_t);
     let bytes = serde_json::to_vec(&request).map_err(DomainError::internal)?;
     let issuer =
@@ -133,6 +147,7 @@ pub async fn issue(
             armored: license.license.clone(),
             issued_at: license.issued_at,
             expires_at: license.expires_at,
+            account_proof,
             audit,
             idempotency: idem.cloned(),
             response: json.clone(),
