@@ -3,6 +3,8 @@
 //! which the portal checks and sends to an allowlisted STS endpoint (here moto's, configured
 //! with `CONSIGN_STS_ENDPOINT`). Each test is named after the attack.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
 use std::io::Read as _;
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -172,6 +172,7 @@ fn kill_9_while_metering(postgres: bool) {
     let checkin_url = format!("{}/api/v1/installations/checkin", world.portal.url);
     let post = |record: UsageRecord| {
         let checkin = Checkin {
+            account_proof: None,
             agent: last.body.agent.clone(),
             license: last.body.license.clone(),
             license_seq: 1,

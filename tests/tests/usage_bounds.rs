@@ -30,6 +30,7 @@ impl RogueAgent {
     fn activate(world: &AgentWorld) -> Self {
         let key = SigningKey::generate().unwrap();
         let activation = Activation {
+            account_proof: None,
             license: std::fs::read_to_string(&world.license).unwrap(),
             public_key: key.public_key(),
             placement: Placement {
@@ -100,6 +101,7 @@ impl RogueAgent {
             records.push(record);
         }
         let checkin = Checkin {
+            account_proof: None,
             agent: self.agent.clone(),
             license: self.license.clone(),
             license_seq: 1,

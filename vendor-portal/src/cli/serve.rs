@@ -110,6 +110,9 @@ pub struct ServeArgs {
     /// Marketplace trials started per source address per hour (0: unlimited).
     #[arg(long, default_value_t = Limits::default().trials_per_hour)]
     trials_per_hour: u64,
+    /// Account-proof nonces per source address per minute (0: unlimited).
+    #[arg(long, default_value_t = Limits::default().proof_nonces_per_minute)]
+    proof_nonces_per_minute: u64,
     /// A reverse proxy (address or CIDR range) whose X-Forwarded-For names the client, for the
     /// per-address rate limits and the audit log (repeatable). Without it the header is ignored.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
@@ -144,6 +147,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 logins_per_minute: args.logins_per_minute,
                 signups_per_hour: args.signups_per_hour,
                 trials_per_hour: args.trials_per_hour,
+                proof_nonces_per_minute: args.proof_nonces_per_minute,
                 trusted_proxies: args.trusted_proxies,
             },
             max_connections: args.max_connections.max(1),

@@ -23,6 +23,8 @@ pub struct Limits {
     pub signups_per_hour: u64,
     /// Marketplace trials started per source address per hour.
     pub trials_per_hour: u64,
+    /// Account-proof nonces per source address per minute.
+    pub proof_nonces_per_minute: u64,
     /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`); empty:
     /// the header is ignored.
     pub trusted_proxies: Vec<crate::server::http::proxy::Cidr>,
@@ -36,6 +38,7 @@ impl Default for Limits {
             logins_per_minute: 10,
             signups_per_hour: 20,
             trials_per_hour: 10,
+            proof_nonces_per_minute: 120,
             trusted_proxies: Vec::new(),
         }
     }

@@ -26,9 +26,6 @@ use crate::server::domain::error::{DomainError, DomainResult};
 use crate::server::domain::ratelimit;
 use crate::server::state::AppState;
 
-/// Nonces per source address per minute.
-const NONCES_PER_MINUTE: u64 = 120;
-
 /// The settings a license's `account_proof` may have.
 pub const SETTINGS: &[&str] = &["default", "required", "optional"];
 
@@ -52,7 +49,8 @@ pub struct Proven {
     pub arn: String,
 }
 
-/// Issues a single-use nonce for an account proof (at most [`NONCES_PER_MINUTE`] an address).
+/// Issues a single-use nonce for an account proof (at most `--proof-nonces-per-minute` an
+/// address).
 pub async fn issue_nonce(state: &AppState, meta: &RequestMeta) -> DomainResult<ProofNonce> {
     let nonce = new_secret("pn_").map_err(DomainError::internal)?;
     let at = now();
@@ -61,7 +59,7 @@ pub async fn issue_nonce(state: &AppState, meta: &RequestMeta) -> DomainResult<P
         &state.db.pool,
         &format!("proof-nonce:{}", meta.ip),
         60,
-        NONCES_PER_MINUTE,
+        state.limits.proof_nonces_per_minute,
         "proof nonces from this address",
     )
     .await?;
