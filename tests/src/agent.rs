@@ -104,6 +104,7 @@ impl AgentWorld {
                 .env_remove("AWS_LAMBDA_RUNTIME_API")
                 // No AWS here: the credential chain gives up at once instead of asking IMDS.
                 .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("CONSIGN_NO_ACCOUNT_PROOF", "true")
                 .args(["serve", "--listen", "127.0.0.1:0", "--license"])
                 .arg(&self.license)
                 .arg("--trust")

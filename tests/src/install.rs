@@ -301,7 +301,18 @@ impl World {
 
     /// `installer login` with the license file `name`, pinning the vendor's root.
     pub fn login(&self, name: &str) {
-        self.installer_ok(&[
+        self.installer_ok(
+            &self
+                .login_args(name)
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    /// `installer login`'s arguments for the license file `name`.
+    pub fn login_args(&self, name: &str) -> Vec<String> {
+        [
             "login",
             "--portal",
             &self.portal.url,
@@ -309,22 +320,17 @@ impl World {
             &self.p(name),
             "--trust-root",
             &self.fingerprint,
-        ]);
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 
     /// `installer login` on a machine without AWS credentials (a laptop, say): the account is
     /// left unproven, for the install to prove; tests of the installer's own checks use it.
     pub fn login_without_aws(&self, name: &str) {
+        let args = self.login_args(name);
         let out = self
-            .installer_command(&[
-                "login",
-                "--portal",
-                &self.portal.url,
-                "--license",
-                &self.p(name),
-                "--trust-root",
-                &self.fingerprint,
-            ])
+            .installer_command(&args.iter().map(String::as_str).collect::<Vec<_>>())
             .env_remove("AWS_REGION")
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")

@@ -80,16 +80,9 @@ fn login_as_neighbour(
     file: &str,
     credentials: &Credentials,
 ) -> std::process::Output {
+    let args = world.login_args(file);
     world
-        .installer_command(&[
-            "login",
-            "--portal",
-            &world.portal.url,
-            "--license",
-            &world.p(file),
-            "--trust-root",
-            &world.fingerprint,
-        ])
+        .installer_command(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
         .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
         .env("AWS_SESSION_TOKEN", credentials.session_token().unwrap())
@@ -313,15 +306,8 @@ fn a_trial_started_twice_from_one_proven_account_under_two_sign_ups_is_refused()
     // The first trial binds to the account its installer proves.
     world.login("first.lic");
     // The second, proven from the same account, is refused.
-    let out = world.installer(&[
-        "login",
-        "--portal",
-        &world.portal.url,
-        "--license",
-        &world.p("second.lic"),
-        "--trust-root",
-        &world.fingerprint,
-    ]);
+    let args = world.login_args("second.lic");
+    let out = world.installer(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -28,6 +28,7 @@ fn runs_as_a_lambda_extension_and_flushes_usage_on_shutdown() {
             .env("CONSIGN_AGENT_STATE_DIR", &state)
             .env("CONSIGN_AGENT_LISTEN", "127.0.0.1:0")
             .env("CONSIGN_AWS_ACCOUNT", ACCOUNT)
+            .env("CONSIGN_NO_ACCOUNT_PROOF", "true")
             .env("AWS_REGION", REGION)
             .env("CONSIGN_STACK", "blog-prod")
             .env("CONSIGN_APP_VERSION", "1.0.0"),

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// The AWS account the app runs in (asked of STS when not given).
     #[arg(long, env = "CONSIGN_AWS_ACCOUNT")]
     pub aws_account: Option<String>,
+    /// Send no proof of the AWS account with activation and check-ins (where STS cannot be
+    /// reached; a license that requires proofs is then refused by the portal, which says so).
+    #[arg(long, env = "CONSIGN_NO_ACCOUNT_PROOF")]
+    pub no_account_proof: bool,
     /// The AWS region the app runs in.
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,
@@ -335,11 +339,11 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
         _ => Meter::open(home.dir())?,
     };
     let prover = match &args.portal {
-        Some(_) => {
+        Some(_) if !args.no_account_proof => {
             let config = aws_config::load_from_env().await;
             config.credentials_provider().is_some().then_some(config)
         }
-        None => None,
+        _ => None,
     };
     let portal = match &args.portal {
         Some(url) => Some(PortalClient::new(url, home.dir().join("outbox.jsonl"))?),
