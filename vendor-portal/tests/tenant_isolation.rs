@@ -46,6 +46,9 @@ fn body_for(path: &str) -> Value {
         "/api/v1/installations" | "/api/v1/installations/checkin" => {
             json!({"payload": "e30", "signature": "AAAA"})
         }
+        "/api/v1/proofs/nonce" => json!({}),
+        "/api/v1/proofs" => json!({"license": "x", "proof": {"url": "https://sts.amazonaws.com/",
+                                                           "headers": {}, "body": ""}}),
         "/api/v1/installations/remove" => json!({"license": "x", "aws_account": "123456789012",
                                                  "region": "eu-west-1", "stack": "blog"}),
         // PUT
