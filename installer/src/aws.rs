@@ -29,6 +29,8 @@ pub struct Aws {
     pub s3: aws_sdk_s3::Client,
     /// SSM Parameter Store.
     pub ssm: aws_sdk_ssm::Client,
+    /// IAM (the installation's permissions boundary).
+    pub iam: aws_sdk_iam::Client,
     /// The account id (STS GetCallerIdentity).
     pub account: String,
     /// The caller's ARN.
@@ -81,6 +83,7 @@ impl Aws {
             cfn: aws_sdk_cloudformation::Client::new(&config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
             account,
             caller: identity.arn().unwrap_or_default().to_owned(),
             region,
@@ -128,13 +131,16 @@ impl Aws {
 }
 
 /// Error codes AWS uses for a missing permission.
-const DENIED: &[&str] = &[
+pub(crate) const DENIED: &[&str] = &[
     "AccessDenied",
     "AccessDeniedException",
     "UnauthorizedOperation",
     "AuthorizationError",
     "InvalidClientTokenId",
 ];
+
+/// How AWS words a denial in the message, whatever the error code.
+const NOT_AUTHORIZED: &str = "is not authorized to perform";
 
 /// An AWS error as one sentence naming `action` on `resource`.
 pub fn explain<E>(
@@ -158,7 +164,7 @@ where
             let e = service.err();
             let code = e.code().unwrap_or("Unknown");
             let message = e.message().unwrap_or_default();
-            if DENIED.contains(&code) {
+            if DENIED.contains(&code) || message.contains(NOT_AUTHORIZED) {
                 return anyhow!(
                     "AWS denied {action} on {resource} ({code}: {message}): grant it to your role (`installer iam-policy --version V` prints everything the installer needs)"
                 );
@@ -172,6 +178,11 @@ where
     if let Some(raw) = err.raw_response()
         && let Some(message) = body_message(raw.body().bytes().unwrap_or_default())
     {
+        if message.contains(NOT_AUTHORIZED) {
+            return anyhow!(
+                "AWS denied {action} on {resource} ({message}): grant it to your role (`installer iam-policy --version V` prints everything the installer needs)"
+            );
+        }
         return anyhow!("{action} on {resource} failed: {message}");
     }
     anyhow!("{action} on {resource} failed: {}", source_text(&err))

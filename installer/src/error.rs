@@ -56,6 +56,9 @@ pub enum Code {
     BadKit,
     /// CloudFormation refused or rolled back the change.
     DeployFailed,
+    /// The template grants an IAM action its signed manifest does not declare, or grants in a
+    /// way no boundary can hold (a managed policy, `NotAction`, a user).
+    UndeclaredPermission,
 }
 
 impl Code {
@@ -82,6 +85,7 @@ impl Code {
             Code::Tampered => "tampered",
             Code::BadKit => "bad_kit",
             Code::DeployFailed => "deploy_failed",
+            Code::UndeclaredPermission => "undeclared_permission",
         }
     }
 
@@ -107,6 +111,7 @@ impl Code {
         Code::Tampered,
         Code::BadKit,
         Code::DeployFailed,
+        Code::UndeclaredPermission,
     ];
 }
 

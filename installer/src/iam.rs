@@ -13,23 +13,6 @@ use serde_json::{Value, json};
 /// resource ARN pattern (`{stack}` is the stack name, or `*`).
 fn resource_actions(kind: &str) -> Option<(&'static [&'static str], &'static str)> {
     Some(match kind {
-        "AWS::IAM::Role" => (
-            &[
-                "iam:CreateRole",
-                "iam:DeleteRole",
-                "iam:GetRole",
-                "iam:PassRole",
-                "iam:TagRole",
-                "iam:UntagRole",
-                "iam:UpdateAssumeRolePolicy",
-                "iam:PutRolePolicy",
-                "iam:GetRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:DetachRolePolicy",
-            ],
-            "arn:aws:iam::*:role/{stack}-*",
-        ),
         "AWS::Lambda::Function" => (
             &[
                 "lambda:CreateFunction",
@@ -175,6 +158,77 @@ fn resource_actions(kind: &str) -> Option<(&'static [&'static str], &'static str
     })
 }
 
+/// The services the release's roles are passed to, by the resource types that take a role.
+fn passed_to(manifest: &BundleManifest) -> Vec<&'static str> {
+    let mut services: Vec<&'static str> = manifest
+        .resources
+        .iter()
+        .filter_map(|r| match r.kind.as_str() {
+            "AWS::Lambda::Function" => Some("lambda.amazonaws.com"),
+            "AWS::StepFunctions::StateMachine" => Some("states.amazonaws.com"),
+            "AWS::Events::Rule" => Some("events.amazonaws.com"),
+            kind if kind.starts_with("AWS::ApiGateway::") => Some("apigateway.amazonaws.com"),
+            _ => None,
+        })
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    services
+}
+
+/// The statements for the release's roles: CloudFormation creates and changes them with the
+/// caller's permissions, so the caller may do it only with the installation's permissions
+/// boundary attached (`iam:PermissionsBoundary`), may pass them only to the services the
+/// release uses, and may read the boundary but not write it ([`boundary_admin_policy`] does). A
+/// role without the boundary cannot be created or given a policy; the boundary cannot be taken
+/// off (no `iam:DeleteRolePermissionsBoundary`); managed policies cannot be attached; a role's
+/// trust cannot be changed (no `iam:UpdateAssumeRolePolicy`: a release that changes a role's
+/// trust policy replaces the role). Whoever holds this policy can give a role no more than the
+/// boundary an admin wrote.
+fn role_statements(manifest: &BundleManifest, stack: &str) -> Vec<Value> {
+    let roles = format!("arn:aws:iam::*:role/{stack}-*");
+    let boundary = boundary_pattern(stack);
+    vec![
+        json!({"Sid": "RolesOnlyWithTheBoundary", "Effect": "Allow", "Action": [
+            "iam:CreateRole", "iam:DeleteRolePolicy", "iam:PutRolePermissionsBoundary", "iam:PutRolePolicy"],
+            "Resource": roles,
+            "Condition": {"StringLike": {"iam:PermissionsBoundary": boundary}}}),
+        json!({"Sid": "Roles", "Effect": "Allow", "Action": [
+            "iam:DeleteRole", "iam:GetRole", "iam:GetRolePolicy", "iam:TagRole", "iam:UntagRole"],
+            "Resource": roles}),
+        json!({"Sid": "PassRolesOfTheStack", "Effect": "Allow", "Action": ["iam:PassRole"],
+            "Resource": roles,
+            "Condition": {"StringEquals": {"iam:PassedToService": passed_to(manifest)}}}),
+        json!({"Sid": "ReadThePermissionsBoundary", "Effect": "Allow", "Action": [
+            "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
+            "Resource": boundary}),
+    ]
+}
+
+/// The boundary's ARN pattern for `stack` (any account and region).
+fn boundary_pattern(stack: &str) -> String {
+    format!(
+        "arn:aws:iam::*:policy{}{}",
+        crate::boundary::PATH,
+        crate::boundary::name("*", stack)
+    )
+}
+
+/// What writing the installation's permissions boundary takes (`installer iam-policy
+/// --boundary-admin`): for an admin who approves what the release's roles may do, since
+/// whoever may write the boundary may widen it. The installer writes it at install and at any
+/// upgrade that declares other actions, when its credentials carry this policy; otherwise it
+/// stops before any change and says so.
+pub fn boundary_admin_policy(stack: Option<&str>) -> Value {
+    let stack = stack.unwrap_or("*");
+    json!({"Version": "2012-10-17", "Statement": [
+        json!({"Sid": "WriteThePermissionsBoundary", "Effect": "Allow", "Action": [
+            "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
+            "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
+            "Resource": boundary_pattern(stack)}),
+    ]})
+}
+
 /// The policy for deploying `manifest` to `stack` (`None`: any stack), and the resource types
 /// it has no mapping for (to be added by hand; the command says so).
 pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<String>) {
@@ -207,9 +261,20 @@ pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<Str
             "Resource": [format!("arn:aws:s3:::{}-*", stack.to_lowercase()),
                          format!("arn:aws:s3:::{}-*/*", stack.to_lowercase())]}));
     }
+    if manifest
+        .resources
+        .iter()
+        .any(|r| r.kind == "AWS::IAM::Role")
+    {
+        statements.extend(role_statements(manifest, stack));
+    }
     let mut by_resource: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     let mut unmapped = Vec::new();
-    for resource in &manifest.resources {
+    for resource in manifest
+        .resources
+        .iter()
+        .filter(|r| r.kind != "AWS::IAM::Role")
+    {
         match resource_actions(&resource.kind) {
             Some((actions, arn)) => {
                 let arn = arn.replace("{stack}", stack);

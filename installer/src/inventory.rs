@@ -176,6 +176,13 @@ pub async fn uninstall(
         deleted = true;
         ui.say(format!("deleted stack {stack_name}"));
     }
+    match crate::boundary::remove(aws, stack_name).await? {
+        crate::boundary::Removal::Deleted => ui.say(format!(
+            "deleted the permissions boundary of stack {stack_name}"
+        )),
+        crate::boundary::Removal::Kept(why) => ui.say(why),
+        crate::boundary::Removal::None => {}
+    }
     let license = record::read_license(aws, stack_name).await?;
     record::forget(aws, stack_name).await?;
     let (artifacts_removed, left) =

@@ -8,6 +8,7 @@
 //! - its login ([`home`]) and its static install key ([`keys`]).
 
 pub mod aws;
+pub mod boundary;
 pub mod bucket;
 pub mod deploy;
 pub mod error;

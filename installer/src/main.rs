@@ -136,6 +136,10 @@ enum Command {
         /// Scope the policy to this stack name.
         #[arg(long)]
         stack: Option<String>,
+        /// Print instead what writing the installation's permissions boundary takes (for the
+        /// admin who approves what the release's roles may do).
+        #[arg(long)]
+        boundary_admin: bool,
     },
 }
 
@@ -217,6 +221,10 @@ async fn run(cli: Cli) -> Result<()> {
             purge_artifacts,
         } => cmd::uninstall::run(stack, yes, purge_artifacts, &options, ui, output).await,
         Command::Status { stack } => cmd::status::run(stack, &options, output).await,
-        Command::IamPolicy { version, stack } => cmd::iam_policy::run(version, stack).await,
+        Command::IamPolicy {
+            version,
+            stack,
+            boundary_admin,
+        } => cmd::iam_policy::run(version, stack, boundary_admin).await,
     }
 }

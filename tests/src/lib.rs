@@ -10,6 +10,7 @@ pub mod agent;
 pub mod bench;
 pub mod browser;
 pub mod bundle;
+pub mod iam;
 pub mod install;
 pub mod lambda;
 pub mod load;

@@ -172,9 +172,17 @@ pub async fn plan(
             for machine in &plan.workflows {
                 print!("{}", machine.describe(&plan.function_notes));
             }
-            println!("IAM actions the stack's roles will hold:");
-            for action in &plan.iam_actions {
-                println!("  {action}");
+            match &plan.boundary {
+                Some(boundary) => {
+                    println!(
+                        "Every role is bounded by {} (created at install); no role may ever hold more than:",
+                        boundary.arn
+                    );
+                    for action in &boundary.actions {
+                        println!("  {action}");
+                    }
+                }
+                None => println!("The release creates no IAM role."),
             }
             println!("Parameters:");
             for (k, v) in &plan.parameters {

@@ -5,8 +5,12 @@ use installer::release::Catalog;
 
 use super::{parse_version, print_json};
 
-/// Prints the policy for `version`, scoped to `stack` when given.
-pub async fn run(version: String, stack: Option<String>) -> Result<()> {
+/// Prints the policy for `version`, scoped to `stack` when given; with `boundary_admin`, the
+/// policy that writes the installation's permissions boundary instead.
+pub async fn run(version: String, stack: Option<String>, boundary_admin: bool) -> Result<()> {
+    if boundary_admin {
+        return print_json(&installer::iam::boundary_admin_policy(stack.as_deref()));
+    }
     let version = parse_version(&version)?;
     let release = Catalog::load().await?.release(&version).await?;
     let (policy, unmapped) = installer::iam::policy(&release.manifest, stack.as_deref());

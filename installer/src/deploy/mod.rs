@@ -94,6 +94,10 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// The IAM actions the stack's roles will hold.
     pub iam_actions: Vec<String>,
+    /// The permissions boundary every role of the release carries (when it has roles): its ARN
+    /// and the actions it allows, every action any role of the release may ever hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<BoundaryView>,
     /// Parameters (`null`: unchanged from the running stack).
     pub parameters: BTreeMap<String, Option<String>>,
     /// Capabilities acknowledged.
@@ -104,6 +108,15 @@ pub struct Plan {
     /// For each Lambda function of the template that runs a function of the bundle: its name
     /// and how it ships (`price, compiled`).
     pub function_notes: BTreeMap<String, String>,
+}
+
+/// An installation's permissions boundary, as plans show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct BoundaryView {
+    /// The boundary policy's ARN.
+    pub arn: String,
+    /// The actions it allows.
+    pub actions: Vec<String>,
 }
 
 /// What a deploy did.
@@ -246,8 +259,26 @@ async fn prepare(
     release.grant(aws).await?;
     let (wanted, skipped) = needed_objects(aws, release, &bucket, bucket_exists).await?;
     let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let (files, template) =
+    let (mut files, template) =
         fetch_verified(release, &wanted, &template_entry, dir.path(), ui).await?;
+    // Every role the template grants is checked against what the manifest declares, and
+    // bounded by it: the template deployed is the signed one with the boundary on each role.
+    crate::boundary::check_template(&release.manifest, &template)?;
+    let (template, template_entry) = if crate::boundary::has_roles(&template) {
+        let arn = crate::boundary::arn(&aws.account, &aws.region, &options.stack);
+        let bounded = crate::boundary::bounded(&template, &arn);
+        let signed = std::fs::read(&files[template_entry.path.as_str()])?;
+        let bytes = crate::boundary::bounded_text(&signed, &arn)?;
+        let path = dir.path().join("template.bounded.json");
+        std::fs::write(&path, &bytes).context("cannot write the bounded template")?;
+        files.insert(template_entry.path.as_str().to_owned(), path);
+        let mut entry = template_entry;
+        entry.digest = bundles::Digest::of(&bytes);
+        entry.size = bytes.len() as u64;
+        (bounded, entry)
+    } else {
+        (template, template_entry)
+    };
     Ok(Prepared {
         noop: false,
         bucket,
@@ -332,6 +363,10 @@ pub async fn plan(aws: &Aws, mut release: Release, options: &Options, ui: Ui) ->
         change_set_type: kind.as_str().to_owned(),
         changes: set.changes,
         iam_actions: release.manifest.actions(),
+        boundary: crate::boundary::has_roles(&p.template).then(|| BoundaryView {
+            arn: crate::boundary::arn(&aws.account, &aws.region, &options.stack),
+            actions: crate::boundary::actions(&release.manifest),
+        }),
         parameters: shown,
         capabilities: release.manifest.capabilities.clone(),
     })
@@ -373,6 +408,19 @@ pub async fn deploy(aws: &Aws, mut release: Release, options: &Options, ui: Ui) 
     }
 
     // From here on the account changes.
+    // The boundary first (CloudFormation creates the roles with it attached): when these
+    // credentials may not write it, nothing has changed yet.
+    if crate::boundary::has_roles(&p.template) {
+        let arn = crate::boundary::ensure(aws, &release.manifest, name).await?;
+        ui.say(format!(
+            "every role of the stack is bounded by {arn} ({})",
+            license::process::count(
+                crate::boundary::actions(&release.manifest).len() as u64,
+                "declared action",
+                "declared actions"
+            )
+        ));
+    }
     let uploaded = upload_artifacts(aws, &release, &p, ui).await?;
     if let Some(stack) = p.stack.as_ref().filter(|s| s.is_vacant()) {
         ui.say(format!(

@@ -1,0 +1,236 @@
+//! Least privilege that is shown, not claimed: every role a release creates is bounded by the
+//! actions its signed manifest declares, a template that holds more than it declares is refused
+//! before anything changes, and the installer's own policy lets it create and change roles only
+//! with that boundary attached. On moto; each test is named after what it attacks or proves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use tests::install::{ACCOUNT, REGION, World};
+
+/// Hides `iam:*` in the blog's PostsRole behind an `Fn::If` that is always true: CloudFormation
+/// grants it, and a reader that takes only literal statements does not see it.
+fn hide_iam_star(app: &Path) {
+    let path = app.join("template.json");
+    let mut template: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    template["Conditions"]["Always"] = json!({"Fn::Equals": ["yes", "yes"]});
+    let statements = template["Resources"]["PostsRole"]["Properties"]["Policies"][0]
+        ["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    statements.push(json!({"Fn::If": ["Always",
+        {"Effect": "Allow", "Action": "iam:*", "Resource": "*"},
+        {"Ref": "AWS::NoValue"}]}));
+    std::fs::write(&path, serde_json::to_vec_pretty(&template).unwrap()).unwrap();
+}
+
+#[test]
+fn a_role_hiding_iam_star_from_its_manifest_is_refused_before_any_change() {
+    let mut world = World::new();
+    world.license("globex.lic", &[]);
+    world.publish("1.2.0", hide_iam_star);
+    world.login("globex.lic");
+    // The vendor's signed manifest does not declare iam:* (its reader skips the hidden
+    // statement); the plan, which reads the template as the install does, already refuses.
+    let stderr = world.installer_err(&["plan", "--stack", "blog", "--version", "1.2.0"]);
+    assert!(stderr.contains("iam:*"), "{stderr}");
+    let before = world.account();
+    let stderr =
+        world.installer_err(&["install", "--stack", "blog", "--version", "1.2.0", "--yes"]);
+    assert!(
+        stderr.contains("iam:*") && stderr.contains("PostsRole"),
+        "{stderr}"
+    );
+    assert_eq!(
+        world.account(),
+        before,
+        "the refused run changed the account"
+    );
+    let roles = world.boto3(
+        "print(json.dumps([r['RoleName'] for r in boto3.client('iam', **kw).list_roles()['Roles']]))",
+    );
+    assert!(
+        !roles.to_string().contains("blog-"),
+        "a role was created: {roles}"
+    );
+}
+
+#[test]
+fn every_role_of_a_release_carries_the_boundary_of_its_declared_actions() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    // The plan shows the boundary: every action any role of the release may ever hold.
+    let plan: Value = serde_json::from_str(&world.installer_ok(&[
+        "plan",
+        "--stack",
+        "blog",
+        "--version",
+        "1.0.0",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let boundary = format!("arn:aws:iam::{ACCOUNT}:policy/consign/consign-{REGION}-blog-boundary");
+    assert_eq!(plan["boundary"]["arn"], json!(boundary), "{plan}");
+    world.installer_ok(&["install", "--stack", "blog", "--version", "1.0.0", "--yes"]);
+    let seen = world.boto3(
+        r#"
+iam = boto3.client("iam", **kw)
+roles = {}
+for r in iam.list_roles()["Roles"]:
+    if r["RoleName"].startswith("blog-"):
+        got = iam.get_role(RoleName=r["RoleName"])["Role"]
+        roles[r["RoleName"]] = got.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
+policies = {}
+for p in iam.list_policies(Scope="Local", PathPrefix="/consign/")["Policies"]:
+    v = iam.get_policy_version(PolicyArn=p["Arn"], VersionId=p["DefaultVersionId"])
+    policies[p["Arn"]] = v["PolicyVersion"]["Document"]
+print(json.dumps({"roles": roles, "policies": policies}))
+"#,
+    );
+    let roles = seen["roles"].as_object().unwrap();
+    assert_eq!(roles.len(), 3, "{seen}");
+    for (role, arn) in roles {
+        assert_eq!(arn, &json!(boundary), "role {role} is not bounded: {seen}");
+    }
+    let document = &seen["policies"][&boundary];
+    let actions: Vec<&str> = document["Statement"][0]["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"dynamodb:Query"), "{document}");
+    assert!(!actions.iter().any(|a| a.starts_with("iam:")), "{document}");
+    assert_eq!(
+        plan["boundary"]["actions"].as_array().unwrap().len(),
+        actions.len(),
+        "{plan}"
+    );
+    // Uninstalling takes the boundary away with the stack.
+    world.installer_ok(&["uninstall", "--stack", "blog", "--yes"]);
+    let left = world.boto3(
+        "print(json.dumps([p['Arn'] for p in boto3.client('iam', **kw).list_policies(Scope='Local')['Policies']]))",
+    );
+    assert!(!left.to_string().contains("blog-boundary"), "{left}");
+}
+
+/// Lints the policy `installer iam-policy` prints for `world`'s release: parliament finds
+/// nothing, and every privilege-escalation method cloudsplaining names is accounted for.
+pub fn lint(world: &World, stack: &str) {
+    let policy = world.installer_json(&["iam-policy", "--version", "1.0.0", "--stack", stack]);
+    let file = world.dir.path().join("policy.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&policy).unwrap()).unwrap();
+    let findings = tests::iam::parliament(&file);
+    assert!(findings.is_empty(), "parliament: {findings:?}\n{policy}");
+    let methods = tests::iam::escalation_methods(&tests::iam::cloudsplaining(&file));
+    for method in &methods {
+        assert!(
+            !tests::iam::CLOSED.contains(&method.as_str()),
+            "the deploy policy allows {method}: {policy}"
+        );
+        assert!(
+            tests::iam::EXPLAINED.iter().any(|(m, _)| m == method),
+            "cloudsplaining names {method}, which nothing here accounts for: {policy}"
+        );
+    }
+    // The boundary admin's policy is the one that may widen a boundary: it says so, and only
+    // that.
+    let admin = world.installer_json(&[
+        "iam-policy",
+        "--version",
+        "1.0.0",
+        "--stack",
+        stack,
+        "--boundary-admin",
+    ]);
+    let file = world.dir.path().join("boundary-admin.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&admin).unwrap()).unwrap();
+    assert!(tests::iam::parliament(&file).is_empty());
+    let methods = tests::iam::escalation_methods(&tests::iam::cloudsplaining(&file));
+    assert_eq!(methods, ["CreateNewPolicyVersion"], "{admin}");
+}
+
+#[test]
+fn the_printed_policies_pass_parliament_and_every_escalation_path_is_accounted_for() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    lint(&world, "blog");
+}
+
+#[test]
+fn credentials_missing_a_boundary_permission_stop_before_any_change_naming_the_action() {
+    // moto checks IAM after its first 4 requests: the ones below that make the admin's user.
+    // (Denying the boundary's writes cannot be shown on moto: it refuses the SDK's signature on
+    // a CreatePolicy carrying a document before it evaluates any policy. The read is denied
+    // instead, which the printed deploy policy grants.)
+    let world = World::on(tests::moto::Moto::start_with_env(&[(
+        "INITIAL_NO_AUTH_ACTION_COUNT",
+        "4",
+    )]));
+    world.license("globex.lic", &[]);
+    world.login_without_aws("globex.lic");
+    let script = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName="deployer")
+iam.put_user_policy(UserName="deployer", PolicyName="deploy-only", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
+                  {"Effect": "Deny", "Action": "iam:GetPolicy", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="deployer")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+    let out = std::process::Command::new(tests::moto::venv_python())
+        .args(["-c", script, &world.moto.endpoint()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = String::from_utf8(out.stdout).unwrap();
+    let (id, secret) = keys.trim().split_once(' ').unwrap();
+    let out = world
+        .installer_command(&["install", "--stack", "blog", "--version", "1.0.0", "--yes"])
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("AWS denied iam:GetPolicy on arn:aws:iam::123456789012:policy/consign/consign-us-east-1-blog-boundary")
+            && stderr.contains("installer iam-policy"),
+        "{stderr}"
+    );
+    // Nothing changed: no boundary, no bucket, no stack (read with the deployer's own keys:
+    // moto now checks every request).
+    let look = r#"
+import boto3, json, sys
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1",
+          aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])
+print(json.dumps({
+    "policies": [p["Arn"] for p in boto3.client("iam", **kw).list_policies(Scope="Local")["Policies"]],
+    "buckets": [b["Name"] for b in boto3.client("s3", **kw).list_buckets().get("Buckets", [])],
+    "stacks": [s["StackName"] for s in boto3.client("cloudformation", **kw).list_stacks()["StackSummaries"]],
+}))
+"#;
+    let out = std::process::Command::new(tests::moto::venv_python())
+        .args(["-c", look, &world.moto.endpoint(), id, secret])
+        .output()
+        .unwrap();
+    let seen: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        seen,
+        json!({"policies": [], "buckets": [], "stacks": []}),
+        "the refused run changed the account"
+    );
+}
