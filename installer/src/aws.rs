@@ -65,7 +65,19 @@ impl Aws {
             bail!("no AWS credentials were found: configure a profile, SSO or AWS_* variables");
         }
         let endpoint = config.endpoint_url().map(str::to_owned);
-        let sts = aws_sdk_sts::Client::new(&config);
+        // With CONSIGN_AWS_CALL_LOG, every call is recorded (action and resource) for checking
+        // `installer iam-policy` by use.
+        let recorder = crate::calls::Recorder::from_env(&region)?;
+        macro_rules! client {
+            ($krate:ident, $builder:expr) => {{
+                let mut builder = $builder;
+                if let Some(r) = &recorder {
+                    builder = builder.interceptor(r.clone());
+                }
+                $krate::Client::from_conf(builder.build())
+            }};
+        }
+        let sts = client!(aws_sdk_sts, aws_sdk_sts::config::Builder::from(&config));
         let identity = sts
             .get_caller_identity()
             .send()
@@ -75,15 +87,19 @@ impl Aws {
             .account()
             .ok_or_else(|| anyhow!("STS did not say which account the credentials belong to"))?
             .to_owned();
-        let s3_config = aws_sdk_s3::config::Builder::from(&config)
-            // Emulators serve buckets under the path, not as subdomains.
-            .force_path_style(endpoint.is_some())
-            .build();
         Ok(Self {
-            cfn: aws_sdk_cloudformation::Client::new(&config),
-            s3: aws_sdk_s3::Client::from_conf(s3_config),
-            ssm: aws_sdk_ssm::Client::new(&config),
-            iam: aws_sdk_iam::Client::new(&config),
+            cfn: client!(
+                aws_sdk_cloudformation,
+                aws_sdk_cloudformation::config::Builder::from(&config)
+            ),
+            s3: client!(
+                aws_sdk_s3,
+                aws_sdk_s3::config::Builder::from(&config)
+                    // Emulators serve buckets under the path, not as subdomains.
+                    .force_path_style(endpoint.is_some())
+            ),
+            ssm: client!(aws_sdk_ssm, aws_sdk_ssm::config::Builder::from(&config)),
+            iam: client!(aws_sdk_iam, aws_sdk_iam::config::Builder::from(&config)),
             account,
             caller: identity.arn().unwrap_or_default().to_owned(),
             region,

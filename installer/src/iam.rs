@@ -214,8 +214,9 @@ fn boundary_pattern(stack: &str) -> String {
     )
 }
 
-/// What writing the installation's permissions boundary takes (`installer iam-policy
-/// --boundary-admin`): for an admin who approves what the release's roles may do, since
+/// What writing the installation's permissions boundary takes besides the deploy policy
+/// (`installer iam-policy --boundary-admin`): for an admin who approves what the release's
+/// roles may do, since
 /// whoever may write the boundary may widen it. The installer writes it at install and at any
 /// upgrade that declares other actions, when its credentials carry this policy; otherwise it
 /// stops before any change and says so.
@@ -223,8 +224,7 @@ pub fn boundary_admin_policy(stack: Option<&str>) -> Value {
     let stack = stack.unwrap_or("*");
     json!({"Version": "2012-10-17", "Statement": [
         json!({"Sid": "WriteThePermissionsBoundary", "Effect": "Allow", "Action": [
-            "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
-            "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
+            "iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion"],
             "Resource": boundary_pattern(stack)}),
     ]})
 }

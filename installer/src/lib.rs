@@ -10,6 +10,7 @@
 pub mod aws;
 pub mod boundary;
 pub mod bucket;
+pub mod calls;
 pub mod deploy;
 pub mod error;
 pub mod home;

@@ -105,3 +105,119 @@ pub const CLOSED: &[&str] = &[
     "AttachRolePolicy",
     "AttachRolePolicyThenUpdateAssumeRolePolicy",
 ];
+
+/// One AWS call the installer made (`CONSIGN_AWS_CALL_LOG`).
+#[derive(Clone, Debug)]
+pub struct Call {
+    /// The SDK operation.
+    pub operation: String,
+    /// The IAM action it needs.
+    pub action: String,
+    /// The resource ARN it acts on.
+    pub resource: String,
+}
+
+/// The calls recorded in `path`.
+pub fn read_calls(path: &Path) -> Vec<Call> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|v| Call {
+            operation: v["operation"].as_str().unwrap_or_default().to_owned(),
+            action: v["action"].as_str().unwrap_or_default().to_owned(),
+            resource: v["resource"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect()
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` one.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+fn list(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The Sid of the first Allow statement of `policy` that lists `call`'s action (actions match
+/// case-insensitively) on a resource pattern that matches its resource. Conditions are not
+/// evaluated: they only narrow a statement.
+pub fn allowing(policy: &Value, call: &Call) -> Option<String> {
+    policy["Statement"].as_array()?.iter().find_map(|s| {
+        let action = list(&s["Action"])
+            .iter()
+            .any(|a| glob(&a.to_lowercase(), &call.action.to_lowercase()));
+        let resource = list(&s["Resource"]).iter().any(|r| glob(r, &call.resource));
+        (s["Effect"] == "Allow" && action && resource)
+            .then(|| s["Sid"].as_str().unwrap_or_default().to_owned())
+    })
+}
+
+/// Statements for the calls CloudFormation makes, with the caller's credentials, to create the
+/// template's resources: the installer's recorder cannot see those calls, and each statement is
+/// explained by the resource type it is printed for.
+pub fn made_by_cloudformation(sid: &str) -> bool {
+    sid.starts_with("StackResources")
+        || matches!(
+            sid,
+            "RolesOnlyWithTheBoundary" | "Roles" | "PassRolesOfTheStack"
+        )
+}
+
+/// Checks recorded `calls` against `policy` both ways: every call is allowed by a statement
+/// that matches its action and resource, and every action of the installer's own statements
+/// is used by a call, or is in `unused` with the reason this run does not reach it. The
+/// problems found, one per line (empty: none).
+pub fn check_calls(policy: &Value, calls: &[Call], unused: &[(&str, &str)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut used: Vec<(String, String)> = Vec::new();
+    for call in calls {
+        match allowing(policy, call) {
+            Some(sid) => used.push((sid, call.action.to_lowercase())),
+            None => problems.push(format!(
+                "{} ({}) on {} is allowed by no statement",
+                call.action, call.operation, call.resource
+            )),
+        }
+    }
+    for s in policy["Statement"].as_array().into_iter().flatten() {
+        let sid = s["Sid"].as_str().unwrap_or_default();
+        if made_by_cloudformation(sid) {
+            continue;
+        }
+        for action in list(&s["Action"]) {
+            let hit = used
+                .iter()
+                .any(|(u, a)| u == sid && glob(&action.to_lowercase(), a));
+            if !hit && !unused.iter().any(|(a, _)| *a == action) {
+                problems.push(format!(
+                    "statement {sid} allows {action}, which no recorded call used and nothing explains"
+                ));
+            }
+        }
+    }
+    problems
+}

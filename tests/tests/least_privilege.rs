@@ -234,3 +234,73 @@ print(json.dumps({
         "the refused run changed the account"
     );
 }
+
+/// Runs `args` with the installer recording its AWS calls into `log`.
+fn recorded(world: &World, log: &Path, args: &[&str]) {
+    let out = world
+        .installer_command(args)
+        .env("CONSIGN_AWS_CALL_LOG", log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_call_the_installer_makes_is_in_its_printed_policy_and_every_grant_is_used() {
+    let world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    let log = world.dir.path().join("calls.jsonl");
+    for args in [
+        &["plan", "--stack", "blog", "--version", "1.0.0"][..],
+        &["install", "--stack", "blog", "--version", "1.0.0", "--yes"],
+        &["status", "--stack", "blog"],
+        &["upgrade", "--stack", "blog", "--version", "1.1.0", "--yes"],
+        &["rollback", "--stack", "blog", "--yes"],
+        &["uninstall", "--stack", "blog", "--yes", "--purge-artifacts"],
+    ] {
+        recorded(&world, &log, args);
+    }
+    let calls = tests::iam::read_calls(&log);
+    assert!(calls.len() > 40, "{} calls recorded", calls.len());
+    // These credentials wrote the boundary too, so what they held is the deploy policy and the
+    // boundary admin's; each version's policy covers the run (the same resources).
+    let admin = world.installer_json(&[
+        "iam-policy",
+        "--version",
+        "1.0.0",
+        "--stack",
+        "blog",
+        "--boundary-admin",
+    ]);
+    for version in ["1.0.0", "1.1.0"] {
+        let mut policy =
+            world.installer_json(&["iam-policy", "--version", version, "--stack", "blog"]);
+        let statements = policy["Statement"].as_array_mut().unwrap();
+        statements.extend(admin["Statement"].as_array().unwrap().iter().cloned());
+        let problems = tests::iam::check_calls(&policy, &calls, UNUSED);
+        assert!(problems.is_empty(), "{}\n{policy}", problems.join("\n"));
+    }
+}
+
+/// Actions of the installer's own statements that the recorded run does not reach, and why
+/// they are granted.
+const UNUSED: &[(&str, &str)] = &[
+    (
+        "cloudformation:DescribeStackResource",
+        "only when an execution fails: it finds the resource that failed, to name it",
+    ),
+    (
+        "iam:CreatePolicyVersion",
+        "an upgrade whose release declares other actions writes a new version of the boundary",
+    ),
+    (
+        "iam:DeletePolicyVersion",
+        "when the boundary has IAM's five versions, and at uninstall when it has more than one",
+    ),
+];
