@@ -7,6 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::install::World;
 use crate::moto::moto_server_path;
 
 fn tool(name: &str) -> Command {
@@ -87,6 +88,14 @@ pub const EXPLAINED: &[(&str, &str)] = &[
     ),
     (
         "PassExistingRoleToNewLambdaThenInvoke",
+        "iam:PassRole only for the stack's roles (all bounded), only to the services the release uses",
+    ),
+    (
+        "PassExistingRoleToNewLambdaThenTriggerWithExistingDynamo",
+        "iam:PassRole only for the stack's roles (all bounded), only to the services the release uses; the new function runs with no more than the boundary",
+    ),
+    (
+        "PassExistingRoleToNewLambdaThenTriggerWithNewDynamo",
         "iam:PassRole only for the stack's roles (all bounded), only to the services the release uses",
     ),
     (
@@ -221,3 +230,87 @@ pub fn check_calls(policy: &Value, calls: &[Call], unused: &[(&str, &str)]) -> V
     }
     problems
 }
+
+/// Lints the policy `installer iam-policy` prints for `world`'s release: parliament finds
+/// nothing, and every privilege-escalation method cloudsplaining names is accounted for.
+pub fn lint_printed_policies(world: &World, stack: &str) {
+    let policy = world.installer_json(&["iam-policy", "--version", "1.0.0", "--stack", stack]);
+    let file = world.dir.path().join("policy.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&policy).unwrap()).unwrap();
+    let findings = parliament(&file);
+    assert!(findings.is_empty(), "parliament: {findings:?}\n{policy}");
+    let methods = escalation_methods(&cloudsplaining(&file));
+    for method in &methods {
+        assert!(
+            !CLOSED.contains(&method.as_str()),
+            "the deploy policy allows {method}: {policy}"
+        );
+        assert!(
+            EXPLAINED.iter().any(|(m, _)| m == method),
+            "cloudsplaining names {method}, which nothing here accounts for: {policy}"
+        );
+    }
+    // The boundary admin's policy is the one that may widen a boundary: it says so, and only
+    // that.
+    let admin = world.installer_json(&[
+        "iam-policy",
+        "--version",
+        "1.0.0",
+        "--stack",
+        stack,
+        "--boundary-admin",
+    ]);
+    let file = world.dir.path().join("boundary-admin.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&admin).unwrap()).unwrap();
+    assert!(parliament(&file).is_empty());
+    let methods = escalation_methods(&cloudsplaining(&file));
+    assert_eq!(methods, ["CreateNewPolicyVersion"], "{admin}");
+}
+
+/// Checks the calls recorded in `log` (a run on `stack`) against the policy `installer
+/// iam-policy` prints for each of `versions`, with the boundary admin's statements added (the
+/// run's credentials wrote the boundary too); `unused` explains what the run does not reach.
+pub fn check_run(
+    world: &World,
+    log: &Path,
+    stack: &str,
+    versions: &[&str],
+    unused: &[(&str, &str)],
+) {
+    let calls = read_calls(log);
+    assert!(calls.len() > 20, "{} calls recorded", calls.len());
+    let admin = world.installer_json(&[
+        "iam-policy",
+        "--version",
+        versions[0],
+        "--stack",
+        stack,
+        "--boundary-admin",
+    ]);
+    for version in versions {
+        let mut policy =
+            world.installer_json(&["iam-policy", "--version", version, "--stack", stack]);
+        if let Some(statements) = policy["Statement"].as_array_mut() {
+            statements.extend(admin["Statement"].as_array().into_iter().flatten().cloned());
+        }
+        let problems = check_calls(&policy, &calls, unused);
+        assert!(problems.is_empty(), "{}\n{policy}", problems.join("\n"));
+    }
+}
+
+/// Actions of the installer's own statements that the tests' runs (install, upgrade, rollback,
+/// uninstall with purge) do not reach, and why they are granted.
+pub const UNREACHED: &[(&str, &str)] = &[
+    (
+        "cloudformation:DescribeStackResource",
+        "only when an execution fails: it finds the resource that failed, to name it",
+    ),
+    (
+        "iam:CreatePolicyVersion",
+        "an upgrade whose release declares other actions writes a new version of the boundary",
+    ),
+    (
+        "iam:DeletePolicyVersion",
+        "when the boundary has IAM's five versions, and at uninstall when it has more than one",
+    ),
+];

@@ -66,6 +66,8 @@ pub struct World {
     pub endpoint: String,
     /// The app it publishes.
     pub example: Example,
+    /// Where every installer command records its AWS calls, once [`World::record_calls`] set it.
+    pub call_log: Option<PathBuf>,
 }
 
 impl World {
@@ -118,6 +120,7 @@ impl World {
             dir,
             endpoint,
             example,
+            call_log: None,
         };
         let fingerprint = seed_vendor(
             &world.setup,
@@ -238,6 +241,9 @@ impl World {
     }
 
     fn in_account(&self, mut cmd: Command, args: &[&str]) -> Command {
+        if let Some(log) = &self.call_log {
+            cmd.env("CONSIGN_AWS_CALL_LOG", log);
+        }
         cmd.args(args)
             .env(
                 "CONSIGN_INSTALLER_HOME",
@@ -323,6 +329,14 @@ impl World {
         ]
         .map(str::to_owned)
         .to_vec()
+    }
+
+    /// From now on every installer command records its AWS calls (`CONSIGN_AWS_CALL_LOG`)
+    /// into `calls.jsonl` in the world's folder; its path.
+    pub fn record_calls(&mut self) -> PathBuf {
+        let log = self.dir.path().join("calls.jsonl");
+        self.call_log = Some(log.clone());
+        log
     }
 
     /// `installer login` on a machine without AWS credentials (a laptop, say): the account is

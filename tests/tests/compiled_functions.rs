@@ -351,6 +351,9 @@ fn the_order_workflow_installs_upgrades_and_uninstalls_on_moto() {
     });
     world.license("globex.lic", &[]);
     world.login("globex.lic");
+    // Every AWS call of the run below is checked against the printed policy at the end.
+    let log = world.record_calls();
+    tests::iam::lint_printed_policies(&world, STACK);
 
     let policy = world.installer_json(&["iam-policy", "--version", "1.0.0", "--stack", STACK]);
     let statements = policy["Statement"].as_array().unwrap();
@@ -455,6 +458,13 @@ fn the_order_workflow_installs_upgrades_and_uninstalls_on_moto() {
     );
 
     world.installer_ok(&["uninstall", "--stack", STACK, "--yes", "--purge-artifacts"]);
+    tests::iam::check_run(
+        &world,
+        &log,
+        STACK,
+        &["1.0.0", "1.1.0"],
+        tests::iam::UNREACHED,
+    );
     let left = state_machines(&world);
     for kind in [
         "machines",

@@ -118,48 +118,12 @@ print(json.dumps({"roles": roles, "policies": policies}))
     assert!(!left.to_string().contains("blog-boundary"), "{left}");
 }
 
-/// Lints the policy `installer iam-policy` prints for `world`'s release: parliament finds
-/// nothing, and every privilege-escalation method cloudsplaining names is accounted for.
-pub fn lint(world: &World, stack: &str) {
-    let policy = world.installer_json(&["iam-policy", "--version", "1.0.0", "--stack", stack]);
-    let file = world.dir.path().join("policy.json");
-    std::fs::write(&file, serde_json::to_vec_pretty(&policy).unwrap()).unwrap();
-    let findings = tests::iam::parliament(&file);
-    assert!(findings.is_empty(), "parliament: {findings:?}\n{policy}");
-    let methods = tests::iam::escalation_methods(&tests::iam::cloudsplaining(&file));
-    for method in &methods {
-        assert!(
-            !tests::iam::CLOSED.contains(&method.as_str()),
-            "the deploy policy allows {method}: {policy}"
-        );
-        assert!(
-            tests::iam::EXPLAINED.iter().any(|(m, _)| m == method),
-            "cloudsplaining names {method}, which nothing here accounts for: {policy}"
-        );
-    }
-    // The boundary admin's policy is the one that may widen a boundary: it says so, and only
-    // that.
-    let admin = world.installer_json(&[
-        "iam-policy",
-        "--version",
-        "1.0.0",
-        "--stack",
-        stack,
-        "--boundary-admin",
-    ]);
-    let file = world.dir.path().join("boundary-admin.json");
-    std::fs::write(&file, serde_json::to_vec_pretty(&admin).unwrap()).unwrap();
-    assert!(tests::iam::parliament(&file).is_empty());
-    let methods = tests::iam::escalation_methods(&tests::iam::cloudsplaining(&file));
-    assert_eq!(methods, ["CreateNewPolicyVersion"], "{admin}");
-}
-
 #[test]
 fn the_printed_policies_pass_parliament_and_every_escalation_path_is_accounted_for() {
     let world = World::new();
     world.license("globex.lic", &[]);
     world.login("globex.lic");
-    lint(&world, "blog");
+    tests::iam::lint_printed_policies(&world, "blog");
 }
 
 #[test]
@@ -235,27 +199,12 @@ print(json.dumps({
     );
 }
 
-/// Runs `args` with the installer recording its AWS calls into `log`.
-fn recorded(world: &World, log: &Path, args: &[&str]) {
-    let out = world
-        .installer_command(args)
-        .env("CONSIGN_AWS_CALL_LOG", log)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn every_call_the_installer_makes_is_in_its_printed_policy_and_every_grant_is_used() {
-    let world = World::new();
+    let mut world = World::new();
     world.license("globex.lic", &[]);
     world.login("globex.lic");
-    let log = world.dir.path().join("calls.jsonl");
+    let log = world.record_calls();
     for args in [
         &["plan", "--stack", "blog", "--version", "1.0.0"][..],
         &["install", "--stack", "blog", "--version", "1.0.0", "--yes"],
@@ -264,43 +213,13 @@ fn every_call_the_installer_makes_is_in_its_printed_policy_and_every_grant_is_us
         &["rollback", "--stack", "blog", "--yes"],
         &["uninstall", "--stack", "blog", "--yes", "--purge-artifacts"],
     ] {
-        recorded(&world, &log, args);
+        world.installer_ok(args);
     }
-    let calls = tests::iam::read_calls(&log);
-    assert!(calls.len() > 40, "{} calls recorded", calls.len());
-    // These credentials wrote the boundary too, so what they held is the deploy policy and the
-    // boundary admin's; each version's policy covers the run (the same resources).
-    let admin = world.installer_json(&[
-        "iam-policy",
-        "--version",
-        "1.0.0",
-        "--stack",
+    tests::iam::check_run(
+        &world,
+        &log,
         "blog",
-        "--boundary-admin",
-    ]);
-    for version in ["1.0.0", "1.1.0"] {
-        let mut policy =
-            world.installer_json(&["iam-policy", "--version", version, "--stack", "blog"]);
-        let statements = policy["Statement"].as_array_mut().unwrap();
-        statements.extend(admin["Statement"].as_array().unwrap().iter().cloned());
-        let problems = tests::iam::check_calls(&policy, &calls, UNUSED);
-        assert!(problems.is_empty(), "{}\n{policy}", problems.join("\n"));
-    }
+        &["1.0.0", "1.1.0"],
+        tests::iam::UNREACHED,
+    );
 }
-
-/// Actions of the installer's own statements that the recorded run does not reach, and why
-/// they are granted.
-const UNUSED: &[(&str, &str)] = &[
-    (
-        "cloudformation:DescribeStackResource",
-        "only when an execution fails: it finds the resource that failed, to name it",
-    ),
-    (
-        "iam:CreatePolicyVersion",
-        "an upgrade whose release declares other actions writes a new version of the boundary",
-    ),
-    (
-        "iam:DeletePolicyVersion",
-        "when the boundary has IAM's five versions, and at uninstall when it has more than one",
-    ),
-];
