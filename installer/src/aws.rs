@@ -18,6 +18,8 @@ pub struct AwsOptions {
     pub profile: Option<String>,
     /// The region (else the chain's: `AWS_REGION`, the profile).
     pub region: Option<String>,
+    /// A deployment role for CloudFormation to act through.
+    pub role_arn: Option<String>,
 }
 
 /// Clients for the services the installer uses, and who the caller is.
@@ -39,6 +41,8 @@ pub struct Aws {
     pub region: String,
     /// The custom endpoint, if any.
     pub endpoint: Option<String>,
+    /// The deployment role CloudFormation acts through (`--role-arn`), if any.
+    pub role_arn: Option<String>,
     /// The loaded configuration (credentials for account proofs).
     config: aws_config::SdkConfig,
 }
@@ -104,6 +108,7 @@ impl Aws {
             caller: identity.arn().unwrap_or_default().to_owned(),
             region,
             endpoint,
+            role_arn: options.role_arn.clone(),
             config,
         })
     }

@@ -199,9 +199,6 @@ fn role_statements(manifest: &BundleManifest, stack: &str) -> Vec<Value> {
         json!({"Sid": "PassRolesOfTheStack", "Effect": "Allow", "Action": ["iam:PassRole"],
             "Resource": roles,
             "Condition": {"StringEquals": {"iam:PassedToService": passed_to(manifest)}}}),
-        json!({"Sid": "ReadThePermissionsBoundary", "Effect": "Allow", "Action": [
-            "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
-            "Resource": boundary}),
     ]
 }
 
@@ -233,6 +230,54 @@ pub fn boundary_admin_policy(stack: Option<&str>) -> Value {
 /// it has no mapping for (to be added by hand; the command says so).
 pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<String>) {
     let stack = stack.unwrap_or("*");
+    let mut statements = own_statements(manifest, stack);
+    let (resources, unmapped) = resource_statements(manifest, stack);
+    statements.extend(resources);
+    (
+        json!({"Version": "2012-10-17", "Statement": statements}),
+        unmapped,
+    )
+}
+
+/// `--deployment-role NAME`: a role CloudFormation acts through (it creates, changes and
+/// deletes the stack's resources, and reads the artifacts Lambda and the template need), and
+/// the caller's policy beside it: the installer's own calls and `iam:PassRole` on that role to
+/// CloudFormation only. The resource types without a mapping, as for [`policy`].
+pub fn deployment_role(
+    manifest: &BundleManifest,
+    stack: Option<&str>,
+    name: &str,
+) -> (Value, Vec<String>) {
+    let stack = stack.unwrap_or("*");
+    let role = format!("arn:aws:iam::*:role/{name}");
+    let mut caller = own_statements(manifest, stack);
+    caller.push(
+        json!({"Sid": "PassTheDeploymentRole", "Effect": "Allow", "Action": ["iam:PassRole"],
+        "Resource": role,
+        "Condition": {"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}}}),
+    );
+    let (mut statements, unmapped) = resource_statements(manifest, stack);
+    statements.push(
+        json!({"Sid": "ReadArtifacts", "Effect": "Allow", "Action": ["s3:GetObject"],
+        "Resource": "arn:aws:s3:::consign-artifacts-*/*"}),
+    );
+    (
+        json!({
+            "role": {
+                "name": name,
+                "trust": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Principal": {"Service": "cloudformation.amazonaws.com"}, "Action": "sts:AssumeRole"}]},
+                "policy": {"Version": "2012-10-17", "Statement": statements},
+            },
+            "caller": {"Version": "2012-10-17", "Statement": caller},
+        }),
+        unmapped,
+    )
+}
+
+/// The installer's own calls: who it is, the stack, the artifact bucket, the installation's
+/// record, static assets, and reading the permissions boundary.
+fn own_statements(manifest: &BundleManifest, stack: &str) -> Vec<Value> {
     let mut statements = vec![
         json!({"Sid": "WhoAmI", "Effect": "Allow", "Action": ["sts:GetCallerIdentity"], "Resource": "*"}),
         json!({"Sid": "Stack", "Effect": "Allow", "Action": [
@@ -261,6 +306,24 @@ pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<Str
             "Resource": [format!("arn:aws:s3:::{}-*", stack.to_lowercase()),
                          format!("arn:aws:s3:::{}-*/*", stack.to_lowercase())]}));
     }
+    if manifest
+        .resources
+        .iter()
+        .any(|r| r.kind == "AWS::IAM::Role")
+    {
+        statements.push(
+            json!({"Sid": "ReadThePermissionsBoundary", "Effect": "Allow", "Action": [
+            "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions"],
+            "Resource": boundary_pattern(stack)}),
+        );
+    }
+    statements
+}
+
+/// The calls CloudFormation makes for the template's resources (with the caller's credentials,
+/// or the deployment role's), and the resource types it has no mapping for.
+fn resource_statements(manifest: &BundleManifest, stack: &str) -> (Vec<Value>, Vec<String>) {
+    let mut statements = Vec::new();
     if manifest
         .resources
         .iter()
@@ -299,8 +362,5 @@ pub fn policy(manifest: &BundleManifest, stack: Option<&str>) -> (Value, Vec<Str
             "Action": actions, "Resource": arn}),
         );
     }
-    (
-        json!({"Version": "2012-10-17", "Statement": statements}),
-        unmapped,
-    )
+    (statements, unmapped)
 }

@@ -35,6 +35,11 @@ struct Cli {
     /// The AWS region.
     #[arg(long, global = true)]
     region: Option<String>,
+    /// A deployment role CloudFormation acts through (made from `installer iam-policy
+    /// --deployment-role`): your own credentials then need only the stack, the artifact bucket
+    /// and iam:PassRole on this role.
+    #[arg(long, global = true, env = "CONSIGN_ROLE_ARN")]
+    role_arn: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -140,6 +145,10 @@ enum Command {
         /// admin who approves what the release's roles may do).
         #[arg(long)]
         boundary_admin: bool,
+        /// Print instead a deployment role named NAME for CloudFormation to act through (its
+        /// trust and policy) and what your own credentials then need (use with --role-arn).
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "consign-deployer")]
+        deployment_role: Option<String>,
     },
 }
 
@@ -181,6 +190,7 @@ fn aws_options(cli: &Cli) -> AwsOptions {
         endpoint_url: cli.endpoint_url.clone(),
         profile: cli.profile.clone(),
         region: cli.region.clone(),
+        role_arn: cli.role_arn.clone(),
     }
 }
 
@@ -225,6 +235,7 @@ async fn run(cli: Cli) -> Result<()> {
             version,
             stack,
             boundary_admin,
-        } => cmd::iam_policy::run(version, stack, boundary_admin).await,
+            deployment_role,
+        } => cmd::iam_policy::run(version, stack, boundary_admin, deployment_role).await,
     }
 }

@@ -374,6 +374,7 @@ pub(crate) async fn create_change_set(
         .cfn
         .create_change_set()
         .stack_name(stack)
+        .set_role_arn(aws.role_arn.clone())
         .change_set_name(&name)
         .change_set_type(kind.clone())
         .set_parameters(Some(parameters))
@@ -482,6 +483,7 @@ pub(crate) async fn delete_stack_quietly(aws: &Aws, stack: &str) -> Result<()> {
     aws.cfn
         .delete_stack()
         .stack_name(stack)
+        .set_role_arn(aws.role_arn.clone())
         .send()
         .await
         .map_err(|e| aws.explain(e, "cloudformation:DeleteStack", stack))?;

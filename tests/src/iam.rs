@@ -186,13 +186,14 @@ pub fn allowing(policy: &Value, call: &Call) -> Option<String> {
 }
 
 /// Statements for the calls CloudFormation makes, with the caller's credentials, to create the
-/// template's resources: the installer's recorder cannot see those calls, and each statement is
-/// explained by the resource type it is printed for.
+/// template's resources, and for the role passed to it: the installer's recorder cannot see
+/// those calls, and each statement is explained by the resource type it is printed for (or by
+/// `--role-arn`).
 pub fn made_by_cloudformation(sid: &str) -> bool {
     sid.starts_with("StackResources")
         || matches!(
             sid,
-            "RolesOnlyWithTheBoundary" | "Roles" | "PassRolesOfTheStack"
+            "RolesOnlyWithTheBoundary" | "Roles" | "PassRolesOfTheStack" | "PassTheDeploymentRole"
         )
 }
 
@@ -277,6 +278,19 @@ pub fn check_run(
     versions: &[&str],
     unused: &[(&str, &str)],
 ) {
+    check_run_with(world, log, (stack, versions), unused, &[], "");
+}
+
+/// [`check_run`] with `extra` arguments to `iam-policy` and the policy at `pointer` in what it
+/// prints (`/caller` with `--deployment-role`).
+pub fn check_run_with(
+    world: &World,
+    log: &Path,
+    (stack, versions): (&str, &[&str]),
+    unused: &[(&str, &str)],
+    extra: &[&str],
+    pointer: &str,
+) {
     let calls = read_calls(log);
     assert!(calls.len() > 20, "{} calls recorded", calls.len());
     let admin = world.installer_json(&[
@@ -288,13 +302,27 @@ pub fn check_run(
         "--boundary-admin",
     ]);
     for version in versions {
-        let mut policy =
-            world.installer_json(&["iam-policy", "--version", version, "--stack", stack]);
+        let args = [
+            &["iam-policy", "--version", version, "--stack", stack][..],
+            extra,
+        ]
+        .concat();
+        let mut policy = world
+            .installer_json(&args)
+            .pointer(pointer)
+            .cloned()
+            .unwrap_or_default();
         if let Some(statements) = policy["Statement"].as_array_mut() {
             statements.extend(admin["Statement"].as_array().into_iter().flatten().cloned());
         }
         let problems = check_calls(&policy, &calls, unused);
-        assert!(problems.is_empty(), "{}\n{policy}", problems.join("\n"));
+        let made: std::collections::BTreeSet<&str> =
+            calls.iter().map(|c| c.operation.as_str()).collect();
+        assert!(
+            problems.is_empty(),
+            "{}\nrecorded: {made:?}\n{policy}",
+            problems.join("\n")
+        );
     }
 }
 

@@ -223,3 +223,112 @@ fn every_call_the_installer_makes_is_in_its_printed_policy_and_every_grant_is_us
         tests::iam::UNREACHED,
     );
 }
+
+#[test]
+fn with_a_deployment_role_the_caller_needs_only_the_stack_the_bucket_and_pass_role() {
+    let mut world = World::new();
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    let printed = world.installer_json(&[
+        "iam-policy",
+        "--version",
+        "1.0.0",
+        "--stack",
+        "blog",
+        "--deployment-role",
+        "blog-deployer",
+    ]);
+    let caller = serde_json::to_string(&printed["caller"]).unwrap();
+    assert!(
+        !caller.contains("lambda:") && !caller.contains("dynamodb:"),
+        "{caller}"
+    );
+    assert!(!caller.contains("iam:CreateRole"), "{caller}");
+    // The admin makes the role as printed.
+    let role = world.boto3(&format!(
+        r#"
+iam = boto3.client("iam", **kw)
+r = iam.create_role(RoleName="blog-deployer", AssumeRolePolicyDocument=json.dumps({trust}))["Role"]
+iam.put_role_policy(RoleName="blog-deployer", PolicyName="deploy", PolicyDocument=json.dumps({policy}))
+print(json.dumps(r["Arn"]))
+"#,
+        trust = printed["role"]["trust"],
+        policy = printed["role"]["policy"],
+    ));
+    let role = role.as_str().unwrap().to_owned();
+    let log = world.record_calls();
+    for args in [
+        &[
+            "plan",
+            "--stack",
+            "blog",
+            "--version",
+            "1.0.0",
+            "--role-arn",
+            &role,
+        ][..],
+        &[
+            "install",
+            "--stack",
+            "blog",
+            "--version",
+            "1.0.0",
+            "--yes",
+            "--role-arn",
+            &role,
+        ],
+        &[
+            "upgrade",
+            "--stack",
+            "blog",
+            "--version",
+            "1.1.0",
+            "--yes",
+            "--role-arn",
+            &role,
+        ],
+        &["rollback", "--stack", "blog", "--yes", "--role-arn", &role],
+    ] {
+        world.installer_ok(args);
+    }
+    let stack = world.boto3(
+        "print(json.dumps(boto3.client('cloudformation', **kw).describe_stacks(StackName='blog')['Stacks'][0].get('RoleARN')))",
+    );
+    assert_eq!(
+        stack,
+        json!(role),
+        "CloudFormation does not act through the role"
+    );
+    world.installer_ok(&[
+        "uninstall",
+        "--stack",
+        "blog",
+        "--yes",
+        "--purge-artifacts",
+        "--role-arn",
+        &role,
+    ]);
+    tests::iam::check_run_with(
+        &world,
+        &log,
+        ("blog", &["1.0.0", "1.1.0"]),
+        tests::iam::UNREACHED,
+        &["--deployment-role", "blog-deployer"],
+        "/caller",
+    );
+    // Both printed policies pass the linters, and what cloudsplaining names is accounted for.
+    for (name, policy) in [
+        ("caller", &printed["caller"]),
+        ("role", &printed["role"]["policy"]),
+    ] {
+        let file = world.dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::to_vec(policy).unwrap()).unwrap();
+        assert!(tests::iam::parliament(&file).is_empty(), "{name}: {policy}");
+        for method in tests::iam::escalation_methods(&tests::iam::cloudsplaining(&file)) {
+            assert!(
+                tests::iam::EXPLAINED.iter().any(|(m, _)| *m == method),
+                "{name}: cloudsplaining names {method}: {policy}"
+            );
+        }
+    }
+}
