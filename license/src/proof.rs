@@ -297,10 +297,14 @@ pub fn parse_identity(xml: &str) -> Option<Identity> {
     })
 }
 
-/// The STS endpoint a caller in `region` signs for: `endpoint` (an emulator) when given, else
-/// the regional endpoint.
+/// The STS endpoint a caller in `region` signs for: `AWS_ENDPOINT_URL_STS` when set (the AWS
+/// SDKs' variable for STS alone), else `endpoint` (an emulator) when given, else the regional
+/// endpoint.
 pub fn endpoint_for(region: &str, endpoint: Option<&str>) -> String {
-    match endpoint {
+    let sts = std::env::var("AWS_ENDPOINT_URL_STS")
+        .ok()
+        .filter(|e| !e.trim().is_empty());
+    match sts.as_deref().or(endpoint) {
         Some(url) => format!("{}/", url.trim_end_matches('/')),
         None => format!("https://sts.{region}.amazonaws.com/"),
     }

@@ -250,6 +250,9 @@ impl World {
                 self.dir.path().join("installer-home"),
             )
             .env("AWS_ENDPOINT_URL", &self.endpoint)
+            // Account proofs are signed for moto's STS, which the portal sends them to, even
+            // when the rest goes through a proxy.
+            .env("AWS_ENDPOINT_URL_STS", self.moto.endpoint())
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_REGION", REGION)

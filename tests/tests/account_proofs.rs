@@ -264,6 +264,29 @@ fn an_unproven_grant_passes_only_where_the_vendor_made_proof_optional() {
     world.license("optional.lic", &["--account-proof", "optional"]);
     let (status, answer) = unproven("optional.lic", 3);
     assert_eq!(status, 200, "{answer}");
+    // A plan can say so for its licenses, and a license on it can say otherwise.
+    world.vendor(&[
+        "plan",
+        "create",
+        "--app",
+        "serverless-blog",
+        "--slug",
+        "lax",
+        "--name",
+        "Lax",
+        "--features",
+        "posts,users",
+        "--account-proof",
+        "optional",
+    ]);
+    world.license("on-plan.lic", &["--plan", "lax"]);
+    let (status, answer) = unproven("on-plan.lic", 4);
+    assert_eq!(status, 200, "{answer}");
+    world.license(
+        "strict-on-plan.lic",
+        &["--plan", "lax", "--account-proof", "default"],
+    );
+    assert_refused(&unproven("strict-on-plan.lic", 5), "proof_required");
     // The real installer proves either way, and installs.
     world.login("explicit.lic");
     world.installer_ok(&[

@@ -206,7 +206,13 @@ fn template_planted_in_the_bucket_is_not_deployed() {
     let done = world.installer_json(&["install", "--stack", STACK, "--version", "1.0.0", "--yes"]);
     let bucket = done["artifact_bucket"].as_str().unwrap().to_owned();
     let template = objects(&manifest(&world, "1.2.0"), Role::Template).remove(0);
-    let key = format!("templates/{}.json", template.digest.hex());
+    // The template deployed is the signed one with the installation's permissions boundary on
+    // each role; its key is that text's digest, which anyone can work out.
+    let signed = std::fs::read(world.dir.path().join("blog-1.2.0/template.json")).unwrap();
+    let boundary = installer::boundary::arn(ACCOUNT, REGION, STACK);
+    let deployed_digest =
+        bundles::Digest::of(&installer::boundary::bounded_text(&signed, &boundary).unwrap());
+    let key = format!("templates/{}.json", deployed_digest.hex());
     // Planted before the upgrade, under the key the installer will use.
     let planted = serde_json::json!({
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -235,5 +241,9 @@ print(json.dumps(body if isinstance(body, dict) else json.loads(body)))"#
         deployed["Resources"].get("PostsFunction").is_some(),
         "{deployed}"
     );
-    assert_eq!(digests(&world, &bucket)[&key], template.digest.hex());
+    assert_eq!(digests(&world, &bucket)[&key], deployed_digest.hex());
+    assert_ne!(
+        deployed_digest, template.digest,
+        "the roles carry the boundary"
+    );
 }

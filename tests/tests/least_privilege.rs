@@ -332,3 +332,55 @@ print(json.dumps(r["Arn"]))
         }
     }
 }
+
+/// Sets the version in the app folder's `consign.toml`.
+fn set_version(app: &Path, version: &str) {
+    let path = app.join("consign.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("version = "))
+        .unwrap()
+        .to_owned();
+    std::fs::write(
+        &path,
+        text.replacen(&line, &format!("version = \"{version}\""), 1),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_queue_worker_runs_within_its_printed_policy_too() {
+    const QUEUE: tests::install::Example = tests::install::Example {
+        folder: "queue-worker",
+        files: "queue",
+    };
+    let mut world = World::bare(tests::moto::Moto::start(), QUEUE);
+    world.publish("1.0.0", |app| set_version(app, "1.0.0"));
+    world.publish("1.1.0", |app| {
+        set_version(app, "1.1.0");
+        let worker = app.join("functions/worker/worker.py");
+        let code = std::fs::read_to_string(&worker).unwrap();
+        std::fs::write(&worker, format!("{code}\n# 1.1.0\n")).unwrap();
+    });
+    world.license("globex.lic", &[]);
+    world.login("globex.lic");
+    tests::iam::lint_printed_policies(&world, "jobs");
+    let log = world.record_calls();
+    for args in [
+        &["plan", "--stack", "jobs", "--version", "1.0.0"][..],
+        &["install", "--stack", "jobs", "--version", "1.0.0", "--yes"],
+        &["upgrade", "--stack", "jobs", "--version", "1.1.0", "--yes"],
+        &["rollback", "--stack", "jobs", "--yes"],
+        &["uninstall", "--stack", "jobs", "--yes", "--purge-artifacts"],
+    ] {
+        world.installer_ok(args);
+    }
+    tests::iam::check_run(
+        &world,
+        &log,
+        "jobs",
+        &["1.0.0", "1.1.0"],
+        tests::iam::UNREACHED,
+    );
+}

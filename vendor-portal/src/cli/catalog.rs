@@ -188,6 +188,10 @@ pub struct PlanCreateArgs {
     /// Licenses on it are trials.
     #[arg(long)]
     trial: bool,
+    /// Whether its licenses must prove their AWS account: required, optional, or default
+    /// (required when a license names accounts or is a trial).
+    #[arg(long, value_parser = ["default", "required", "optional"])]
+    account_proof: Option<String>,
     /// Features that are on (comma-separated).
     #[arg(long, value_delimiter = ',')]
     features: Vec<String>,
@@ -218,7 +222,8 @@ impl PlanCommand {
                 let plan = portal.post(
                     &format!("/api/v1/apps/{}/plans", path_part(&args.app)),
                     &json!({"slug": args.slug, "name": args.name, "trial": args.trial,
-                            "duration_days": args.duration_days, "entitlements": entitlements}),
+                            "duration_days": args.duration_days, "entitlements": entitlements,
+                            "account_proof": args.account_proof}),
                 )?;
                 show(
                     ctx.output,

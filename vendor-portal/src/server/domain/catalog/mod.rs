@@ -106,7 +106,7 @@ pub async fn find_for_license(
                 c.created_at AS c_created, a.id AS a_id, a.slug AS a_slug, a.name AS a_name, a.summary AS a_summary, \
                 a.description AS a_description, a.categories AS a_categories, a.listed AS a_listed, a.created_at AS a_created, \
                 p.id AS p_id, p.slug AS p_slug, p.name AS p_name, p.description AS p_description, p.trial AS p_trial, \
-                p.duration_days AS p_days, p.entitlements AS p_entitlements \
+                p.duration_days AS p_days, p.entitlements AS p_entitlements, p.account_proof AS p_account_proof \
          FROM customers c JOIN apps a ON a.vendor_id = c.vendor_id \
          LEFT JOIN plans p ON p.app_id = a.id AND p.slug = $4 \
          WHERE c.vendor_id = $1 AND c.slug = $2 AND a.slug = $3",
@@ -163,6 +163,7 @@ pub async fn find_for_license(
                 trial: trial != 0,
                 duration_days: u32::try_from(days).unwrap_or(0),
                 entitlements: serde_json::from_str(&entitlements).unwrap_or_default(),
+                account_proof: row.try_get("p_account_proof")?,
             })
         }
     };

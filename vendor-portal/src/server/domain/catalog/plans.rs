@@ -37,6 +37,11 @@ pub struct PlanCreate {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub entitlements: serde_json::Map<String, serde_json::Value>,
+    /// Whether its licenses' grants, activations and check-ins must prove their AWS account:
+    /// `required`, `optional`, or `default` (required when a license names accounts or is a
+    /// trial). A license issued on the plan can say otherwise.
+    #[serde(default)]
+    pub account_proof: Option<String>,
 }
 
 /// A plan.
@@ -59,6 +64,8 @@ pub struct Plan {
     /// Entitlements and policies.
     #[schema(value_type = Object)]
     pub entitlements: serde_json::Map<String, serde_json::Value>,
+    /// Whether its licenses must prove their AWS account (`default`, `required`, `optional`).
+    pub account_proof: String,
 }
 
 /// Fields a plan may set: those of a license request that are not per-license.
@@ -111,13 +118,16 @@ pub(crate) fn plan_from(row: &sqlx::any::AnyRow, app: &str) -> DomainResult<Plan
         trial: trial != 0,
         duration_days: u32::try_from(days).unwrap_or(0),
         entitlements: serde_json::from_str(&entitlements).unwrap_or_default(),
+        account_proof: row
+            .try_get("account_proof")
+            .unwrap_or_else(|_| "default".to_owned()),
     })
 }
 
 /// Finds a plan of an app.
 pub async fn find_plan(conn: &mut AnyConnection, app: &App, slug: &str) -> DomainResult<Plan> {
     let row = sqlx::query(
-        "SELECT id, slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 AND slug = $2",
+        "SELECT id, slug, name, description, trial, duration_days, entitlements, account_proof FROM plans WHERE app_id = $1 AND slug = $2",
     )
     .bind(&app.id)
     .bind(slug)
@@ -143,6 +153,13 @@ pub async fn create_plan(
         return Err(DomainError::invalid("duration_days must be 1 to 3650"));
     }
     check_entitlements(&body.entitlements)?;
+    let account_proof = body.account_proof.unwrap_or_else(|| "default".into());
+    if !crate::server::domain::proofs::SETTINGS.contains(&account_proof.as_str()) {
+        return Err(DomainError::invalid(format!(
+            "account_proof must be one of {}",
+            crate::server::domain::proofs::SETTINGS.join(", ")
+        )));
+    }
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
     let app = find_app(tx.conn(), &caller.vendor_id, &app_slug).await?;
     let plan = Plan {
@@ -154,10 +171,11 @@ pub async fn create_plan(
         trial: body.trial,
         duration_days: body.duration_days,
         entitlements: body.entitlements,
+        account_proof,
     };
     let inserted = sqlx::query(
-        "INSERT INTO plans (id, vendor_id, app_id, slug, name, description, trial, duration_days, entitlements, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO plans (id, vendor_id, app_id, slug, name, description, trial, duration_days, entitlements, created_at, account_proof) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&plan.id)
     .bind(&caller.vendor_id)
@@ -169,6 +187,7 @@ pub async fn create_plan(
     .bind(i64::from(plan.duration_days))
     .bind(serde_json::to_string(&plan.entitlements).map_err(DomainError::internal)?)
     .bind(now())
+    .bind(&plan.account_proof)
     .execute(tx.conn())
     .await;
     match inserted {
@@ -203,7 +222,7 @@ pub async fn list_plans(
     let mut conn = state.db.pool.acquire().await?;
     let app = find_app(&mut conn, &caller.vendor_id, &app_slug).await?;
     let rows = sqlx::query(
-        "SELECT id, slug, name, description, trial, duration_days, entitlements FROM plans WHERE app_id = $1 ORDER BY slug",
+        "SELECT id, slug, name, description, trial, duration_days, entitlements, account_proof FROM plans WHERE app_id = $1 ORDER BY slug",
     )
     .bind(&app.id)
     .fetch_all(&mut *conn)

@@ -83,9 +83,11 @@ pub async fn issue(
     caller.require(Role::Publisher)?;
     let now_t = UnixTime::now();
     let (customer, app, plan, stored_key) = source(state, caller, &body).await?;
+    // The license's own setting, else its plan's.
     let account_proof = body
         .account_proof
         .clone()
+        .or_else(|| plan.as_ref().map(|p| p.account_proof.clone()))
         .unwrap_or_else(|| "default".into());
     if !crate::server::domain::proofs::SETTINGS.contains(&account_proof.as_str()) {
         return Err(DomainError::invalid(format!(
