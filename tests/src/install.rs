@@ -361,6 +361,72 @@ impl World {
         );
     }
 
+    /// A world whose moto checks IAM once the requests of [`World::iam_user`] are made, with a
+    /// license for globex and `installer login` done without AWS (a login that proves the
+    /// account would use up moto's unchecked requests).
+    pub fn checking_iam(boundary: bool) -> Self {
+        // The unchecked requests: the user, its policy, its key, and the boundary.
+        let unchecked = if boundary { "5" } else { "4" };
+        let world = Self::on(Moto::start_with_env(&[(
+            "INITIAL_NO_AUTH_ACTION_COUNT",
+            unchecked,
+        )]));
+        world.license("globex.lic", &[]);
+        world.login_without_aws("globex.lic");
+        world
+    }
+
+    /// Makes IAM user `name` allowed everything but `denied` and returns its access key pair,
+    /// with the unchecked requests of a world from [`World::checking_iam`]. With `boundary`,
+    /// also writes the blog stack's permissions boundary as an admin would (moto refuses the
+    /// SDK's signature on a `CreatePolicy` carrying a document, so the installer cannot).
+    pub fn iam_user(&self, name: &str, denied: &str, boundary: bool) -> (String, String) {
+        let script = r#"
+import boto3, json, sys
+name, denied, template = sys.argv[2], sys.argv[3], sys.argv[4]
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName=name)
+iam.put_user_policy(UserName=name, PolicyName="all-but-one", PolicyDocument=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
+                  {"Effect": "Deny", "Action": denied, "Resource": "*"}]}))
+key = iam.create_access_key(UserName=name)["AccessKey"]
+if template:
+    actions = set()
+    for r in json.load(open(template))["Resources"].values():
+        if r["Type"] == "AWS::IAM::Role":
+            for p in r["Properties"].get("Policies", []):
+                for st in p["PolicyDocument"]["Statement"]:
+                    a = st["Action"]
+                    actions.update([a] if isinstance(a, str) else a)
+    iam.create_policy(PolicyName="consign-us-east-1-blog-boundary", Path="/consign/",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "DeclaredByTheRelease",
+            "Effect": "Allow", "Action": sorted(actions), "Resource": "*"}]}))
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let template = if boundary {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples/serverless-blog/template.json")
+                .display()
+                .to_string()
+        } else {
+            String::new()
+        };
+        let out = Command::new(venv_python())
+            .args(["-c", script, &self.moto.endpoint(), name, denied, &template])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let keys = String::from_utf8(out.stdout).unwrap();
+        let (id, secret) = keys.trim().split_once(' ').unwrap();
+        (id.to_owned(), secret.to_owned())
+    }
+
     /// Everything the installer could have touched in the account, read with boto3: stacks
     /// (not deleted), buckets and their keys, SSM parameters and their values.
     pub fn account(&self) -> Value {

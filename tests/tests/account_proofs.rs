@@ -90,6 +90,30 @@ fn login_as_neighbour(
         .unwrap()
 }
 
+/// A grant request for the blog 1.0.0 with the license in `file`, reporting the home account,
+/// with a fresh public key made of byte `key` and, when given, `proof`.
+fn grant(world: &World, file: &str, key: u8, proof: Option<&AccountProof>) -> (u16, Value) {
+    let license = std::fs::read_to_string(world.p(file)).unwrap();
+    let mut body = json!({"license": license, "app": "serverless-blog", "version": "1.0.0",
+        "public_key": base64::engine::general_purpose::STANDARD.encode([key; 32]),
+        "aws_account": ACCOUNT});
+    if let Some(proof) = proof {
+        body["account_proof"] = json!(proof);
+    }
+    post_json(&format!("{}/api/v1/grants", world.portal.url), &body)
+}
+
+/// `installer login` with the neighbour's credentials fails, naming both accounts.
+fn neighbour_login_is_refused(world: &World, file: &str, neighbour: &Credentials) {
+    let out = login_as_neighbour(world, file, neighbour);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(ACCOUNT) && stderr.contains(NEIGHBOUR),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn a_license_bound_to_one_account_used_from_another_is_refused_naming_both() {
     let world = World::new();
@@ -97,37 +121,20 @@ fn a_license_bound_to_one_account_used_from_another_is_refused_naming_both() {
     let neighbour = neighbour_credentials(&world);
 
     // The installer, run with the second account's credentials.
-    let out = login_as_neighbour(&world, "globex.lic", &neighbour);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(ACCOUNT) && stderr.contains(NEIGHBOUR),
-        "{stderr}"
-    );
+    neighbour_login_is_refused(&world, "globex.lic", &neighbour);
 
     // A patched installer that reports the licensed account but can only prove its own.
-    let license = std::fs::read_to_string(world.p("globex.lic")).unwrap();
-    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-    let grant = |proof: &AccountProof| {
-        post_json(
-            &format!("{}/api/v1/grants", world.portal.url),
-            &json!({"license": license, "app": "serverless-blog", "version": "1.0.0",
-                    "public_key": key, "aws_account": ACCOUNT, "account_proof": proof}),
-        )
-    };
     let proof = signed(&world, neighbour, Some(&nonce(&world)), SystemTime::now());
-    let detail = assert_refused(&grant(&proof), "wrong_account");
+    let detail = assert_refused(
+        &grant(&world, "globex.lic", 7, Some(&proof)),
+        "wrong_account",
+    );
     assert!(
         detail.contains(ACCOUNT) && detail.contains(NEIGHBOUR),
         "{detail}"
     );
     // And one that says nothing of a proof.
-    let (status, answer) = post_json(
-        &format!("{}/api/v1/grants", world.portal.url),
-        &json!({"license": license, "app": "serverless-blog", "version": "1.0.0",
-                "public_key": key, "aws_account": ACCOUNT}),
-    );
-    assert_refused(&(status, answer), "proof_required");
+    assert_refused(&grant(&world, "globex.lic", 8, None), "proof_required");
     // The refusals are in the vendor's audit log; no grant was issued.
     let audit = world.vendor(&["audit", "list", "--output", "json"]);
     assert!(audit.contains("grant.refuse"), "{audit}");
@@ -246,15 +253,7 @@ fn a_proof_whose_nonce_is_not_signed_is_refused() {
 #[test]
 fn an_unproven_grant_passes_only_where_the_vendor_made_proof_optional() {
     let world = World::new();
-    let key = |n: u8| base64::engine::general_purpose::STANDARD.encode([n; 32]);
-    let unproven = |file: &str, n: u8| {
-        let license = std::fs::read_to_string(world.p(file)).unwrap();
-        post_json(
-            &format!("{}/api/v1/grants", world.portal.url),
-            &json!({"license": license, "app": "serverless-blog", "version": "1.0.0",
-                    "public_key": key(n), "aws_account": ACCOUNT}),
-        )
-    };
+    let unproven = |file: &str, n: u8| grant(&world, file, n, None);
     // Names the customer's account: proofs are required by default.
     world.license("bound.lic", &[]);
     assert_refused(&unproven("bound.lic", 1), "proof_required");
@@ -354,14 +353,7 @@ fn a_trial_started_twice_from_one_proven_account_under_two_sign_ups_is_refused()
     assert!(stderr.contains("already used a trial"), "{stderr}");
 
     // The first trial, bound to the home account, cannot move to the neighbour's.
-    let neighbour = neighbour_credentials(&world);
-    let out = login_as_neighbour(&world, "first.lic", &neighbour);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(ACCOUNT) && stderr.contains(NEIGHBOUR),
-        "{stderr}"
-    );
+    neighbour_login_is_refused(&world, "first.lic", &neighbour_credentials(&world));
 }
 
 /// A buyer on the marketplace, over plain HTTP: sign up (double-submit CSRF token and session

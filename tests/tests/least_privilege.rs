@@ -128,39 +128,12 @@ fn the_printed_policies_pass_parliament_and_every_escalation_path_is_accounted_f
 
 #[test]
 fn credentials_missing_a_boundary_permission_stop_before_any_change_naming_the_action() {
-    // moto checks IAM after its first 4 requests: the ones below that make the admin's user.
     // (Denying the boundary's writes cannot be shown on moto: it refuses the SDK's signature on
     // a CreatePolicy carrying a document before it evaluates any policy. The read is denied
     // instead, which the printed deploy policy grants.)
-    let world = World::on(tests::moto::Moto::start_with_env(&[(
-        "INITIAL_NO_AUTH_ACTION_COUNT",
-        "4",
-    )]));
-    world.license("globex.lic", &[]);
-    world.login_without_aws("globex.lic");
-    let script = r#"
-import boto3, json, sys
-iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
-                   aws_access_key_id="testing", aws_secret_access_key="testing")
-iam.create_user(UserName="deployer")
-iam.put_user_policy(UserName="deployer", PolicyName="deploy-only", PolicyDocument=json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"},
-                  {"Effect": "Deny", "Action": "iam:GetPolicy", "Resource": "*"}]}))
-key = iam.create_access_key(UserName="deployer")["AccessKey"]
-print(key["AccessKeyId"], key["SecretAccessKey"])
-"#;
-    let out = std::process::Command::new(tests::moto::venv_python())
-        .args(["-c", script, &world.moto.endpoint()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let keys = String::from_utf8(out.stdout).unwrap();
-    let (id, secret) = keys.trim().split_once(' ').unwrap();
+    let world = World::checking_iam(false);
+    let (id, secret) = world.iam_user("deployer", "iam:GetPolicy", false);
+    let (id, secret) = (id.as_str(), secret.as_str());
     let out = world
         .installer_command(&["install", "--stack", "blog", "--version", "1.0.0", "--yes"])
         .env("AWS_ACCESS_KEY_ID", id)
