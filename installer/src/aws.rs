@@ -115,12 +115,15 @@ impl Aws {
 
     /// A proof of this account for `portal`: a portal nonce in a signed header of an
     /// `sts:GetCallerIdentity` request signed with these credentials (the credentials stay here).
+    /// `None` when the portal is older than account proofs.
     pub async fn prove(
         &self,
         portal: &crate::portal::Portal,
-    ) -> Result<license::proof::AccountProof> {
+    ) -> Result<Option<license::proof::AccountProof>> {
         use aws_credential_types::provider::ProvideCredentials as _;
-        let nonce = portal.proof_nonce().await?;
+        let Some(nonce) = portal.proof_nonce().await? else {
+            return Ok(None);
+        };
         let provider = self.config.credentials_provider().ok_or_else(|| {
             anyhow!("no AWS credentials were found: configure a profile, SSO or AWS_* variables")
         })?;
@@ -128,13 +131,13 @@ impl Aws {
             anyhow!("cannot read your AWS credentials to prove the account to the portal ({e})")
         })?;
         let url = license::proof::endpoint_for(&self.region, self.endpoint.as_deref());
-        Ok(license::proof::sign(
+        Ok(Some(license::proof::sign(
             credentials,
             &self.region,
             &url,
             Some(&nonce),
             std::time::SystemTime::now(),
-        )?)
+        )?))
     }
 
     /// [`explain`] with this account's endpoint.

@@ -163,22 +163,20 @@ impl Portal {
         app: &str,
         version: &str,
         account: &str,
-        proof: license::proof::AccountProof,
+        proof: Option<license::proof::AccountProof>,
     ) -> Result<Granted> {
         let secret = RecipientSecret::generate()?;
-        let response = self
-            .post_json(
-                "/api/v1/grants",
-                &json!({
-                    "license": license,
-                    "app": app,
-                    "version": version,
-                    "public_key": STANDARD.encode(secret.public()),
-                    "aws_account": account,
-                    "account_proof": proof,
-                }),
-            )
-            .await?;
+        let mut body = json!({
+            "license": license,
+            "app": app,
+            "version": version,
+            "public_key": STANDARD.encode(secret.public()),
+            "aws_account": account,
+        });
+        if let Some(proof) = proof {
+            body["account_proof"] = json!(proof);
+        }
+        let response = self.post_json("/api/v1/grants", &body).await?;
         #[derive(Deserialize)]
         struct Signature {
             kid: String,
@@ -215,13 +213,20 @@ impl Portal {
         })
     }
 
-    /// A single-use nonce for an account proof (`POST /api/v1/proofs/nonce`).
-    pub async fn proof_nonce(&self) -> Result<String> {
+    /// A single-use nonce for an account proof (`POST /api/v1/proofs/nonce`); `None` from a
+    /// portal older than account proofs (it answers 404), which takes none.
+    pub async fn proof_nonce(&self) -> Result<Option<String>> {
         #[derive(Deserialize)]
         struct Nonce {
             nonce: String,
         }
-        let response = self.post_json("/api/v1/proofs/nonce", &json!({})).await?;
+        let response = match self.post_json("/api/v1/proofs/nonce", &json!({})).await {
+            Ok(response) => response,
+            Err(e) if e.downcast_ref::<Refusal>().is_some_and(|r| r.status == 404) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let nonce: Nonce = response
             .json()
             .await
@@ -229,7 +234,7 @@ impl Portal {
         if !license::proof::valid_nonce(&nonce.nonce) {
             bail!("the portal's proof nonce is not a nonce: check the portal address");
         }
-        Ok(nonce.nonce)
+        Ok(Some(nonce.nonce))
     }
 
     /// Proves to the portal the account `license` will be used in (`POST /api/v1/proofs`);

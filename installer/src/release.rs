@@ -355,7 +355,7 @@ impl Release {
         let license_id = self.license.claims().jti.clone();
         let key = crate::home::installation_key(license_id.as_str())?;
         let nonce = fresh_nonce()?;
-        let account_proof = Some(aws.prove(portal).await?);
+        let account_proof = aws.prove(portal).await?;
         let activation = Activation {
             license: self.license_text.clone(),
             public_key: key.public_key(),

@@ -112,7 +112,11 @@ async fn prove_account(
         Ok(aws) => aws,
         Err(e) => return Ok(Err(format!("{e:#}"))),
     };
-    let proof = aws.prove(portal).await?;
+    let Some(proof) = aws.prove(portal).await? else {
+        return Ok(Err(
+            "the portal is older than account proofs and takes none".to_owned(),
+        ));
+    };
     Ok(Ok(portal.prove(license, proof).await?))
 }
 

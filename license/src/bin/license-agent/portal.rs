@@ -130,6 +130,13 @@ impl PortalClient {
             .await
             .map_err(|e| Failure::Unreachable(describe(&e)))?;
         let status = response.status().as_u16();
+        if status == 404 {
+            return Err(Failure::Refused {
+                status,
+                code: "not_found".into(),
+                detail: "the portal takes no account proofs".into(),
+            });
+        }
         let answer: serde_json::Value = response
             .json()
             .await

@@ -783,7 +783,12 @@ async fn prove(
             return Ok(None);
         }
     };
-    let nonce = portal.proof_nonce().await.map_err(|e| e.to_string())?;
+    let nonce = match portal.proof_nonce().await {
+        Ok(nonce) => nonce,
+        // A portal older than account proofs takes none.
+        Err(Failure::Refused { status: 404, .. }) => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
     let url = license::proof::endpoint_for(region, config.endpoint_url());
     license::proof::sign(
         credentials,
