@@ -6,7 +6,7 @@
 //!   refuses an action the manifest does not declare, and what no boundary can hold (managed
 //!   policies, `NotAction`, users and access keys, statements that are not literal JSON).
 //! - [`ensure`] keeps the boundary as a customer-managed policy per installation
-//!   (`/consign/consign-<region>-<stack>-boundary`), and [`bounded`] sets it as the
+//!   (`/consign/consign-<region>-<stack>-boundary`), and [`bounded_text`] sets it as the
 //!   `PermissionsBoundary` of every `AWS::IAM::Role` of the template deployed. The installer's own
 //!   policy (`installer iam-policy`) may create and change roles only with this boundary attached.
 //! - [`remove`] deletes it after the stack.
@@ -182,27 +182,6 @@ pub fn check_template(manifest: &BundleManifest, template: &Value) -> Result<()>
     Ok(())
 }
 
-/// `template` with `boundary` as the `PermissionsBoundary` of every `AWS::IAM::Role` (one the
-/// vendor set is replaced: the admin's boundary is the one that holds).
-pub fn bounded(template: &Value, boundary: &str) -> Value {
-    let mut template = template.clone();
-    if let Some(resources) = template.get_mut("Resources").and_then(Value::as_object_mut) {
-        for resource in resources.values_mut() {
-            if resource.get("Type").and_then(Value::as_str) != Some("AWS::IAM::Role") {
-                continue;
-            }
-            if let Some(props) = resource
-                .as_object_mut()
-                .map(|r| r.entry("Properties").or_insert_with(|| json!({})))
-                && let Some(props) = props.as_object_mut()
-            {
-                props.insert("PermissionsBoundary".into(), json!(boundary));
-            }
-        }
-    }
-    template
-}
-
 /// JSON that keeps its keys in the order written (`serde_json::Value` sorts them): the deployed
 /// template differs from the signed one only by the boundary, and CloudFormation emulators that
 /// create resources in template order see the vendor's order.
@@ -306,7 +285,8 @@ impl Ordered {
 }
 
 /// The template's text with `boundary` as the `PermissionsBoundary` of every `AWS::IAM::Role`
-/// (as [`bounded`]), everything else in the vendor's order.
+/// (one the vendor set is replaced: the admin's boundary is the one that holds), everything else
+/// in the vendor's order.
 pub fn bounded_text(text: &[u8], boundary: &str) -> Result<Vec<u8>> {
     let mut doc: Ordered =
         serde_json::from_slice(text).context("the release's template is not JSON")?;
@@ -548,11 +528,11 @@ mod tests {
 
     #[test]
     fn every_role_gets_the_boundary() {
-        let template = json!({"Resources": {
+        let text = br#"{"Resources": {
             "A": {"Type": "AWS::IAM::Role", "Properties": {"PermissionsBoundary": "theirs"}},
             "B": {"Type": "AWS::IAM::Role"},
-            "C": {"Type": "AWS::S3::Bucket"}}});
-        let out = bounded(&template, "ours");
+            "C": {"Type": "AWS::S3::Bucket"}}}"#;
+        let out: Value = serde_json::from_slice(&bounded_text(text, "ours").unwrap()).unwrap();
         assert_eq!(
             out["Resources"]["A"]["Properties"]["PermissionsBoundary"],
             "ours"

@@ -266,9 +266,9 @@ async fn prepare(
     crate::boundary::check_template(&release.manifest, &template)?;
     let (template, template_entry) = if crate::boundary::has_roles(&template) {
         let arn = crate::boundary::arn(&aws.account, &aws.region, &options.stack);
-        let bounded = crate::boundary::bounded(&template, &arn);
         let signed = std::fs::read(&files[template_entry.path.as_str()])?;
         let bytes = crate::boundary::bounded_text(&signed, &arn)?;
+        let bounded = serde_json::from_slice(&bytes)?;
         let path = dir.path().join("template.bounded.json");
         std::fs::write(&path, &bytes).context("cannot write the bounded template")?;
         files.insert(template_entry.path.as_str().to_owned(), path);
