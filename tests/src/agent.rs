@@ -8,6 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use license::SigningKey;
+use license::checkin::{
+    ACTIVATION, Activation, CHECKIN, Checkin, GENESIS, Placement, RecordBody, Signed, TamperReport,
+    UsageRecord, fresh_nonce,
+};
 use serde_json::Value;
 
 use crate::bin;
@@ -39,8 +44,14 @@ pub struct AgentWorld {
 impl AgentWorld {
     /// A portal on SQLite or PostgreSQL with a license for `posts` issued with `issue_args`.
     pub fn new(postgres: bool, issue_args: &[&str]) -> Self {
+        Self::with_serve_args(postgres, issue_args, &[])
+    }
+
+    /// [`AgentWorld::new`] with extra `serve` arguments.
+    pub fn with_serve_args(postgres: bool, issue_args: &[&str], serve_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let setup = PortalSetup::new(dir.path(), postgres);
+        let mut setup = PortalSetup::new(dir.path(), postgres);
+        setup.extra = serve_args.iter().map(|a| (*a).to_owned()).collect();
         let token = setup.create_vendor("acme");
         let portal = setup.start();
         let keys = dir.path().join("keys");
@@ -199,6 +210,157 @@ impl AgentProcess {
 impl Drop for AgentProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// An agent of the test's own making, speaking the agent's protocol to the portal directly: it
+/// holds its installation key and signs what it wants (a customer with root can do the same).
+pub struct SignedAgent {
+    /// The installation key.
+    pub key: SigningKey,
+    /// The agent's id.
+    pub agent: String,
+    /// The license.
+    pub license: license::claims::LicenseId,
+    /// The last record accepted.
+    pub n: u64,
+    /// Its hash.
+    pub head: String,
+    /// The check-in URL.
+    pub url: String,
+    /// The hour every record is in (fixed, so a test straddling an hour still fills one).
+    /// The hour every record is in.
+    pub hour: u64,
+}
+
+impl SignedAgent {
+    /// Activates for stack `blog`.
+    pub fn activate(world: &AgentWorld) -> Self {
+        Self::activate_stack(world, "blog")
+    }
+
+    /// Activates for `stack`.
+    pub fn activate_stack(world: &AgentWorld, stack: &str) -> Self {
+        Self::activate_license(world, &world.license, stack)
+    }
+
+    /// Activates with the license in `license_file` for `stack`.
+    pub fn activate_license(world: &AgentWorld, license_file: &Path, stack: &str) -> Self {
+        let key = SigningKey::generate().unwrap();
+        let text = std::fs::read_to_string(license_file).unwrap();
+        let license_id = license::verify::decode_unverified(&text).unwrap().claims["jti"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let activation = Activation {
+            account_proof: None,
+            license: text,
+            public_key: key.public_key(),
+            placement: Placement {
+                aws_account: "123456789012".into(),
+                region: "eu-west-1".into(),
+                stack: stack.into(),
+                version: "1.0.0".into(),
+            },
+            nonce: fresh_nonce().unwrap(),
+            time: license::UnixTime::now(),
+        };
+        let signed = Signed::sign(ACTIVATION, &activation, &key).unwrap();
+        let (status, answer) = http::post_json(
+            &format!("{}/api/v1/installations", world.portal.url),
+            &serde_json::to_value(&signed).unwrap(),
+        );
+        assert_eq!(status, 200, "{answer}");
+        Self {
+            key,
+            agent: answer["agent"].as_str().unwrap().to_owned(),
+            license: license_id,
+            n: 0,
+            head: GENESIS.to_owned(),
+            url: format!("{}/api/v1/installations/checkin", world.portal.url),
+            hour: {
+                let now = license::UnixTime::now().as_secs();
+                now - now % 3600
+            },
+        }
+    }
+
+    /// Record `n` after `prev`: `quantity` units of api-calls in the agent's hour.
+    pub fn record(&self, n: u64, prev: &str, quantity: u64) -> UsageRecord {
+        UsageRecord::seal(
+            RecordBody {
+                id: format!("{}:{n}", self.agent),
+                agent: self.agent.clone(),
+                license: self.license.clone(),
+                n,
+                dimension: "api-calls".into(),
+                hour: license::UnixTime::from_secs(self.hour).unwrap(),
+                quantity,
+                events: 1,
+                prev: prev.to_owned(),
+            },
+            &self.key,
+        )
+        .unwrap()
+    }
+
+    /// Checks in `quantities` as the next records (the chain advances only when accepted).
+    pub fn send(&mut self, quantities: &[u64]) -> (u16, Value) {
+        self.send_with(quantities, "1.0.0", vec![])
+    }
+
+    /// Checks in `quantities` with `version` and tamper `reports`.
+    pub fn send_with(
+        &mut self,
+        quantities: &[u64],
+        version: &str,
+        reports: Vec<TamperReport>,
+    ) -> (u16, Value) {
+        let (mut n, mut head) = (self.n, self.head.clone());
+        let mut records = Vec::new();
+        for q in quantities {
+            n += 1;
+            let record = self.record(n, &head, *q);
+            head.clone_from(&record.hash);
+            records.push(record);
+        }
+        let checkin = Checkin {
+            account_proof: None,
+            agent: self.agent.clone(),
+            license: self.license.clone(),
+            license_seq: 1,
+            version: version.into(),
+            nonce: fresh_nonce().unwrap(),
+            time: license::UnixTime::now(),
+            records,
+            reports,
+        };
+        let (status, answer) = self.send_checkin(&checkin);
+        if status == 200 {
+            (self.n, self.head) = (n, head);
+        }
+        (status, answer)
+    }
+
+    /// Checks in `records` as they are (gaps, changes and all), without moving the chain.
+    pub fn send_raw(&self, records: Vec<UsageRecord>) -> (u16, Value) {
+        self.send_checkin(&Checkin {
+            account_proof: None,
+            agent: self.agent.clone(),
+            license: self.license.clone(),
+            license_seq: 1,
+            version: "1.0.0".into(),
+            nonce: fresh_nonce().unwrap(),
+            time: license::UnixTime::now(),
+            records,
+            reports: vec![],
+        })
+    }
+
+    fn send_checkin(&self, checkin: &Checkin) -> (u16, Value) {
+        let signed = Signed::sign(CHECKIN, checkin, &self.key).unwrap();
+        http::post_json(&self.url, &serde_json::to_value(&signed).unwrap())
     }
 }
 

@@ -17,6 +17,7 @@ pub mod load;
 pub mod mitm;
 pub mod moto;
 pub mod portal;
+pub mod webhook;
 
 use std::path::PathBuf;
 

@@ -6,123 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use license::SigningKey;
-use license::checkin::{
-    ACTIVATION, Activation, CHECKIN, Checkin, GENESIS, MAX_HOUR_QUANTITY, MAX_RECORD_QUANTITY,
-    Placement, RecordBody, Signed, TamperReport, UsageRecord, fresh_nonce,
-};
-use serde_json::Value;
-use tests::agent::{AgentWorld, http};
-
-/// An agent of the customer's own making: it holds its key and signs what it wants.
-struct RogueAgent {
-    key: SigningKey,
-    agent: String,
-    license: license::claims::LicenseId,
-    n: u64,
-    head: String,
-    url: String,
-    /// The hour every record is in (fixed, so a test straddling an hour still fills one).
-    hour: u64,
-}
-
-impl RogueAgent {
-    fn activate(world: &AgentWorld) -> Self {
-        let key = SigningKey::generate().unwrap();
-        let activation = Activation {
-            account_proof: None,
-            license: std::fs::read_to_string(&world.license).unwrap(),
-            public_key: key.public_key(),
-            placement: Placement {
-                aws_account: "123456789012".into(),
-                region: "eu-west-1".into(),
-                stack: "blog".into(),
-                version: "1.0.0".into(),
-            },
-            nonce: fresh_nonce().unwrap(),
-            time: license::UnixTime::now(),
-        };
-        let signed = Signed::sign(ACTIVATION, &activation, &key).unwrap();
-        let (status, answer) = http::post_json(
-            &format!("{}/api/v1/installations", world.portal.url),
-            &serde_json::to_value(&signed).unwrap(),
-        );
-        assert_eq!(status, 200, "{answer}");
-        Self {
-            key,
-            agent: answer["agent"].as_str().unwrap().to_owned(),
-            license: world.license_id.parse().unwrap(),
-            n: 0,
-            head: GENESIS.to_owned(),
-            url: format!("{}/api/v1/installations/checkin", world.portal.url),
-            hour: {
-                let now = license::UnixTime::now().as_secs();
-                now - now % 3600
-            },
-        }
-    }
-
-    /// Record `n` after `prev`: `quantity` units of api-calls in the agent's hour.
-    fn record(&self, n: u64, prev: &str, quantity: u64) -> UsageRecord {
-        UsageRecord::seal(
-            RecordBody {
-                id: format!("{}:{n}", self.agent),
-                agent: self.agent.clone(),
-                license: self.license.clone(),
-                n,
-                dimension: "api-calls".into(),
-                hour: license::UnixTime::from_secs(self.hour).unwrap(),
-                quantity,
-                events: 1,
-                prev: prev.to_owned(),
-            },
-            &self.key,
-        )
-        .unwrap()
-    }
-
-    /// Checks in `quantities` as the next records (the chain advances only when accepted).
-    fn send(&mut self, quantities: &[u64]) -> (u16, Value) {
-        self.send_with(quantities, "1.0.0", vec![])
-    }
-
-    fn send_with(
-        &mut self,
-        quantities: &[u64],
-        version: &str,
-        reports: Vec<TamperReport>,
-    ) -> (u16, Value) {
-        let (mut n, mut head) = (self.n, self.head.clone());
-        let mut records = Vec::new();
-        for q in quantities {
-            n += 1;
-            let record = self.record(n, &head, *q);
-            head.clone_from(&record.hash);
-            records.push(record);
-        }
-        let checkin = Checkin {
-            account_proof: None,
-            agent: self.agent.clone(),
-            license: self.license.clone(),
-            license_seq: 1,
-            version: version.into(),
-            nonce: fresh_nonce().unwrap(),
-            time: license::UnixTime::now(),
-            records,
-            reports,
-        };
-        let signed = Signed::sign(CHECKIN, &checkin, &self.key).unwrap();
-        let (status, answer) = http::post_json(&self.url, &serde_json::to_value(&signed).unwrap());
-        if status == 200 {
-            (self.n, self.head) = (n, head);
-        }
-        (status, answer)
-    }
-}
+use license::checkin::{MAX_HOUR_QUANTITY, MAX_RECORD_QUANTITY, TamperReport};
+use tests::agent::{AgentWorld, SignedAgent};
 
 fn usage_that_would_overflow_is_refused_with_a_4xx(postgres: bool) {
     let world = AgentWorld::new(postgres, &[]);
-    let mut rogue = RogueAgent::activate(&world);
+    let mut rogue = SignedAgent::activate(&world);
     assert_eq!(rogue.send(&[5]).0, 200);
 
     // One record past the per-record bound, and records whose sum overflows 64 bits.

@@ -51,6 +51,8 @@ fn body_for(path: &str) -> Value {
                                                            "headers": {}, "body": ""}}),
         "/api/v1/installations/remove" => json!({"license": "x", "aws_account": "123456789012",
                                                  "region": "eu-west-1", "stack": "blog"}),
+        "/api/v1/webhooks" => json!({"url": "https://example.com/b-hook"}),
+        "/api/v1/webhooks/{id}/test" | "/api/v1/webhooks/deliveries/{id}/redeliver" => json!({}),
         // PUT
         "/api/v1/apps/{app}/releases/{version}" => {
             json!({"manifest": "{}", "signature": {"kid": "k", "signature": ""}, "keys": "{}"})
@@ -70,6 +72,8 @@ async fn every_endpoint_isolates_vendors(db: Db) {
     // limit allows one address in a minute.
     let limits = vendor_portal::server::state::Limits {
         auth_failures_per_minute: 10_000,
+        // A's webhook endpoint is on loopback (nothing listens there).
+        webhook_allow_private: true,
         ..Default::default()
     };
     let portal = start_with(db, limits).await;
@@ -94,6 +98,23 @@ async fn every_endpoint_isolates_vendors(db: Db) {
         .call(Method::GET, "/api/v1/vendors/acme/keyset", None, None)
         .await
         .text;
+    let a_endpoint = portal
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/a-hook", "description": "A's receiver"}),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let a_delivery = portal
+        .post(&format!("/api/v1/webhooks/{a_endpoint}/test"), json!({}))
+        .await
+        .expect(202)["delivery"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let a_audit_head = portal.get("/api/v1/audit").await.expect(200)["head_seq"].clone();
     let a_secrets = [
         license_id.as_str(),
@@ -102,6 +123,8 @@ async fn every_endpoint_isolates_vendors(db: Db) {
         a_customer_id.as_str(),
         "owner@acme.example",
         "Globex",
+        "a-hook",
+        "A's receiver",
     ];
 
     let b = portal.other_vendor("initech").await;
@@ -130,6 +153,10 @@ async fn every_endpoint_isolates_vendors(db: Db) {
             };
             let a_id = if template.starts_with("/api/v1/tokens") {
                 &a_token_id
+            } else if template.starts_with("/api/v1/webhooks/deliveries/") {
+                &a_delivery
+            } else if template.starts_with("/api/v1/webhooks/") {
+                &a_endpoint
             } else {
                 &license_id
             };

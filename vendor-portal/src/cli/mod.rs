@@ -14,6 +14,7 @@ pub mod release;
 pub mod serve;
 pub mod team;
 pub mod usage;
+pub mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -109,6 +110,9 @@ pub enum Command {
     /// A license's installations, versions in use and usage.
     #[command(subcommand)]
     Usage(usage::UsageCommand),
+    /// Webhook endpoints that hear license, trial, installation, usage and tamper events.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
 }
 
 impl Cli {
@@ -130,6 +134,7 @@ impl Cli {
             Command::Token(cmd) => cmd.run(&ctx),
             Command::Member(cmd) => cmd.run(&ctx),
             Command::Audit(cmd) => cmd.run(&ctx),
+            Command::Webhook(cmd) => cmd.run(&ctx),
             Command::Release(cmd) => cmd.run(&ctx),
             Command::Kit(cmd) => cmd.run(&ctx),
             Command::Usage(cmd) => cmd.run(&ctx),

@@ -124,6 +124,18 @@ pub struct ServeArgs {
     /// https://sts[.REGION].amazonaws.com: an emulator's, for tests. Never a public address.
     #[arg(long, env = "CONSIGN_STS_ENDPOINT", value_name = "URL")]
     sts_endpoint: Option<String>,
+    /// Let webhook endpoints be on private, loopback and link-local addresses, and plain http
+    /// (tests, private networks). Off by default: a vendor's endpoint could otherwise reach
+    /// the portal's own network.
+    #[arg(long)]
+    webhook_allow_private: bool,
+    /// Raise `installation.silent` once a live installation has not checked in for this many
+    /// seconds (default: twice its license's check-in interval, at least an hour).
+    #[arg(long, value_name = "SECONDS")]
+    silent_after: Option<u64>,
+    /// How often to look for licenses entering their expiry warning and silent installations.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    sweep_interval: u64,
 }
 
 macro_rules! say {
@@ -149,7 +161,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 trials_per_hour: args.trials_per_hour,
                 proof_nonces_per_minute: args.proof_nonces_per_minute,
                 trusted_proxies: args.trusted_proxies,
+                webhook_allow_private: args.webhook_allow_private,
+                silent_after: args.silent_after,
             },
+            sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
             max_connections: args.max_connections.max(1),
             sts_endpoint: args.sts_endpoint,
             ..args.storage.config()
@@ -185,7 +200,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             print_demo(&mut out, &url, &demo);
         }
         let _ = out.flush();
-        server::serve(listener, state).await
+        server::serve(listener, state, config.sweep_interval).await
     })
 }
 

@@ -54,6 +54,9 @@ pub struct Config {
     pub max_connections: u32,
     /// An STS endpoint that account proofs may be sent to besides AWS's own (an emulator).
     pub sts_endpoint: Option<String>,
+    /// How often the webhook sender looks for events nobody reports (expiring licenses, silent
+    /// installations).
+    pub sweep_interval: Duration,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
             limits: Limits::default(),
             max_connections: 16,
             sts_endpoint: None,
+            sweep_interval: Duration::from_secs(60),
         }
     }
 
@@ -232,8 +236,20 @@ pub async fn housekeeping(state: &AppState) -> Result<()> {
     Ok(())
 }
 
-/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes in-flight requests.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result<()> {
+/// Serves `state` on `listener` until SIGINT or SIGTERM, then finishes in-flight requests;
+/// meanwhile housekeeping runs every five minutes and webhook deliveries are sent.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    sweep_interval: Duration,
+) -> Result<()> {
+    let sender = domain::webhooks::deliver::Sender::new(state.limits.webhook_allow_private)
+        .context("cannot build the HTTP client for webhooks")?;
+    let webhooks = tokio::spawn(domain::webhooks::deliver::run(
+        state.clone(),
+        sender,
+        sweep_interval,
+    ));
     let sweeper = state.clone();
     let housekeeper = tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(300));
@@ -246,6 +262,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> Result
     });
     let served = serve_until_signal(listener, state).await;
     housekeeper.abort();
+    webhooks.abort();
     served
 }
 

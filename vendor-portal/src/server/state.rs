@@ -28,6 +28,12 @@ pub struct Limits {
     /// Reverse proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`); empty:
     /// the header is ignored.
     pub trusted_proxies: Vec<crate::server::http::proxy::Cidr>,
+    /// Webhook endpoints may be on private and loopback addresses, and plain `http`
+    /// (`--webhook-allow-private`: tests and private networks).
+    pub webhook_allow_private: bool,
+    /// Seconds without a check-in after which a live installation is reported silent; none:
+    /// twice its license's check-in interval, at least an hour.
+    pub silent_after: Option<u64>,
 }
 
 impl Default for Limits {
@@ -40,6 +46,8 @@ impl Default for Limits {
             trials_per_hour: 10,
             proof_nonces_per_minute: 120,
             trusted_proxies: Vec::new(),
+            webhook_allow_private: false,
+            silent_after: None,
         }
     }
 }

@@ -80,7 +80,7 @@ pub async fn start_with(db: Db, limits: Limits) -> TestPortal {
     let addr: SocketAddr = listener.local_addr().unwrap();
     let serving = state.clone();
     let task = tokio::spawn(async move {
-        let _ = server::serve(listener, serving).await;
+        let _ = server::serve(listener, serving, std::time::Duration::from_secs(60)).await;
     });
     let vendor = server::create_vendor(&state, "acme", "Acme", "owner@acme.example")
         .await

@@ -89,6 +89,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/0007_proofs.sqlite.sql"),
         postgres: include_str!("../../../migrations/0007_proofs.postgres.sql"),
     },
+    Migration {
+        version: 8,
+        name: "operations",
+        common: include_str!("../../../migrations/0008_operations.sql"),
+        sqlite: include_str!("../../../migrations/0008_operations.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0008_operations.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

@@ -21,3 +21,4 @@ pub mod trials;
 pub mod tuf;
 pub mod tx;
 pub mod vendors;
+pub mod webhooks;

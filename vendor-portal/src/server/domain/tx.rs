@@ -9,6 +9,7 @@ use sqlx::{Any, AnyConnection, Row as _, Transaction};
 
 use super::access::Caller;
 use super::idempotency::{Answer, IdempotencyContext};
+use super::webhooks;
 use crate::audit_chain::chain_hash;
 use crate::server::base::db::{is_unique_violation, values_clause};
 use crate::server::base::now;
@@ -22,6 +23,8 @@ pub struct VendorTx {
     audit_seq: i64,
     audit_hash: String,
     changed: bool,
+    /// Webhook deliveries were queued: wake this process's sender after the commit.
+    webhooks: bool,
     // Held until the transaction ends (SQLite only).
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -55,6 +58,7 @@ impl VendorTx {
             audit_seq: row.try_get("audit_seq")?,
             audit_hash: row.try_get("audit_hash")?,
             changed: false,
+            webhooks: false,
             _turn: turn,
         })
     }
@@ -155,7 +159,16 @@ impl VendorTx {
         self.audit_seq = seq;
         self.audit_hash = prev;
         self.changed = true;
+        // The webhook events these entries raise, in the same transaction.
+        if webhooks::enqueue(&mut self.tx, &self.vendor_id, at, records).await? {
+            self.webhooks = true;
+        }
         Ok(())
+    }
+
+    /// Wakes this process's webhook sender when the transaction commits.
+    pub fn notify_webhooks(&mut self) {
+        self.webhooks = true;
     }
 
     /// Commits, recording each answer under its request's idempotency key.
@@ -175,7 +188,11 @@ impl VendorTx {
             } else {
                 DomainError::from(e)
             }
-        })
+        })?;
+        if self.webhooks {
+            webhooks::deliver::wake();
+        }
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod members;
 pub mod proofs;
 pub mod releases;
 pub mod vendor;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::{get, patch, post, put};
@@ -51,6 +52,8 @@ use super::state::AppState;
         installations::activate, installations::checkin, installations::remove, installations::usage,
         installations::customer_usage,
         proofs::nonce, proofs::prove,
+        webhooks::add, webhooks::list, webhooks::remove, webhooks::deliveries, webhooks::test,
+        webhooks::redeliver, webhooks::event_types,
     ),
     components(schemas(crate::server::http::problem::Problem)),
     modifiers(&BearerToken),
@@ -63,6 +66,7 @@ use super::state::AppState;
         (name = "releases", description = "Pushing, publishing and listing releases; TUF metadata"),
         (name = "public", description = "What verifiers fetch without credentials"),
         (name = "agents", description = "License agents: activation, check-ins, usage; signed with the agent's installation key"),
+        (name = "webhooks", description = "Endpoints that hear the vendor's events, signed per Standard Webhooks, and their delivery log"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -225,6 +229,21 @@ pub fn router() -> Router<AppState> {
             post(installations::checkin),
         )
         .route("/api/v1/installations/remove", post(installations::remove))
+        .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::add))
+        .route("/api/v1/webhooks/event-types", get(webhooks::event_types))
+        .route(
+            "/api/v1/webhooks/{id}",
+            axum::routing::delete(webhooks::remove),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(webhooks::test))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
 }
 
 /// Routes that stream large bodies: no request timeout, and their own body limits.

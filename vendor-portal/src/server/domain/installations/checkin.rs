@@ -13,6 +13,7 @@ use crate::server::domain::licenses::license_record;
 use crate::server::domain::licenses::status::signed_status;
 use crate::server::domain::proofs;
 use crate::server::domain::tx::VendorTx;
+use crate::server::domain::webhooks::raise;
 use crate::server::state::AppState;
 
 use super::{MAX_REPORTS, SignedRequest, bad_signature, check_nonce, refused, renewal};
@@ -242,6 +243,14 @@ pub async fn checkin(
         }
         Err(e) => return Err(e),
     };
+    raise::over_quota(
+        &mut tx,
+        &agent.vendor_id,
+        &agent.license_id,
+        &record.claims,
+        &checkin.records,
+    )
+    .await?;
     sqlx::query("UPDATE agents SET version = $2, last_checkin_at = $3 WHERE id = $1")
         .bind(&checkin.agent)
         .bind(&checkin.version)

@@ -119,7 +119,7 @@ pub async fn issue(
         caller,
         "license.issue",
         claims.jti.as_str(),
-        serde_json::json!({"customer": customer.slug, "app": app.slug, "plan": claims.plan, "seq": claims.seq, "exp": claims.exp, "kid": kid}),
+        serde_json::json!({"customer": customer.slug, "app": app.slug, "plan": claims.plan, "seq": claims.seq, "exp": claims.exp, "kid": kid, "trial": claims.trial}),
     );
     let license = License {
         id: claims.jti.to_string(),
