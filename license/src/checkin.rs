@@ -348,6 +348,175 @@ impl UsageRecord {
     }
 }
 
+/// The domain tag of a usage export (air-gapped usage return).
+pub const USAGE_EXPORT: &str = "consign-usage-export-v1";
+/// The `format` of a usage acknowledgement.
+pub const USAGE_ACK: &str = "consign-usage-ack-v1";
+/// The most records one usage export carries.
+pub const MAX_EXPORT_RECORDS: usize = 100_000;
+
+/// What an air-gapped agent sends home on paper: its sealed records not yet acknowledged, the
+/// license and placement they were metered under, and its installation key. Plain JSON, so the
+/// customer reads every byte before it leaves; each record is signed and hash-chained as in a
+/// check-in, and the whole is signed by the installation key under [`USAGE_EXPORT`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageExport {
+    /// [`USAGE_EXPORT`].
+    pub format: String,
+    /// The agent key's id.
+    pub agent: String,
+    /// The installation key (base64url).
+    pub public_key: PublicKey,
+    /// The armoured license.
+    pub license: String,
+    /// Where the agent runs.
+    pub placement: Placement,
+    /// When it was written.
+    pub exported_at: UnixTime,
+    /// Sealed records not yet acknowledged, oldest first.
+    pub records: Vec<UsageRecord>,
+    /// Ed25519 over [`USAGE_EXPORT`], a zero byte and the JSON of every field above, in order
+    /// (base64url).
+    pub signature: String,
+}
+
+/// The signed fields of a [`UsageExport`].
+#[derive(Serialize)]
+struct ExportBody<'a> {
+    format: &'a str,
+    agent: &'a str,
+    public_key: &'a PublicKey,
+    license: &'a str,
+    placement: &'a Placement,
+    exported_at: UnixTime,
+    records: &'a [UsageRecord],
+}
+
+impl UsageExport {
+    fn body(&self) -> ExportBody<'_> {
+        ExportBody {
+            format: &self.format,
+            agent: &self.agent,
+            public_key: &self.public_key,
+            license: &self.license,
+            placement: &self.placement,
+            exported_at: self.exported_at,
+            records: &self.records,
+        }
+    }
+
+    /// An export of `records`, signed with `key`.
+    pub fn sign(
+        license: String,
+        placement: Placement,
+        records: Vec<UsageRecord>,
+        key: &SigningKey,
+        now: UnixTime,
+    ) -> Result<Self> {
+        let public_key = key.public_key();
+        let mut export = Self {
+            format: USAGE_EXPORT.into(),
+            agent: agent_key_id(&public_key),
+            public_key,
+            license,
+            placement,
+            exported_at: now,
+            records,
+            signature: String::new(),
+        };
+        let bytes = serde_json::to_vec(&export.body())
+            .map_err(|e| invalid("usage export", e.to_string()))?;
+        export.signature = URL_SAFE_NO_PAD.encode(key.sign(&signing_input(USAGE_EXPORT, &bytes)));
+        Ok(export)
+    }
+
+    /// Checks the format, the agent id, the signature, and each record: its signature, that it
+    /// is this agent's under this license, and that it follows the one before it in the chain.
+    /// A failing record is named by its index in the file.
+    pub fn verify(&self, license: &LicenseId) -> Result<()> {
+        if self.format != USAGE_EXPORT {
+            return Err(invalid(
+                "usage export",
+                format!("its format is {:?}, not {USAGE_EXPORT}", self.format),
+            ));
+        }
+        if self.agent != agent_key_id(&self.public_key) {
+            return Err(invalid(
+                "usage export",
+                "its agent id is not its installation key's",
+            ));
+        }
+        if self.records.len() > MAX_EXPORT_RECORDS {
+            return Err(invalid(
+                "usage export",
+                format!("it carries over {MAX_EXPORT_RECORDS} records: export more often"),
+            ));
+        }
+        let mut previous: Option<&UsageRecord> = None;
+        for (index, record) in self.records.iter().enumerate() {
+            let at = |reason: String| invalid("usage export", format!("record {index}: {reason}"));
+            if record.body.agent != self.agent || &record.body.license != license {
+                return Err(at(format!(
+                    "{} belongs to another agent or license",
+                    record.body.id
+                )));
+            }
+            record
+                .verify(&self.public_key)
+                .map_err(|e| at(e.to_string()))?;
+            if let Some(before) = previous
+                && (record.body.n != before.body.n + 1 || record.body.prev != before.hash)
+            {
+                return Err(at(format!(
+                    "{} does not follow {} (record {}): a record was dropped, changed or reordered",
+                    record.body.id,
+                    before.body.id,
+                    index - 1
+                )));
+            }
+            previous = Some(record);
+        }
+        // The whole file last, so that a changed record is named by its index above.
+        let bytes =
+            serde_json::to_vec(&self.body()).map_err(|e| invalid("usage export", e.to_string()))?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(&self.signature)
+            .map_err(|_| invalid("usage export", "the signature is not base64url"))?;
+        if !self
+            .public_key
+            .verify(&signing_input(USAGE_EXPORT, &bytes), &signature)
+        {
+            return Err(invalid(
+                "usage export",
+                "its signature does not match its contents: the file was changed after it was exported",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The portal's answer to an imported [`UsageExport`], carried back to the agent: every record
+/// up to `records_through` is counted, so the agent may forget them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageAck {
+    /// [`USAGE_ACK`].
+    pub format: String,
+    /// The agent key's id.
+    pub agent: String,
+    /// The license.
+    pub license: LicenseId,
+    /// Every record of the agent up to this number is counted.
+    pub records_through: u64,
+    /// The hash of record `records_through` (the agent checks it is its own).
+    pub chain_hash: String,
+    /// Records this import counted for the first time.
+    pub new_records: u64,
+    /// When the portal imported it.
+    pub imported_at: UnixTime,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]

@@ -52,6 +52,7 @@ fn body_for(path: &str) -> Value {
         "/api/v1/installations/remove" => json!({"license": "x", "aws_account": "123456789012",
                                                  "region": "eu-west-1", "stack": "blog"}),
         "/api/v1/webhooks" => json!({"url": "https://example.com/b-hook"}),
+        "/api/v1/usage/import" => json!({"format": "consign-usage-export-v1"}),
         "/api/v1/webhooks/{id}/test" | "/api/v1/webhooks/deliveries/{id}/redeliver" => json!({}),
         // PUT
         "/api/v1/apps/{app}/releases/{version}" => {

@@ -24,12 +24,128 @@ pub enum UsageCommand {
         #[arg(long)]
         customer: Option<String>,
     },
+    /// Import the usage an air-gapped agent exported (`license-agent usage export`) and write
+    /// the acknowledgement the customer takes back (`license-agent usage ack`).
+    Import {
+        /// The export file.
+        file: std::path::PathBuf,
+        /// Where to write the acknowledgement (default: FILE with `.ack.json`).
+        #[arg(long)]
+        ack: Option<std::path::PathBuf>,
+    },
+    /// Billing-ready usage: per customer, license and dimension, per hour, day or month, with
+    /// the overage of each quota (CSV or JSON).
+    Export(ExportArgs),
+}
+
+/// Arguments of `usage export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// hour, day or month.
+    #[arg(long, default_value = "day")]
+    granularity: String,
+    /// From this time (RFC 3339, YYYY-MM-DD or Unix seconds; default: 31 days ago).
+    #[arg(long)]
+    from: Option<String>,
+    /// Until this time, exclusive (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this customer (slug).
+    #[arg(long)]
+    customer: Option<String>,
+    /// Only this license.
+    #[arg(long)]
+    license: Option<String>,
+    /// csv or json.
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// Write to this file instead of stdout.
+    #[arg(short = 'o', long = "out")]
+    out: Option<std::path::PathBuf>,
 }
 
 impl UsageCommand {
     /// Runs the subcommand.
     pub fn run(self, ctx: &Ctx) -> Result<()> {
-        let UsageCommand::Show { license, customer } = self;
+        match self {
+            UsageCommand::Show { license, customer } => show(ctx, license, customer),
+            UsageCommand::Import { file, ack } => import(ctx, &file, ack),
+            UsageCommand::Export(args) => export(ctx, &args),
+        }
+    }
+}
+
+fn import(ctx: &Ctx, file: &std::path::Path, ack: Option<std::path::PathBuf>) -> Result<()> {
+    use anyhow::Context as _;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the usage export {}", file.display()))?;
+    let export: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a usage export (JSON from `license-agent usage export`)",
+            file.display()
+        )
+    })?;
+    let answer = ctx.portal()?.post("/api/v1/usage/import", &export)?;
+    let ack = ack.unwrap_or_else(|| {
+        let mut name = file.as_os_str().to_owned();
+        name.push(".ack.json");
+        std::path::PathBuf::from(name)
+    });
+    std::fs::write(&ack, serde_json::to_vec_pretty(&answer)?)
+        .with_context(|| format!("cannot write {}", ack.display()))?;
+    match ctx.output {
+        Output::Json => print_json(&answer),
+        Output::Text => {
+            println!(
+                "Imported usage of agent {}: {} new records, counted through record {}",
+                field(&answer, "agent"),
+                field(&answer, "new_records"),
+                field(&answer, "records_through")
+            );
+            println!(
+                "  acknowledgement: {} (the customer runs `license-agent usage ack {}`)",
+                ack.display(),
+                ack.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn export(ctx: &Ctx, args: &ExportArgs) -> Result<()> {
+    use anyhow::Context as _;
+    let mut query = vec![
+        format!("granularity={}", path_part(&args.granularity)),
+        format!("format={}", path_part(&args.format)),
+    ];
+    for (name, value) in [
+        ("from", &args.from),
+        ("to", &args.to),
+        ("customer", &args.customer),
+        ("license", &args.license),
+    ] {
+        if let Some(v) = value {
+            query.push(format!("{name}={}", path_part(v)));
+        }
+    }
+    let text = ctx
+        .portal()?
+        .get_text(&format!("/api/v1/usage/export?{}", query.join("&")))?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("Wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+fn show(ctx: &Ctx, license: Option<String>, customer: Option<String>) -> Result<()> {
+    {
         let path = match (&license, &customer) {
             (Some(id), _) => format!("/api/v1/licenses/{}/usage", path_part(id)),
             (None, Some(slug)) => format!("/api/v1/customers/{}/usage", path_part(slug)),

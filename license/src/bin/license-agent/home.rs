@@ -101,6 +101,24 @@ impl Home {
         &self.dir
     }
 
+    /// Takes the directory's lock, held until the file is dropped: one agent (or one usage
+    /// export or acknowledgement) at a time writes the journal and the records.
+    pub fn lock(&self) -> Result<std::fs::File> {
+        let path = self.dir.join("agent.lock");
+        let file = open_private_append(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another license agent is using {}: stop it first (usage export and ack need the agent stopped)",
+                self.dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
     /// The installation key, created on first use (readable by the owner only).
     pub fn installation_key(&self) -> Result<SigningKey> {
         let path = self.dir.join("installation-key.pem");

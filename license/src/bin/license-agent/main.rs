@@ -6,6 +6,7 @@
 //! inside AWS Lambda (as an extension from a layer), it serves with its settings from the
 //! environment.
 
+mod airgap;
 mod extension;
 mod home;
 mod meter;
@@ -52,6 +53,10 @@ enum Command {
     /// Run the agent: answer entitlement checks on localhost, check in with the vendor's
     /// portal, and meter usage.
     Serve(Box<serve::ServeArgs>),
+    /// Air-gapped usage return: export the usage not yet acknowledged to a file for the
+    /// vendor, and take the vendor's acknowledgement back.
+    #[command(subcommand)]
+    Usage(airgap::UsageCommand),
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +158,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Inspect { file }) => inspect(&file, cli.output),
         Some(Command::Verify(args)) => verify(args, cli.output),
         Some(Command::Serve(args)) => serve::run(*args),
+        Some(Command::Usage(cmd)) => cmd.run(cli.output),
         // Lambda starts an extension with no arguments: serve, configured by the environment.
         None if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => {
             let cli = Cli::try_parse_from([extension::NAME, "serve"])?;

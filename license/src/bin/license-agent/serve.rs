@@ -228,6 +228,11 @@ async fn serve(mut args: ServeArgs) -> Result<()> {
     args.portal = args.portal.take().filter(|url| !url.trim().is_empty());
     args.state_table = args.state_table.take().filter(|t| !t.trim().is_empty());
     let home = Home::open(&args.state_dir.clone().unwrap_or_else(default_state_dir))?;
+    // The journal and records in the state directory have one writer: this agent.
+    let _lock = match &args.state_table {
+        None => Some(home.lock()?),
+        Some(_) => None,
+    };
     let (table, snapshot) = match &args.state_table {
         Some(name) => {
             let stack = args.stack.as_deref().unwrap_or("default");

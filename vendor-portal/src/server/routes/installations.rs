@@ -80,3 +80,20 @@ pub async fn customer_usage(
     let answer = installations::usage::customer_usage(&state, &caller, customer).await?;
     Ok(json_response(StatusCode::OK, answer))
 }
+
+/// Imports the usage an air-gapped agent exported (`license-agent usage export`); answers the
+/// acknowledgement the agent takes back (`license-agent usage ack`). Importing a file again
+/// counts nothing twice.
+#[utoipa::path(post, path = "/api/v1/usage/import", tag = "licenses", security(("token" = [])),
+    request_body(content = Object, description = "The file `license-agent usage export` wrote"),
+    responses((status = 200, body = Object, description = "The acknowledgement for `license-agent usage ack`"),
+              (status = 403, body = crate::server::http::problem::Problem), (status = 404, body = crate::server::http::problem::Problem),
+              (status = 409, body = crate::server::http::problem::Problem), (status = 422, body = crate::server::http::problem::Problem)))]
+pub async fn import_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(export): ApiJson<license::checkin::UsageExport>,
+) -> DomainResult<Response> {
+    let ack = installations::import::import(&state, &caller, export).await?;
+    Ok(json_response(StatusCode::OK, ack))
+}

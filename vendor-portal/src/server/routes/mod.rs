@@ -50,7 +50,7 @@ use super::state::AppState;
         releases::tuf_state, releases::put_root, releases::put_targets, releases::sign_change, releases::metadata, releases::target,
         grants::grant, grants::kit_keys, grants::download,
         installations::activate, installations::checkin, installations::remove, installations::usage,
-        installations::customer_usage,
+        installations::customer_usage, installations::import_usage,
         proofs::nonce, proofs::prove,
         webhooks::add, webhooks::list, webhooks::remove, webhooks::deliveries, webhooks::test,
         webhooks::redeliver, webhooks::event_types,
@@ -278,6 +278,12 @@ pub fn streaming_router() -> Router<AppState> {
         .route(
             "/api/v1/apps/{app}/releases/{version}/change",
             post(releases::sign_change),
+        )
+        .route(
+            "/api/v1/usage/import",
+            post(installations::import_usage).layer(DefaultBodyLimit::max(
+                crate::server::domain::installations::import::MAX_IMPORT_BODY,
+            )),
         )
         .route(
             "/api/v1/apps/{app}/tuf/targets",

@@ -19,18 +19,18 @@ use crate::server::state::AppState;
 use super::{MAX_REPORTS, SignedRequest, bad_signature, check_nonce, refused, renewal};
 
 /// What the portal knows of an agent.
-struct AgentRow {
-    vendor_id: String,
-    vendor_slug: String,
-    installation_id: String,
-    license_id: String,
-    public_key: license::PublicKey,
-    removed: bool,
+pub(super) struct AgentRow {
+    pub(super) vendor_id: String,
+    pub(super) vendor_slug: String,
+    pub(super) installation_id: String,
+    pub(super) license_id: String,
+    pub(super) public_key: license::PublicKey,
+    pub(super) removed: bool,
     /// The installation's AWS account.
-    aws_account: String,
+    pub(super) aws_account: String,
 }
 
-async fn find_agent(conn: &mut AnyConnection, id: &str) -> DomainResult<AgentRow> {
+pub(super) async fn find_agent(conn: &mut AnyConnection, id: &str) -> DomainResult<AgentRow> {
     let row = sqlx::query(
         "SELECT a.vendor_id, v.slug, a.installation_id, a.license_id, a.public_key, i.removed_at, i.aws_account \
          FROM agents a JOIN vendors v ON v.id = a.vendor_id \
@@ -60,7 +60,7 @@ async fn find_agent(conn: &mut AnyConnection, id: &str) -> DomainResult<AgentRow
 }
 
 /// Stores `records` in order, extending the agent's chain; returns the new head.
-async fn store_records(
+pub(super) async fn store_records(
     tx: &mut VendorTx,
     agent_id: &str,
     agent: &AgentRow,

@@ -13,6 +13,7 @@
 //! - The vendor's view: installations, versions in use and usage per license.
 
 pub mod checkin;
+pub mod import;
 pub mod usage;
 
 use license::checkin::{ACTIVATION, Activation, ActivationAnswer, GENESIS, Signed, agent_key_id};
