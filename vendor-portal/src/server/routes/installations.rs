@@ -97,3 +97,50 @@ pub async fn import_usage(
     let ack = installations::import::import(&state, &caller, export).await?;
     Ok(json_response(StatusCode::OK, ack))
 }
+
+/// Billing-ready usage: per customer, license and dimension, per hour, day or month, with the
+/// overage of each quota. CSV (`format=csv`, the default) or JSON.
+#[utoipa::path(get, path = "/api/v1/usage/export", tag = "licenses", security(("token" = [])),
+    params(crate::server::domain::installations::billing::ExportQuery),
+    responses((status = 200, body = crate::server::domain::installations::billing::UsageExport,
+               description = "JSON, or text/csv with the same fields per row"),
+              (status = 422, body = crate::server::http::problem::Problem)))]
+pub async fn export_usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    crate::server::http::extract::ApiQuery(query): crate::server::http::extract::ApiQuery<
+        crate::server::domain::installations::billing::ExportQuery,
+    >,
+) -> DomainResult<Response> {
+    use crate::server::domain::installations::billing;
+    use axum::response::IntoResponse as _;
+    let csv = match query.format.as_deref().unwrap_or("csv") {
+        "csv" => true,
+        "json" => false,
+        other => {
+            return Err(crate::server::domain::error::DomainError::invalid(format!(
+                "format {other:?} is not csv or json"
+            )));
+        }
+    };
+    let export = billing::export(&state, &caller, &query).await?;
+    if !csv {
+        return Ok(json_response(StatusCode::OK, export));
+    }
+    let name = format!(
+        "attachment; filename=\"usage-{}-{}.csv\"",
+        export.granularity,
+        export.from.get(..10).unwrap_or("from")
+    );
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, name),
+        ],
+        billing::to_csv(&export),
+    )
+        .into_response())
+}

@@ -50,7 +50,7 @@ use super::state::AppState;
         releases::tuf_state, releases::put_root, releases::put_targets, releases::sign_change, releases::metadata, releases::target,
         grants::grant, grants::kit_keys, grants::download,
         installations::activate, installations::checkin, installations::remove, installations::usage,
-        installations::customer_usage, installations::import_usage,
+        installations::customer_usage, installations::import_usage, installations::export_usage,
         proofs::nonce, proofs::prove,
         webhooks::add, webhooks::list, webhooks::remove, webhooks::deliveries, webhooks::test,
         webhooks::redeliver, webhooks::event_types,
@@ -229,6 +229,7 @@ pub fn router() -> Router<AppState> {
             post(installations::checkin),
         )
         .route("/api/v1/installations/remove", post(installations::remove))
+        .route("/api/v1/usage/export", get(installations::export_usage))
         .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::add))
         .route("/api/v1/webhooks/event-types", get(webhooks::event_types))
         .route(
