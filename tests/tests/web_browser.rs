@@ -264,3 +264,82 @@ fn buyer_and_vendor_in_chromium_on_sqlite() {
 fn buyer_and_vendor_in_chromium_on_postgres() {
     buyer_and_vendor_in_chromium(true);
 }
+
+/// The vendor adds a webhook endpoint in the console, reads its secret once, sends a test event
+/// that a real receiver verifies with that secret, and sees it delivered in the log; the
+/// customer page downloads billing-ready usage as CSV with the session it is signed in with.
+fn webhooks_and_billing_downloads_in_chromium(postgres: bool) {
+    let name = if postgres {
+        "webhooks-postgres"
+    } else {
+        "webhooks-sqlite"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = PortalSetup::new(dir.path(), postgres);
+    setup.extra = vec!["--webhook-allow-private".into()];
+    let (portal, password) = setup.start_demo();
+    let url = portal.url.clone();
+    let receiver = tests::webhook::Receiver::start(&[]);
+    let downloads = dir.path().join("downloads");
+    let mut vendor = Browser::start(&artifacts(name), &downloads);
+    vendor.goto(&format!("{url}/console/login"));
+    vendor.type_into("#vendor", "acme");
+    vendor.type_into("#email", "owner@acme.example");
+    vendor.type_into("#password", &password);
+    vendor.click("#login");
+    vendor.wait_for_path("/console");
+    vendor.click("a[href='/console/webhooks']");
+    vendor.wait_for_path("/console/webhooks");
+    vendor.type_into("#webhook-url", &receiver.url);
+    vendor.type_into("#webhook-description", "billing system");
+    vendor.click("#add-webhook");
+    let notice = vendor.text("#webhook-secret");
+    let secret = notice
+        .split_whitespace()
+        .find(|w| w.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("no secret in {notice:?}"))
+        .to_owned();
+    vendor.screenshot("webhook-added");
+    // Shown once: not on the page again.
+    vendor.goto(&format!("{url}/console/webhooks"));
+    assert!(!vendor.source().contains(&secret));
+    vendor.click("button[id^='test-']");
+    vendor.wait_for_url("the page after the test", |u| {
+        u.contains("done=webhook-test")
+    });
+    let seen = receiver.wait_until("the test event", std::time::Duration::from_secs(20), |s| {
+        !s.is_empty()
+    });
+    let event = tests::webhook::verify(&secret, &seen[0]).unwrap();
+    assert_eq!(event["type"], "webhook.test");
+    vendor.goto(&format!("{url}/console/webhooks"));
+    let log = vendor.text(".deliveries");
+    assert!(
+        log.contains("webhook.test") && log.contains("delivered"),
+        "{log}"
+    );
+    assert!(log.contains("HTTP 200"), "{log}");
+    vendor.screenshot("webhook-delivered");
+
+    // Billing-ready usage from the customer's page, with the browser's own session.
+    vendor.goto(&format!("{url}/console/customers/globex"));
+    vendor.click("#usage-csv-day");
+    let now = license::UnixTime::now().as_secs() - 31 * 86_400;
+    let from = jiff::Timestamp::from_second(i64::try_from(now - now % 86_400).unwrap()).unwrap();
+    let file = vendor.downloaded(&format!("usage-day-{}.csv", &from.to_string()[..10]));
+    let csv = std::fs::read_to_string(file).unwrap();
+    assert!(
+        csv.starts_with("id,customer,license,app,plan,dimension,granularity,start,end,quantity"),
+        "{csv}"
+    );
+}
+
+#[test]
+fn webhooks_and_billing_downloads_in_chromium_on_sqlite() {
+    webhooks_and_billing_downloads_in_chromium(false);
+}
+
+#[test]
+fn webhooks_and_billing_downloads_in_chromium_on_postgres() {
+    webhooks_and_billing_downloads_in_chromium(true);
+}

@@ -15,6 +15,7 @@ pub mod console;
 pub mod market;
 pub mod members;
 pub mod svg;
+pub mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -85,6 +86,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/audit", get(console::audit))
         .route("/console/members", get(members::page))
         .route("/console/members/{id}/{action}", post(members::action))
+        .route("/console/webhooks", get(webhooks::page).post(webhooks::add))
+        .route("/console/webhooks/{id}/{action}", post(webhooks::action))
         .method_not_allowed_fallback(|| async {
             WebError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -374,6 +377,9 @@ fn notice_text(code: &str) -> &'static str {
         "member-disable" => "The member is disabled; their sessions and tokens ended.",
         "member-enable" => "The member is enabled again. Their old tokens stay revoked.",
         "member-remove" => "The member is removed; their sessions ended and tokens are deleted.",
+        "webhook-test" => "A webhook.test event is on its way; reload to see its delivery.",
+        "webhook-remove" => "The endpoint is removed; its pending deliveries are cancelled.",
+        "webhook-redeliver" => "The delivery is queued again, with the same webhook-id.",
         _ => "",
     }
 }
