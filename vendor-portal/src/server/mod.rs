@@ -199,7 +199,8 @@ pub const UPLOAD_DAYS: u64 = 7;
 pub const IDEMPOTENCY_SECONDS: i64 = 24 * 3600;
 
 /// Deletes what has served its purpose: rate-limit windows older than an hour, idempotency
-/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions; refreshes SQLite's query
+/// records older than [`IDEMPOTENCY_SECONDS`], expired sessions, webhook deliveries settled
+/// more than [`domain::webhooks::KEEP_DELIVERIES`] ago; refreshes SQLite's query
 /// statistics; re-signs TUF timestamps and snapshots that expire soon; and deletes uploads
 /// abandoned for [`UPLOAD_DAYS`] days. Every process runs it; the deletes are idempotent, so
 /// running it twice at once is harmless.
@@ -218,6 +219,7 @@ pub async fn housekeeping(state: &AppState) -> Result<()> {
         .bind(now)
         .execute(&state.db.pool)
         .await?;
+    domain::webhooks::forget_old(&state.db.pool, now).await?;
     // It may write SQLite's statistics, so it takes the writers' turn too.
     state.db.optimize(false).await?;
     drop(turn);

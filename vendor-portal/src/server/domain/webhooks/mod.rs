@@ -128,6 +128,34 @@ pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
     STANDARD.decode(secret.strip_prefix("whsec_")?).ok()
 }
 
+/// Settled deliveries (delivered, failed, cancelled) stay in the delivery log this long.
+pub const KEEP_DELIVERIES: i64 = 30 * 86_400;
+
+/// Deletes deliveries settled more than [`KEEP_DELIVERIES`] ago, their attempts, and events
+/// left with no delivery (housekeeping; idempotent).
+pub async fn forget_old(pool: &sqlx::AnyPool, now: i64) -> Result<(), sqlx::Error> {
+    let before = now - KEEP_DELIVERIES;
+    sqlx::query(
+        "DELETE FROM webhook_attempts WHERE delivery_id IN \
+         (SELECT id FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1)",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    sqlx::query("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1")
+        .bind(before)
+        .execute(pool)
+        .await?;
+    sqlx::query(
+        "DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS \
+         (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id)",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// An event as its endpoints receive it.
 fn payload(kind: &str, at: i64, data: serde_json::Value) -> String {
     let timestamp = jiff::Timestamp::from_second(at)
