@@ -140,6 +140,11 @@ impl Aws {
         )?))
     }
 
+    /// The loaded AWS configuration, for clients of other services.
+    pub fn sdk_config(&self) -> &aws_config::SdkConfig {
+        &self.config
+    }
+
     /// [`explain`] with this account's endpoint.
     pub fn explain<E>(
         &self,

@@ -126,7 +126,7 @@ pub fn installation_key(license_id: &str) -> Result<license::SigningKey> {
 
 /// Writes `bytes` to `path` whole or not at all (a temporary file renamed into place), readable
 /// by the owner alone (0600): the login holds the license, the key is a secret.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)

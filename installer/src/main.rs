@@ -132,6 +132,28 @@ enum Command {
         #[arg(long)]
         stack: String,
     },
+    /// Collect what the vendor needs to help with a stack (status, events, resources, function
+    /// configuration and logs, the license agent's state, the installation record), redacted,
+    /// into a file you read first; --upload seals it to the vendor's support key and sends it.
+    #[command(name = "support-bundle")]
+    SupportBundle {
+        /// The stack.
+        #[arg(long)]
+        stack: String,
+        /// Where to write it (support-STACK.tar.gz).
+        #[arg(short = 'o', long = "out")]
+        out: Option<PathBuf>,
+        /// How far back events and logs go: 30m, 1h, 2d.
+        #[arg(long, default_value = "1h", value_parser = cmd::support_bundle::parse_since)]
+        since: u64,
+        /// Your own redaction patterns: one regular expression per line (# comments).
+        #[arg(long, value_name = "FILE")]
+        redact: Option<PathBuf>,
+        /// Seal it to the vendor's support key (X25519) and send it to the portal, which only
+        /// stores it.
+        #[arg(long)]
+        upload: bool,
+    },
     /// Print the least-privilege IAM policy the installer needs to deploy a version.
     #[command(name = "iam-policy", disable_version_flag = true)]
     IamPolicy {
@@ -231,6 +253,22 @@ async fn run(cli: Cli) -> Result<()> {
             purge_artifacts,
         } => cmd::uninstall::run(stack, yes, purge_artifacts, &options, ui, output).await,
         Command::Status { stack } => cmd::status::run(stack, &options, output).await,
+        Command::SupportBundle {
+            stack,
+            out,
+            since,
+            redact,
+            upload,
+        } => {
+            let ask = cmd::support_bundle::Ask {
+                stack,
+                out,
+                since,
+                redact,
+                upload,
+            };
+            cmd::support_bundle::run(ask, &options, output).await
+        }
         Command::IamPolicy {
             version,
             stack,

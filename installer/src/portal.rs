@@ -135,6 +135,37 @@ impl Portal {
         Ok(body)
     }
 
+    /// The vendor's support key (X25519, base64) that support bundles are sealed to.
+    pub async fn support_key(&self, vendor: &str) -> Result<[u8; 32]> {
+        let body = self
+            .get_small(&format!("/api/v1/vendors/{vendor}/support-key"))
+            .await
+            .map_err(|e| match e.downcast_ref::<Refusal>() {
+                Some(r) if r.status == 404 => anyhow!(
+                    "{vendor} has no support key on the portal yet: ask the vendor to run `vendor-portal support keygen` and `support register`, or send the bundle file by other means"
+                ),
+                _ => e,
+            })?;
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| anyhow!("the portal's support key is not JSON ({e})"))?;
+        let key = answer["public_key"]
+            .as_str()
+            .and_then(|k| STANDARD.decode(k).ok())
+            .and_then(|k| <[u8; 32]>::try_from(k).ok())
+            .ok_or_else(|| anyhow!("the portal's support key is not a 32-byte X25519 key"))?;
+        Ok(key)
+    }
+
+    /// Uploads a sealed support bundle; the id the portal stored it under.
+    pub async fn upload_support(&self, body: &serde_json::Value) -> Result<String> {
+        let response = self.post_json("/api/v1/support/bundles", body).await?;
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| anyhow!("the portal's answer is not JSON ({e})"))?;
+        Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+    }
+
     /// The vendor's signed keyset (verified by the caller against the pinned root).
     pub async fn keyset(&self, vendor: &str) -> Result<Vec<u8>> {
         self.get_small(&format!("/api/v1/vendors/{vendor}/keyset"))

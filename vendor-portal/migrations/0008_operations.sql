@@ -75,3 +75,26 @@ CREATE TABLE usage_imports (
     digest TEXT NOT NULL,
     imported_at BIGINT NOT NULL
 );
+-- The vendor's support key: support bundles are sealed to it on the customer's side (X25519),
+-- and only the vendor holds its secret half, so the portal stores bundles it cannot read.
+CREATE TABLE support_keys (
+    vendor_id TEXT PRIMARY KEY REFERENCES vendors (id),
+    public_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+-- Sealed support bundles, stored in the blob store under blob_key.
+CREATE TABLE support_bundles (
+    id TEXT PRIMARY KEY,
+    vendor_id TEXT NOT NULL REFERENCES vendors (id),
+    license_id TEXT NOT NULL REFERENCES licenses (id),
+    customer_id TEXT NOT NULL REFERENCES customers (id),
+    aws_account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    stack TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    blob_key TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX support_bundles_by_customer ON support_bundles (vendor_id, customer_id, created_at);

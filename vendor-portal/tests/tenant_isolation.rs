@@ -53,6 +53,9 @@ fn body_for(path: &str) -> Value {
                                                  "region": "eu-west-1", "stack": "blog"}),
         "/api/v1/webhooks" => json!({"url": "https://example.com/b-hook"}),
         "/api/v1/usage/import" => json!({"format": "consign-usage-export-v1"}),
+        "/api/v1/support/key" => json!({"public_key": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}),
+        "/api/v1/support/bundles" => json!({"license": "x", "stack": "blog", "aws_account": "123456789012",
+                                            "region": "eu-west-1", "sealed": ""}),
         "/api/v1/webhooks/{id}/test" | "/api/v1/webhooks/deliveries/{id}/redeliver" => json!({}),
         // PUT
         "/api/v1/apps/{app}/releases/{version}" => {
@@ -116,6 +119,20 @@ async fn every_endpoint_isolates_vendors(db: Db) {
         .as_str()
         .unwrap()
         .to_owned();
+    // A support bundle A's customer sent (sealed bytes the portal only stores).
+    let a_bundle = portal
+        .call(
+            Method::POST,
+            "/api/v1/support/bundles",
+            None,
+            Some(json!({"license": license["license"], "stack": "blog", "aws_account": "123456789012",
+                "region": "eu-west-1", "sealed": "Y29uc2lnbi13cmFwLXYxAHNlYWxlZA=="})),
+        )
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let a_audit_head = portal.get("/api/v1/audit").await.expect(200)["head_seq"].clone();
     let a_secrets = [
         license_id.as_str(),
@@ -154,6 +171,8 @@ async fn every_endpoint_isolates_vendors(db: Db) {
             };
             let a_id = if template.starts_with("/api/v1/tokens") {
                 &a_token_id
+            } else if template.starts_with("/api/v1/support/bundles/") {
+                &a_bundle
             } else if template.starts_with("/api/v1/webhooks/deliveries/") {
                 &a_delivery
             } else if template.starts_with("/api/v1/webhooks/") {

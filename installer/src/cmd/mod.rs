@@ -5,6 +5,7 @@ pub mod iam_policy;
 pub mod keygen;
 pub mod login;
 pub mod status;
+pub mod support_bundle;
 pub mod uninstall;
 pub mod verify;
 pub mod versions;

@@ -12,6 +12,7 @@ pub mod license;
 pub mod publish;
 pub mod release;
 pub mod serve;
+pub mod support;
 pub mod team;
 pub mod usage;
 pub mod webhook;
@@ -113,6 +114,9 @@ pub enum Command {
     /// Webhook endpoints that hear license, trial, installation, usage and tamper events.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Support bundles: the vendor's support key, and opening the bundles customers send.
+    #[command(subcommand)]
+    Support(support::SupportCommand),
 }
 
 impl Cli {
@@ -135,6 +139,7 @@ impl Cli {
             Command::Member(cmd) => cmd.run(&ctx),
             Command::Audit(cmd) => cmd.run(&ctx),
             Command::Webhook(cmd) => cmd.run(&ctx),
+            Command::Support(cmd) => cmd.run(&ctx),
             Command::Release(cmd) => cmd.run(&ctx),
             Command::Kit(cmd) => cmd.run(&ctx),
             Command::Usage(cmd) => cmd.run(&ctx),

@@ -13,6 +13,7 @@ pub mod licenses;
 pub mod members;
 pub mod proofs;
 pub mod releases;
+pub mod support;
 pub mod vendor;
 pub mod webhooks;
 
@@ -54,6 +55,7 @@ use super::state::AppState;
         proofs::nonce, proofs::prove,
         webhooks::add, webhooks::list, webhooks::remove, webhooks::deliveries, webhooks::test,
         webhooks::redeliver, webhooks::event_types,
+        support::set_key, support::public_key, support::upload, support::list, support::download,
     ),
     components(schemas(crate::server::http::problem::Problem)),
     modifiers(&BearerToken),
@@ -67,6 +69,7 @@ use super::state::AppState;
         (name = "public", description = "What verifiers fetch without credentials"),
         (name = "agents", description = "License agents: activation, check-ins, usage; signed with the agent's installation key"),
         (name = "webhooks", description = "Endpoints that hear the vendor's events, signed per Standard Webhooks, and their delivery log"),
+        (name = "support", description = "Support bundles: sealed on the customer's side to the vendor's support key, stored unread"),
         (name = "operations", description = "Health, readiness and metrics"),
     )
 )]
@@ -230,6 +233,12 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/installations/remove", post(installations::remove))
         .route("/api/v1/usage/export", get(installations::export_usage))
+        .route("/api/v1/support/key", put(support::set_key))
+        .route(
+            "/api/v1/vendors/{vendor}/support-key",
+            get(support::public_key),
+        )
+        .route("/api/v1/support/bundles", get(support::list))
         .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::add))
         .route("/api/v1/webhooks/event-types", get(webhooks::event_types))
         .route(
@@ -280,6 +289,13 @@ pub fn streaming_router() -> Router<AppState> {
             "/api/v1/apps/{app}/releases/{version}/change",
             post(releases::sign_change),
         )
+        .route(
+            "/api/v1/support/bundles",
+            post(support::upload).layer(DefaultBodyLimit::max(
+                crate::server::domain::support::MAX_UPLOAD_BODY,
+            )),
+        )
+        .route("/api/v1/support/bundles/{id}", get(support::download))
         .route(
             "/api/v1/usage/import",
             post(installations::import_usage).layer(DefaultBodyLimit::max(

@@ -18,6 +18,7 @@ use crate::server::domain::installations::usage::CustomerUsage;
 use crate::server::domain::licenses::change::{self, Change};
 use crate::server::domain::licenses::issue::LicenseIssue;
 use crate::server::domain::licenses::standing_word;
+use crate::server::domain::support;
 use crate::server::http::extract::ApiPath;
 use crate::server::state::AppState;
 use license::status::LicenseState;
@@ -148,6 +149,8 @@ pub(crate) struct CustomerPage {
     installations: Vec<InstallationRow>,
     charts: Vec<Chart>,
     plans: Vec<(String, String)>,
+    /// Support bundles the customer sent: (id, stack, account and region, size, when).
+    bundles: Vec<(String, String, String, String, String)>,
 }
 
 /// Days the usage charts cover.
@@ -182,6 +185,20 @@ pub async fn customer_page(
         .collect();
     let charts = usage_charts(&usage);
     let plans = plan_choices(&mut conn, &caller.vendor_id).await?;
+    drop(conn);
+    let bundles = support::list(&state, &caller, Some(&slug))
+        .await?
+        .into_iter()
+        .map(|b| {
+            (
+                b.id,
+                b.stack,
+                format!("{} {}", b.aws_account, b.region),
+                format!("{} KiB", (b.size + 1023) / 1024),
+                crate::server::web::datetime(b.created_at),
+            )
+        })
+        .collect();
     Ok(render(&CustomerPage {
         page: Page::new(&parts, "console", customer.name.clone()),
         slug,
@@ -191,6 +208,7 @@ pub async fn customer_page(
         installations,
         charts,
         plans,
+        bundles,
     }))
 }
 
