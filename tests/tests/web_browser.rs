@@ -332,6 +332,30 @@ fn webhooks_and_billing_downloads_in_chromium(postgres: bool) {
         csv.starts_with("id,customer,license,app,plan,dimension,granularity,start,end,quantity"),
         "{csv}"
     );
+
+    // A support bundle globex's installer sent (sealed bytes, sent with its license) is listed
+    // on the customer's page, with how to open it.
+    // The page's CSP lets it fetch nothing, so the browser reads the license as a page and the
+    // installer's upload (which needs no session, only the license) is made from here.
+    vendor.goto(&format!("{url}/api/v1/licenses?customer=globex"));
+    let body = vendor.evaluate("return document.body.innerText");
+    let list: serde_json::Value = serde_json::from_str(body.as_str().unwrap()).unwrap();
+    let license = list.get("licenses").unwrap_or(&list)[0]["license"].clone();
+    assert!(license.is_string(), "{list}");
+    let (status, sent) = tests::agent::http::post_json(
+        &format!("{url}/api/v1/support/bundles"),
+        &serde_json::json!({"license": license, "stack": "blog-prod", "aws_account": "123456789012",
+            "region": "eu-west-1", "sealed": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"consign-wrap-v1\0sealed")}),
+    );
+    assert_eq!(status, 201, "{sent}");
+    let id = sent["id"].as_str().unwrap().to_owned();
+    vendor.goto(&format!("{url}/console/customers/globex"));
+    let listed = vendor.text("#support-bundles");
+    assert!(
+        listed.contains(&id) && listed.contains("blog-prod"),
+        "{listed}"
+    );
+    vendor.screenshot("support-bundles");
 }
 
 #[test]

@@ -53,9 +53,13 @@ fn body_for(path: &str) -> Value {
                                                  "region": "eu-west-1", "stack": "blog"}),
         "/api/v1/webhooks" => json!({"url": "https://example.com/b-hook"}),
         "/api/v1/usage/import" => json!({"format": "consign-usage-export-v1"}),
-        "/api/v1/support/key" => json!({"public_key": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="}),
-        "/api/v1/support/bundles" => json!({"license": "x", "stack": "blog", "aws_account": "123456789012",
-                                            "region": "eu-west-1", "sealed": ""}),
+        "/api/v1/support/key" => {
+            json!({"public_key": "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="})
+        }
+        "/api/v1/support/bundles" => {
+            json!({"license": "x", "stack": "blog", "aws_account": "123456789012",
+                                            "region": "eu-west-1", "sealed": ""})
+        }
         "/api/v1/webhooks/{id}/test" | "/api/v1/webhooks/deliveries/{id}/redeliver" => json!({}),
         // PUT
         "/api/v1/apps/{app}/releases/{version}" => {
