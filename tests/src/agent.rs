@@ -103,6 +103,50 @@ impl AgentWorld {
         .unwrap()
     }
 
+    /// Creates plan `metered` (`duration_days` long, `quota` on `api-calls`, as in a plan's
+    /// entitlements, e.g. `{"amount": 10, "period": "month"}`) and issues a license on it to
+    /// globex into `metered.lic`; the file and the license id.
+    pub fn metered_license(&self, duration_days: u32, quota: &str) -> (PathBuf, String) {
+        let entitlements = self.dir.path().join("metered.json");
+        std::fs::write(
+            &entitlements,
+            format!(r#"{{"features": ["posts"], "quotas": {{"api-calls": {quota}}}}}"#),
+        )
+        .unwrap();
+        self.vendor(&[
+            "plan",
+            "create",
+            "--app",
+            "serverless-blog",
+            "--slug",
+            "metered",
+            "--name",
+            "Metered",
+            "--duration-days",
+            &duration_days.to_string(),
+            "--entitlements",
+            entitlements.to_str().unwrap(),
+        ]);
+        let file = self.dir.path().join("metered.lic");
+        let out = self.vendor(&[
+            "license",
+            "issue",
+            "--customer",
+            "globex",
+            "--app",
+            "serverless-blog",
+            "--plan",
+            "metered",
+            "--output",
+            "json",
+            "-o",
+            file.to_str().unwrap(),
+        ]);
+        let issued: Value = serde_json::from_str(&out).unwrap();
+        let id = issued["license"]["id"].as_str().unwrap().to_owned();
+        (file, id)
+    }
+
     /// A state directory for an agent.
     pub fn state_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)

@@ -39,39 +39,7 @@ fn cells(export: &Value) -> Vec<(String, u64, u64, u64)> {
 
 fn overage_is_billed_once_within_each_quota_period(postgres: bool) {
     let world = AgentWorld::new(postgres, &[]);
-    let entitlements = world.dir.path().join("metered.json");
-    std::fs::write(
-        &entitlements,
-        r#"{"features": ["posts"], "quotas": {"api-calls": {"amount": 100, "period": "day"}}}"#,
-    )
-    .unwrap();
-    world.vendor(&[
-        "plan",
-        "create",
-        "--app",
-        "serverless-blog",
-        "--slug",
-        "metered",
-        "--name",
-        "Metered",
-        "--duration-days",
-        "60",
-        "--entitlements",
-        entitlements.to_str().unwrap(),
-    ]);
-    let file = world.dir.path().join("metered.lic");
-    world.vendor(&[
-        "license",
-        "issue",
-        "--customer",
-        "globex",
-        "--app",
-        "serverless-blog",
-        "--plan",
-        "metered",
-        "-o",
-        file.to_str().unwrap(),
-    ]);
+    let (file, _) = world.metered_license(60, r#"{"amount": 100, "period": "day"}"#);
     let mut agent = SignedAgent::activate_license(&world, &file, "shop");
     let now = license::UnixTime::now().as_secs();
     let today = now - now % 86_400;

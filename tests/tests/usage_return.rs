@@ -43,9 +43,9 @@ fn agent_cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// `license-agent usage export` of `state` into `out`.
-fn export(world: &AgentWorld, state: &Path, out: &Path) -> Value {
-    let (ok, stdout, stderr) = agent_cli(&[
+/// `license-agent usage export`'s arguments for `state` into `out`.
+fn export_args(world: &AgentWorld, state: &Path, out: &Path) -> Vec<String> {
+    [
         "usage",
         "export",
         "-o",
@@ -62,9 +62,17 @@ fn export(world: &AgentWorld, state: &Path, out: &Path) -> Value {
         "vault",
         "--app-version",
         "1.0.0",
-        "--output",
-        "json",
-    ]);
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect()
+}
+
+/// `license-agent usage export` of `state` into `out`.
+fn export(world: &AgentWorld, state: &Path, out: &Path) -> Value {
+    let mut args = export_args(world, state, out);
+    args.extend(["--output".to_owned(), "json".to_owned()]);
+    let (ok, stdout, stderr) = agent_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(ok, "{stderr}");
     serde_json::from_str(&stdout).unwrap()
 }
@@ -109,24 +117,8 @@ fn usage_returns_on_paper_and_counts_once(postgres: bool) {
     }
     // While it runs, the state directory is its own.
     let file = world.dir.path().join("usage-1.json");
-    let (ok, _, stderr) = agent_cli(&[
-        "usage",
-        "export",
-        "-o",
-        file.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--license",
-        world.license.to_str().unwrap(),
-        "--aws-account",
-        ACCOUNT,
-        "--region",
-        REGION,
-        "--stack",
-        "vault",
-        "--app-version",
-        "1.0.0",
-    ]);
+    let args = export_args(&world, &state, &file);
+    let (ok, _, stderr) = agent_cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(!ok && stderr.contains("stop it first"), "{stderr}");
     assert!(agent.terminate().success());
 

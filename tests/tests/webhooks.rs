@@ -69,26 +69,7 @@ fn every_event_type_is_delivered_and_verifies(postgres: bool) {
     let (endpoint, secret) = add_endpoint(&world, &receiver.url, &[]);
 
     // A metered plan whose licenses end inside their expiry warning, and a trial plan.
-    let entitlements = world.dir.path().join("metered.json");
-    std::fs::write(
-        &entitlements,
-        r#"{"features": ["posts"], "quotas": {"api-calls": {"amount": 10, "period": "month"}}}"#,
-    )
-    .unwrap();
-    world.vendor(&[
-        "plan",
-        "create",
-        "--app",
-        "serverless-blog",
-        "--slug",
-        "metered",
-        "--name",
-        "Metered",
-        "--duration-days",
-        "10",
-        "--entitlements",
-        entitlements.to_str().unwrap(),
-    ]);
+    let (metered_file, metered) = world.metered_license(10, r#"{"amount": 10, "period": "month"}"#);
     world.vendor(&[
         "plan",
         "create",
@@ -104,23 +85,6 @@ fn every_event_type_is_delivered_and_verifies(postgres: bool) {
         "--features",
         "posts",
     ]);
-    let metered_file = world.dir.path().join("metered.lic");
-    let issued = vendor_json(
-        &world,
-        &[
-            "license",
-            "issue",
-            "--customer",
-            "globex",
-            "--app",
-            "serverless-blog",
-            "--plan",
-            "metered",
-            "-o",
-            metered_file.to_str().unwrap(),
-        ],
-    );
-    let metered = issued["license"]["id"].as_str().unwrap().to_owned();
     let trial_file = world.dir.path().join("trial.lic");
     world.vendor(&[
         "license",

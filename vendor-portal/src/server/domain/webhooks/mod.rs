@@ -643,25 +643,32 @@ pub async fn deliveries(
     .bind(limit)
     .fetch_all(&state.db.pool)
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let delivery: String = r.try_get("id")?;
-        let history = sqlx::query(
-            "SELECT at, status, error, duration_ms FROM webhook_attempts WHERE delivery_id = $1 ORDER BY at, id",
-        )
-        .bind(&delivery)
-        .fetch_all(&state.db.pool)
-        .await?
-        .iter()
-        .map(|a| {
-            Ok(Attempt {
+    // Every attempt of these deliveries, in one query.
+    let mut attempts: std::collections::HashMap<String, Vec<Attempt>> = Default::default();
+    for a in sqlx::query(
+        "SELECT delivery_id, at, status, error, duration_ms FROM webhook_attempts WHERE delivery_id IN \
+         (SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2) \
+         ORDER BY at, id",
+    )
+    .bind(id)
+    .bind(limit)
+    .fetch_all(&state.db.pool)
+    .await?
+    {
+        attempts
+            .entry(a.try_get("delivery_id")?)
+            .or_default()
+            .push(Attempt {
                 at: a.try_get("at")?,
                 status: a.try_get("status")?,
                 error: a.try_get("error")?,
                 duration_ms: a.try_get("duration_ms")?,
-            })
-        })
-        .collect::<DomainResult<Vec<_>>>()?;
+            });
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let delivery: String = r.try_get("id")?;
+        let history = attempts.remove(&delivery).unwrap_or_default();
         let state_text: String = r.try_get("state")?;
         let payload: String = r.try_get("payload")?;
         out.push(Delivery {

@@ -18,7 +18,8 @@ use crate::server::domain::error::{DomainError, DomainResult};
 use crate::server::domain::tx::VendorTx;
 use crate::server::state::AppState;
 
-/// Candidates looked at per sweep and kind.
+/// Candidates looked at per sweep and kind, nearest first (the soonest to expire, the longest
+/// silent), so that candidates not due yet never crowd out those that are.
 const SWEEP_BATCH: i64 = 500;
 /// Expiry warnings longer than this are raised this long before the end.
 const MAX_WARNING: i64 = 90 * 86_400;
@@ -81,7 +82,7 @@ async fn expiring(state: &AppState) -> DomainResult<()> {
          JOIN customers c ON c.id = l.customer_id \
          WHERE l.state = 'active' AND l.expires_at > $1 AND l.expires_at <= $2 \
          AND NOT EXISTS (SELECT 1 FROM raised_events r WHERE r.kind = 'license.expiring' \
-         AND r.subject = l.id AND r.occasion = CAST(l.seq AS TEXT)) LIMIT $3",
+         AND r.subject = l.id AND r.occasion = CAST(l.seq AS TEXT)) ORDER BY l.expires_at LIMIT $3",
     )
     .bind(at)
     .bind(at + MAX_WARNING)
@@ -126,7 +127,7 @@ async fn silent(state: &AppState) -> DomainResult<()> {
          i.version, l.claims FROM installations i JOIN licenses l ON l.id = i.license_id \
          WHERE i.removed_at IS NULL AND i.last_seen_at < $1 \
          AND NOT EXISTS (SELECT 1 FROM raised_events r WHERE r.kind = 'installation.silent' \
-         AND r.subject = i.id AND r.occasion = CAST(i.last_seen_at AS TEXT)) LIMIT $2",
+         AND r.subject = i.id AND r.occasion = CAST(i.last_seen_at AS TEXT)) ORDER BY i.last_seen_at LIMIT $2",
     )
     .bind(at - floor)
     .bind(SWEEP_BATCH)
