@@ -279,27 +279,12 @@ pub(crate) async fn outputs(aws: &Aws, stack: &str) -> Result<BTreeMap<String, S
     }
     // One listing for every resource (moto also fails DescribeStackResource on a stack with a
     // resource its conditions left out).
-    let mut physical = BTreeMap::new();
-    let mut next: Option<String> = None;
-    loop {
-        let page = aws
-            .cfn
-            .list_stack_resources()
-            .stack_name(stack)
-            .set_next_token(next.take())
-            .send()
-            .await
-            .map_err(|e| aws.explain(e, "cloudformation:ListStackResources", stack))?;
-        for r in page.stack_resource_summaries() {
-            if let (Some(logical), Some(id)) = (r.logical_resource_id(), r.physical_resource_id()) {
-                physical.insert(logical.to_owned(), id.to_owned());
-            }
-        }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
-            _ => break,
-        }
-    }
+    let physical: BTreeMap<String, String> = list_resources(aws, stack)
+        .await?
+        .into_iter()
+        .filter(|r| !r.logical.is_empty() && !r.physical.is_empty())
+        .map(|r| (r.logical, r.physical))
+        .collect();
     let china = aws.region.starts_with("cn-");
     let lookup = |name: &str| -> Option<String> {
         let pseudo = match name {
@@ -488,6 +473,50 @@ pub(crate) async fn delete_stack_quietly(aws: &Aws, stack: &str) -> Result<()> {
         .await
         .map_err(|e| aws.explain(e, "cloudformation:DeleteStack", stack))?;
     Ok(())
+}
+
+/// One resource of a stack, as ListStackResources gives it (empty strings where it gives none).
+#[derive(Clone, Debug)]
+pub struct StackResource {
+    /// The logical id.
+    pub logical: String,
+    /// The physical id.
+    pub physical: String,
+    /// The resource type.
+    pub kind: String,
+    /// Its status.
+    pub status: String,
+}
+
+/// Every resource of `stack`, page by page.
+pub async fn list_resources(aws: &Aws, stack: &str) -> Result<Vec<StackResource>> {
+    let mut out = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = aws
+            .cfn
+            .list_stack_resources()
+            .stack_name(stack)
+            .set_next_token(next.take())
+            .send()
+            .await
+            .map_err(|e| aws.explain(e, "cloudformation:ListStackResources", stack))?;
+        for r in page.stack_resource_summaries() {
+            out.push(StackResource {
+                logical: r.logical_resource_id().unwrap_or_default().to_owned(),
+                physical: r.physical_resource_id().unwrap_or_default().to_owned(),
+                kind: r.resource_type().unwrap_or_default().to_owned(),
+                status: r
+                    .resource_status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
+            });
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+            _ => return Ok(out),
+        }
+    }
 }
 
 pub(crate) async fn newest_event(aws: &Aws, stack: &str) -> Result<Option<String>> {

@@ -125,14 +125,19 @@ pub async fn collect(
         "events.json".into(),
         pretty(&events(aws, stack, since, &mut problems).await),
     );
-    let resources = resources(aws, stack, &mut problems).await;
+    let resources = crate::stack::list_resources(aws, stack)
+        .await
+        .unwrap_or_else(|e| {
+            problems.push(format!("stack resources: {e:#}"));
+            Vec::new()
+        });
     files.insert(
         "resources.json".into(),
         pretty(&Value::Array(
             resources
                 .iter()
-                .map(|(logical, physical, kind, status)| {
-                    json!({"logical": logical, "physical": physical, "type": kind, "status": status})
+                .map(|r| {
+                    json!({"logical": r.logical, "physical": r.physical, "type": r.kind, "status": r.status})
                 })
                 .collect(),
         )),
@@ -140,8 +145,9 @@ pub async fn collect(
     let lambda = aws_sdk_lambda::Client::new(aws.sdk_config());
     let logs = aws_sdk_cloudwatchlogs::Client::new(aws.sdk_config());
     let mut tables = Vec::new();
-    for (logical, physical, kind, _) in &resources {
-        if kind != "AWS::Lambda::Function" || physical.is_empty() {
+    for r in &resources {
+        let (logical, physical) = (&r.logical, &r.physical);
+        if r.kind != "AWS::Lambda::Function" || physical.is_empty() {
             continue;
         }
         match lambda
@@ -282,55 +288,15 @@ async fn events(aws: &Aws, stack: &str, since: i64, problems: &mut Vec<String>) 
                 "reason": e.resource_status_reason()}),
             );
         }
-        token = page.next_token().map(str::to_owned);
+        token = page
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         if older || token.is_none() {
             break;
         }
     }
     Value::Array(out)
-}
-
-async fn resources(
-    aws: &Aws,
-    stack: &str,
-    problems: &mut Vec<String>,
-) -> Vec<(String, String, String, String)> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = match aws
-            .cfn
-            .list_stack_resources()
-            .stack_name(stack)
-            .set_next_token(token.take())
-            .send()
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                problems.push(format!(
-                    "stack resources: {}",
-                    aws.explain(e, "cloudformation:ListStackResources", stack)
-                ));
-                break;
-            }
-        };
-        for r in page.stack_resource_summaries() {
-            out.push((
-                r.logical_resource_id().unwrap_or_default().to_owned(),
-                r.physical_resource_id().unwrap_or_default().to_owned(),
-                r.resource_type().unwrap_or_default().to_owned(),
-                r.resource_status()
-                    .map(|s| s.as_str().to_owned())
-                    .unwrap_or_default(),
-            ));
-        }
-        token = page.next_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
-    out
 }
 
 async fn log_lines(
@@ -375,7 +341,10 @@ async fn log_lines(
             ));
             count += 1;
         }
-        token = page.next_token().map(str::to_owned);
+        token = page
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         if token.is_none() || count >= MAX_LOG_EVENTS {
             break;
         }
