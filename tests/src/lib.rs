@@ -16,6 +16,7 @@ pub mod lambda;
 pub mod load;
 pub mod mitm;
 pub mod moto;
+pub mod oidc;
 pub mod portal;
 pub mod webhook;
 

@@ -15,6 +15,7 @@ pub mod serve;
 pub mod support;
 pub mod team;
 pub mod usage;
+pub mod sso;
 pub mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -117,6 +118,9 @@ pub enum Command {
     /// Support bundles: the vendor's support key, and opening the bundles customers send.
     #[command(subcommand)]
     Support(support::SupportCommand),
+    /// Single sign-on for the vendor's members through an OpenID Connect provider.
+    #[command(subcommand)]
+    Sso(sso::SsoCommand),
 }
 
 impl Cli {
@@ -140,6 +144,7 @@ impl Cli {
             Command::Audit(cmd) => cmd.run(&ctx),
             Command::Webhook(cmd) => cmd.run(&ctx),
             Command::Support(cmd) => cmd.run(&ctx),
+            Command::Sso(cmd) => cmd.run(&ctx),
             Command::Release(cmd) => cmd.run(&ctx),
             Command::Kit(cmd) => cmd.run(&ctx),
             Command::Usage(cmd) => cmd.run(&ctx),

@@ -129,6 +129,15 @@ pub struct ServeArgs {
     /// the portal's own network.
     #[arg(long)]
     webhook_allow_private: bool,
+    /// Let vendors' identity providers be on private, loopback and link-local addresses, and
+    /// plain http (tests, a provider inside the company network). Off by default, for the same
+    /// reason as --webhook-allow-private.
+    #[arg(long)]
+    sso_allow_private: bool,
+    /// The portal's address as browsers reach it (https://portal.example.com), used for the
+    /// single sign-on redirect URI and links in mail; default: http:// and the --bind address.
+    #[arg(long, env = "CONSIGN_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<url::Url>,
     /// Raise `installation.silent` once a live installation has not checked in for this many
     /// seconds (default: twice its license's check-in interval, at least an hour).
     #[arg(long, value_name = "SECONDS")]
@@ -162,6 +171,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 proof_nonces_per_minute: args.proof_nonces_per_minute,
                 trusted_proxies: args.trusted_proxies,
                 webhook_allow_private: args.webhook_allow_private,
+                sso_allow_private: args.sso_allow_private,
                 silent_after: args.silent_after,
             },
             sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
@@ -180,6 +190,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
             })?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
+        let public = args
+            .public_url
+            .as_ref()
+            .map_or_else(|| url.clone(), |u| u.as_str().trim_end_matches('/').to_owned());
+        let _ = state.public_url.set(public.clone());
         // Startup lines go to stdout for people and scripts; a closed stdout must not stop the
         // server, so write errors are ignored.
         let mut out = std::io::stdout();
@@ -190,6 +205,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             server::base::db::redact(&config.database_url())
         );
         say!(out, "  blobs:    {}", state.blobs.url);
+        if public != url {
+            say!(out, "  public:   {public}");
+        }
         say!(out, "  API:      {url}/api/v1/openapi.json");
         say!(
             out,

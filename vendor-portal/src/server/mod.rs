@@ -104,7 +104,7 @@ pub async fn open(config: &Config) -> Result<AppState> {
         .with_context(|| format!("the blob store {blob_url} is not writable"))?;
     let sts = base::sts::Sts::new(config.sts_endpoint.clone())
         .context("cannot build the HTTP client for account proofs")?;
-    Ok(AppState::new(db, blobs, master, config.limits.clone(), sts))
+    AppState::new(db, blobs, master, config.limits.clone(), sts)
 }
 
 async fn master_key(config: &Config, db: &Database) -> Result<MasterKey> {

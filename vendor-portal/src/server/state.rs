@@ -31,6 +31,9 @@ pub struct Limits {
     /// Webhook endpoints may be on private and loopback addresses, and plain `http`
     /// (`--webhook-allow-private`: tests and private networks).
     pub webhook_allow_private: bool,
+    /// Identity providers may be on private and loopback addresses, and plain `http`
+    /// (`--sso-allow-private`: tests and company networks).
+    pub sso_allow_private: bool,
     /// Seconds without a check-in after which a live installation is reported silent; none:
     /// twice its license's check-in interval, at least an hour.
     pub silent_after: Option<u64>,
@@ -47,6 +50,7 @@ impl Default for Limits {
             proof_nonces_per_minute: 120,
             trusted_proxies: Vec::new(),
             webhook_allow_private: false,
+            sso_allow_private: false,
             silent_after: None,
         }
     }
@@ -94,6 +98,10 @@ pub struct Inner {
     pub issuer: crate::server::domain::issuer::Issuer,
     /// Sends account proofs to STS.
     pub sts: crate::server::base::sts::Sts,
+    /// Identity providers' discovery and keys, and the client that reads them.
+    pub oidc: crate::server::domain::sso::oidc::Providers,
+    /// The portal's public URL (`serve --public-url`), set once at start.
+    pub public_url: std::sync::OnceLock<String>,
 }
 
 /// A license's state as read from the database, for the signed status endpoint.
@@ -240,14 +248,15 @@ impl AppState {
         master: MasterKey,
         limits: Limits,
         sts: crate::server::base::sts::Sts,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let writer = Arc::new(tokio::sync::Mutex::new(()));
         let issuer = crate::server::domain::issuer::Issuer::start(
             db.clone(),
             writer.clone(),
             limits.clone(),
         );
-        Self(Arc::new(Inner {
+        let oidc = crate::server::domain::sso::oidc::Providers::new(limits.sso_allow_private)?;
+        Ok(Self(Arc::new(Inner {
             db,
             blobs,
             master,
@@ -261,7 +270,17 @@ impl AppState {
             listings: TtlCache::default(),
             issuer,
             sts,
-        }))
+            oidc,
+            public_url: std::sync::OnceLock::new(),
+        })))
+    }
+
+    /// The portal's public URL, without a trailing slash: what links in mail and the single
+    /// sign-on redirect URI are built from (never from a request's Host header).
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .get()
+            .map_or("http://127.0.0.1:8080", String::as_str)
     }
 }
 

@@ -96,6 +96,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/0008_operations.sqlite.sql"),
         postgres: include_str!("../../../migrations/0008_operations.postgres.sql"),
     },
+    Migration {
+        version: 9,
+        name: "sso",
+        common: include_str!("../../../migrations/0009_sso.sql"),
+        sqlite: include_str!("../../../migrations/0009_sso.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0009_sso.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

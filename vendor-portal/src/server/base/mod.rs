@@ -3,6 +3,7 @@
 
 pub mod blobs;
 pub mod db;
+pub mod outbound;
 pub mod secrets;
 pub mod sts;
 

@@ -180,6 +180,15 @@ impl MasterKey {
     }
 }
 
+/// Equal in time that does not depend on where they differ.
+pub fn equal(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// Fills `buf` from the system's random source.
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
     SystemRandom::new()

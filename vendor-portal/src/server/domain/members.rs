@@ -70,7 +70,7 @@ async fn find(conn: &mut AnyConnection, vendor_id: &str, id: &str) -> DomainResu
 }
 
 /// Refuses a change that leaves the vendor without an enabled owner.
-async fn keep_an_owner(
+pub(crate) async fn keep_an_owner(
     conn: &mut AnyConnection,
     vendor_id: &str,
     member: &str,
@@ -93,7 +93,7 @@ async fn keep_an_owner(
 }
 
 /// Ends every session and token of `member`; (sessions, tokens).
-async fn end_access(
+pub(crate) async fn end_access(
     conn: &mut AnyConnection,
     vendor_id: &str,
     member: &str,

@@ -17,6 +17,7 @@ pub mod proofs;
 pub mod ratelimit;
 pub mod releases;
 pub mod sessions;
+pub mod sso;
 pub mod support;
 pub mod trials;
 pub mod tuf;

@@ -67,6 +67,7 @@ pub async fn login(
             retry,
         ));
     }
+    super::sso::refuse_password_if_required(state, &body.vendor).await?;
     let row = sqlx::query(
         "SELECT m.id, m.vendor_id, m.role, m.password_hash, m.disabled_at FROM members m \
          JOIN vendors v ON v.id = m.vendor_id WHERE v.slug = $1 AND m.email = $2",
@@ -103,28 +104,38 @@ pub async fn login(
         )));
     }
     let vendor_id: String = row.try_get("vendor_id")?;
-    let member_id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
+    let member = MemberInfo {
+        id: row.try_get("id")?,
+        email: body.email,
+        role: Role::parse(&role).unwrap_or(Role::Support),
+        disabled: false,
+    };
+    open(state, &vendor_id, body.vendor, member).await
+}
+
+/// Opens a session for `member` of `vendor_id` (`vendor` is its slug); it and its secret.
+pub async fn open(
+    state: &AppState,
+    vendor_id: &str,
+    vendor: String,
+    member: MemberInfo,
+) -> DomainResult<(SessionInfo, Zeroizing<String>)> {
     let secret = new_secret(SESSION_PREFIX)?;
     let expires_at = now() + SESSION_SECONDS;
     let turn = state.write_turn().await;
     sqlx::query("INSERT INTO sessions (id_hash, vendor_id, member_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(secret_hash(&secret))
-        .bind(&vendor_id)
-        .bind(&member_id)
+        .bind(vendor_id)
+        .bind(&member.id)
         .bind(now())
         .bind(expires_at)
         .execute(&state.db.pool)
         .await?;
     drop(turn);
     let info = SessionInfo {
-        vendor: body.vendor,
-        member: MemberInfo {
-            id: member_id,
-            email: body.email,
-            role: Role::parse(&role).unwrap_or(Role::Support),
-            disabled: false,
-        },
+        vendor,
+        member,
         expires_at,
     };
     Ok((info, secret))
@@ -141,7 +152,7 @@ pub async fn logout(state: &AppState, secret: &str) -> DomainResult<()> {
 }
 
 /// Counts a failed login against the address's budget.
-async fn count_failure(state: &AppState, bucket: &str) -> DomainResult<()> {
+pub async fn count_failure(state: &AppState, bucket: &str) -> DomainResult<()> {
     let _turn = state.write_turn().await;
     sqlx::query(
         "INSERT INTO rate_limits (bucket, window_start, hits) VALUES ($1, $2, 1) \

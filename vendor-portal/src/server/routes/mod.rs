@@ -15,6 +15,7 @@ pub mod proofs;
 pub mod releases;
 pub mod support;
 pub mod vendor;
+pub mod sso;
 pub mod webhooks;
 
 use axum::Router;
@@ -56,6 +57,7 @@ use super::state::AppState;
         webhooks::add, webhooks::list, webhooks::remove, webhooks::deliveries, webhooks::test,
         webhooks::redeliver, webhooks::event_types,
         support::set_key, support::public_key, support::upload, support::list, support::download,
+        sso::show, sso::set, sso::remove,
     ),
     components(schemas(crate::server::http::problem::Problem)),
     modifiers(&BearerToken),
@@ -239,6 +241,10 @@ pub fn router() -> Router<AppState> {
             get(support::public_key),
         )
         .route("/api/v1/support/bundles", get(support::list))
+        .route(
+            "/api/v1/sso",
+            get(sso::show).put(sso::set).delete(sso::remove),
+        )
         .route("/api/v1/webhooks", get(webhooks::list).post(webhooks::add))
         .route("/api/v1/webhooks/event-types", get(webhooks::event_types))
         .route(

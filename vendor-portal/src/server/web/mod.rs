@@ -14,6 +14,7 @@ pub mod buyer;
 pub mod console;
 pub mod market;
 pub mod members;
+pub mod sso;
 pub mod svg;
 pub mod webhooks;
 
@@ -62,6 +63,10 @@ pub fn router() -> Router<AppState> {
             get(console::login_form).post(console::login),
         )
         .route("/console/logout", post(console::logout))
+        .route("/console/sso/start", get(sso::start))
+        .route("/console/sso/callback", get(sso::callback))
+        .route("/console/sso", get(sso::page).post(sso::save))
+        .route("/console/sso/remove", post(sso::remove))
         .route("/console", get(console::overview))
         .route(
             "/console/apps/{app}",
@@ -152,14 +157,6 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Equal in time that does not depend on where they differ.
-fn equal(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
 
 /// The middleware of every page: CSRF and security headers, and error pages drawn with the
 /// visitor's own header (signed in, with working sign-out forms).
@@ -191,7 +188,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             }
         };
         let sent = form_field(&bytes, "csrf");
-        let valid = matches!((&existing, &sent), (Some(a), Some(b)) if equal(a, b));
+        let valid = matches!((&existing, &sent), (Some(a), Some(b)) if super::secrets::equal(a, b));
         if !valid {
             return with_headers(
                 WebError::forbidden(
@@ -379,6 +376,8 @@ fn notice_text(code: &str) -> &'static str {
         "member-remove" => "The member is removed; their sessions ended and tokens are deleted.",
         "webhook-test" => "A webhook.test event is on its way; reload to see its delivery.",
         "webhook-remove" => "The endpoint is removed; its pending deliveries are cancelled.",
+        "sso-saved" => "The single sign-on settings are saved.",
+        "sso-removed" => "Single sign-on is removed; members sign in with passwords again.",
         "webhook-redeliver" => "The delivery is queued again, with the same webhook-id.",
         _ => "",
     }

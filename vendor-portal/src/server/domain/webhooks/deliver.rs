@@ -7,8 +7,7 @@
 //! whichever process claims it next, with the same `webhook-id`: deliveries are at least once,
 //! and the id lets the receiver count each event once.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -41,29 +40,6 @@ pub fn wake() {
     WAKE.notify_one();
 }
 
-/// Resolves host names to public addresses only, so that a name that points (or is re-pointed)
-/// at a private address after the endpoint was checked still reaches nothing private.
-struct PublicOnly;
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = found.into_iter().filter(|a| is_public(a.ip())).collect();
-            if public.is_empty() {
-                return Err(format!(
-                    "{host} resolves only to private, loopback or link-local addresses"
-                )
-                .into());
-            }
-            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 /// The HTTP client deliveries are sent with.
 #[derive(Clone, Debug)]
 pub struct Sender {
@@ -74,18 +50,13 @@ pub struct Sender {
 impl Sender {
     /// A sender; with `allow_private`, endpoints on private addresses are reached too.
     pub fn new(allow_private: bool) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(ATTEMPT_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .pool_max_idle_per_host(IN_FLIGHT)
-            .user_agent(concat!("consign-webhooks/", env!("CARGO_PKG_VERSION")));
-        if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnly));
-        }
         Ok(Self {
-            http: builder.build()?,
+            http: crate::server::base::outbound::client(
+                allow_private,
+                ATTEMPT_TIMEOUT,
+                IN_FLIGHT,
+                concat!("consign-webhooks/", env!("CARGO_PKG_VERSION")),
+            )?,
             allow_private,
         })
     }

@@ -14,8 +14,6 @@
 pub mod deliver;
 pub mod raise;
 
-use std::net::IpAddr;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
@@ -23,6 +21,8 @@ use sqlx::{AnyConnection, Row as _};
 use utoipa::ToSchema;
 
 use crate::server::base::db::values_clause;
+use crate::server::base::outbound;
+pub use crate::server::base::outbound::is_public;
 use crate::server::base::now;
 use crate::server::base::secrets::{fill_random, new_id};
 use crate::server::domain::access::{Caller, Role};
@@ -78,8 +78,6 @@ pub const EVENT_TYPES: &[(&str, &str)] = &[
 
 /// The most endpoints one vendor may have.
 pub const MAX_ENDPOINTS: i64 = 20;
-/// The longest endpoint URL.
-const MAX_URL: usize = 2000;
 /// The longest description.
 const MAX_DESCRIPTION: usize = 200;
 /// Deliveries the delivery log shows at most.
@@ -322,94 +320,20 @@ pub struct NewEndpoint {
     pub description: String,
 }
 
-/// Whether an address is one the public internet routes to: not loopback, private,
-/// link-local (the cloud metadata service), shared (CGNAT), multicast or unspecified.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 192 && b == 0)
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
-        }
-    }
-}
-
 /// Checks an endpoint URL: `https` (or `http` where private addresses are allowed), no user or
 /// password, and a host that resolves only to public addresses unless those are allowed.
 pub async fn check_url(text: &str, allow_private: bool) -> DomainResult<url::Url> {
-    let bad = |why: String| DomainError::new(Kind::Invalid, "bad_webhook_url", why);
-    if text.len() > MAX_URL {
-        return Err(bad(format!("the URL is over {MAX_URL} characters")));
-    }
-    let url = url::Url::parse(text).map_err(|e| {
-        bad(format!(
-            "{text:?} is not a URL ({e}): give https://host/path"
-        ))
-    })?;
-    match url.scheme() {
-        "https" => {}
-        "http" if allow_private => {}
-        other => {
-            return Err(bad(format!(
-                "webhook endpoints must be https URLs, not {other}: deliveries carry your customers' data"
-            )));
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "the URL carries a user or password: deliveries are authenticated by their signature; remove the credentials".into(),
-        ));
-    }
-    let host = url
-        .host_str()
-        .ok_or_else(|| bad(format!("{text:?} names no host")))?
-        .to_owned();
-    if allow_private {
-        return Ok(url);
-    }
-    let port = url.port_or_known_default().unwrap_or(443);
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<IpAddr> = match bare.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((bare, port))
-            .await
-            .map_err(|e| bad(format!("the host {host} does not resolve ({e})")))?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    if let Some(private) = addresses.iter().find(|ip| !is_public(**ip)) {
-        return Err(DomainError::new(
-            Kind::Invalid,
-            "private_webhook_url",
-            format!(
-                "{host} resolves to {private}, a private, loopback or link-local address: webhooks go only to public addresses (an operator may allow private ones with `serve --webhook-allow-private`)"
-            ),
-        ));
-    }
-    Ok(url)
+    outbound::check_url(text, allow_private, &WEBHOOK_URLS).await
 }
+
+/// What webhook endpoint URLs are checked for.
+const WEBHOOK_URLS: outbound::UrlRules = outbound::UrlRules {
+    bad_code: "bad_webhook_url",
+    private_code: "private_webhook_url",
+    what: "webhook endpoints",
+    why_https: "deliveries carry your customers' data",
+    flag: "--webhook-allow-private",
+};
 
 fn check_events(events: &[String]) -> DomainResult<String> {
     if events.is_empty() || events.iter().any(|e| e == "*") {
