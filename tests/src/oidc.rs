@@ -78,7 +78,10 @@ impl Provider {
         let mut reader = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();
-        assert!(line.starts_with("ready "), "the provider did not start: {line:?}");
+        assert!(
+            line.starts_with("ready "),
+            "the provider did not start: {line:?}"
+        );
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         self.child = Some(child);
     }

@@ -6,6 +6,8 @@
 //! (a provider or network path the attacker controls), so every other step stays genuine.
 //! The whole sign-in in Chromium is at the end.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
 use std::path::PathBuf;
 
 use base64::Engine as _;
@@ -128,7 +130,11 @@ impl World {
 
     /// A sign-in of `login` whose ID token is replaced by what `forge` makes of the genuine
     /// sign-in's parameters; the portal's answer.
-    async fn forged(&self, login: &str, forge: impl FnOnce(&oidc::Started) -> String) -> oidc::Finished {
+    async fn forged(
+        &self,
+        login: &str,
+        forge: impl FnOnce(&oidc::Started) -> String,
+    ) -> oidc::Finished {
         let started = oidc::start(&self.portal.url, "acme").await;
         self.provider.replace_next_id_token(&forge(&started)).await;
         let back = oidc::authenticate(&started, login).await;
@@ -138,7 +144,10 @@ impl World {
 
 fn refused(finished: &oidc::Finished, why: &str) {
     assert_eq!(finished.status, StatusCode::FORBIDDEN, "{}", finished.body);
-    assert!(finished.session.is_none(), "a refused sign-in opened a session");
+    assert!(
+        finished.session.is_none(),
+        "a refused sign-in opened a session"
+    );
     assert!(
         oidc::unescape(&finished.body).contains(why),
         "the refusal does not say {why:?}: {}",
@@ -166,7 +175,11 @@ async fn sign_in_and_membership(postgres: bool) {
     // Requiring SSO before any sign-in worked would lock everyone out: refused.
     let early = w.sso(&["--require-sso"]);
     assert!(!early.status.success());
-    assert!(text(&early).contains("sign in through the provider once"), "{}", text(&early));
+    assert!(
+        text(&early).contains("sign in through the provider once"),
+        "{}",
+        text(&early)
+    );
 
     let set = w.sso(&[]);
     assert!(set.status.success(), "{}", text(&set));
@@ -179,7 +192,10 @@ async fn sign_in_and_membership(postgres: bool) {
     assert_eq!(started.params["code_challenge_method"], "S256");
     assert_eq!(started.params["code_challenge"].len(), 43);
     assert_eq!(started.params["scope"], "openid email groups");
-    assert_eq!(started.params["redirect_uri"], format!("{}/console/sso/callback", w.portal.url));
+    assert_eq!(
+        started.params["redirect_uri"],
+        format!("{}/console/sso/callback", w.portal.url)
+    );
     let back = oidc::authenticate(&started, "alice").await;
     let done = oidc::callback(&back, Some(&started.attempt_cookie)).await;
     assert_eq!(done.status, StatusCode::OK, "{}", done.body);
@@ -193,14 +209,23 @@ async fn sign_in_and_membership(postgres: bool) {
     refused(&again, "already used");
 
     // Carol is not a member and the vendor admits nobody at sign-in: refused, by name.
-    refused(&oidc::sign_in(&w.portal.url, "acme", "carol").await, "ask an owner to add carol@acme.example");
+    refused(
+        &oidc::sign_in(&w.portal.url, "acme", "carol").await,
+        "ask an owner to add carol@acme.example",
+    );
 
     // With just-in-time membership, carol (in consign-admins) becomes an owner and dave, with
     // no mapped group, a support member; the audit log says how.
     let jit = w.sso(&["--jit-role", "support"]);
     assert!(jit.status.success(), "{}", text(&jit));
-    assert_eq!(oidc::sign_in(&w.portal.url, "acme", "carol").await.status, StatusCode::OK);
-    assert_eq!(oidc::sign_in(&w.portal.url, "acme", "dave").await.status, StatusCode::OK);
+    assert_eq!(
+        oidc::sign_in(&w.portal.url, "acme", "carol").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        oidc::sign_in(&w.portal.url, "acme", "dave").await.status,
+        StatusCode::OK
+    );
     let members = w.members().await;
     let role_of = |email: &str| {
         members
@@ -210,29 +235,48 @@ async fn sign_in_and_membership(postgres: bool) {
     };
     assert_eq!(role_of("carol@acme.example").as_deref(), Some("owner"));
     assert_eq!(role_of("dave@acme.example").as_deref(), Some("support"));
-    let (_, audit) = w.api(reqwest::Method::GET, "/api/v1/audit", Value::Null).await;
+    let (_, audit) = w
+        .api(reqwest::Method::GET, "/api/v1/audit", Value::Null)
+        .await;
     assert!(audit.to_string().contains("sso just-in-time"), "{audit}");
 
     // A disabled member stays out, whatever the provider says.
     let (status, _) = w
-        .api(reqwest::Method::PATCH, &format!("/api/v1/members/{alice}"), json!({"disabled": true}))
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/members/{alice}"),
+            json!({"disabled": true}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
-    refused(&oidc::sign_in(&w.portal.url, "acme", "alice").await, "is disabled");
+    refused(
+        &oidc::sign_in(&w.portal.url, "acme", "alice").await,
+        "is disabled",
+    );
 
     // Requiring SSO now works (a sign-in worked): passwords are refused, tokens still work.
-    assert_eq!(w.password_login("frank@acme.example").await.0, StatusCode::OK);
+    assert_eq!(
+        w.password_login("frank@acme.example").await.0,
+        StatusCode::OK
+    );
     let require = w.sso(&["--jit-role", "support", "--require-sso"]);
     assert!(require.status.success(), "{}", text(&require));
     let (status, problem) = w.password_login("frank@acme.example").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
-    assert!(problem.to_string().contains("requires single sign-on"), "{problem}");
+    assert!(
+        problem.to_string().contains("requires single sign-on"),
+        "{problem}"
+    );
     let show = w.setup.client_ok(&w.portal.url, &w.token, &["sso", "show"]);
     assert!(show.contains("refused (single sign-on required"), "{show}");
 
     // Removing SSO lets passwords back in.
-    w.setup.client_ok(&w.portal.url, &w.token, &["sso", "remove"]);
-    assert_eq!(w.password_login("frank@acme.example").await.0, StatusCode::OK);
+    w.setup
+        .client_ok(&w.portal.url, &w.token, &["sso", "remove"]);
+    assert_eq!(
+        w.password_login("frank@acme.example").await.0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -253,14 +297,21 @@ async fn attacks(postgres: bool) {
     let issuer = w.provider.issuer.clone();
     let email = "alice@acme.example";
     // A genuine sign-in first: it works, and leaves a real ID token to replay.
-    assert_eq!(oidc::sign_in(&w.portal.url, "acme", "alice").await.status, StatusCode::OK);
+    assert_eq!(
+        oidc::sign_in(&w.portal.url, "acme", "alice").await.status,
+        StatusCode::OK
+    );
     let (real_token, _) = w.provider.last().await;
     let real_token = real_token.expect("the provider made an ID token");
 
     // id_token_signed_with_none
     let none = w
         .forged("alice", |s| {
-            format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&oidc::claims(&issuer, s, email)))
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&oidc::claims(&issuer, s, email))
+            )
         })
         .await;
     refused(&none, "unsigned token is never accepted");
@@ -344,11 +395,17 @@ async fn attacks(postgres: bool) {
         refused(&unknown, "does not hold");
     }
     let (_, reads_after) = w.provider.last().await;
-    assert_eq!(reads_after, reads_before + 1, "the JWKS re-read is rate-limited");
+    assert_eq!(
+        reads_after,
+        reads_before + 1,
+        "the JWKS re-read is rate-limited"
+    );
 
     // id_token_signed_by_another_key_under_the_providers_kid
     let wrong_key = w
-        .forged("alice", |s| sign_as_stranger(&oidc::claims(&issuer, s, email), &kid))
+        .forged("alice", |s| {
+            sign_as_stranger(&oidc::claims(&issuer, s, email), &kid)
+        })
         .await;
     refused(&wrong_key, "signature does not verify");
 
@@ -357,14 +414,26 @@ async fn attacks(postgres: bool) {
     let mine = oidc::start(&w.portal.url, "acme").await;
     let theirs = oidc::start(&w.portal.url, "acme").await;
     let back = oidc::authenticate(&theirs, "alice").await;
-    refused(&oidc::callback(&back, Some(&mine.attempt_cookie)).await, "state does not match");
+    refused(
+        &oidc::callback(&back, Some(&mine.attempt_cookie)).await,
+        "state does not match",
+    );
     let other = oidc::start(&w.portal.url, "acme").await;
     let back = oidc::authenticate(&other, "alice").await;
-    refused(&oidc::callback(&back, None).await, "this browser did not start this sign-in");
+    refused(
+        &oidc::callback(&back, None).await,
+        "this browser did not start this sign-in",
+    );
 
     // email_outside_allowed_domains and unverified_email: genuine tokens, refused people.
-    refused(&oidc::sign_in(&w.portal.url, "acme", "eve").await, "not in a domain this vendor allows");
-    refused(&oidc::sign_in(&w.portal.url, "acme", "bob").await, "does not say it verified");
+    refused(
+        &oidc::sign_in(&w.portal.url, "acme", "eve").await,
+        "not in a domain this vendor allows",
+    );
+    refused(
+        &oidc::sign_in(&w.portal.url, "acme", "bob").await,
+        "does not say it verified",
+    );
 
     // Nothing above opened a session or added a member.
     let members = w.members().await;
@@ -385,7 +454,10 @@ async fn rotation(postgres: bool) {
     let mut w = World::new(postgres);
     w.add_member("alice@acme.example", "publisher").await;
     assert!(w.sso(&[]).status.success());
-    assert_eq!(oidc::sign_in(&w.portal.url, "acme", "alice").await.status, StatusCode::OK);
+    assert_eq!(
+        oidc::sign_in(&w.portal.url, "acme", "alice").await.status,
+        StatusCode::OK
+    );
     let (old_kid, _, _) = w.provider.signing_key();
     w.provider.rotate_keys();
     let (new_kid, _, _) = w.provider.signing_key();
@@ -419,13 +491,23 @@ async fn settings_refusals(postgres: bool) {
     assert!(problem.to_string().contains("is for issuer"), "{problem}");
     let out = w.setup.client(&w.portal.url, &w.token, &["sso", "show"]);
     assert!(!out.status.success(), "no provider yet, so show fails");
-    assert!(text(&out).contains("not found") || text(&out).contains("no SSO"), "{}", text(&out));
+    assert!(
+        text(&out).contains("not found") || text(&out).contains("no SSO"),
+        "{}",
+        text(&out)
+    );
     // A vendor without SSO: the sign-in link says so.
     let answer = reqwest::get(format!("{}/console/sso/start?vendor=acme", w.portal.url))
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::NOT_FOUND);
-    assert!(answer.text().await.unwrap().contains("has no single sign-on"));
+    assert!(
+        answer
+            .text()
+            .await
+            .unwrap()
+            .contains("has no single sign-on")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -441,7 +523,9 @@ async fn sso_settings_refusals_on_postgres() {
 fn artifacts(name: &str) -> PathBuf {
     let dir = std::env::var_os("CONSIGN_TEST_ARTIFACTS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts")
+        })
         .join("sso")
         .join(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -453,7 +537,11 @@ async fn in_chromium(postgres: bool) {
     w.add_member("alice@acme.example", "publisher").await;
     let set = w.sso(&[]);
     assert!(set.status.success(), "{}", text(&set));
-    let name = if postgres { "sso-postgres" } else { "sso-sqlite" };
+    let name = if postgres {
+        "sso-postgres"
+    } else {
+        "sso-sqlite"
+    };
     let url = w.portal.url.clone();
     let issuer = w.provider.issuer.clone();
     tokio::task::spawn_blocking(move || {

@@ -66,6 +66,8 @@ fn body_for(path: &str) -> Value {
             json!({"manifest": "{}", "signature": {"kid": "k", "signature": ""}, "keys": "{}"})
         }
         "/api/v1/apps/{app}/tuf/root" | "/api/v1/apps/{app}/tuf/targets" => json!({}),
+        "/api/v1/sso" => json!({"issuer": "https://127.0.0.1", "client_id": "stolen",
+                                "client_secret": "x", "allowed_domains": ["acme.example"]}),
         "/api/v1/objects/{digest}" | "/api/v1/objects/{digest}/parts/{n}" => json!({}),
         "/api/v1/objects/{digest}/complete" => json!({"parts": 1}),
         // PATCH

@@ -12,10 +12,10 @@ pub mod license;
 pub mod publish;
 pub mod release;
 pub mod serve;
+pub mod sso;
 pub mod support;
 pub mod team;
 pub mod usage;
-pub mod sso;
 pub mod webhook;
 
 use clap::{Parser, Subcommand, ValueEnum};

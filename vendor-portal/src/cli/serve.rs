@@ -190,10 +190,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             })?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
-        let public = args
-            .public_url
-            .as_ref()
-            .map_or_else(|| url.clone(), |u| u.as_str().trim_end_matches('/').to_owned());
+        let public = args.public_url.as_ref().map_or_else(
+            || url.clone(),
+            |u| u.as_str().trim_end_matches('/').to_owned(),
+        );
         let _ = state.public_url.set(public.clone());
         // Startup lines go to stdout for people and scripts; a closed stdout must not stop the
         // server, so write errors are ignored.

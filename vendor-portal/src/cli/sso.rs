@@ -72,7 +72,9 @@ impl SsoCommand {
                 let mut role_map = Map::new();
                 for pair in &roles {
                     let Some((value, role)) = pair.rsplit_once('=') else {
-                        bail!("--role takes VALUE=ROLE, as --role consign-admins=owner (got {pair:?})");
+                        bail!(
+                            "--role takes VALUE=ROLE, as --role consign-admins=owner (got {pair:?})"
+                        );
                     };
                     role_map.insert(value.to_owned(), Value::String(role.to_owned()));
                 }

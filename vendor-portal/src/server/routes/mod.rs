@@ -13,9 +13,9 @@ pub mod licenses;
 pub mod members;
 pub mod proofs;
 pub mod releases;
+pub mod sso;
 pub mod support;
 pub mod vendor;
-pub mod sso;
 pub mod webhooks;
 
 use axum::Router;

@@ -18,9 +18,9 @@ type Problem = crate::server::http::problem::Problem;
 #[utoipa::path(get, path = "/api/v1/sso", operation_id = "show_sso", tag = "vendor", security(("token" = [])),
     responses((status = 200, body = SsoConfig), (status = 404, body = Problem)))]
 pub async fn show(State(state): State<AppState>, caller: Caller) -> DomainResult<Response> {
-    let config = sso::show(&state, &caller).await?.ok_or_else(|| {
-        DomainError::not_found("SSO provider", &caller.vendor_slug)
-    })?;
+    let config = sso::show(&state, &caller)
+        .await?
+        .ok_or_else(|| DomainError::not_found("SSO provider", &caller.vendor_slug))?;
     Ok(json_response(StatusCode::OK, config))
 }
 

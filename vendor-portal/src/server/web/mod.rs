@@ -157,7 +157,6 @@ fn form_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-
 /// The middleware of every page: CSRF and security headers, and error pages drawn with the
 /// visitor's own header (signed in, with working sign-out forms).
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -16,7 +16,9 @@ use serde::Deserialize;
 
 use super::console::Member;
 use super::{Page, PageParts, WebError, WebForm, cookie, render, see_other};
-use crate::server::domain::sso::{self, ATTEMPT_COOKIE, ATTEMPT_SECONDS, Callback, SsoConfig, SsoSettings};
+use crate::server::domain::sso::{
+    self, ATTEMPT_COOKIE, ATTEMPT_SECONDS, Callback, SsoConfig, SsoSettings,
+};
 use crate::server::http::auth::{Caller, Role, set_session_cookie};
 use crate::server::http::extract::RequestMeta;
 use crate::server::state::AppState;
@@ -181,21 +183,37 @@ impl SettingsForm {
 
     fn settings(&self) -> Result<SsoSettings, WebError> {
         let bad = |detail: String| {
-            WebError::new(StatusCode::UNPROCESSABLE_ENTITY, "Something is not right", detail)
+            WebError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Something is not right",
+                detail,
+            )
         };
         let mut role_map = BTreeMap::new();
-        for line in self.role_map.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        for line in self
+            .role_map
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
             let (value, role) = line.rsplit_once('=').ok_or_else(|| {
-                bad(format!("{line:?} is not value=role: write one per line, as consign-admins=owner"))
+                bad(format!(
+                    "{line:?} is not value=role: write one per line, as consign-admins=owner"
+                ))
             })?;
             let role = Role::parse(role.trim()).ok_or_else(|| {
-                bad(format!("{:?} is not a role: use owner, publisher or support", role.trim()))
+                bad(format!(
+                    "{:?} is not a role: use owner, publisher or support",
+                    role.trim()
+                ))
             })?;
             role_map.insert(value.trim().to_owned(), role);
         }
         let jit_role = match self.jit_role.as_str() {
             "" => None,
-            other => Some(Role::parse(other).ok_or_else(|| bad("Pick a choice from the list.".into()))?),
+            other => {
+                Some(Role::parse(other).ok_or_else(|| bad("Pick a choice from the list.".into()))?)
+            }
         };
         let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         Ok(SsoSettings {
@@ -210,7 +228,11 @@ impl SettingsForm {
                 .collect(),
             role_claim: text(&self.role_claim),
             role_map,
-            extra_scopes: self.extra_scopes.split_whitespace().map(str::to_owned).collect(),
+            extra_scopes: self
+                .extra_scopes
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
             require_sso: self.require_sso,
             jit_role,
         })

@@ -163,8 +163,8 @@ async fn stored(
     };
     let map: Value = serde_json::from_str(&row.try_get::<String, _>("role_map")?)
         .map_err(DomainError::internal)?;
-    let role_map = serde_json::from_value(map.get("roles").cloned().unwrap_or_default())
-        .unwrap_or_default();
+    let role_map =
+        serde_json::from_value(map.get("roles").cloned().unwrap_or_default()).unwrap_or_default();
     let extra_scopes = map
         .get("scopes")
         .and_then(Value::as_str)
@@ -232,10 +232,7 @@ fn check_domains(domains: &[String]) -> DomainResult<Vec<String>> {
         let fine = d.len() <= 253
             && d.contains('.')
             && d.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             });
         if !fine {
             return Err(invalid(format!(
@@ -267,8 +264,9 @@ pub async fn set(state: &AppState, caller: &Caller, body: SsoSettings) -> Domain
     caller.require(Role::Owner)?;
     let issuer = body.issuer.trim().to_owned();
     let allow_private = state.oidc.allow_private();
-    let parsed = crate::server::base::outbound::check_url(&issuer, allow_private, &oidc::PROVIDER_URLS)
-        .await?;
+    let parsed =
+        crate::server::base::outbound::check_url(&issuer, allow_private, &oidc::PROVIDER_URLS)
+            .await?;
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(invalid(
             "the issuer URL has no query or fragment: give it as the provider's discovery document names it",
@@ -280,7 +278,9 @@ pub async fn set(state: &AppState, caller: &Caller, body: SsoSettings) -> Domain
         check_token(claim, "role claim", 100)?;
     }
     if body.role_map.len() > 50 || body.role_map.keys().any(|k| k.is_empty() || k.len() > 200) {
-        return Err(invalid("the role map takes at most 50 values of at most 200 characters"));
+        return Err(invalid(
+            "the role map takes at most 50 values of at most 200 characters",
+        ));
     }
     for scope in &body.extra_scopes {
         check_token(scope, "scope", 100)?;
@@ -290,7 +290,11 @@ pub async fn set(state: &AppState, caller: &Caller, body: SsoSettings) -> Domain
             "members added at sign-in cannot be owners by default: give them support or publisher, and map your administrators' group to owner with role_claim and role_map",
         ));
     }
-    state.oidc.read(&issuer).await.map_err(|e| invalid(e.detail))?;
+    state
+        .oidc
+        .read(&issuer)
+        .await
+        .map_err(|e| invalid(e.detail))?;
     let mut tx = VendorTx::begin(state, &caller.vendor_id).await?;
     let before = stored(tx.conn(), &caller.vendor_id).await?;
     let sealed = match (&body.client_secret, &before) {
@@ -736,16 +740,22 @@ async fn admit(
             }
             let role = match mapped {
                 Some(new) if new != role => {
-                    if role == Role::Owner && members::keep_an_owner(tx.conn(), &config.vendor_id, &id).await.is_err() {
+                    if role == Role::Owner
+                        && members::keep_an_owner(tx.conn(), &config.vendor_id, &id)
+                            .await
+                            .is_err()
+                    {
                         tracing::warn!(member = %id, "the provider's role claim would demote the vendor's last owner; kept owner");
                         role
                     } else {
-                        sqlx::query("UPDATE members SET role = $3 WHERE vendor_id = $1 AND id = $2")
-                            .bind(&config.vendor_id)
-                            .bind(&id)
-                            .bind(new.as_str())
-                            .execute(tx.conn())
-                            .await?;
+                        sqlx::query(
+                            "UPDATE members SET role = $3 WHERE vendor_id = $1 AND id = $2",
+                        )
+                        .bind(&config.vendor_id)
+                        .bind(&id)
+                        .bind(new.as_str())
+                        .execute(tx.conn())
+                        .await?;
                         let (sessions_ended, tokens_revoked) =
                             members::end_access(tx.conn(), &config.vendor_id, &id).await?;
                         tx.audit_as(

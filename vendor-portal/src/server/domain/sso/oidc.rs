@@ -317,7 +317,11 @@ impl Providers {
     }
 
     /// Redeems `code` at the token endpoint (with the PKCE verifier) for an ID token.
-    pub async fn redeem(&self, discovery: &Discovery, grant: &CodeGrant<'_>) -> DomainResult<String> {
+    pub async fn redeem(
+        &self,
+        discovery: &Discovery,
+        grant: &CodeGrant<'_>,
+    ) -> DomainResult<String> {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", grant.code),
@@ -383,7 +387,15 @@ impl Providers {
     ) -> DomainResult<Value> {
         let (algorithm, kid) = header_of(token, &discovery.algorithms)?;
         let key = self.key(&discovery.issuer, &kid).await?;
-        check_claims(token, algorithm, &key, &discovery.issuer, client_id, nonce, now)
+        check_claims(
+            token,
+            algorithm,
+            &key,
+            &discovery.issuer,
+            client_id,
+            nonce,
+            now,
+        )
     }
 }
 
@@ -411,10 +423,7 @@ fn unknown_kid(kid: &str, issuer: &str) -> DomainError {
 
 /// At most 120 characters of text from a provider, for a message.
 fn clip(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(120)
-        .collect()
+    text.chars().filter(|c| !c.is_control()).take(120).collect()
 }
 
 async fn read_bounded(answer: reqwest::Response) -> Result<Vec<u8>, String> {
@@ -436,7 +445,8 @@ async fn read_bounded(answer: reqwest::Response) -> Result<Vec<u8>, String> {
 pub fn header_of(token: &str, allowed: &[Algorithm]) -> DomainResult<(Algorithm, String)> {
     let malformed = || refused("the ID token is not a signed JWT (three base64url parts)");
     let mut parts = token.split('.');
-    let (Some(head), Some(_), Some(_), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(head), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(malformed());
     };
@@ -509,9 +519,16 @@ pub fn check_claims(
     let data = jsonwebtoken::decode::<Value>(token, &decoding, &validation).map_err(|e| {
         use jsonwebtoken::errors::ErrorKind as E;
         refused(match e.kind() {
-            E::InvalidSignature => "the ID token's signature does not verify with the provider's key".to_owned(),
-            E::ExpiredSignature => "the ID token has expired: sign in again (and check this machine's clock)".to_owned(),
-            E::ImmatureSignature => "the ID token is not valid yet (nbf): check this machine's clock".to_owned(),
+            E::InvalidSignature => {
+                "the ID token's signature does not verify with the provider's key".to_owned()
+            }
+            E::ExpiredSignature => {
+                "the ID token has expired: sign in again (and check this machine's clock)"
+                    .to_owned()
+            }
+            E::ImmatureSignature => {
+                "the ID token is not valid yet (nbf): check this machine's clock".to_owned()
+            }
             E::InvalidIssuer => format!("the ID token is from another issuer, not {issuer}"),
             E::InvalidAudience => format!("the ID token is for another client, not {client_id}"),
             E::MissingRequiredClaim(c) => format!("the ID token lacks the `{c}` claim"),
