@@ -14,10 +14,12 @@ pub mod iam;
 pub mod install;
 pub mod lambda;
 pub mod load;
+pub mod mail;
 pub mod mitm;
 pub mod moto;
 pub mod oidc;
 pub mod portal;
+pub mod visitor;
 pub mod webhook;
 
 use std::path::PathBuf;

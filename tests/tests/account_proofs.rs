@@ -356,74 +356,10 @@ fn a_trial_started_twice_from_one_proven_account_under_two_sign_ups_is_refused()
     neighbour_login_is_refused(&world, "first.lic", &neighbour_credentials(&world));
 }
 
-/// A buyer on the marketplace, over plain HTTP: sign up (double-submit CSRF token and session
-/// cookies), start the trial, and the new license's id.
+/// A buyer on the marketplace, over plain HTTP: sign up, start the trial, and the new license's id.
 mod market {
-    use std::collections::BTreeMap;
-
     use tests::install::World;
-
-    struct Session {
-        base: String,
-        cookies: BTreeMap<String, String>,
-        http: reqwest::Client,
-    }
-
-    impl Session {
-        fn cookie_header(&self) -> String {
-            self.cookies
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join("; ")
-        }
-
-        fn keep(&mut self, response: &reqwest::Response) {
-            for value in response.headers().get_all("set-cookie") {
-                let text = value.to_str().unwrap();
-                let pair = text.split(';').next().unwrap();
-                let (name, value) = pair.split_once('=').unwrap();
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-
-        async fn get(&mut self, path: &str) -> String {
-            let response = self
-                .http
-                .get(format!("{}{path}", self.base))
-                .header("cookie", self.cookie_header())
-                .send()
-                .await
-                .unwrap();
-            self.keep(&response);
-            response.text().await.unwrap()
-        }
-
-        async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> String {
-            let response = self
-                .http
-                .post(format!("{}{path}", self.base))
-                .header("cookie", self.cookie_header())
-                .form(form)
-                .send()
-                .await
-                .unwrap();
-            self.keep(&response);
-            let status = response.status().as_u16();
-            let location = response
-                .headers()
-                .get("location")
-                .map(|l| l.to_str().unwrap().to_owned());
-            let body = response.text().await.unwrap();
-            assert_eq!(status, 303, "{path}: {body}");
-            location.unwrap()
-        }
-    }
-
-    fn csrf(html: &str) -> String {
-        let at = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-        html[at..].split('"').next().unwrap().to_owned()
-    }
+    use tests::visitor::{Visitor, license_of};
 
     /// Signs up `email` typing `account`, starts the blog's trial; the license id.
     pub fn trial(world: &World, email: &str, account: &str) -> String {
@@ -432,42 +368,11 @@ mod market {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut s = Session {
-                base: world.portal.url.clone(),
-                cookies: BTreeMap::new(),
-                http: reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap(),
-            };
-            let token = csrf(&s.get("/signup").await);
-            s.post(
-                "/signup",
-                &[
-                    ("csrf", &token),
-                    ("name", "A Buyer"),
-                    ("company", "Initech"),
-                    ("email", email),
-                    ("password", "correct horse battery"),
-                    ("aws_account", account),
-                    ("next", "/"),
-                ],
-            )
-            .await;
-            let token = csrf(&s.get("/apps/acme/serverless-blog").await);
-            let to = s
-                .post(
-                    "/apps/acme/serverless-blog/trial",
-                    &[("csrf", &token), ("plan", "trial")],
-                )
-                .await;
-            to.rsplit('/')
-                .next()
-                .unwrap()
-                .split('?')
-                .next()
-                .unwrap()
-                .to_owned()
+            let mut buyer = Visitor::new(&world.portal.url);
+            buyer.sign_up(email, account).await;
+            let started = buyer.start_trial("acme", "serverless-blog").await;
+            assert_eq!(started.status.as_u16(), 303, "{}", started.body);
+            license_of(&started)
         })
     }
 }

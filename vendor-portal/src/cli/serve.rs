@@ -138,6 +138,23 @@ pub struct ServeArgs {
     /// single sign-on redirect URI and links in mail; default: http:// and the --bind address.
     #[arg(long, env = "CONSIGN_PUBLIC_URL", value_name = "URL")]
     public_url: Option<url::Url>,
+    /// Send mail (buyer e-mail verification, password resets, license and release notices)
+    /// through this SMTP server: smtp://host:port, smtps://user:password@host (TLS), or
+    /// smtp://user:password@host?tls=required (STARTTLS). Without it no mail is sent, buyers'
+    /// addresses are not verified, and each mail's text goes to the log instead.
+    #[arg(
+        long,
+        env = "CONSIGN_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    smtp_url: Option<String>,
+    /// The sender of the portal's mail (default: Consign <consign@HOST of --public-url>).
+    #[arg(long, env = "CONSIGN_MAIL_FROM", value_name = "ADDRESS")]
+    mail_from: Option<String>,
+    /// How long one mail may take to send, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    mail_timeout: u64,
     /// Raise `installation.silent` once a live installation has not checked in for this many
     /// seconds (default: twice its license's check-in interval, at least an hour).
     #[arg(long, value_name = "SECONDS")]
@@ -172,6 +189,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 trusted_proxies: args.trusted_proxies,
                 webhook_allow_private: args.webhook_allow_private,
                 sso_allow_private: args.sso_allow_private,
+                verify_buyer_email: args.smtp_url.is_some(),
                 silent_after: args.silent_after,
             },
             sweep_interval: std::time::Duration::from_secs(args.sweep_interval.max(1)),
@@ -194,7 +212,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
             || url.clone(),
             |u| u.as_str().trim_end_matches('/').to_owned(),
         );
-        let _ = state.public_url.set(public.clone());
+        server::base::set_public_url(public.clone());
+        let host = url::Url::parse(&public)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .filter(|h| h.contains('.') && h.parse::<std::net::IpAddr>().is_err())
+            .unwrap_or_else(|| "localhost.localdomain".to_owned());
+        let from = args
+            .mail_from
+            .clone()
+            .unwrap_or_else(|| format!("Consign <consign@{host}>"));
+        let mailer = server::base::mail::Mailer::new(
+            args.smtp_url.as_deref(),
+            &from,
+            std::time::Duration::from_secs(args.mail_timeout.max(1)),
+        )?;
         // Startup lines go to stdout for people and scripts; a closed stdout must not stop the
         // server, so write errors are ignored.
         let mut out = std::io::stdout();
@@ -208,6 +240,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
         if public != url {
             say!(out, "  public:   {public}");
         }
+        match &mailer.server {
+            Some(server) => {
+                say!(out, "  mail:     {server}, from {from}");
+            }
+            None => {
+                say!(
+                    out,
+                    "  mail:     none will be sent (no --smtp-url): each mail's text, links included, goes to the log"
+                );
+            }
+        }
         say!(out, "  API:      {url}/api/v1/openapi.json");
         say!(
             out,
@@ -218,7 +261,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             print_demo(&mut out, &url, &demo);
         }
         let _ = out.flush();
-        server::serve(listener, state, config.sweep_interval).await
+        server::serve(listener, state, config.sweep_interval, mailer).await
     })
 }
 

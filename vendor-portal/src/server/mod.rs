@@ -244,7 +244,9 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     sweep_interval: Duration,
+    mailer: base::mail::Mailer,
 ) -> Result<()> {
+    let mail = tokio::spawn(domain::mail::send::run(state.clone(), mailer));
     let sender = domain::webhooks::deliver::Sender::new(state.limits.webhook_allow_private)
         .context("cannot build the HTTP client for webhooks")?;
     let webhooks = tokio::spawn(domain::webhooks::deliver::run(
@@ -265,6 +267,7 @@ pub async fn serve(
     let served = serve_until_signal(listener, state).await;
     housekeeper.abort();
     webhooks.abort();
+    mail.abort();
     served
 }
 

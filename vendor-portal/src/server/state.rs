@@ -34,6 +34,8 @@ pub struct Limits {
     /// Identity providers may be on private and loopback addresses, and plain `http`
     /// (`--sso-allow-private`: tests and company networks).
     pub sso_allow_private: bool,
+    /// Buyers verify their e-mail before a trial starts (on when mail is sent: `--smtp-url`).
+    pub verify_buyer_email: bool,
     /// Seconds without a check-in after which a live installation is reported silent; none:
     /// twice its license's check-in interval, at least an hour.
     pub silent_after: Option<u64>,
@@ -51,6 +53,7 @@ impl Default for Limits {
             trusted_proxies: Vec::new(),
             webhook_allow_private: false,
             sso_allow_private: false,
+            verify_buyer_email: false,
             silent_after: None,
         }
     }
@@ -100,8 +103,6 @@ pub struct Inner {
     pub sts: crate::server::base::sts::Sts,
     /// Identity providers' discovery and keys, and the client that reads them.
     pub oidc: crate::server::domain::sso::oidc::Providers,
-    /// The portal's public URL (`serve --public-url`), set once at start.
-    pub public_url: std::sync::OnceLock<String>,
 }
 
 /// A license's state as read from the database, for the signed status endpoint.
@@ -271,16 +272,12 @@ impl AppState {
             issuer,
             sts,
             oidc,
-            public_url: std::sync::OnceLock::new(),
         })))
     }
 
-    /// The portal's public URL, without a trailing slash: what links in mail and the single
-    /// sign-on redirect URI are built from (never from a request's Host header).
-    pub fn public_url(&self) -> &str {
-        self.public_url
-            .get()
-            .map_or("http://127.0.0.1:8080", String::as_str)
+    /// The portal's public URL ([`crate::server::base::public_url`]).
+    pub fn public_url(&self) -> &'static str {
+        crate::server::base::public_url()
     }
 }
 

@@ -80,7 +80,20 @@ pub async fn start_with(db: Db, limits: Limits) -> TestPortal {
     let addr: SocketAddr = listener.local_addr().unwrap();
     let serving = state.clone();
     let task = tokio::spawn(async move {
-        let _ = server::serve(listener, serving, std::time::Duration::from_secs(60)).await;
+        // No SMTP server: mail goes to the log.
+        let mailer = server::base::mail::Mailer::new(
+            None,
+            "Consign <consign@portal.example>",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap();
+        let _ = server::serve(
+            listener,
+            serving,
+            std::time::Duration::from_secs(60),
+            mailer,
+        )
+        .await;
     });
     let vendor = server::create_vendor(&state, "acme", "Acme", "owner@acme.example")
         .await

@@ -103,6 +103,13 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/0009_sso.sqlite.sql"),
         postgres: include_str!("../../../migrations/0009_sso.postgres.sql"),
     },
+    Migration {
+        version: 10,
+        name: "mail",
+        common: include_str!("../../../migrations/0010_mail.sql"),
+        sqlite: include_str!("../../../migrations/0010_mail.sqlite.sql"),
+        postgres: include_str!("../../../migrations/0010_mail.postgres.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the PostgreSQL advisory lock migrations take.

@@ -3,9 +3,26 @@
 
 pub mod blobs;
 pub mod db;
+pub mod mail;
 pub mod outbound;
 pub mod secrets;
 pub mod sts;
+
+static PUBLIC_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The portal's public URL, without a trailing slash: what links in mail and the single sign-on
+/// redirect URI are built from, never a request's Host header. Set once at start
+/// (`serve --public-url`, else the address it listens on).
+pub fn public_url() -> &'static str {
+    PUBLIC_URL
+        .get()
+        .map_or("http://127.0.0.1:8080", String::as_str)
+}
+
+/// Sets [`public_url`] (the first call wins).
+pub fn set_public_url(url: String) {
+    let _ = PUBLIC_URL.set(url);
+}
 
 /// Now, in Unix seconds.
 pub fn now() -> i64 {

@@ -12,6 +12,7 @@ pub mod installations;
 pub mod issuer;
 pub mod keys;
 pub mod licenses;
+pub mod mail;
 pub mod members;
 pub mod proofs;
 pub mod ratelimit;

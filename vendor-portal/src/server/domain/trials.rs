@@ -32,6 +32,8 @@ pub struct TrialBuyer<'a> {
     pub company: &'a str,
     /// The AWS account the buyer typed: a hint; the license binds to the first proven one.
     pub aws_account: &'a str,
+    /// Whether the buyer opened the verification link mailed to them.
+    pub email_verified: bool,
 }
 
 /// What a trial is of: a vendor's app and one of its plans, by slug.
@@ -94,6 +96,29 @@ pub async fn start(
         return Err(DomainError::conflict(format!(
             "{app_name} has no release yet, so a trial would have nothing to install: trials open with the first release"
         )));
+    }
+    if state.limits.verify_buyer_email && !buyer.email_verified {
+        let page = format!("/apps/{}/{}", of.vendor, of.app);
+        let trying = crate::server::domain::mail::account::Trying {
+            vendor: &vendor_name,
+            app: &app_name,
+            page: &page,
+        };
+        crate::server::domain::mail::account::request_verification(
+            state,
+            buyer.id,
+            buyer.email,
+            trying,
+        )
+        .await?;
+        return Err(DomainError::new(
+            crate::server::domain::error::Kind::Forbidden,
+            "email_not_verified",
+            format!(
+                "Confirm your e-mail first: we sent a link to {}. Open it, then start the trial of {app_name} again. (Nothing there? Check your spam folder; a new link goes out once a day.)",
+                buyer.email
+            ),
+        ));
     }
     reserve(state, &app_id, buyer, (&app_name, &vendor_name)).await?;
     let caller = marketplace_caller(vendor_id.clone(), of.vendor.to_owned(), buyer, meta);

@@ -25,6 +25,8 @@ pub struct VendorTx {
     changed: bool,
     /// Webhook deliveries were queued: wake this process's sender after the commit.
     webhooks: bool,
+    /// Mail was queued: wake this process's mail sender after the commit.
+    mail: bool,
     // Held until the transaction ends (SQLite only).
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -59,6 +61,7 @@ impl VendorTx {
             audit_hash: row.try_get("audit_hash")?,
             changed: false,
             webhooks: false,
+            mail: false,
             _turn: turn,
         })
     }
@@ -163,6 +166,10 @@ impl VendorTx {
         if webhooks::enqueue(&mut self.tx, &self.vendor_id, at, records).await? {
             self.webhooks = true;
         }
+        // And the mail they call for.
+        if super::mail::enqueue(&mut self.tx, records).await? {
+            self.mail = true;
+        }
         Ok(())
     }
 
@@ -189,6 +196,9 @@ impl VendorTx {
                 DomainError::from(e)
             }
         })?;
+        if self.mail {
+            super::mail::send::wake();
+        }
         if self.webhooks {
             webhooks::deliver::wake();
         }

@@ -55,6 +55,9 @@ pub fn router() -> Router<AppState> {
         .route("/signup", get(buyer::signup_form).post(buyer::signup))
         .route("/login", get(buyer::login_form).post(buyer::login))
         .route("/logout", post(buyer::logout))
+        .route("/verify", get(buyer::verify))
+        .route("/forgot", get(buyer::forgot_form).post(buyer::forgot))
+        .route("/reset", get(buyer::reset_form).post(buyer::reset))
         .route("/account", get(buyer::account))
         .route("/account/licenses/{id}", get(buyer::license_page))
         .route("/account/licenses/{id}/file", get(buyer::license_file))
@@ -369,6 +372,11 @@ fn notice_text(code: &str) -> &'static str {
         }
         "signup" => "Welcome. Pick a plan marked trial on an app's page to start a trial.",
         "trial" => "Your trial license is ready.",
+        "verified" => "Your e-mail is confirmed. You can start trials now.",
+        "forgot" => {
+            "If an account uses that address, a link to choose a new password is on its way: it works once, for an hour."
+        }
+        "reset" => "Your password is changed, and other sessions are signed out. Sign in with it.",
         "member-role" => "The role is changed; the member's sessions and tokens ended.",
         "member-disable" => "The member is disabled; their sessions and tokens ended.",
         "member-enable" => "The member is enabled again. Their old tokens stay revoked.",

@@ -23,6 +23,8 @@ use crate::server::state::AppState;
 const SWEEP_BATCH: i64 = 500;
 /// Expiry warnings longer than this are raised this long before the end.
 const MAX_WARNING: i64 = 90 * 86_400;
+/// How long before its end a trial is said to be ending.
+pub const TRIAL_WARNING: i64 = 3 * 86_400;
 /// The shortest silence noticed when the operator sets none: an hour.
 const MIN_SILENCE: i64 = 3600;
 
@@ -69,10 +71,49 @@ fn claims_of(text: &str) -> DomainResult<Claims> {
     serde_json::from_str(text).map_err(DomainError::internal)
 }
 
-/// One sweep: licenses entering their expiry warning and installations gone silent.
+/// One sweep: licenses entering their expiry warning, trials in their last three days, and
+/// installations gone silent.
 pub async fn sweep(state: &AppState) -> DomainResult<()> {
     expiring(state).await?;
+    trials_ending(state).await?;
     silent(state).await
+}
+
+/// Trials in their last [`TRIAL_WARNING`]: `trial.ending` once per license and seq (the buyer
+/// hears of it by mail, whatever the plan's expiry warning).
+async fn trials_ending(state: &AppState) -> DomainResult<()> {
+    let at = now();
+    let rows = sqlx::query(
+        "SELECT l.id, l.vendor_id, l.seq, l.expires_at, l.claims FROM licenses l \
+         WHERE l.state = 'active' AND l.expires_at > $1 AND l.expires_at <= $2 \
+         AND NOT EXISTS (SELECT 1 FROM raised_events r WHERE r.kind = 'trial.ending' \
+         AND r.subject = l.id AND r.occasion = CAST(l.seq AS TEXT)) ORDER BY l.expires_at LIMIT $3",
+    )
+    .bind(at)
+    .bind(at + TRIAL_WARNING)
+    .bind(SWEEP_BATCH)
+    .fetch_all(&state.db.pool)
+    .await?;
+    for row in rows {
+        let claims = claims_of(&row.try_get::<String, _>("claims")?)?;
+        if !claims.trial {
+            continue;
+        }
+        let id: String = row.try_get("id")?;
+        let seq: i64 = row.try_get("seq")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        raise_once(
+            state,
+            &row.try_get::<String, _>("vendor_id")?,
+            (&id, &seq.to_string()),
+            "trial.ending",
+            &id,
+            serde_json::json!({"app": claims.aud.as_str(), "plan": claims.plan.as_str(), "seq": seq,
+                "expires_at": expires_at, "days_left": (expires_at - at) / 86_400}),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn expiring(state: &AppState) -> DomainResult<()> {

@@ -25,9 +25,11 @@ use crate::server::http::extract::RequestMeta;
 use crate::server::state::AppState;
 
 mod licenses;
+mod mail;
 mod trials;
 
 pub use self::licenses::{account, license_file, license_page};
+pub use self::mail::{forgot, forgot_form, reset, reset_form, verify};
 pub use self::trials::start_trial;
 
 /// The buyer's session cookie.
@@ -52,6 +54,8 @@ pub struct Buyer {
     pub company: String,
     /// The AWS account trials are bound to.
     pub aws_account: String,
+    /// Whether they opened the verification link mailed to them.
+    pub email_verified: bool,
 }
 
 /// The buyer the request's session cookie belongs to, if any.
@@ -60,7 +64,7 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Buy
         return Ok(None);
     };
     let row = sqlx::query(
-        "SELECT b.id, b.email, b.name, b.company, b.aws_account, s.expires_at FROM buyer_sessions s \
+        "SELECT b.id, b.email, b.name, b.company, b.aws_account, b.email_verified_at, s.expires_at FROM buyer_sessions s \
          JOIN buyers b ON b.id = s.buyer_id WHERE s.id_hash = $1",
     )
     .bind(secret_hash(&secret))
@@ -76,6 +80,9 @@ pub async fn current(state: &AppState, headers: &HeaderMap) -> Result<Option<Buy
         name: row.try_get("name")?,
         company: row.try_get("company")?,
         aws_account: row.try_get("aws_account")?,
+        email_verified: row
+            .try_get::<Option<i64>, _>("email_verified_at")?
+            .is_some(),
     }))
 }
 

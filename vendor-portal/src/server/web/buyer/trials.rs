@@ -34,6 +34,7 @@ pub async fn start_trial(
         email: &buyer.email,
         company: &buyer.company,
         aws_account: &buyer.aws_account,
+        email_verified: buyer.email_verified,
     };
     let of = TrialOf {
         vendor: &vendor,

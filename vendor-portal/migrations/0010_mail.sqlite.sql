@@ -1,0 +1,1 @@
+-- Nothing SQLite-specific in 0010.
