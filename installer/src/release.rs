@@ -135,6 +135,40 @@ pub fn verify_manifest_signature(
     })
 }
 
+/// What an installation could upgrade to, from the signed release list and the license.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Updates {
+    /// The version installed.
+    pub installed: String,
+    /// Newer versions the license may install, oldest first.
+    pub newer: Vec<String>,
+    /// The newest of them.
+    pub newest: Option<String>,
+    /// The first of them that is required (upgrades may not skip it).
+    pub required: Option<String>,
+}
+
+impl Updates {
+    /// One line for people, with the command that upgrades `stack`.
+    pub fn describe(&self, stack: &str) -> String {
+        match (&self.newest, &self.required) {
+            (None, _) => format!(
+                "none: {} is the newest version your license may install",
+                self.installed
+            ),
+            (Some(newest), required) => {
+                let must = required.as_ref().map_or_else(String::new, |r| {
+                    format!("; {r} is REQUIRED (upgrades may not skip it)")
+                });
+                format!(
+                    "{} newer version(s) your license may install, newest {newest}{must}: installer upgrade --stack {stack} --version {newest}",
+                    self.newer.len()
+                )
+            }
+        }
+    }
+}
+
 /// The logged-in app's verified metadata: license, keyset and the signed list of releases.
 pub struct Catalog {
     /// The login.
@@ -187,6 +221,33 @@ impl Catalog {
     /// window, the channels and the entitlement the vendor signed into the target.
     pub fn refusal(&self, target: &ReleaseTarget) -> Option<String> {
         licensed_for(&self.licensed.license, target)
+    }
+
+    /// The releases newer than `installed` that the license may install (unyanked), oldest first.
+    pub fn updates_after(&self, installed: &semver::Version) -> Updates {
+        let mut newer: Vec<&ReleaseTarget> = self
+            .releases
+            .iter()
+            .filter(|r| r.version > *installed && r.yanked.is_none() && self.refusal(r).is_none())
+            .collect();
+        newer.sort_by(|a, b| a.version.cmp(&b.version));
+        Updates {
+            installed: installed.to_string(),
+            newer: newer.iter().map(|r| r.version.to_string()).collect(),
+            newest: newer.last().map(|r| r.version.to_string()),
+            required: newer
+                .iter()
+                .find(|r| r.required)
+                .map(|r| r.version.to_string()),
+        }
+    }
+
+    /// The newest release the license may install (unyanked), if any.
+    pub fn newest_installable(&self) -> Option<&ReleaseTarget> {
+        self.releases
+            .iter()
+            .filter(|r| r.yanked.is_none() && self.refusal(r).is_none())
+            .max_by(|a, b| a.version.cmp(&b.version))
     }
 
     /// The release `version`, verified and ready to be granted.

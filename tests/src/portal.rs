@@ -508,7 +508,10 @@ pub fn console_page(url: &str, token: &str, path: &str) -> String {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        let email = format!("viewer-{}@acme.example", std::process::id());
+        // One viewer per call: a test may look at several pages.
+        static VIEWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = VIEWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let email = format!("viewer-{}-{n}@acme.example", std::process::id());
         let member: Value = http
             .post(format!("{url}/api/v1/members"))
             .bearer_auth(token)

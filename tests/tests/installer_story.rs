@@ -124,6 +124,27 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     assert!(status["license_expires"].as_str().is_some(), "{status}");
     let text = world.installer_ok(&["status", "--stack", STACK]);
     assert!(text.contains("serverless-blog 1.0.0"), "{text}");
+    // It says what is newer without being told: 1.1.0, and the command that upgrades to it.
+    assert_eq!(
+        status["updates"]["newer"],
+        serde_json::json!(["1.1.0"]),
+        "{status}"
+    );
+    assert_eq!(status["updates"]["newest"], "1.1.0");
+    assert!(
+        text.contains(&format!(
+            "newest 1.1.0: installer upgrade --stack {STACK} --version 1.1.0"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        world.installer_json(&["versions"])["newest_installable"],
+        "1.1.0"
+    );
+    // The vendor's console shows how far behind the installation is.
+    let page =
+        tests::portal::console_page(&world.portal.url, &world.token, "/console/installations");
+    assert!(page.contains("1 behind (newest 1.1.0)"), "{page}");
 
     // Running install again is a no-op: it does not even ask the portal for keys.
     let grants = || {
@@ -152,10 +173,9 @@ fn login_versions_plan_install_status_upgrade_rollback_uninstall() {
     );
     assert_eq!(upgraded["skipped"], 2);
     assert_eq!(function_count(&world), 4, "one new artifact in the bucket");
-    assert_eq!(
-        world.installer_json(&["status", "--stack", STACK])["version"],
-        "1.1.0"
-    );
+    let status = world.installer_json(&["status", "--stack", STACK]);
+    assert_eq!(status["version"], "1.1.0");
+    assert_eq!(status["updates"]["newest"], Value::Null, "{status}");
 
     // rollback to 1.0.0: everything is already in the bucket.
     let rolled = world.installer_json(&["rollback", "--stack", STACK, "--yes"]);

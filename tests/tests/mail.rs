@@ -131,6 +131,18 @@ async fn expire_tokens(setup: &PortalSetup) {
     pool.close().await;
 }
 
+/// A new password sent with `token` is refused, saying `why`.
+async fn refused_reset(visitor: &mut Visitor, token: &str, why: &str) {
+    let answer = visitor
+        .post(
+            "/reset",
+            &[("token", token), ("password", "yet another password")],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
+    assert!(unescape(&answer.body).contains(why), "{}", answer.body);
+}
+
 async fn reset(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(dir.path(), None);
@@ -177,14 +189,7 @@ async fn reset(postgres: bool) {
         "{}",
         set.body
     );
-    let reused = stranger
-        .post(
-            "/reset",
-            &[("token", &token), ("password", "another new password")],
-        )
-        .await;
-    assert_eq!(reused.status, StatusCode::FORBIDDEN);
-    assert!(unescape(&reused.body).contains("this link is used"));
+    refused_reset(&mut stranger, &token, "this link is used").await;
     // The buyer's old session ended; the new password signs in.
     assert_eq!(buyer.get("/account").await.status, StatusCode::SEE_OTHER);
     buyer.get("/login").await;
@@ -222,14 +227,7 @@ async fn reset(postgres: bool) {
         .unwrap();
     let token = link.split("token=").nth(1).unwrap().to_owned();
     expire_tokens(&setup).await;
-    let expired = stranger
-        .post(
-            "/reset",
-            &[("token", &token), ("password", "too late a password")],
-        )
-        .await;
-    assert_eq!(expired.status, StatusCode::FORBIDDEN);
-    assert!(unescape(&expired.body).contains("expired"));
+    refused_reset(&mut stranger, &token, "expired").await;
     // Nothing was ever mailed to the unknown address.
     assert!(
         smtp.received()
@@ -417,4 +415,87 @@ async fn the_outbox_sends_once_across_a_sigkill_on_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_outbox_sends_once_across_a_sigkill_on_postgres() {
     sigkill(true).await;
+}
+
+fn artifacts(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("CONSIGN_TEST_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts"))
+        .join("mail")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The buyer's mail flows in Chromium: sign up, try a trial, open the mailed link, start the
+/// trial; sign out, forget the password, set a new one from the mailed link, sign in with it.
+fn in_chromium(postgres: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(dir.path(), None);
+    let setup = setup(dir.path(), postgres, &smtp);
+    let (portal, _) = setup.start_demo();
+    let url = portal.url.clone();
+    let name = if postgres {
+        "mail-postgres"
+    } else {
+        "mail-sqlite"
+    };
+    let mut buyer = tests::browser::Browser::start(&artifacts(name), &dir.path().join("downloads"));
+    buyer.goto(&format!("{url}/apps/acme/serverless-blog"));
+    buyer.click("a[href^='/signup?next=']");
+    buyer.type_into("#name", "Pat Buyer");
+    buyer.type_into("#company", "Initech");
+    buyer.type_into("#email", "pat@initech.example");
+    buyer.type_into("#password", "correct horse battery");
+    buyer.type_into("#aws_account", "210987654321");
+    buyer.click("#signup");
+    buyer.wait_for_url("the blog's page again", |u| {
+        u.contains("/apps/acme/serverless-blog")
+    });
+    buyer.click("#start-trial");
+    buyer.wait_for_url("the refusal", |u| u.ends_with("/trial"));
+    assert!(
+        unescape(&buyer.source()).contains("Confirm your e-mail first"),
+        "{}",
+        buyer.source()
+    );
+    buyer.screenshot("verify-first");
+    let mail = smtp.wait_for("pat@initech.example", "Confirm your e-mail");
+    buyer.goto(&mail.link(&format!("{url}/verify?token=")).unwrap());
+    buyer.wait_for_url("the app's page, verified", |u| u.contains("done=verified"));
+    buyer.screenshot("verified");
+    buyer.click("#start-trial");
+    buyer.wait_for_url("the trial license", |u| u.contains("done=trial"));
+
+    buyer.click("form[action='/logout'] button");
+    buyer.wait_for_path("/");
+    buyer.goto(&format!("{url}/login"));
+    buyer.click("#forgot");
+    buyer.wait_for_path("/forgot");
+    buyer.type_into("#email", "pat@initech.example");
+    buyer.click("#send-reset");
+    buyer.wait_for_url("the sign-in page with its notice", |u| {
+        u.contains("done=forgot")
+    });
+    let mail = smtp.wait_for("pat@initech.example", "Choose a new password");
+    buyer.goto(&mail.link(&format!("{url}/reset?token=")).unwrap());
+    buyer.type_into("#password", "a brand new password");
+    buyer.screenshot("choose-a-password");
+    buyer.click("#set-password");
+    buyer.wait_for_url("the sign-in page", |u| u.contains("done=reset"));
+    buyer.type_into("#email", "pat@initech.example");
+    buyer.type_into("#password", "a brand new password");
+    buyer.click("#login");
+    buyer.wait_for_path("/account");
+    assert!(buyer.source().contains("Pat Buyer"));
+}
+
+#[test]
+fn a_buyers_mail_links_in_chromium_on_sqlite() {
+    in_chromium(false);
+}
+
+#[test]
+fn a_buyers_mail_links_in_chromium_on_postgres() {
+    in_chromium(true);
 }

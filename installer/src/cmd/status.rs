@@ -2,15 +2,48 @@
 
 use anyhow::Result;
 use installer::aws::{Aws, AwsOptions};
+use installer::release::{Catalog, Updates};
 
 use super::{Output, print_json};
+
+/// What the stack's installed version could move to, from the portal's signed release list
+/// and the logged-in license: `None` when nothing is installed or the login is for another app;
+/// an error in words when the portal cannot be read (status still shows what is installed).
+async fn updates(status: &installer::inventory::Status) -> Option<Result<Updates, String>> {
+    let installed = semver::Version::parse(status.version.as_deref()?).ok()?;
+    match Catalog::load().await {
+        Ok(catalog) if status.app.as_deref() == Some(catalog.login.app.as_str()) => {
+            Some(Ok(catalog.updates_after(&installed)))
+        }
+        Ok(_) => None,
+        Err(e) => Some(Err(e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("the portal could not be read")
+            .to_owned())),
+    }
+}
 
 /// Shows `stack`'s installation.
 pub async fn run(stack: String, options: &AwsOptions, output: Output) -> Result<()> {
     let aws = Aws::connect(options).await?;
     let status = installer::inventory::status(&aws, &stack).await?;
+    let updates = updates(&status).await;
     match output {
-        Output::Json => print_json(&status),
+        Output::Json => {
+            let mut value = serde_json::to_value(&status)?;
+            if let (Some(map), Some(updates)) = (value.as_object_mut(), &updates) {
+                map.insert(
+                    "updates".into(),
+                    match updates {
+                        Ok(u) => serde_json::to_value(u)?,
+                        Err(e) => serde_json::json!({"unknown": e}),
+                    },
+                );
+            }
+            print_json(&value)
+        }
         Output::Text => {
             if !status.installed {
                 println!(
@@ -39,6 +72,11 @@ pub async fn run(stack: String, options: &AwsOptions, output: Output) -> Result<
                 dash(&status.installed_at),
                 dash(&status.installed_by)
             );
+            match &updates {
+                Some(Ok(u)) => println!("Updates:   {}", u.describe(&stack)),
+                Some(Err(why)) => println!("Updates:   unknown ({why})"),
+                None => {}
+            }
             if !status.outputs.is_empty() {
                 println!("Outputs:");
                 for (k, v) in &status.outputs {

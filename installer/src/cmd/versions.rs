@@ -26,8 +26,10 @@ pub async fn versions(output: Output) -> Result<()> {
             })
         })
         .collect();
+    let newest = catalog.newest_installable().map(|r| r.version.to_string());
     match output {
-        Output::Json => print_json(&json!({"app": catalog.login.app, "versions": rows})),
+        Output::Json => print_json(&json!({"app": catalog.login.app, "versions": rows,
+            "newest_installable": newest})),
         Output::Text => {
             println!("{} ({}):", catalog.login.app, catalog.login.vendor);
             for r in &catalog.releases {
@@ -49,6 +51,12 @@ pub async fn versions(output: Output) -> Result<()> {
                     installer::inventory::time(r.published_at),
                     marks.join("; ")
                 );
+            }
+            match newest {
+                Some(v) => println!(
+                    "Newest your license may install: {v}. `installer status --stack NAME` says how far an installation is behind it."
+                ),
+                None => println!("Your license may install none of these versions."),
             }
             Ok(())
         }

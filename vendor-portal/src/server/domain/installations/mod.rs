@@ -12,6 +12,7 @@
 //! - Removal: `installer uninstall` frees the stack's seat with the license.
 //! - The vendor's view: installations, versions in use and usage per license.
 
+pub mod behind;
 pub mod billing;
 pub mod checkin;
 pub mod import;

@@ -42,7 +42,7 @@ pub async fn request_verification(
         "{}/verify?token={}&next={}",
         public_url(),
         secret.as_str(),
-        crate::server::web::encode(trying.page)
+        url::form_urlencoded::byte_serialize(trying.page.as_bytes()).collect::<String>()
     );
     let mail = Mail {
         cause: format!("verify:{buyer_id}:{}:{}", trying.page, now() / 86_400),

@@ -21,6 +21,7 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row as _};
 
 use super::error::{DomainError, DomainResult};
+use super::installations::behind::published;
 use super::tx::AuditRecord;
 use crate::server::base::secrets::new_id;
 use crate::server::base::{now, public_url};
@@ -183,42 +184,20 @@ async fn license_notice(conn: &mut AnyConnection, record: &AuditRecord) -> Domai
 /// A new release: a notice to every active license of the app that may receive it, with the
 /// command that upgrades an installation.
 async fn release_notice(conn: &mut AnyConnection, record: &AuditRecord) -> DomainResult<bool> {
-    let app = record
-        .detail
-        .get("app")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let Some(version) = record
-        .detail
-        .get("version")
-        .and_then(Value::as_str)
-        .and_then(|v| semver::Version::parse(v).ok())
-    else {
+    let Some(release) = published(conn, None, Some(&record.target)).await?.pop() else {
         return Ok(false);
     };
-    let channels: Vec<String> = record
-        .detail
-        .get("channels")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    let required = record.detail.get("required").and_then(Value::as_bool) == Some(true);
+    let version = release.version.clone();
+    let channels = release.channels.clone();
+    let required = release.required;
     let rows = sqlx::query(
-        "SELECT l.id, l.claims, r.published_at, r.entitlement FROM licenses l JOIN apps a ON a.id = l.app_id \
-         JOIN releases r ON r.id = $2 WHERE a.slug = $1 AND l.vendor_id = r.vendor_id AND l.state = 'active' \
-         AND l.expires_at > $3",
+        "SELECT l.id, l.claims FROM licenses l JOIN releases r ON r.app_id = l.app_id \
+         WHERE r.id = $1 AND l.state = 'active' AND l.expires_at > $2",
     )
-    .bind(app)
     .bind(&record.target)
     .bind(now())
     .fetch_all(&mut *conn)
     .await?;
-    let channel_refs: Vec<&str> = channels.iter().map(String::as_str).collect();
     let mut queued = false;
     for row in rows {
         let license: String = row.try_get("id")?;
@@ -227,17 +206,7 @@ async fn release_notice(conn: &mut AnyConnection, record: &AuditRecord) -> Domai
         else {
             continue;
         };
-        let published: i64 = row.try_get::<Option<i64>, _>("published_at")?.unwrap_or(0);
-        let entitlement: Option<String> = row.try_get("entitlement")?;
-        let offer = license::Offer {
-            app,
-            version: &version,
-            channels: &channel_refs,
-            published_at: license::time::UnixTime::from_secs(u64::try_from(published).unwrap_or(0))
-                .unwrap_or(license::time::UnixTime::EPOCH),
-            entitlement: entitlement.as_deref(),
-        };
-        if claims.may_receive(&offer).is_err() {
+        if !release.offered_to(&claims) {
             continue;
         }
         let Some(p) = party(conn, &license).await? else {

@@ -569,3 +569,32 @@ pub fn check_claims(
     }
     Ok(claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(header: &str) -> String {
+        format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(header))
+    }
+
+    #[test]
+    fn only_advertised_asymmetric_algorithms_with_a_key_id_pass_the_header() {
+        let allowed = [Algorithm::RS256];
+        let refused = |header: &str, why: &str| {
+            let e = header_of(&token(header), &allowed).unwrap_err();
+            assert!(e.detail.contains(why), "{header}: {}", e.detail);
+        };
+        refused(r#"{"alg":"none"}"#, "unsigned token is never accepted");
+        refused(r#"{"alg":"HS256","kid":"k"}"#, "shared-secret (HMAC)");
+        refused(
+            r#"{"alg":"ES256","kid":"k"}"#,
+            "the provider advertises RS256",
+        );
+        refused(r#"{"alg":"RS256"}"#, "names no signing key");
+        let e = header_of("not.a.jwt.at-all", &allowed).unwrap_err();
+        assert!(e.detail.contains("not a signed JWT"), "{}", e.detail);
+        let (alg, kid) = header_of(&token(r#"{"alg":"RS256","kid":"k1"}"#), &allowed).unwrap();
+        assert_eq!((alg, kid.as_str()), (Algorithm::RS256, "k1"));
+    }
+}

@@ -117,6 +117,25 @@ pub struct InstallationRow {
     pub last_seen: String,
     /// `live`, `silent` (no check-in for two days) or `removed`.
     pub state: String,
+    /// How far behind the newest release its license may install (`up to date`, `2 behind…`).
+    pub behind: String,
+}
+
+/// Fills each row's `behind` from its (license, version); removed installations show `-`.
+pub(crate) async fn set_behind(
+    conn: &mut sqlx::AnyConnection,
+    rows: &mut [InstallationRow],
+    running: &[(String, String)],
+) -> Result<(), WebError> {
+    let described = installations::behind::describe_all(conn, running).await?;
+    for (row, behind) in rows.iter_mut().zip(described) {
+        row.behind = if row.state == "removed" {
+            "-".into()
+        } else {
+            behind
+        };
+    }
+    Ok(())
 }
 
 pub(crate) fn installation_state(last_seen: i64, removed: Option<i64>) -> String {
@@ -168,11 +187,12 @@ pub async fn customer_page(
     let usage =
         installations::usage::customer_usage_of(&mut conn, &caller.vendor_id, slug.clone()).await?;
     let licenses = license_rows(&mut conn, &caller.vendor_id, &customer.id, &usage).await?;
-    let installations = usage
-        .licenses
-        .iter()
-        .flat_map(|l| {
-            l.installations.iter().map(|i| InstallationRow {
+    let mut installations: Vec<InstallationRow> = Vec::new();
+    let mut running = Vec::new();
+    for l in &usage.licenses {
+        for i in &l.installations {
+            running.push((l.license.clone(), i.version.clone()));
+            installations.push(InstallationRow {
                 customer: slug.clone(),
                 version: i.version.clone(),
                 region: i.region.clone(),
@@ -180,9 +200,11 @@ pub async fn customer_page(
                 stack: i.stack.clone(),
                 last_seen: crate::server::web::datetime(i.last_seen_at),
                 state: installation_state(i.last_seen_at, i.removed_at),
-            })
-        })
-        .collect();
+                behind: String::new(),
+            });
+        }
+    }
+    set_behind(&mut conn, &mut installations, &running).await?;
     let charts = usage_charts(&usage);
     let plans = plan_choices(&mut conn, &caller.vendor_id).await?;
     drop(conn);

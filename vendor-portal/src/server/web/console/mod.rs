@@ -318,6 +318,7 @@ pub async fn installations(
     Member(caller): Member,
 ) -> Result<Response, WebError> {
     let mut rows = Vec::new();
+    let mut running = Vec::new();
     for row in sqlx::query(
         "SELECT i.license_id, i.version, i.region, i.aws_account, i.stack, i.last_seen_at, i.removed_at, c.slug AS customer \
          FROM installations i JOIN licenses l ON l.id = i.license_id JOIN customers c ON c.id = l.customer_id \
@@ -328,6 +329,7 @@ pub async fn installations(
     .await?
     {
         let last_seen: i64 = row.try_get("last_seen_at")?;
+        running.push((row.try_get("license_id")?, row.try_get("version")?));
         rows.push(InstallationRow {
             customer: row.try_get("customer")?,
             version: row.try_get("version")?,
@@ -336,8 +338,11 @@ pub async fn installations(
             stack: row.try_get("stack")?,
             last_seen: super::datetime(last_seen),
             state: installation_state(last_seen, row.try_get("removed_at")?),
+            behind: String::new(),
         });
     }
+    let mut conn = state.db.pool.acquire().await?;
+    customers::set_behind(&mut conn, &mut rows, &running).await?;
     let mut versions: std::collections::BTreeMap<String, i64> = Default::default();
     for i in rows.iter().filter(|i| i.state != "removed") {
         *versions.entry(i.version.clone()).or_default() += 1;
