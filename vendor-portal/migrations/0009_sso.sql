@@ -12,6 +12,8 @@ CREATE TABLE sso_providers (
     -- The ID token claim that names roles, and a JSON object from its values to roles.
     role_claim TEXT,
     role_map TEXT NOT NULL,
+    -- Space-separated scopes asked for besides `openid email`.
+    extra_scopes TEXT NOT NULL,
     -- 1: members sign in only through the provider (API tokens still work).
     require_sso BIGINT NOT NULL,
     -- The role of a member created at their first sign-in; NULL: no just-in-time membership.

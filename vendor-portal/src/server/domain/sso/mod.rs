@@ -153,7 +153,7 @@ async fn stored(
 ) -> DomainResult<Option<Stored>> {
     let Some(row) = sqlx::query(
         "SELECT vendor_id, issuer, client_id, client_secret_sealed, allowed_domains, role_claim, \
-         role_map, require_sso, jit_role, verified_at, updated_at FROM sso_providers WHERE vendor_id = $1",
+         role_map, extra_scopes, require_sso, jit_role, verified_at, updated_at FROM sso_providers WHERE vendor_id = $1",
     )
     .bind(vendor_id)
     .fetch_optional(exec)
@@ -161,15 +161,8 @@ async fn stored(
     else {
         return Ok(None);
     };
-    let map: Value = serde_json::from_str(&row.try_get::<String, _>("role_map")?)
+    let role_map = serde_json::from_str(&row.try_get::<String, _>("role_map")?)
         .map_err(DomainError::internal)?;
-    let role_map =
-        serde_json::from_value(map.get("roles").cloned().unwrap_or_default()).unwrap_or_default();
-    let extra_scopes = map
-        .get("scopes")
-        .and_then(Value::as_str)
-        .map(words)
-        .unwrap_or_default();
     Ok(Some(Stored {
         vendor_id: row.try_get("vendor_id")?,
         issuer: row.try_get("issuer")?,
@@ -178,7 +171,7 @@ async fn stored(
         domains: words(&row.try_get::<String, _>("allowed_domains")?),
         role_claim: row.try_get("role_claim")?,
         role_map,
-        extra_scopes,
+        extra_scopes: words(&row.try_get::<String, _>("extra_scopes")?),
         require_sso: row.try_get::<i64, _>("require_sso")? != 0,
         jit_role: row
             .try_get::<Option<String>, _>("jit_role")?
@@ -327,18 +320,15 @@ pub async fn set(state: &AppState, caller: &Caller, body: SsoSettings) -> Domain
         ));
     }
     let at = now();
-    let extras = serde_json::json!({
-        "roles": body.role_map,
-        "scopes": body.extra_scopes.join(" "),
-    });
+    let role_map = serde_json::to_string(&body.role_map).map_err(DomainError::internal)?;
     sqlx::query("DELETE FROM sso_providers WHERE vendor_id = $1")
         .bind(&caller.vendor_id)
         .execute(tx.conn())
         .await?;
     sqlx::query(
         "INSERT INTO sso_providers (vendor_id, issuer, client_id, client_secret_sealed, allowed_domains, \
-         role_claim, role_map, require_sso, jit_role, verified_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         role_claim, role_map, extra_scopes, require_sso, jit_role, verified_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&caller.vendor_id)
     .bind(&issuer)
@@ -346,7 +336,8 @@ pub async fn set(state: &AppState, caller: &Caller, body: SsoSettings) -> Domain
     .bind(&sealed)
     .bind(domains.join(" "))
     .bind(&body.role_claim)
-    .bind(extras.to_string())
+    .bind(&role_map)
+    .bind(body.extra_scopes.join(" "))
     .bind(i64::from(body.require_sso))
     .bind(body.jit_role.map(|r| r.as_str()))
     .bind(verified_at)
@@ -437,6 +428,19 @@ pub async fn begin(
             format!("too many failed sign-ins from this address; retry in {retry} s"),
             retry,
         ));
+    }
+    {
+        // Each start writes an attempt row: bounded per address too (six per failed sign-in
+        // allowed, so a team behind one address is not held up).
+        let _turn = state.write_turn().await;
+        super::ratelimit::hit(
+            &state.db.pool,
+            &format!("sso-start:{}", meta.ip),
+            60,
+            limit.saturating_mul(6),
+            "sign-ins started from this address",
+        )
+        .await?;
     }
     let vendor_id: Option<String> = sqlx::query("SELECT id FROM vendors WHERE slug = $1")
         .bind(vendor_slug)
