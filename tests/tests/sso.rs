@@ -510,6 +510,97 @@ async fn settings_refusals(postgres: bool) {
     );
 }
 
+/// An owner sets SSO up from the console's form: what the API then shows is what was typed.
+async fn console_form(postgres: bool) {
+    let w = World::new(postgres);
+    w.add_member("olga@acme.example", "owner").await;
+    let mut olga = tests::visitor::Visitor::new(&w.portal.url);
+    olga.get("/console/login").await;
+    let signed_in = olga
+        .post(
+            "/console/login",
+            &[
+                ("vendor", "acme"),
+                ("email", "olga@acme.example"),
+                ("password", "a password long enough"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
+    let page = olga.get("/console/sso").await;
+    assert!(page.body.contains("/console/sso/callback"), "{}", page.body);
+    let saved = olga
+        .post(
+            "/console/sso",
+            &[
+                ("issuer", &w.provider.issuer),
+                ("client_id", CLIENT_ID),
+                ("client_secret", CLIENT_SECRET),
+                ("allowed_domains", "acme.example, Example.org"),
+                ("role_claim", "groups"),
+                ("role_map", "consign-admins=owner\nreaders=support"),
+                ("extra_scopes", "groups"),
+                ("jit_role", "publisher"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        saved.location.as_deref(),
+        Some("/console/sso?done=sso-saved"),
+        "{}",
+        saved.body
+    );
+    let (_, config) = w
+        .api(reqwest::Method::GET, "/api/v1/sso", Value::Null)
+        .await;
+    assert_eq!(
+        config["allowed_domains"],
+        json!(["acme.example", "example.org"]),
+        "{config}"
+    );
+    assert_eq!(
+        config["role_map"],
+        json!({"consign-admins": "owner", "readers": "support"})
+    );
+    assert_eq!(config["extra_scopes"], json!(["groups"]));
+    assert_eq!(config["jit_role"], "publisher");
+    assert_eq!(config["require_sso"], false);
+    // Ticking "require" before any sign-in worked is refused, and says why.
+    let early = olga
+        .post(
+            "/console/sso",
+            &[
+                ("issuer", &w.provider.issuer),
+                ("client_id", CLIENT_ID),
+                ("allowed_domains", "acme.example"),
+                ("require_sso", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
+    assert!(oidc::unescape(&early.body).contains("sign in through the provider once"));
+    let removed = olga.post("/console/sso/remove", &[]).await;
+    assert_eq!(
+        removed.location.as_deref(),
+        Some("/console/sso?done=sso-removed")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sso_console_form_on_sqlite() {
+    console_form(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sso_console_form_on_postgres() {
+    console_form(true).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sso_settings_refusals_on_sqlite() {
     settings_refusals(false).await;
