@@ -187,7 +187,7 @@ pub struct Finished {
     /// The status.
     pub status: StatusCode,
     /// The page.
-    pub body: String,
+    pub text: String,
     /// The console session cookie it set, if any.
     pub session: Option<String>,
 }
@@ -319,7 +319,7 @@ pub async fn callback(callback_url: &str, attempt_cookie: Option<&str>) -> Finis
         .map(|(_, v)| v);
     Finished {
         status,
-        body: answer.text().await.unwrap(),
+        text: answer.text().await.unwrap(),
         session,
     }
 }

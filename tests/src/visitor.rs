@@ -1,16 +1,20 @@
 //! A browser's part on the portal's pages over plain HTTP: cookies kept by name (the tests use one
-//! site), forms posted with the double-submit CSRF token from the cookie, redirects not followed.
+//! site), each checked for its HttpOnly, Secure and SameSite=Strict flags; forms posted with the
+//! double-submit CSRF token from the cookie; redirects not followed.
 
 use std::collections::BTreeMap;
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 
 /// A visitor of one portal.
 pub struct Visitor {
-    http: reqwest::Client,
-    base: String,
-    cookies: BTreeMap<String, String>,
+    /// The client (no redirects followed), for requests a test builds itself.
+    pub http: reqwest::Client,
+    /// The portal.
+    pub base: String,
+    /// The cookies it holds, by name.
+    pub cookies: BTreeMap<String, String>,
 }
 
 /// A page as it came back.
@@ -18,10 +22,20 @@ pub struct Visitor {
 pub struct Answer {
     /// The status.
     pub status: StatusCode,
-    /// Where a redirect points.
-    pub location: Option<String>,
+    /// The headers.
+    pub headers: HeaderMap,
     /// The body.
-    pub body: String,
+    pub text: String,
+}
+
+impl Answer {
+    /// Where a redirect points (empty when it is none).
+    pub fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
 }
 
 impl Visitor {
@@ -37,7 +51,8 @@ impl Visitor {
         }
     }
 
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
+    /// Sends `request` with the cookies, keeping those the answer sets.
+    pub async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
         let cookie = self
             .cookies
             .iter()
@@ -49,6 +64,12 @@ impl Visitor {
             let text = value.to_str().unwrap();
             let pair = text.split(';').next().unwrap();
             let (name, value) = pair.split_once('=').unwrap();
+            assert!(
+                text.contains("HttpOnly")
+                    && text.contains("Secure")
+                    && text.contains("SameSite=Strict"),
+                "cookie {name} lacks a flag: {text}"
+            );
             if value.is_empty() {
                 self.cookies.remove(name);
             } else {
@@ -57,11 +78,8 @@ impl Visitor {
         }
         Answer {
             status: response.status(),
-            location: response
-                .headers()
-                .get(LOCATION)
-                .map(|l| l.to_str().unwrap().to_owned()),
-            body: response.text().await.unwrap(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
         }
     }
 
@@ -89,23 +107,22 @@ impl Visitor {
         self.send(request).await
     }
 
-    /// Signs up as a buyer (Initech, `account` typed as the AWS account).
-    pub async fn sign_up(&mut self, email: &str, account: &str) {
+    /// Signs up as a buyer of `company`, typing `account` as the AWS account.
+    pub async fn sign_up(&mut self, email: &str, company: &str, account: &str) {
         self.get("/signup").await;
         let page = self
             .post(
                 "/signup",
                 &[
-                    ("name", "A Buyer"),
-                    ("company", "Initech"),
+                    ("name", "Pat Buyer"),
+                    ("company", company),
                     ("email", email),
                     ("password", "correct horse battery"),
                     ("aws_account", account),
-                    ("next", "/"),
                 ],
             )
             .await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
     }
 
     /// Starts the trial of `vendor`'s `app` with plan `trial`; the answer.
@@ -118,8 +135,9 @@ impl Visitor {
 
 /// The license id a trial's redirect names (`/account/licenses/ID?done=trial`).
 pub fn license_of(answer: &Answer) -> String {
-    let to = answer.location.as_deref().unwrap_or_default();
-    to.rsplit('/')
+    answer
+        .location()
+        .rsplit('/')
         .next()
         .unwrap_or_default()
         .split('?')

@@ -369,9 +369,9 @@ mod market {
             .unwrap();
         runtime.block_on(async {
             let mut buyer = Visitor::new(&world.portal.url);
-            buyer.sign_up(email, account).await;
+            buyer.sign_up(email, "Initech", account).await;
             let started = buyer.start_trial("acme", "serverless-blog").await;
-            assert_eq!(started.status.as_u16(), 303, "{}", started.body);
+            assert_eq!(started.status.as_u16(), 303, "{}", started.text);
             license_of(&started)
         })
     }

@@ -59,16 +59,18 @@ async fn verification(postgres: bool) {
     let setup = setup(dir.path(), postgres, &smtp);
     let (portal, _) = setup.start_demo();
     let mut buyer = Visitor::new(&portal.url);
-    buyer.sign_up("pat@initech.example", "123456789012").await;
+    buyer
+        .sign_up("pat@initech.example", "Initech", "123456789012")
+        .await;
 
     // Unverified: the trial waits, and one mail goes out however often the buyer tries today.
     for _ in 0..2 {
         let refused = buyer.start_trial("acme", "serverless-blog").await;
-        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
         assert!(
-            unescape(&refused.body).contains("Confirm your e-mail first"),
+            unescape(&refused.text).contains("Confirm your e-mail first"),
             "{}",
-            refused.body
+            refused.text
         );
     }
     let mail = smtp.wait_for("pat@initech.example", "Confirm your e-mail");
@@ -89,16 +91,16 @@ async fn verification(postgres: bool) {
     // The link verifies once and comes back to the app; then the trial starts.
     let link = mail.link(&format!("{}/verify?token=", portal.url)).unwrap();
     let opened = buyer.get(&link).await;
-    assert_eq!(opened.status, StatusCode::SEE_OTHER, "{}", opened.body);
+    assert_eq!(opened.status, StatusCode::SEE_OTHER, "{}", opened.text);
     assert_eq!(
-        opened.location.as_deref(),
+        Some(opened.location()),
         Some("/apps/acme/serverless-blog?done=verified")
     );
     let again = buyer.get(&link).await;
     assert_eq!(again.status, StatusCode::FORBIDDEN);
-    assert!(unescape(&again.body).contains("this link is used, expired"));
+    assert!(unescape(&again.text).contains("this link is used, expired"));
     let started = buyer.start_trial("acme", "serverless-blog").await;
-    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.body);
+    assert_eq!(started.status, StatusCode::SEE_OTHER, "{}", started.text);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,8 +141,8 @@ async fn refused_reset(visitor: &mut Visitor, token: &str, why: &str) {
             &[("token", token), ("password", "yet another password")],
         )
         .await;
-    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body);
-    assert!(unescape(&answer.body).contains(why), "{}", answer.body);
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text);
+    assert!(unescape(&answer.text).contains(why), "{}", answer.text);
 }
 
 async fn reset(postgres: bool) {
@@ -149,7 +151,9 @@ async fn reset(postgres: bool) {
     let setup = setup(dir.path(), postgres, &smtp);
     let (portal, _) = setup.start_demo();
     let mut buyer = Visitor::new(&portal.url);
-    buyer.sign_up("pat@initech.example", "123456789012").await;
+    buyer
+        .sign_up("pat@initech.example", "Initech", "123456789012")
+        .await;
     assert_eq!(buyer.get("/account").await.status, StatusCode::OK);
 
     // A stranger asks for a known and an unknown address: the same answer.
@@ -163,8 +167,8 @@ async fn reset(postgres: bool) {
         .await;
     assert_eq!(known.status, StatusCode::SEE_OTHER);
     assert_eq!(
-        (known.status, &known.location),
-        (unknown.status, &unknown.location)
+        (known.status, known.location()),
+        (unknown.status, unknown.location())
     );
     let mail = smtp.wait_for("pat@initech.example", "Choose a new password");
     links_only_to(&mail, &portal.url);
@@ -184,10 +188,10 @@ async fn reset(postgres: bool) {
         )
         .await;
     assert_eq!(
-        set.location.as_deref(),
+        Some(set.location()),
         Some("/login?done=reset"),
         "{}",
-        set.body
+        set.text
     );
     refused_reset(&mut stranger, &token, "this link is used").await;
     // The buyer's old session ended; the new password signs in.
@@ -202,7 +206,7 @@ async fn reset(postgres: bool) {
             ],
         )
         .await;
-    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.body);
+    assert_eq!(login.status, StatusCode::SEE_OTHER, "{}", login.text);
 
     // An expired link is refused.
     stranger
@@ -374,7 +378,9 @@ async fn sigkill(postgres: bool) {
     // No demo: its seeding mails a release notice, which would be the held first message.
     let mut portal = setup.start();
     let mut buyer = Visitor::new(&portal.url);
-    buyer.sign_up("pat@initech.example", "123456789012").await;
+    buyer
+        .sign_up("pat@initech.example", "Initech", "123456789012")
+        .await;
     buyer.get("/forgot").await;
     buyer
         .post("/forgot", &[("email", "pat@initech.example")])

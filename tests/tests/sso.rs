@@ -143,15 +143,15 @@ impl World {
 }
 
 fn refused(finished: &oidc::Finished, why: &str) {
-    assert_eq!(finished.status, StatusCode::FORBIDDEN, "{}", finished.body);
+    assert_eq!(finished.status, StatusCode::FORBIDDEN, "{}", finished.text);
     assert!(
         finished.session.is_none(),
         "a refused sign-in opened a session"
     );
     assert!(
-        oidc::unescape(&finished.body).contains(why),
+        oidc::unescape(&finished.text).contains(why),
         "the refusal does not say {why:?}: {}",
-        finished.body
+        finished.text
     );
 }
 
@@ -198,7 +198,7 @@ async fn sign_in_and_membership(postgres: bool) {
     );
     let back = oidc::authenticate(&started, "alice").await;
     let done = oidc::callback(&back, Some(&started.attempt_cookie)).await;
-    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
     let session = done.session.expect("a session");
     let (status, page) = oidc::console(&w.portal.url, &session, "/console").await;
     assert_eq!(status, StatusCode::OK);
@@ -463,7 +463,7 @@ async fn rotation(postgres: bool) {
     let (new_kid, _, _) = w.provider.signing_key();
     assert_ne!(old_kid, new_kid);
     let after = oidc::sign_in(&w.portal.url, "acme", "alice").await;
-    assert_eq!(after.status, StatusCode::OK, "{}", after.body);
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -530,10 +530,10 @@ async fn console_form(postgres: bool) {
         signed_in.status,
         StatusCode::SEE_OTHER,
         "{}",
-        signed_in.body
+        signed_in.text
     );
     let page = olga.get("/console/sso").await;
-    assert!(page.body.contains("/console/sso/callback"), "{}", page.body);
+    assert!(page.text.contains("/console/sso/callback"), "{}", page.text);
     let saved = olga
         .post(
             "/console/sso",
@@ -550,10 +550,10 @@ async fn console_form(postgres: bool) {
         )
         .await;
     assert_eq!(
-        saved.location.as_deref(),
+        Some(saved.location()),
         Some("/console/sso?done=sso-saved"),
         "{}",
-        saved.body
+        saved.text
     );
     let (_, config) = w
         .api(reqwest::Method::GET, "/api/v1/sso", Value::Null)
@@ -582,11 +582,11 @@ async fn console_form(postgres: bool) {
             ],
         )
         .await;
-    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
-    assert!(oidc::unescape(&early.body).contains("sign in through the provider once"));
+    assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.text);
+    assert!(oidc::unescape(&early.text).contains("sign in through the provider once"));
     let removed = olga.post("/console/sso/remove", &[]).await;
     assert_eq!(
-        removed.location.as_deref(),
+        Some(removed.location()),
         Some("/console/sso?done=sso-removed")
     );
 }

@@ -7,114 +7,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::server::{Db, TestPortal, start, start_with};
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
+use tests::visitor::Visitor;
 use vendor_portal::server::state::Limits;
-
-/// A client that keeps cookies as a browser would (by name; these tests use one site) and
-/// sends every form with the CSRF token from its cookie.
-struct Visitor {
-    http: reqwest::Client,
-    url: String,
-    cookies: BTreeMap<String, String>,
-}
-
-struct Page {
-    status: StatusCode,
-    headers: header::HeaderMap,
-    text: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-}
-
-impl Visitor {
-    fn new(portal: &TestPortal) -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            url: portal.url.clone(),
-            cookies: BTreeMap::new(),
-        }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let response = request.header(header::COOKIE, cookie).send().await.unwrap();
-        for value in response.headers().get_all(header::SET_COOKIE) {
-            let text = value.to_str().unwrap();
-            let pair = text.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            assert!(
-                text.contains("HttpOnly")
-                    && text.contains("Secure")
-                    && text.contains("SameSite=Strict"),
-                "cookie {name} lacks a flag: {text}"
-            );
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        Page {
-            status: response.status(),
-            headers: response.headers().clone(),
-            text: response.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let request = self.http.get(format!("{}{path}", self.url));
-        self.send(request).await
-    }
-
-    /// Posts a form with the CSRF token (a page must have been fetched first).
-    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let csrf = self
-            .cookies
-            .get("__Host-consign_csrf")
-            .cloned()
-            .unwrap_or_default();
-        let mut form: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
-        form.extend_from_slice(fields);
-        let request = self.http.post(format!("{}{path}", self.url)).form(&form);
-        self.send(request).await
-    }
-
-    async fn sign_up(&mut self, email: &str, company: &str, account: &str) {
-        self.get("/signup").await;
-        let page = self
-            .post(
-                "/signup",
-                &[
-                    ("name", "Pat Buyer"),
-                    ("company", company),
-                    ("email", email),
-                    ("password", "correct horse battery"),
-                    ("aws_account", account),
-                ],
-            )
-            .await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.text);
-    }
-}
 
 async fn listed_blog(portal: &TestPortal) {
     listed_blog_without_release(portal).await;
@@ -171,7 +68,7 @@ async fn publish_blog(portal: &TestPortal) {
 
 async fn catalogue_lists_searches_and_filters(db: Db) {
     let portal = start(db).await;
-    let mut visitor = Visitor::new(&portal);
+    let mut visitor = Visitor::new(&portal.url);
     // Unlisted apps are nowhere on the marketplace.
     portal.seed_catalog(&portal.token).await;
     let page = visitor.get("/").await;
@@ -249,7 +146,7 @@ async fn script_in_a_listing_is_escaped(db: Db) {
         )
         .await
         .expect(201);
-    let mut visitor = Visitor::new(&portal);
+    let mut visitor = Visitor::new(&portal.url);
     for path in ["/", "/apps/acme/xss", "/?q=%3Cscript%3E"] {
         let page = visitor.get(path).await;
         assert_eq!(page.status, 200, "{path}");
@@ -273,7 +170,7 @@ on_both_databases!(script_in_a_listing_is_escaped);
 
 async fn forged_forms_are_refused(db: Db) {
     let portal = start(db).await;
-    let mut visitor = Visitor::new(&portal);
+    let mut visitor = Visitor::new(&portal.url);
     // No token at all: a form posted from a page this portal never served.
     let no_token = visitor
         .send(
@@ -325,7 +222,7 @@ on_both_databases!(forged_forms_are_refused);
 async fn trial_is_bound_to_the_account_and_once_per_app(db: Db) {
     let portal = start(db).await;
     listed_blog(&portal).await;
-    let mut buyer = Visitor::new(&portal);
+    let mut buyer = Visitor::new(&portal.url);
     // Without signing in, the trial form sends the buyer to sign in.
     buyer.get("/apps/acme/blog").await;
     let anonymous = buyer
@@ -383,7 +280,7 @@ async fn trial_is_bound_to_the_account_and_once_per_app(db: Db) {
         "{}",
         again.text
     );
-    let mut colleague = Visitor::new(&portal);
+    let mut colleague = Visitor::new(&portal.url);
     colleague
         .sign_up("sam@initech.example", "Initech", "210987654321")
         .await;
@@ -439,7 +336,7 @@ async fn trials_are_rate_limited(db: Db) {
     )
     .await;
     listed_blog(&portal).await;
-    let mut buyer = Visitor::new(&portal);
+    let mut buyer = Visitor::new(&portal.url);
     buyer
         .sign_up("pat@initech.example", "Initech", "210987654321")
         .await;
@@ -466,7 +363,7 @@ on_both_databases!(trials_are_rate_limited);
 async fn app_page_offers_what_a_buyer_can_use(db: Db) {
     let portal = start(db).await;
     listed_blog_without_release(&portal).await;
-    let mut buyer = Visitor::new(&portal);
+    let mut buyer = Visitor::new(&portal.url);
     let page = buyer.get("/apps/acme/blog").await.text;
     assert!(page.contains("id=\"no-trial\""), "{page}");
     assert!(!page.contains("Sign up to start a trial"), "{page}");
@@ -487,7 +384,7 @@ async fn app_page_offers_what_a_buyer_can_use(db: Db) {
     );
 
     publish_blog(&portal).await;
-    let mut visitor = Visitor::new(&portal);
+    let mut visitor = Visitor::new(&portal.url);
     let page = visitor.get("/apps/acme/blog").await.text;
     assert!(
         page.contains("/signup?next=%2Fapps%2Facme%2Fblog%23trial")
@@ -537,7 +434,7 @@ async fn console_acts_through_the_api(db: Db) {
     listed_blog(&portal).await;
     let license = portal.issue(&portal.token).await;
     let id = license["id"].as_str().unwrap();
-    let mut vendor = Visitor::new(&portal);
+    let mut vendor = Visitor::new(&portal.url);
     // Pages need a session.
     let page = vendor.get("/console/customers").await;
     assert_eq!(page.status, 303);
@@ -681,7 +578,10 @@ async fn console_acts_through_the_api(db: Db) {
     assert_eq!(own.status, 200);
     assert!(own.text.contains("id=\"unpublished\""), "{}", own.text);
     assert_eq!(
-        Visitor::new(&portal).get("/apps/acme/blog").await.status,
+        Visitor::new(&portal.url)
+            .get("/apps/acme/blog")
+            .await
+            .status,
         404
     );
     // An error page keeps the member's header, with a way back to the console.
@@ -705,7 +605,10 @@ async fn console_acts_through_the_api(db: Db) {
         "{}",
         nowhere.text
     );
-    assert_eq!(Visitor::new(&portal).get("/no/such/page").await.status, 404);
+    assert_eq!(
+        Visitor::new(&portal.url).get("/no/such/page").await.status,
+        404
+    );
     // Another vendor's customer is as absent as one that does not exist.
     let other = portal.other_vendor("initech").await;
     portal
@@ -753,7 +656,7 @@ async fn console_members_page_ends_access(db: Db) {
             .await
             .expect(201);
     }
-    let mut developer = Visitor::new(&portal);
+    let mut developer = Visitor::new(&portal.url);
     console_sign_in(&mut developer, "dev@acme.example", "a long member password").await;
     // A publisher sees the members but no forms.
     let page = developer.get("/console/members").await;
@@ -765,7 +668,7 @@ async fn console_members_page_ends_access(db: Db) {
     );
     assert!(!page.text.contains("Reset password"));
 
-    let mut boss = Visitor::new(&portal);
+    let mut boss = Visitor::new(&portal.url);
     console_sign_in(&mut boss, "boss@acme.example", "a long member password").await;
     let members = portal.get("/api/v1/members").await.expect(200);
     let dev_id = members
@@ -815,7 +718,7 @@ async fn console_members_page_ends_access(db: Db) {
     let forged = boss
         .send(
             boss.http
-                .post(format!("{}/console/members/{dev_id}/remove", boss.url))
+                .post(format!("{}/console/members/{dev_id}/remove", boss.base))
                 .form(&[("csrf", "forged")]),
         )
         .await;
@@ -844,7 +747,7 @@ on_both_databases!(console_members_page_ends_access);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_pages_for_people_and_problems_for_programs() {
     let portal = start(Db::Sqlite).await;
-    let mut visitor = Visitor::new(&portal);
+    let mut visitor = Visitor::new(&portal.url);
     let page = visitor.get("/no/such/page").await;
     assert_eq!(page.status, 404);
     assert!(
