@@ -53,11 +53,18 @@ fn unescape(html: &str) -> String {
     tests::oidc::unescape(html)
 }
 
-async fn verification(postgres: bool) {
+/// The demo portal sending mail to a fresh SMTP server: the folder (kept until the end), the
+/// server, the setup and the portal.
+fn demo_with_mail(postgres: bool) -> (tempfile::TempDir, Smtp, PortalSetup, PortalProcess) {
     let dir = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(dir.path(), None);
     let setup = setup(dir.path(), postgres, &smtp);
     let (portal, _) = setup.start_demo();
+    (dir, smtp, setup, portal)
+}
+
+async fn verification(postgres: bool) {
+    let (_dir, smtp, _setup, portal) = demo_with_mail(postgres);
     let mut buyer = Visitor::new(&portal.url);
     buyer
         .sign_up("pat@initech.example", "Initech", "123456789012")
@@ -146,10 +153,7 @@ async fn refused_reset(visitor: &mut Visitor, token: &str, why: &str) {
 }
 
 async fn reset(postgres: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(dir.path(), None);
-    let setup = setup(dir.path(), postgres, &smtp);
-    let (portal, _) = setup.start_demo();
+    let (_dir, smtp, setup, portal) = demo_with_mail(postgres);
     let mut buyer = Visitor::new(&portal.url);
     buyer
         .sign_up("pat@initech.example", "Initech", "123456789012")
@@ -436,10 +440,7 @@ fn artifacts(name: &str) -> std::path::PathBuf {
 /// The buyer's mail flows in Chromium: sign up, try a trial, open the mailed link, start the
 /// trial; sign out, forget the password, set a new one from the mailed link, sign in with it.
 fn in_chromium(postgres: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(dir.path(), None);
-    let setup = setup(dir.path(), postgres, &smtp);
-    let (portal, _) = setup.start_demo();
+    let (dir, smtp, _setup, portal) = demo_with_mail(postgres);
     let url = portal.url.clone();
     let name = if postgres {
         "mail-postgres"
