@@ -1007,8 +1007,8 @@ async fn master_key_guards_signing_keys() {
     );
 }
 
-/// Housekeeping deletes expired sessions, old rate-limit windows and idempotency records past
-/// their day, and nothing else.
+/// Housekeeping deletes expired sessions, old rate-limit windows, idempotency records past
+/// their day, mail settled a month ago and expired sign-in attempts, and nothing else.
 async fn housekeeping_deletes_only_what_expired(db: Db) {
     let portal = start(db).await;
     let pool = &portal.state.db.pool;
@@ -1033,6 +1033,14 @@ async fn housekeeping_deletes_only_what_expired(db: Db) {
         sqlx::query("INSERT INTO sessions (id_hash, vendor_id, member_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id).bind(&owner.0).bind(&owner.1).bind(now).bind(expires).execute(pool).await.unwrap();
     }
+    for (id, sent) in [("old", Some(now - 31 * 86_400)), ("new", None)] {
+        sqlx::query("INSERT INTO mail_outbox (id, cause, to_addr, subject, body, created_at, next_attempt_at, attempts, sent_at) VALUES ($1, $1, 'a@b.example', 's', 'b', $2, $2, 1, $3)")
+            .bind(id).bind(now - 31 * 86_400).bind(sent).execute(pool).await.unwrap();
+    }
+    for (id, expires) in [("old", now - 1), ("new", now + 600)] {
+        sqlx::query("INSERT INTO sso_attempts (id_hash, vendor_id, state, nonce, code_verifier, created_at, expires_at) VALUES ($1, $2, 's', 'n', 'v', $3, $4)")
+            .bind(id).bind(&owner.0).bind(now).bind(expires).execute(pool).await.unwrap();
+    }
     vendor_portal::server::housekeeping(&portal.state)
         .await
         .unwrap();
@@ -1040,6 +1048,8 @@ async fn housekeeping_deletes_only_what_expired(db: Db) {
         ("rate_limits", "bucket"),
         ("idempotency_keys", "idem_key"),
         ("sessions", "id_hash"),
+        ("mail_outbox", "id"),
+        ("sso_attempts", "id_hash"),
     ] {
         let left: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {column} FROM {table} WHERE {column} IN ('old', 'new')"

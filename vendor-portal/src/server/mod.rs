@@ -220,6 +220,11 @@ pub async fn housekeeping(state: &AppState) -> Result<()> {
         .execute(&state.db.pool)
         .await?;
     domain::webhooks::forget_old(&state.db.pool, now).await?;
+    domain::mail::forget_old(&state.db.pool, now).await?;
+    sqlx::query("DELETE FROM sso_attempts WHERE expires_at < $1")
+        .bind(now)
+        .execute(&state.db.pool)
+        .await?;
     // It may write SQLite's statistics, so it takes the writers' turn too.
     state.db.optimize(false).await?;
     drop(turn);

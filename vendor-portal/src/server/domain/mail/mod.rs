@@ -58,6 +58,27 @@ pub async fn queue(conn: &mut AnyConnection, mail: &Mail) -> DomainResult<bool> 
     Ok(inserted.rows_affected() == 1)
 }
 
+/// Sent and failed mail stays in the outbox this long (each cause happens once, so nothing is
+/// queued again once its row is gone).
+pub const KEEP_MAIL: i64 = 30 * 86_400;
+
+/// Deletes mail settled more than [`KEEP_MAIL`] ago and mailed links that ended a day ago
+/// (housekeeping; idempotent).
+pub async fn forget_old(pool: &sqlx::AnyPool, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM mail_outbox WHERE (sent_at IS NOT NULL AND sent_at < $1) \
+         OR (failed_at IS NOT NULL AND failed_at < $1)",
+    )
+    .bind(now - KEEP_MAIL)
+    .execute(pool)
+    .await?;
+    sqlx::query("DELETE FROM mail_tokens WHERE expires_at < $1")
+        .bind(now - 86_400)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// The footer every mail ends with.
 pub fn footer() -> String {
     let url = public_url();

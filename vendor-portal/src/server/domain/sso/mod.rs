@@ -472,10 +472,6 @@ pub async fn begin(
     let cookie = random_text()?;
     let at = now();
     let turn = state.write_turn().await;
-    sqlx::query("DELETE FROM sso_attempts WHERE expires_at < $1")
-        .bind(at)
-        .execute(&state.db.pool)
-        .await?;
     sqlx::query(
         "INSERT INTO sso_attempts (id_hash, vendor_id, state, nonce, code_verifier, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
